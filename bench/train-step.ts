@@ -1,0 +1,86 @@
+// `npm run bench`: the training step of a fixed model (d=256, 4 layers, seq 128, batch 16, vocab 4096, LoRA r=8
+// on q and v) in Delta Studio's engine and, when Debian's python3-torch is installed, the same model in PyTorch,
+// measured in the same run. Prints one JSON object.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BENCH } from '../native/demo/tiny-lm.js';
+import { ortVersion } from '../native/runtime/providers.js';
+
+const BATCH = 16;
+const THREADS = cpus().length;
+const here = (p: string): string => fileURLToPath(new URL(p, import.meta.url));
+
+/**
+ * Multiply-adds counted as 2 FLOPs. Forward per token: per layer q,k,v,o (8D²), MLP (16D²), LoRA on q and v (8Dr),
+ * attention scores and context over all S positions (4SD); plus the LM head (2DV). Backward: input gradients of
+ * every product between the loss and the lowest trainable parameter (all layers above layer 0 and the head;
+ * in layer 0 the MLP, the output projection and the q/v side of attention), plus LoRA weight gradients.
+ */
+function flopsPerToken(): { forward: number; train: number } {
+  const { d: D, layers: L, seq: S, vocab: V, rank: r } = BENCH;
+  const layer = 24 * D * D + 8 * D * r + 4 * S * D;
+  const forward = L * layer + 2 * D * V;
+  const backward = (L - 1) * layer + 2 * D * V + (18 * D * D + 6 * S * D) + L * 2 * 6 * D * r;
+  return { forward, train: forward + backward };
+}
+
+/**
+ * This CPU's float32 peak, measured: bench/fma-peak.c runs independent FMA chains on the widest vectors on every
+ * core (cores × clock × FMA units × lanes × 2, with the clock the CPU really runs at). Without a C compiler, an
+ * estimate from /proc/cpuinfo's nominal clock (lower than a boosting CPU's real one).
+ */
+function cpuPeak(): { gflops: number; how: string } {
+  const exe = join(tmpdir(), `delta-studio-fma-peak-${process.pid}`);
+  const cc = spawnSync('cc', ['-O3', '-funroll-loops', '-pthread', '-o', exe, here('./fma-peak.c')], { encoding: 'utf8' });
+  if (cc.status === 0) {
+    const r = JSON.parse(execFileSync(exe, [String(THREADS)], { encoding: 'utf8' }));
+    rmSync(exe, { force: true });
+    return { gflops: r.gflops, how: `measured by bench/fma-peak.c: ${r.threads} threads of independent ${r.vector_bits}-bit FMA chains` };
+  }
+  const info = existsSync('/proc/cpuinfo') ? readFileSync('/proc/cpuinfo', 'utf8') : '';
+  const mhz = Number(/cpu MHz\s*:\s*([\d.]+)/.exec(info)?.[1] ?? cpus()[0].speed);
+  const flags = /flags\s*:\s*(.*)/.exec(info)?.[1].split(' ') ?? [];
+  const perCycle = flags.includes('avx512f') ? 64 : flags.includes('avx2') ? 32 : 16;
+  return { gflops: (THREADS * mhz * perCycle) / 1000, how: `estimated (no C compiler): ${THREADS} cores × ${mhz} MHz nominal × ${perCycle} FLOP/cycle` };
+}
+
+function torchAvailable(): boolean {
+  return spawnSync('/usr/bin/python3', ['-c', 'import torch'], { stdio: 'ignore' }).status === 0;
+}
+
+const tokens = BATCH * BENCH.seq;
+const fl = flopsPerToken();
+const peak = cpuPeak();
+const runOrt = (...extra: string[]) => JSON.parse(execFileSync(process.execPath, ['--import', 'tsx', here('./ort-run.ts'), '--batch', String(BATCH), '--threads', String(THREADS), ...extra], { encoding: 'utf8' }).trim().split('\n').pop()!);
+const ort = { ...runOrt(), ...runOrt('--gemm') };
+const describe = (forwardMs: number, trainMs: number) => ({
+  forward_ms: forwardMs,
+  train_step_ms: trainMs,
+  train_over_forward: trainMs / forwardMs,
+  tokens_per_sec: tokens / (trainMs / 1000),
+  train_gflops: (fl.train * tokens) / (trainMs * 1e6),
+  forward_gflops: (fl.forward * tokens) / (forwardMs * 1e6),
+});
+const ours = { ...describe(ort.forward_ms, ort.train_step_ms), peak_rss_bytes: ort.peak_rss_bytes, graph_nodes: ort.nodes, onnxruntime: ortVersion() };
+const result: Record<string, unknown> = {
+  config: { ...BENCH, batch: BATCH, threads: THREADS, tokens_per_step: tokens, flops_per_token: fl },
+  cpu_peak: { gflops: peak.gflops, how: peak.how, gemm_gflops_measured: ort.gemm_gflops },
+  delta_studio: { ...ours, fraction_of_peak: ours.train_gflops / peak.gflops, fraction_of_gemm: ours.train_gflops / ort.gemm_gflops },
+};
+if (torchAvailable()) {
+  const py = JSON.parse(execFileSync('/usr/bin/python3', [here('./torch_peer.py'), '--vocab', String(BENCH.vocab), '--d', String(BENCH.d), '--layers', String(BENCH.layers), '--heads', String(BENCH.heads),
+    '--seq', String(BENCH.seq), '--batch', String(BATCH), '--rank', String(BENCH.rank), '--alpha', String(BENCH.alpha), '--threads', String(THREADS)], { encoding: 'utf8' }).trim().split('\n').pop()!);
+  result.pytorch = { ...describe(py.forward_ms, py.train_step_ms), peak_rss_bytes: py.peak_rss_bytes, torch: py.torch };
+  result.ratio = {
+    train_step_speedup: py.train_step_ms / ort.train_step_ms,
+    forward_speedup: py.forward_ms / ort.forward_ms,
+    peak_rss: ort.peak_rss_bytes / py.peak_rss_bytes,
+  };
+} else {
+  result.pytorch = null;
+  result.note = 'PyTorch peer skipped: /usr/bin/python3 cannot import torch (apt-get install -y python3-torch libopenblas0-pthread)';
+}
+process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);

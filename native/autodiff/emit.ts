@@ -1,0 +1,66 @@
+// Small graph-building helpers shared by gradient rules.
+import { DTYPES, type DType } from '../onnx/dtype.js';
+import type { Graph, Value } from '../onnx/graph.js';
+import { type Shape, dimEq, isStatic, normAxis } from '../onnx/shape.js';
+
+export const scalar = (g: Graph, v: number, dtype: DType): Value => g.constant(v, dtype, []);
+export const ints = (g: Graph, v: number[]): Value => g.constant(v, 'int64', [v.length]);
+
+export const add = (g: Graph, a: Value, b: Value): Value => g.op1('Add', [a, b]);
+export const sub = (g: Graph, a: Value, b: Value): Value => g.op1('Sub', [a, b]);
+export const mul = (g: Graph, a: Value, b: Value): Value => g.op1('Mul', [a, b]);
+export const div = (g: Graph, a: Value, b: Value): Value => g.op1('Div', [a, b]);
+export const neg = (g: Graph, a: Value): Value => g.op1('Neg', [a]);
+export const mulScalar = (g: Graph, a: Value, k: number): Value => (k === 1 ? a : mul(g, a, scalar(g, k, a.dtype)));
+
+export function cast(g: Graph, v: Value, to: DType): Value {
+  return v.dtype === to ? v : g.op1('Cast', [v], { to: DTYPES[to].onnx });
+}
+
+/** Shape(v) as an int64 tensor; a constant when the shape is static. */
+export function shapeOf(g: Graph, v: Value): Value {
+  return isStatic(v.shape) ? ints(g, v.shape) : g.op1('Shape', [v]);
+}
+
+/** Reshapes `x` to the shape of `like` (elements counts equal). */
+export function reshapeLike(g: Graph, x: Value, like: Value): Value {
+  if (x.shape.length === like.shape.length && x.shape.every((d, i) => dimEq(d, like.shape[i]))) return x;
+  return g.op1('Reshape', [x, shapeOf(g, like)], {}, { infos: [{ dtype: x.dtype, shape: like.shape }] });
+}
+
+export function expandLike(g: Graph, x: Value, like: Value): Value {
+  return g.op1('Expand', [x, shapeOf(g, like)], {}, { infos: [{ dtype: x.dtype, shape: like.shape }] });
+}
+
+/** Sums a broadcast gradient back to the shape of the input it flowed from. */
+export function sumTo(g: Graph, grad: Value, target: Value): Value {
+  const T: Shape = target.shape, G: Shape = grad.shape;
+  const lead = G.length - T.length;
+  if (lead < 0) throw new Error(`sumTo: gradient ${grad.name} has lower rank than ${target.name}`);
+  const axes: number[] = [];
+  for (let i = 0; i < G.length; i++) {
+    if (i < lead) axes.push(i);
+    else if (T[i - lead] === 1 && G[i] !== 1) axes.push(i);
+    else if (!dimEq(T[i - lead], G[i])) throw new Error(`sumTo: gradient ${grad.name} [${G}] does not broadcast to ${target.name} [${T}]`);
+  }
+  if (axes.length === 0) return grad;
+  const keep = axes.filter((a) => a >= lead);
+  const red = g.op1('ReduceSum', [grad, ints(g, axes)], { keepdims: 0 });
+  return keep.length ? reshapeLike(g, red, target) : red;
+}
+
+/** ReduceSum over axes keeping dims. */
+export function reduceKeep(g: Graph, x: Value, axes: number[], op = 'ReduceSum'): Value {
+  return g.op1(op, [x, ints(g, axes.map((a) => normAxis(a, x.shape.length, op)))], { keepdims: 1 });
+}
+
+export function zerosLike(g: Graph, like: Value): Value {
+  return g.op1('ConstantOfShape', [shapeOf(g, like)], { value: { dtype: like.dtype, shape: [1], data: like.dtype === 'float64' ? new Float64Array(1) : new Float32Array(1) } }, { infos: [{ dtype: like.dtype, shape: like.shape }] });
+}
+
+/** Gather(Shape(v), axis) as a 1-element int64 tensor. */
+export function dimOf(g: Graph, v: Value, axis: number): Value {
+  const d = v.shape[axis];
+  if (typeof d === 'number') return ints(g, [d]);
+  return g.op1('Shape', [v], { start: axis, end: axis + 1 });
+}

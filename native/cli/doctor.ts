@@ -1,0 +1,52 @@
+// `delta-studio doctor`: what the runtime is, and a gradient check of every op rule on every usable provider.
+import { GRAD_CASES } from '../autodiff/cases.js';
+import { checkCase, passed, TOL32, TOL64, type CaseResult } from '../autodiff/gradcheck.js';
+import { RULES } from '../autodiff/registry.js';
+import '../autodiff/rules/index.js';
+import { cudaStatus, ortVersion, providersPresent } from '../runtime/providers.js';
+
+export interface DoctorReport {
+  ort: string;
+  node: string;
+  platform: string;
+  providers: string[];
+  cuda: { usable: boolean; reason?: string; gpu: boolean; provider_folder: string };
+  rules: number;
+  checked: number;
+  failed: string[];
+  max_rel_err: number;
+  tolerance: { float32: number; float64: number };
+  results: (CaseResult & { device: string })[];
+}
+
+export async function doctor(onResult?: (r: CaseResult & { device: string }) => void): Promise<DoctorReport> {
+  const cuda = await cudaStatus();
+  const devices: ('cpu' | 'cuda')[] = cuda.usable ? ['cpu', 'cuda'] : ['cpu'];
+  const results: (CaseResult & { device: string })[] = [];
+  const uncovered = [...RULES.keys()].filter((k) => !GRAD_CASES.some((c) => c.rule === k));
+  for (const device of devices) {
+    for (const c of GRAD_CASES) {
+      const r = { ...(await checkCase(c, device)), device };
+      results.push(r);
+      onResult?.(r);
+    }
+  }
+  const failed = [
+    ...results.filter((r) => !passed(r)).map((r) => `${r.rule} (${r.label}) on ${r.device}${r.error ? `: ${r.error}` : ''}`),
+    ...uncovered.map((k) => `${k}: no gradient check case`),
+  ];
+  const errs = results.flatMap((r) => [r.err32, r.err64 ?? 0]).filter((e) => Number.isFinite(e));
+  return {
+    ort: ortVersion(),
+    node: process.versions.node,
+    platform: `${process.platform}-${process.arch}`,
+    providers: providersPresent().filter((p) => p !== 'cuda' || cuda.usable),
+    cuda: { usable: cuda.usable, reason: cuda.reason, gpu: cuda.gpu, provider_folder: cuda.providerFolder },
+    rules: RULES.size,
+    checked: new Set(results.filter((r) => !r.error).map((r) => r.rule)).size,
+    failed,
+    max_rel_err: errs.length ? Math.max(...errs) : NaN,
+    tolerance: { float32: TOL32, float64: TOL64 },
+    results,
+  };
+}

@@ -1,0 +1,79 @@
+// The one place that creates onnxruntime sessions: provider choice with an explicit CPU fallback, threads, memory.
+import ort from 'onnxruntime-node';
+import type { Graph, HostTensor } from '../onnx/graph.js';
+import { serialize, type SerializedModel } from '../onnx/serialize.js';
+import type { DType, TypedArray } from '../onnx/dtype.js';
+import { cudaStatus } from './providers.js';
+
+export type Device = 'auto' | 'cpu' | 'cuda';
+
+export interface SessionOptions {
+  device?: Device;
+  /** Intra-op threads; 0 lets onnxruntime choose (one per core). */
+  threads?: number;
+  /** The CPU arena is faster but holds on to memory. */
+  cpuArena?: boolean;
+  /** Prepacking copies weights; disabling it keeps frozen weights memory-mapped. */
+  prepack?: boolean;
+  /** Graph optimisation level. */
+  optimization?: 'disabled' | 'basic' | 'extended' | 'all';
+}
+
+export interface OpenedSession {
+  session: ort.InferenceSession;
+  device: 'cpu' | 'cuda';
+  /** Why CUDA was not used when `auto` was asked for (onnxruntime-node never falls back by itself). */
+  fallbackReason?: string;
+  inputNames: readonly string[];
+  outputNames: readonly string[];
+}
+
+export async function openSession(model: Graph | SerializedModel, opts: SessionOptions = {}): Promise<OpenedSession> {
+  const m = 'bytes' in model ? model : serialize(model);
+  const want = opts.device ?? 'auto';
+  let device: 'cpu' | 'cuda' = 'cpu';
+  let fallbackReason: string | undefined;
+  if (want !== 'cpu') {
+    const st = await cudaStatus();
+    if (st.usable) device = 'cuda';
+    else if (want === 'cuda') throw new Error(`CUDA was requested but cannot be used: ${st.reason}`);
+    else fallbackReason = st.reason;
+  }
+  const session: Record<string, string> = {};
+  if (m.externalFolder) session.model_external_initializers_file_folder_path = m.externalFolder;
+  if (opts.prepack === false) session.disable_prepacking = '1';
+  const options: ort.InferenceSession.SessionOptions = {
+    executionProviders: device === 'cuda' ? ['cuda'] : ['cpu'],
+    graphOptimizationLevel: opts.optimization ?? 'all',
+    enableCpuMemArena: opts.cpuArena ?? true,
+    logSeverityLevel: 3,
+    extra: { session },
+  };
+  if (opts.threads) options.intraOpNumThreads = opts.threads;
+  let s: ort.InferenceSession;
+  try {
+    s = await ort.InferenceSession.create(m.bytes, options);
+  } catch (e) {
+    throw new Error(`onnxruntime could not load the graph on ${device}: ${(e as Error).message}`, { cause: e });
+  }
+  return { session: s, device, fallbackReason, inputNames: s.inputNames, outputNames: s.outputNames };
+}
+
+export function toOrt(t: HostTensor): ort.Tensor {
+  return new ort.Tensor(t.dtype as ort.Tensor.Type, t.data as ort.Tensor.DataType, t.shape);
+}
+
+export function fromOrt(t: ort.Tensor): HostTensor {
+  return { dtype: t.type as DType, shape: [...t.dims], data: t.data as TypedArray };
+}
+
+/** Runs a session with host tensors in and out. Blocking native work: call it from a worker, never the UI thread. */
+export async function runSession(s: OpenedSession, feeds: Record<string, HostTensor>, fetches?: string[]): Promise<Record<string, HostTensor>> {
+  const f: Record<string, ort.Tensor> = {};
+  for (const [k, v] of Object.entries(feeds)) f[k] = toOrt(v);
+  for (const name of s.inputNames) if (!(name in f)) throw new Error(`missing input "${name}" for the session (inputs: ${s.inputNames.join(', ')})`);
+  const out = await s.session.run(f, fetches ?? (s.outputNames as string[]));
+  const res: Record<string, HostTensor> = {};
+  for (const [k, v] of Object.entries(out)) res[k] = fromOrt(v);
+  return res;
+}

@@ -1,0 +1,104 @@
+// Runs training-step graphs: keeps trainable parameters and AdamW moments on the host, feeds them every step.
+import type { HostTensor } from '../onnx/graph.js';
+import type { SessionOptions } from '../runtime/session.js';
+import { openInline, openInWorker, type SessionHandle } from '../runtime/host.js';
+import { names, type TrainStepGraphs } from './step.js';
+
+export interface StepResult {
+  /** Mean loss over the micro-batches of this step. */
+  loss: number;
+  /** Global gradient norm before clipping. */
+  gradNorm: number;
+}
+
+export interface RunnerOptions {
+  session?: SessionOptions;
+  /** Run sessions in a worker thread (default) or in this thread. */
+  inWorker?: boolean;
+}
+
+const zerosLike = (t: HostTensor): HostTensor => ({ dtype: 'float32', shape: t.shape, data: new Float32Array(t.data.length) });
+const scalarF = (v: number): HostTensor => ({ dtype: 'float32', shape: [], data: Float32Array.of(v) });
+const scalarI = (v: number): HostTensor => ({ dtype: 'int64', shape: [], data: BigInt64Array.of(BigInt(v)) });
+
+export class StepRunner {
+  /** Optimizer steps taken. */
+  t = 0;
+  private constructor(
+    private readonly graphs: TrainStepGraphs,
+    private readonly sessions: { step?: SessionHandle; accumulate?: SessionHandle; apply?: SessionHandle },
+    readonly params: Record<string, HostTensor>,
+    readonly m: Record<string, HostTensor>,
+    readonly v: Record<string, HostTensor>,
+  ) {}
+
+  static async open(graphs: TrainStepGraphs, initial: Record<string, HostTensor>, opts: RunnerOptions = {}): Promise<StepRunner> {
+    const open = opts.inWorker === false ? openInline : openInWorker;
+    const sessions: { step?: SessionHandle; accumulate?: SessionHandle; apply?: SessionHandle } = {};
+    if (graphs.step) sessions.step = await open(graphs.step, opts.session);
+    if (graphs.accumulate) sessions.accumulate = await open(graphs.accumulate, opts.session);
+    if (graphs.apply) sessions.apply = await open(graphs.apply, opts.session);
+    const params: Record<string, HostTensor> = {}, m: Record<string, HostTensor> = {}, v: Record<string, HostTensor> = {};
+    for (const p of graphs.trainable) {
+      const t = initial[p];
+      if (!t) throw new Error(`no initial value for trainable parameter "${p}"`);
+      params[p] = { dtype: 'float32', shape: [...t.shape], data: Float32Array.from(t.data as Float32Array) };
+      m[p] = zerosLike(t);
+      v[p] = zerosLike(t);
+    }
+    return new StepRunner(graphs, sessions, params, m, v);
+  }
+
+  get device(): 'cpu' | 'cuda' {
+    return (this.sessions.step ?? this.sessions.accumulate)!.device;
+  }
+
+  /** Why CUDA was not used, when the device was `auto`. */
+  get fallbackReason(): string | undefined {
+    return (this.sessions.step ?? this.sessions.accumulate)!.fallbackReason;
+  }
+
+  /** One optimizer step over `microBatches` (one per accumulation step), with learning rate `lr`. */
+  async step(microBatches: Record<string, HostTensor>[], lr: number, dropoutSeed = 0): Promise<StepResult> {
+    const t = this.t + 1;
+    const common = (): Record<string, HostTensor> => ({ [names.lr]: scalarF(lr), [names.step]: scalarI(t) });
+    const want = this.graphs.trainable;
+    let loss: number, out: Record<string, HostTensor>;
+    if (this.sessions.step) {
+      if (microBatches.length !== 1) throw new Error(`this step graph takes 1 micro-batch, got ${microBatches.length}`);
+      const feeds: Record<string, HostTensor> = { ...microBatches[0], ...common(), ...this.params };
+      for (const p of want) { feeds[names.m(p)] = this.m[p]; feeds[names.v(p)] = this.v[p]; }
+      if (this.graphs.dropoutNodes) feeds[names.seed] = scalarI(dropoutSeed);
+      out = await this.sessions.step.run(feeds);
+      loss = Number(out[names.loss].data[0]);
+    } else {
+      let sums: Record<string, HostTensor> = Object.fromEntries(want.map((p) => [p, zerosLike(this.params[p])]));
+      let total = 0;
+      for (const [i, mb] of microBatches.entries()) {
+        const feeds: Record<string, HostTensor> = { ...mb, ...this.params };
+        for (const p of want) feeds[names.grad(p)] = sums[p];
+        // Each micro-batch draws its own masks, still a pure function of (seed, step, index).
+        if (this.graphs.dropoutNodes) feeds[names.seed] = scalarI(dropoutSeed * 1009 + i);
+        const r = await this.sessions.accumulate!.run(feeds);
+        total += Number(r[names.loss].data[0]);
+        sums = Object.fromEntries(want.map((p) => [p, r[names.gradOut(p)]]));
+      }
+      loss = total / microBatches.length;
+      const feeds: Record<string, HostTensor> = { ...common(), ...this.params };
+      for (const p of want) { feeds[names.m(p)] = this.m[p]; feeds[names.v(p)] = this.v[p]; feeds[names.grad(p)] = sums[p]; }
+      out = await this.sessions.apply!.run(feeds);
+    }
+    const gradNorm = Number(out[names.gradNorm].data[0]);
+    for (const p of want) {
+      this.params[p] = out[names.out(p)];
+      this.m[p] = out[names.mOut(p)];
+      this.v[p] = out[names.vOut(p)];
+    }
+    this.t = t;
+    return { loss, gradNorm };
+  }
+
+  async release(): Promise<void> {
+    for (const s of Object.values(this.sessions)) await s?.release();
+  }
+}

@@ -65,8 +65,22 @@ describe('sessions', () => {
     await inline.release();
   });
 
-  test('a missing input is named before onnxruntime sees the call', async () => {
-    const s = await openInline(chain(4, 1), { device: 'cpu' });
-    await assert.rejects(s.run({}), /missing input "x"/);
+  test('bad feeds are named before onnxruntime sees the call, in this thread and in a worker', async (t) => {
+    const g = new Graph();
+    const ids = g.input('ids', 'int64', ['batch', 'seq']);
+    const mask = g.input('mask', 'float32', ['batch', 'seq']);
+    const x = g.input('x', 'float32', [4]);
+    g.output(g.op1('Add', [g.op1('Cast', [ids], { to: 1 }), mask]), 'y');
+    g.output(g.op1('Neg', [x]), 'z');
+    const ok = { ids: { dtype: 'int64' as const, shape: [2, 3], data: new BigInt64Array(6) }, mask: { dtype: 'float32' as const, shape: [2, 3], data: new Float32Array(6) }, x: { dtype: 'float32' as const, shape: [4], data: new Float32Array(4) } };
+    for (const s of [await openInline(g, { device: 'cpu' }), await openInWorker(g, { device: 'cpu' })]) {
+      t.after(() => s.release());
+      assert.deepEqual((await s.run(ok)).y.shape, [2, 3]);
+      await assert.rejects(s.run({ ...ok, x: undefined as never }), /missing input "x"/);
+      await assert.rejects(s.run({ ...ok, ids: { dtype: 'int32', shape: [2, 3], data: new Int32Array(6) } }), /input "ids": got int32, expected int64/);
+      await assert.rejects(s.run({ ...ok, x: { dtype: 'float32', shape: [5], data: new Float32Array(5) } }), /input "x": got shape \[5\], expected \[4\] \(dim 0\)/);
+      await assert.rejects(s.run({ ...ok, mask: { dtype: 'float32', shape: [2, 4], data: new Float32Array(8) } }), /input "mask": dim 1 \(seq\) is 4, but "ids" gave seq = 3/);
+      await assert.rejects(s.run({ ...ok, x: { dtype: 'float32', shape: [4], data: new Float32Array(3) } }), /input "x": 3 elements for shape \[4\]/);
+    }
   });
 });

@@ -2,7 +2,7 @@
 import { type DType, type TypedArray, DTYPES, isFloat } from './dtype.js';
 import { type Shape, fmtShape, dimEq } from './shape.js';
 import type { TensorRef } from './safetensors.js';
-import { OPS, type AttrKind, type Widen } from './ops.js';
+import { OPS, type AttrKind, type InferCtx, type Widen } from './ops.js';
 
 export interface Value {
   readonly name: string;
@@ -138,15 +138,7 @@ export class Graph {
     }
     const nodeName = this.fresh(op);
     const nOut = opts.outputs ?? opts.names?.length ?? opts.infos?.length ?? schema.outputs ?? 1;
-    const infos = opts.infos ?? schema.infer({
-      node: nodeName,
-      op,
-      inputs: ins,
-      nOut,
-      attr: <T extends Attr>(name: string, dflt: T) => (name in attrs ? attrs[name] : dflt) as Widen<T>,
-      has: (name: string) => name in attrs,
-      constInts: (i: number) => (ins[i] ? this.constValue(ins[i]!) : undefined),
-    });
+    const infos = opts.infos ?? schema.infer(this.inferCtx(nodeName, op, ins, attrs, nOut));
     const outs = infos.slice(0, nOut).map((info, i) => this.define(opts.names?.[i] ?? this.fresh(`${op}_out${i || ''}`), info.dtype, info.shape));
     this.nodes.push({
       name: nodeName,
@@ -163,17 +155,21 @@ export class Graph {
     return this.op(op, inputs, attrs, opts)[0];
   }
 
+  private inferCtx(node: string, op: string, ins: (Value | undefined)[], attrs: Record<string, Attr>, nOut: number): InferCtx {
+    return {
+      node, op, inputs: ins, nOut,
+      attr: <T extends Attr>(name: string, dflt: T) => (name in attrs ? attrs[name] : dflt) as Widen<T>,
+      has: (name: string) => name in attrs,
+      constInts: (i: number) => (ins[i] ? this.constValue(ins[i]!) : undefined),
+    };
+  }
+
   /** Adds an output to an existing node (e.g. LayerNormalization's saved mean), inferring it again. */
   addNodeOutput(node: Node, index: number): Value {
     if (node.outputs[index]) return this.value(node.outputs[index]);
     const schema = OPS[node.op];
     const ins = node.inputs.map((n) => (n ? this.value(n) : undefined));
-    const infos = schema.infer({
-      node: node.name, op: node.op, inputs: ins, nOut: index + 1,
-      attr: <T extends Attr>(name: string, dflt: T) => (name in node.attrs ? node.attrs[name] : dflt) as Widen<T>,
-      has: (name: string) => name in node.attrs,
-      constInts: (i: number) => (ins[i] ? this.constValue(ins[i]!) : undefined),
-    });
+    const infos = schema.infer(this.inferCtx(node.name, node.op, ins, node.attrs, index + 1));
     const v = this.define(this.fresh(`${node.name}_out${index}`), infos[index].dtype, infos[index].shape);
     while (node.outputs.length < index) node.outputs.push('');
     node.outputs[index] = v.name;

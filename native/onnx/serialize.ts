@@ -11,6 +11,8 @@ export interface SerializedModel {
   bytes: Uint8Array;
   /** The one folder holding every external weight file (symlinks resolved), if any weight is external. */
   externalFolder?: string;
+  /** The graph's inputs, to check feeds against before onnxruntime sees them. */
+  inputs: Value[];
 }
 
 function valueInfo(v: Value): onnxProto.onnx.IValueInfoProto {
@@ -97,5 +99,5 @@ export function serialize(g: Graph, docString = ''): SerializedModel {
       output: g.outputs.map((o) => valueInfo(g.value(o))),
     },
   };
-  return { bytes: onnx.ModelProto.encode(model).finish(), externalFolder };
+  return { bytes: onnx.ModelProto.encode(model).finish(), externalFolder, inputs: g.inputs.map((i) => g.value(i)) };
 }

@@ -3,7 +3,7 @@
 import { Worker } from 'node:worker_threads';
 import type { Graph, HostTensor } from '../onnx/graph.js';
 import { serialize, type SerializedModel } from '../onnx/serialize.js';
-import { openSession, runSession, type SessionOptions } from './session.js';
+import { checkFeeds, openSession, runSession, type SessionOptions } from './session.js';
 
 export interface SessionHandle {
   readonly device: 'cpu' | 'cuda';
@@ -41,6 +41,8 @@ export async function openInWorker(model: Graph | SerializedModel, opts: Session
     const w = waiting.get(r.id);
     if (!w) return;
     waiting.delete(r.id);
+    // An idle worker must not keep the process alive; a busy one must.
+    if (waiting.size === 0) worker.unref();
     if (r.ok) w.resolve(r.result);
     else w.reject(new Error(r.error));
   });
@@ -54,17 +56,22 @@ export async function openInWorker(model: Graph | SerializedModel, opts: Session
   const call = (msg: Record<string, unknown>, transfer: ArrayBuffer[] = []): Promise<unknown> => {
     if (dead) return Promise.reject(dead);
     const id = next++;
+    worker.ref();
     return new Promise((resolve, reject) => {
       waiting.set(id, { resolve, reject });
       worker.postMessage({ ...msg, id }, transfer);
     });
   };
-  const info = (await call({ type: 'open', bytes: m.bytes, externalFolder: m.externalFolder, opts })) as {
+  const info = (await call({ type: 'open', bytes: m.bytes, externalFolder: m.externalFolder, inputs: m.inputs, opts })) as {
     device: 'cpu' | 'cuda'; fallbackReason?: string; inputNames: string[]; outputNames: string[];
   };
   return {
     ...info,
-    run: async (feeds, fetches) => (await call({ type: 'run', feeds, fetches })) as Record<string, HostTensor>,
+    run: async (feeds, fetches) => {
+      // Checked here too, so a bad feed is named without a round trip and before any copy.
+      checkFeeds({ inputNames: info.inputNames, inputs: m.inputs }, feeds);
+      return (await call({ type: 'run', feeds, fetches })) as Record<string, HostTensor>;
+    },
     release: async () => {
       await call({ type: 'release' }).catch(() => undefined);
       worker.removeAllListeners('exit');

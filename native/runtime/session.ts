@@ -1,6 +1,7 @@
 // The one place that creates onnxruntime sessions: provider choice with an explicit CPU fallback, threads, memory.
 import ort from 'onnxruntime-node';
-import type { Graph, HostTensor } from '../onnx/graph.js';
+import type { Graph, HostTensor, Value } from '../onnx/graph.js';
+import { fmtShape } from '../onnx/shape.js';
 import { serialize, type SerializedModel } from '../onnx/serialize.js';
 import type { DType, TypedArray } from '../onnx/dtype.js';
 import { cudaStatus } from './providers.js';
@@ -26,6 +27,8 @@ export interface OpenedSession {
   fallbackReason?: string;
   inputNames: readonly string[];
   outputNames: readonly string[];
+  /** Declared inputs (dtype, symbolic shape), when known. */
+  inputs?: Value[];
 }
 
 export async function openSession(model: Graph | SerializedModel, opts: SessionOptions = {}): Promise<OpenedSession> {
@@ -56,7 +59,7 @@ export async function openSession(model: Graph | SerializedModel, opts: SessionO
   } catch (e) {
     throw new Error(`onnxruntime could not load the graph on ${device}: ${(e as Error).message}`, { cause: e });
   }
-  return { session: s, device, fallbackReason, inputNames: s.inputNames, outputNames: s.outputNames };
+  return { session: s, device, fallbackReason, inputNames: s.inputNames, outputNames: s.outputNames, inputs: m.inputs };
 }
 
 export function toOrt(t: HostTensor): ort.Tensor {
@@ -69,11 +72,35 @@ export function fromOrt(t: ort.Tensor): HostTensor {
 
 /** Runs a session with host tensors in and out. Blocking native work: call it from a worker, never the UI thread. */
 export async function runSession(s: OpenedSession, feeds: Record<string, HostTensor>, fetches?: string[]): Promise<Record<string, HostTensor>> {
+  checkFeeds(s, feeds);
   const f: Record<string, ort.Tensor> = {};
-  for (const [k, v] of Object.entries(feeds)) f[k] = toOrt(v);
-  for (const name of s.inputNames) if (!(name in f)) throw new Error(`missing input "${name}" for the session (inputs: ${s.inputNames.join(', ')})`);
+  for (const [k, v] of Object.entries(feeds)) if (s.inputNames.includes(k)) f[k] = toOrt(v);
   const out = await s.session.run(f, fetches ?? (s.outputNames as string[]));
   const res: Record<string, HostTensor> = {};
   for (const [k, v] of Object.entries(out)) res[k] = fromOrt(v);
   return res;
+}
+
+/** Checks feeds against the declared inputs: names, dtypes, ranks, static dims, and one size per symbolic dim. */
+export function checkFeeds(s: Pick<OpenedSession, 'inputNames' | 'inputs'>, feeds: Record<string, HostTensor>): void {
+  for (const name of s.inputNames) if (feeds[name] === undefined) throw new Error(`missing input "${name}" for the session (inputs: ${s.inputNames.join(', ')})`);
+  if (!s.inputs) return;
+  const bound = new Map<string, [number, string]>();
+  for (const v of s.inputs) {
+    const t = feeds[v.name];
+    if (t.dtype !== v.dtype) throw new Error(`input "${v.name}": got ${t.dtype}, expected ${v.dtype}`);
+    const n = t.shape.reduce((a, b) => a * b, 1);
+    if (t.data.length !== n) throw new Error(`input "${v.name}": ${t.data.length} elements for shape ${fmtShape(t.shape)}`);
+    if (t.shape.length !== v.shape.length) throw new Error(`input "${v.name}": got shape ${fmtShape(t.shape)}, expected ${fmtShape(v.shape)}`);
+    v.shape.forEach((d, i) => {
+      const got = t.shape[i];
+      if (typeof d === 'number') {
+        if (d !== got) throw new Error(`input "${v.name}": got shape ${fmtShape(t.shape)}, expected ${fmtShape(v.shape)} (dim ${i})`);
+        return;
+      }
+      const prev = bound.get(d);
+      if (prev && prev[0] !== got) throw new Error(`input "${v.name}": dim ${i} (${d}) is ${got}, but "${prev[1]}" gave ${d} = ${prev[0]}`);
+      if (!prev) bound.set(d, [got, v.name]);
+    });
+  }
 }

@@ -2,6 +2,7 @@
 import { parseArgs } from 'node:util';
 import { doctor } from './doctor.js';
 import { demo } from './demo.js';
+import { inspect } from './inspect.js';
 import { passed } from '../autodiff/gradcheck.js';
 
 const HELP = `delta-studio — delta tuning of pretrained language models, on your own machine
@@ -9,13 +10,29 @@ const HELP = `delta-studio — delta tuning of pretrained language models, on yo
 Usage: delta-studio <command> [options]
 
 Commands:
+  inspect   Show a Hugging Face model folder's module tree: names, types, parameter shapes and counts
   demo      Train a LoRA branch of a small built-in transformer on a toy task and print the loss falling
   doctor    Show the runtime (onnxruntime version, providers, CUDA status and why not) and check the
             gradient of every op rule on every usable provider
 
 Run 'delta-studio <command> --help' for a command's options.`;
 
-const COMMANDS: Record<string, { help: string; options: Record<string, { type: 'string' | 'boolean'; default?: string | boolean }>; run(v: Record<string, string | boolean | undefined>): Promise<number> }> = {
+const COMMANDS: Record<string, { help: string; positionals?: boolean; options: Record<string, { type: 'string' | 'boolean'; default?: string | boolean }>; run(v: Record<string, string | boolean | undefined>, positionals: string[]): Promise<number> }> = {
+  inspect: {
+    help: `Usage: delta-studio inspect <model-dir> [--task T] [--num-labels N] [--json]
+
+Reads a Hugging Face model folder (config.json, model.safetensors or a sharded index; bert, roberta, gpt2,
+llama, mistral, qwen2, t5) and prints its module tree: every module by its Hugging Face name with its type,
+parameter shapes and counts, repeated blocks folded (layer.0-11 ×12), and the exact parameter total.
+
+Options:
+  --task T         classification, regression, causal-lm or seq2seq-lm (default: the family's own)
+  --num-labels N   classes of a new classification head (default: config.json's)
+  --json           one JSON object on the last line: { architecture, model_type, params_total, params_new, modules, task, inputs }`,
+    positionals: true,
+    options: { json: { type: 'boolean', default: false }, task: { type: 'string' }, 'num-labels': { type: 'string' } },
+    run: (v, pos) => inspect(pos[0], v),
+  },
   doctor: {
     help: `Usage: delta-studio doctor [--json]
 
@@ -77,13 +94,16 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   let values: Record<string, string | boolean | undefined>;
+  let positionals: string[];
   try {
-    values = parseArgs({ args: rest, options: c.options, strict: true, allowPositionals: false }).values;
+    const parsed = parseArgs({ args: rest, options: c.options, strict: true, allowPositionals: !!c.positionals });
+    values = parsed.values;
+    positionals = parsed.positionals;
   } catch (e) {
     process.stderr.write(`delta-studio ${cmd}: ${(e as Error).message}\n${c.help}\n`);
     return 2;
   }
-  return c.run(values);
+  return c.run(values, positionals);
 }
 
 main(process.argv.slice(2)).then(

@@ -185,6 +185,21 @@ export class Graph {
     return r;
   }
 
+  /**
+   * Inserts nodes right after the producer of `value` and makes every other reader of `value` read what `fn`
+   * returns instead — how a delta is attached to a module's output (e.g. y + low-rank(x)).
+   */
+  spliceAfter(value: ValueLike, fn: (v: Value) => Value): Value {
+    const v = this.value(value);
+    const at = this.nodes.findIndex((n) => n.outputs.includes(v.name)) + 1;
+    const before = this.nodes.length;
+    const out = this.insertAt(at, () => fn(v));
+    const added = new Set(this.nodes.slice(at, at + this.nodes.length - before));
+    for (const n of this.nodes) if (!added.has(n)) n.inputs = n.inputs.map((i) => (i === v.name ? out.name : i));
+    for (let i = 0; i < this.outputs.length; i++) if (this.outputs[i] === v.name) this.outputs[i] = out.name;
+    return out;
+  }
+
   /** Makes every reader of `from` read `to` instead (outputs included). */
   replaceUses(from: string, to: string): void {
     for (const n of this.nodes) n.inputs = n.inputs.map((i) => (i === from ? to : i));
@@ -225,7 +240,7 @@ export class Graph {
     return this.value(name);
   }
 
-  /** Drops nodes, inputs-only values and initializers that no output depends on. */
+  /** Drops nodes, graph inputs and initializers that no output depends on. */
   prune(): void {
     const prod = this.producers();
     const live = new Set<string>();
@@ -245,6 +260,9 @@ export class Graph {
     this.nodes.length = 0;
     this.nodes.push(...kept);
     for (const k of [...this.initializers.keys()]) if (!live.has(k)) this.initializers.delete(k);
+    const usedInputs = this.inputs.filter((i) => live.has(i));
+    this.inputs.length = 0;
+    this.inputs.push(...usedInputs);
     for (const n of this.nodes) {
       // Optional outputs nobody reads are dropped so the runtime need not compute them.
       for (let i = 1; i < n.outputs.length; i++) if (n.outputs[i] && !live.has(n.outputs[i])) n.outputs[i] = '';

@@ -126,7 +126,9 @@ function sliceShape(c: InferCtx): Shape {
     } else if (st === 1 && starts[i] >= 0 && ends[i] >= 0 && ends[i] < 2 ** 31) {
       out[a] = ends[i] - starts[i]; // assumes the symbolic dim is at least `ends`
     } else if (st === 1 && starts[i] >= 0 && ends[i] >= 2 ** 31) {
-      out[a] = starts[i] === 0 ? d : `${d}-${starts[i]}`;
+      out[a] = dimMinus(d, starts[i]);
+    } else if (st === 1 && starts[i] >= 0 && ends[i] < 0) {
+      out[a] = dimMinus(d, starts[i] - ends[i]);
     } else if (st === 1 && starts[i] < 0 && ends[i] >= 2 ** 31) {
       out[a] = -starts[i];
     } else {
@@ -344,6 +346,8 @@ export const OPS: Record<string, OpSchema> = {
   Trilu: { attrs: { upper: 'int' }, infer: same },
   CumSum: { attrs: { exclusive: 'int', reverse: 'int' }, infer: same },
 };
+
+const dimMinus = (d: Dim, k: number): Dim => (k === 0 ? d : `${d}-${k}`);
 
 function normClamp(v: number, r: number): number {
   return Math.min(Math.max(v < 0 ? v + r : v, 0), r);

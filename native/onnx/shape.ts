@@ -7,13 +7,26 @@ export const isStatic = (s: Shape): s is number[] => s.every((d) => typeof d ===
 export const numel = (s: number[]): number => s.reduce((a, b) => a * b, 1);
 export const fmtShape = (s: Shape): string => `[${s.join(', ')}]`;
 
+function splitTop(d: string): string[] {
+  const parts: string[] = [];
+  let depth = 0, cur = '';
+  for (const ch of d) {
+    if (ch === '(') depth++;
+    if (ch === ')') depth--;
+    if (ch === '*' && depth === 0) { parts.push(cur); cur = ''; } else cur += ch;
+  }
+  parts.push(cur);
+  return parts;
+}
+
 function factors(d: Dim): { k: number; syms: string[] } {
   if (typeof d === 'number') return { k: d, syms: [] };
-  if (d.includes('+') || d.includes('-') || d.includes('/')) return { k: 1, syms: [`(${d})`] };
   const syms: string[] = [];
   let k = 1;
-  for (const f of d.split('*')) {
+  for (const f of splitTop(d)) {
     if (/^\d+$/.test(f)) k *= Number(f);
+    else if (f.startsWith('(') && f.endsWith(')')) syms.push(f);
+    else if (/[+\-/]/.test(f)) syms.push(`(${f})`); // a sum or difference is one opaque factor
     else syms.push(f);
   }
   return { k, syms };

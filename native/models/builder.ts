@@ -1,0 +1,218 @@
+// Building blocks shared by the architectures: weights by Hugging Face name (checked against the shapes the
+// architecture expects), modules recorded with their names, types, parameters and graph values, and masks.
+import { DTYPES, type DType } from '../onnx/dtype.js';
+import { Graph, type HostTensor, type Value } from '../onnx/graph.js';
+import { fmtShape, type Dim } from '../onnx/shape.js';
+import { Rng } from '../rng.js';
+import type { ModelFolder } from './folder.js';
+
+export interface ModuleParam {
+  name: string;
+  shape: number[];
+  dtype: DType;
+}
+
+export interface ModuleRecord {
+  /** Hugging Face module name, e.g. bert.encoder.layer.0.attention.self.query. */
+  name: string;
+  /** Linear, Conv1D, Embedding, LayerNorm, RMSNorm, Attention, MLP, Head, … */
+  type: string;
+  params: ModuleParam[];
+  /** The graph value the module reads and the one it produces (delta methods attach here). */
+  input?: string;
+  output?: string;
+  in?: number;
+  out?: number;
+}
+
+/** The most negative float32, as transformers masks attention with torch.finfo(float32).min. */
+export const MASK_MIN = -3.4028234663852886e38;
+
+export class ModelBuilder {
+  readonly g = new Graph();
+  readonly modules: ModuleRecord[] = [];
+  /** The float32 value each weight is used as (after an upcast for fp16/bf16 weights). */
+  readonly weightValues = new Map<string, Value>();
+  /** Weights the folder does not have (a new task head), initialised here as transformers would. */
+  readonly created: Record<string, HostTensor> = {};
+  private readonly rng: Rng;
+
+  constructor(readonly folder: ModelFolder, seed = 42) {
+    this.rng = new Rng(seed);
+  }
+
+  has(name: string): boolean {
+    return this.folder.weights.has(name);
+  }
+
+  /** A weight of the folder, which must have exactly `shape`; used as float32. */
+  weight(name: string, shape: number[]): Value {
+    const hit = this.weightValues.get(name);
+    if (hit) return hit;
+    const ref = this.folder.weights.get(name);
+    if (!ref) throw new Error(`${this.folder.dir}: tensor "${name}" is missing (the architecture needs it with shape ${fmtShape(shape)})`);
+    if (ref.shape.length !== shape.length || ref.shape.some((d, i) => d !== shape[i])) {
+      throw new Error(`${ref.file}: tensor "${name}" has shape ${fmtShape(ref.shape)}, the architecture expects ${fmtShape(shape)}`);
+    }
+    if (!['float32', 'float16', 'bfloat16'].includes(ref.dtype)) throw new Error(`${ref.file}: tensor "${name}" is ${ref.dtype}; weights must be float32, float16 or bfloat16`);
+    const raw = this.g.initializer(name, ref);
+    const v = ref.dtype === 'float32' ? raw : this.g.op1('Cast', [raw], { to: DTYPES.float32.onnx }, { names: [`${name}::float32`] });
+    this.weightValues.set(name, v);
+    return v;
+  }
+
+  /** A weight the folder lacks (a new head): normal(0, std) like transformers' _init_weights, or zeros. */
+  createWeight(name: string, shape: number[], init: { normal: number } | 'zeros' | 'ones'): Value {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const data = new Float32Array(n);
+    if (init === 'ones') data.fill(1);
+    else if (init !== 'zeros') for (let i = 0; i < n; i++) data[i] = init.normal * this.rng.normal();
+    const t: HostTensor = { dtype: 'float32', shape, data };
+    this.created[name] = t;
+    const v = this.g.initializer(name, t);
+    this.weightValues.set(name, v);
+    return v;
+  }
+
+  /** The folder's weight when present, else a new one. */
+  weightOrNew(name: string, shape: number[], init: { normal: number } | 'zeros' | 'ones'): Value {
+    return this.has(name) ? this.weight(name, shape) : this.createWeight(name, shape, init);
+  }
+
+  record(m: ModuleRecord): void {
+    this.modules.push(m);
+  }
+
+  private param(name: string, shape: number[]): ModuleParam {
+    return { name, shape, dtype: this.folder.weights.get(name)?.dtype ?? 'float32' };
+  }
+
+  /** nn.Linear: weight [out, in], y = x·Wᵀ + b (the transpose folded into the product). */
+  linear(name: string, x: Value, inF: number, outF: number, bias: boolean, opts: { create?: { normal: number } } = {}): Value {
+    return this.g.scope(name, () => {
+      const get = (n: string, s: number[], init: { normal: number } | 'zeros'): Value => (opts.create ? this.weightOrNew(n, s, init) : this.weight(n, s));
+      const w = get(`${name}.weight`, [outF, inF], opts.create ?? 'zeros');
+      let y = this.g.op1('FusedMatMul', [x, w], { transB: 1 });
+      if (bias) y = this.g.op1('Add', [y, get(`${name}.bias`, [outF], 'zeros')]);
+      const params = [this.param(`${name}.weight`, [outF, inF]), ...(bias ? [this.param(`${name}.bias`, [outF])] : [])];
+      this.record({ name, type: 'Linear', params, input: x.name, output: y.name, in: inF, out: outF });
+      return y;
+    });
+  }
+
+  /** GPT-2's Conv1D: weight [in, out], y = x·W + b. */
+  conv1d(name: string, x: Value, inF: number, outF: number): Value {
+    return this.g.scope(name, () => {
+      const y = this.g.op1('Add', [this.g.op1('MatMul', [x, this.weight(`${name}.weight`, [inF, outF])]), this.weight(`${name}.bias`, [outF])]);
+      this.record({ name, type: 'Conv1D', params: [this.param(`${name}.weight`, [inF, outF]), this.param(`${name}.bias`, [outF])], input: x.name, output: y.name, in: inF, out: outF });
+      return y;
+    });
+  }
+
+  embedding(name: string, ids: Value, rows: number, dim: number): Value {
+    const w = this.weight(`${name}.weight`, [rows, dim]);
+    const y = this.g.op1('Gather', [w, ids], { axis: 0 });
+    this.record({ name, type: 'Embedding', params: [this.param(`${name}.weight`, [rows, dim])], input: ids.name, output: y.name, in: rows, out: dim });
+    return y;
+  }
+
+  layerNorm(name: string, x: Value, dim: number, eps: number): Value {
+    const y = this.g.op1('LayerNormalization', [x, this.weight(`${name}.weight`, [dim]), this.weight(`${name}.bias`, [dim])], { axis: -1, epsilon: eps });
+    this.record({ name, type: 'LayerNorm', params: [this.param(`${name}.weight`, [dim]), this.param(`${name}.bias`, [dim])], input: x.name, output: y.name, in: dim, out: dim });
+    return y;
+  }
+
+  /** RMSNorm (Llama, T5): x / sqrt(mean(x²) + eps) · weight, statistics in float32. */
+  rmsNorm(name: string, x: Value, dim: number, eps: number): Value {
+    const y = this.g.op1('SimplifiedLayerNormalization', [x, this.weight(`${name}.weight`, [dim])], { axis: -1, epsilon: eps });
+    this.record({ name, type: 'RMSNorm', params: [this.param(`${name}.weight`, [dim])], input: x.name, output: y.name, in: dim, out: dim });
+    return y;
+  }
+
+  // ---- shapes and masks ----
+
+  i64(v: number[]): Value {
+    return this.g.constant(v, 'int64', [v.length]);
+  }
+
+  f32(v: number): Value {
+    return this.g.constant(v, 'float32', []);
+  }
+
+  /** [batch, seq, heads·dh] → [batch, heads, seq, dh]. */
+  splitHeads(x: Value, heads: number, dh: number): Value {
+    return this.g.op1('Transpose', [this.g.op1('Reshape', [x, this.i64([0, 0, heads, dh])])], { perm: [0, 2, 1, 3] });
+  }
+
+  /** [batch, heads, seq, dh] → [batch, seq, heads·dh]. */
+  mergeHeads(x: Value, width: number): Value {
+    return this.g.op1('Reshape', [this.g.op1('Transpose', [x], { perm: [0, 2, 1, 3] }), this.i64([0, 0, width])]);
+  }
+
+  /** 0, 1, …, seq−1 for the second axis of `like` ([batch, seq]). */
+  arange(like: Value): Value {
+    const n = this.g.op1('Squeeze', [this.g.op1('Shape', [like], { start: 1, end: 2 }), this.i64([0])]);
+    return this.g.op1('Range', [this.g.constant(0, 'int64', []), n, this.g.constant(1, 'int64', [])], {}, { infos: [{ dtype: 'int64', shape: [like.shape[1]] }] });
+  }
+
+  /** Positions counted over real tokens only (cumsum of the mask − 1), so left padding does not shift them. */
+  positionsFromMask(mask: Value): Value {
+    const c = this.g.op1('CumSum', [mask, this.g.constant(1, 'int64', [])]);
+    return this.g.op1('Max', [this.g.op1('Sub', [c, this.g.constant(1, 'int64', [])]), this.g.constant(0, 'int64', [])]);
+  }
+
+  /** Additive attention bias [batch, 1, q, k]: 0 where a query may attend a key, float32 min elsewhere. */
+  attentionBias(keyMask: Value, causal: boolean, queryLike?: Value): Value {
+    const g = this.g;
+    const B: Dim = keyMask.shape[0], S: Dim = keyMask.shape[1];
+    let allow = g.op1('Cast', [g.op1('Unsqueeze', [keyMask, this.i64([1, 2])])], { to: DTYPES.bool.onnx }); // [B,1,1,S]
+    if (causal) {
+      const q = queryLike ?? keyMask;
+      const shp = g.op1('Concat', [g.op1('Shape', [q], { start: 1, end: 2 }), g.op1('Shape', [keyMask], { start: 1, end: 2 })], { axis: 0 });
+      const ones = g.op1('ConstantOfShape', [shp], { value: { dtype: 'bool', shape: [1], data: Uint8Array.of(1) } }, { infos: [{ dtype: 'bool', shape: [q.shape[1], S] }] });
+      const lower = g.op1('Cast', [g.op1('Trilu', [g.op1('Cast', [ones], { to: DTYPES.int64.onnx })], { upper: 0 })], { to: DTYPES.bool.onnx });
+      allow = g.op1('And', [allow, lower]);
+    }
+    void B;
+    return g.op1('Where', [allow, g.constant(0, 'float32', []), g.constant(MASK_MIN, 'float32', [])]);
+  }
+
+  /** softmax(q·kᵀ·scale + bias)·v over [batch, heads, seq, dh]. */
+  attend(q: Value, k: Value, v: Value, bias: Value | undefined, scale: number): Value {
+    const g = this.g;
+    let s = g.op1('FusedMatMul', [q, k], scale === 1 ? { transB: 1 } : { transB: 1, alpha: scale });
+    if (bias) s = g.op1('Add', [s, bias]);
+    return g.op1('MatMul', [g.op1('Softmax', [s], { axis: -1 }), v]);
+  }
+
+  /** Mean cross-entropy over the labels that are not −100, as transformers computes it. */
+  crossEntropy(logits: Value, labels: Value, vocab: number): Value {
+    const flat = this.g.op1('Reshape', [logits, this.i64([-1, vocab])]);
+    const y = this.g.op1('Reshape', [labels, this.i64([-1])]);
+    return this.g.op1('SoftmaxCrossEntropyLoss', [flat, y], { ignore_index: -100 }, { names: ['loss'] });
+  }
+
+  /** transformers' causal-LM loss: logits at t predict labels at t+1. */
+  causalLmLoss(logits: Value, labels: Value, vocab: number): Value {
+    const g = this.g;
+    const big = 2 ** 62;
+    const l = g.op1('Slice', [logits, this.i64([0]), this.i64([-1]), this.i64([1])]);
+    const y = g.op1('Slice', [labels, this.i64([1]), this.i64([big]), this.i64([1])]);
+    return this.crossEntropy(l, y, vocab);
+  }
+
+  /** The hidden state of each row's last real token (right or left padding alike): [batch, seq, d] → [batch, d]. */
+  lastToken(h: Value, mask: Value): Value {
+    const g = this.g;
+    const idx = this.arange(mask);
+    const scored = g.op1('Mul', [mask, g.op1('Add', [idx, g.constant(1, 'int64', [])])]);
+    const last = g.op1('ReduceMax', [scored, this.i64([1])], { keepdims: 1 });
+    const pick = g.op1('Cast', [g.op1('Equal', [scored, last])], { to: DTYPES.float32.onnx });
+    return g.op1('ReduceSum', [g.op1('Mul', [h, g.op1('Unsqueeze', [pick, this.i64([2])])]), this.i64([1])], { keepdims: 0 });
+  }
+
+  /** Row 0 of the sequence axis: [batch, seq, d] → [batch, d]. */
+  firstToken(h: Value): Value {
+    return this.g.op1('Squeeze', [this.g.op1('Slice', [h, this.i64([0]), this.i64([1]), this.i64([1])]), this.i64([1])]);
+  }
+}

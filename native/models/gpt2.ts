@@ -1,0 +1,65 @@
+// GPT-2 (pre-LN, Conv1D weights [in, out], tanh GELU, learned positions, head tied to the token embedding),
+// as transformers' modeling_gpt2.
+import { ModelBuilder } from './builder.js';
+import type { ConfigReader, ModelFolder } from './folder.js';
+import type { Architecture, BuiltModel, ModelOptions, Task } from './types.js';
+import { headLoss, numLabelsOf } from './bert.js';
+
+export function buildGpt2(folder: ModelFolder, cfg: ConfigReader, opts: { task: Task } & ModelOptions): BuiltModel {
+  const b = new ModelBuilder(folder);
+  const g = b.g;
+  const D = cfg.num('n_embd'), H = cfg.num('n_head'), L = cfg.num('n_layer'), V = cfg.num('vocab_size'), P = cfg.num('n_positions');
+  const F = cfg.num('n_inner', 4 * D), eps = cfg.num('layer_norm_epsilon', 1e-5);
+  const act = cfg.str('activation_function', 'gelu_new');
+  if (!['gelu_new', 'gelu_pytorch_tanh', 'gelu'].includes(act)) throw new Error(`${folder.dir}: activation_function "${act}" is not supported (gelu_new, gelu)`);
+  const dh = D / H;
+  const pre = folder.weights.has('transformer.wte.weight') ? 'transformer.' : '';
+  const ids = g.input('input_ids', 'int64', ['batch', 'seq']);
+  const mask = g.input('attention_mask', 'int64', ['batch', 'seq']);
+  // Positions over real tokens only, as generate() passes them, so left padding does not shift them.
+  const pos = b.positionsFromMask(mask);
+  const wte = b.embedding(`${pre}wte`, ids, V, D);
+  let x = g.op1('Add', [wte, b.embedding(`${pre}wpe`, pos, P, D)]);
+  const bias = b.attentionBias(mask, true);
+  for (let l = 0; l < L; l++) {
+    const p = `${pre}h.${l}`;
+    x = g.scope(p, () => {
+      const qkv = b.conv1d(`${p}.attn.c_attn`, b.layerNorm(`${p}.ln_1`, x, D, eps), D, 3 * D);
+      const [q, k, v] = g.op('Split', [qkv, b.i64([D, D, D])], { axis: -1 }, { outputs: 3 }).map((t) => b.splitHeads(t, H, dh));
+      const ctx = b.mergeHeads(b.attend(q, k, v, bias, 1 / Math.sqrt(dh)), D);
+      const a = g.op1('Add', [x, b.conv1d(`${p}.attn.c_proj`, ctx, D, D)]);
+      const h = b.conv1d(`${p}.mlp.c_fc`, b.layerNorm(`${p}.ln_2`, a, D, eps), D, F);
+      const act2 = act === 'gelu' ? g.op1('Gelu', [h]) : g.op1('Gelu', [h], { approximate: 'tanh' });
+      return g.op1('Add', [a, b.conv1d(`${p}.mlp.c_proj`, act2, F, D)]);
+    });
+  }
+  x = b.layerNorm(`${pre}ln_f`, x, D, eps);
+  if (opts.task === 'causal-lm') {
+    const head = folder.weights.has('lm_head.weight') ? b.weight('lm_head.weight', [V, D]) : b.weight(`${pre}wte.weight`, [V, D]);
+    const logits = g.op1('FusedMatMul', [x, head], { transB: 1 }, { names: ['logits'] });
+    b.record({ name: 'lm_head', type: 'Linear', params: folder.weights.has('lm_head.weight') ? [{ name: 'lm_head.weight', shape: [V, D], dtype: 'float32' }] : [], input: x.name, output: logits.name, in: D, out: V });
+    g.output(logits);
+    const labels = g.input('labels', 'int64', ['batch', 'seq']);
+    const loss = b.causalLmLoss(logits, labels, V);
+    g.output(loss);
+    return { architecture: 'GPT2LMHeadModel', modelType: 'gpt2', task: opts.task, graph: g, inputs: ['input_ids', 'attention_mask', 'labels'], logits: 'logits', loss: loss.name, modules: b.modules, created: b.created, builder: b };
+  }
+  return decoderClassifier(b, x, mask, D, cfg, opts, 'GPT2ForSequenceClassification', 'gpt2');
+}
+
+/** transformers' *ForSequenceClassification on decoders: a bias-free `score` layer on the last real token. */
+export function decoderClassifier(b: ModelBuilder, x: ReturnType<ModelBuilder['lastToken']>, mask: ReturnType<ModelBuilder['lastToken']>, D: number, cfg: ConfigReader, opts: { task: Task } & ModelOptions, architecture: string, modelType: string): BuiltModel {
+  const n = opts.task === 'regression' ? 1 : (opts.numLabels ?? numLabelsOf(cfg));
+  const logits = b.g.op1('Identity', [b.linear('score', b.lastToken(x, mask), D, n, false, { create: { normal: cfg.num('initializer_range', 0.02) } })], {}, { names: ['logits'] });
+  b.g.output(logits);
+  const loss = headLoss(b, logits, opts.task);
+  b.g.output(loss);
+  return { architecture, modelType, task: opts.task, graph: b.g, inputs: ['input_ids', 'attention_mask', 'labels'], logits: 'logits', loss: loss.name, modules: b.modules, created: b.created, builder: b, numLabels: n };
+}
+
+export const GPT2: Architecture = {
+  modelTypes: ['gpt2'],
+  defaultTask: 'causal-lm',
+  tasks: ['causal-lm', 'classification', 'regression'],
+  build: buildGpt2,
+};

@@ -1,0 +1,37 @@
+// What an architecture module builds from a model folder.
+import type { Graph, HostTensor } from '../onnx/graph.js';
+import type { ModelBuilder, ModuleRecord } from './builder.js';
+import type { ConfigReader, ModelFolder } from './folder.js';
+
+export type Task = 'classification' | 'regression' | 'causal-lm' | 'seq2seq-lm';
+
+export interface ModelOptions {
+  task?: Task;
+  /** Classes of a classification head (default: config num_labels / id2label, else 2). */
+  numLabels?: number;
+}
+
+export interface BuiltModel {
+  /** transformers class this graph is equivalent to, e.g. BertForSequenceClassification. */
+  architecture: string;
+  modelType: string;
+  task: Task;
+  graph: Graph;
+  /** Graph inputs in the order a batch provides them. */
+  inputs: string[];
+  logits: string;
+  /** Scalar loss (needs the `labels` input). */
+  loss: string;
+  modules: ModuleRecord[];
+  /** Head weights the folder did not have, initialised as transformers would. */
+  created: Record<string, HostTensor>;
+  builder: ModelBuilder;
+  numLabels?: number;
+}
+
+export interface Architecture {
+  modelTypes: string[];
+  defaultTask: Task;
+  tasks: Task[];
+  build(folder: ModelFolder, cfg: ConfigReader, opts: Required<Pick<ModelOptions, 'task'>> & ModelOptions): BuiltModel;
+}

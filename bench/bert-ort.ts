@@ -22,33 +22,40 @@ const warmup = arg('warmup', 2), iters = arg('iters', 5);
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const rng = new Rng(3);
 
-// A BERT-base-shaped folder of random weights, as a user's would be on disk.
-const dir = mkdtempSync(join(tmpdir(), 'ds-bert-'));
-const shapes: Record<string, number[]> = {
-  'bert.embeddings.word_embeddings.weight': [V, D], 'bert.embeddings.position_embeddings.weight': [512, D],
-  'bert.embeddings.token_type_embeddings.weight': [2, D], 'bert.embeddings.LayerNorm.weight': [D], 'bert.embeddings.LayerNorm.bias': [D],
-  'bert.pooler.dense.weight': [D, D], 'bert.pooler.dense.bias': [D],
-};
-for (let l = 0; l < L; l++) {
-  const p = `bert.encoder.layer.${l}`;
-  for (const m of ['attention.self.query', 'attention.self.key', 'attention.self.value', 'attention.output.dense']) { shapes[`${p}.${m}.weight`] = [D, D]; shapes[`${p}.${m}.bias`] = [D]; }
-  Object.assign(shapes, { [`${p}.intermediate.dense.weight`]: [F, D], [`${p}.intermediate.dense.bias`]: [F], [`${p}.output.dense.weight`]: [D, F], [`${p}.output.dense.bias`]: [D] });
-  for (const n of ['attention.output.LayerNorm', 'output.LayerNorm']) { shapes[`${p}.${n}.weight`] = [D]; shapes[`${p}.${n}.bias`] = [D]; }
+// A BERT-base-shaped folder of random weights, as a user's would be on disk: made by a first run of this script
+// (--make), so that the measured run's peak RSS is its own.
+const makeAt = process.argv.indexOf('--make');
+const dirAt = process.argv.indexOf('--dir');
+const dir = makeAt >= 0 ? mkdtempSync(join(tmpdir(), 'ds-bert-')) : process.argv[dirAt + 1];
+if (makeAt < 0 && dirAt < 0) throw new Error('bert-ort.ts: pass --make (write a folder) or --dir <folder> (measure)');
+if (makeAt >= 0) {
+  const shapes: Record<string, number[]> = {
+    'bert.embeddings.word_embeddings.weight': [V, D], 'bert.embeddings.position_embeddings.weight': [512, D],
+    'bert.embeddings.token_type_embeddings.weight': [2, D], 'bert.embeddings.LayerNorm.weight': [D], 'bert.embeddings.LayerNorm.bias': [D],
+    'bert.pooler.dense.weight': [D, D], 'bert.pooler.dense.bias': [D],
+  };
+  for (let l = 0; l < L; l++) {
+    const p = `bert.encoder.layer.${l}`;
+    for (const m of ['attention.self.query', 'attention.self.key', 'attention.self.value', 'attention.output.dense']) { shapes[`${p}.${m}.weight`] = [D, D]; shapes[`${p}.${m}.bias`] = [D]; }
+    Object.assign(shapes, { [`${p}.intermediate.dense.weight`]: [F, D], [`${p}.intermediate.dense.bias`]: [F], [`${p}.output.dense.weight`]: [D, F], [`${p}.output.dense.bias`]: [D] });
+    for (const n of ['attention.output.LayerNorm', 'output.LayerNorm']) { shapes[`${p}.${n}.weight`] = [D]; shapes[`${p}.${n}.bias`] = [D]; }
+  }
+  const tensors: Record<string, TensorData> = {};
+  for (const [name, shape] of Object.entries(shapes)) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const data = new Float32Array(n);
+    if (name.endsWith('LayerNorm.weight')) data.fill(1);
+    else if (!name.endsWith('bias')) for (let i = 0; i < n; i++) data[i] = 0.02 * rng.normal();
+    tensors[name] = { dtype: 'float32', shape, data };
+  }
+  writeSafetensors(join(dir, 'model.safetensors'), tensors);
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({
+    model_type: 'bert', architectures: ['BertForSequenceClassification'], hidden_size: D, num_attention_heads: H, num_hidden_layers: L,
+    intermediate_size: F, vocab_size: V, max_position_embeddings: 512, type_vocab_size: 2, layer_norm_eps: 1e-12, hidden_act: 'gelu', num_labels: 2,
+  }));
+  process.stdout.write(`${JSON.stringify({ dir })}\n`);
+  process.exit(0);
 }
-const tensors: Record<string, TensorData> = {};
-for (const [name, shape] of Object.entries(shapes)) {
-  const n = shape.reduce((a, b) => a * b, 1);
-  const data = new Float32Array(n);
-  if (name.endsWith('LayerNorm.weight')) data.fill(1);
-  else if (!name.endsWith('bias')) for (let i = 0; i < n; i++) data[i] = 0.02 * rng.normal();
-  tensors[name] = { dtype: 'float32', shape, data };
-}
-writeSafetensors(join(dir, 'model.safetensors'), tensors);
-writeFileSync(join(dir, 'config.json'), JSON.stringify({
-  model_type: 'bert', architectures: ['BertForSequenceClassification'], hidden_size: D, num_attention_heads: H, num_hidden_layers: L,
-  intermediate_size: F, vocab_size: V, max_position_embeddings: 512, type_vocab_size: 2, layer_norm_eps: 1e-12, hidden_act: 'gelu', num_labels: 2,
-}));
-for (const k of Object.keys(tensors)) delete tensors[k];
 
 const ids = BigInt64Array.from({ length: B * S }, () => BigInt(rng.int(V)));
 const mask = BigInt64Array.from({ length: B * S }, (_, i) => (Math.floor(i / S) % 2 === 1 && i % S >= S - 16 ? 0n : 1n));
@@ -74,7 +81,9 @@ for (let l = 0; l < L; l++) {
 }
 const trainable = Object.keys(initial);
 const graphs = buildTrainStep({ forward: model.graph, loss: model.loss, trainable, optimizer: { maxGradNorm: 1, weightDecay: 0.01 } });
-const runner = await StepRunner.open(graphs, initial, { inWorker: false, session: { device: 'cpu', threads } });
+const prepack = process.argv.includes('--prepack') ? true : undefined;
+const runner = await StepRunner.open(graphs, initial, { inWorker: false, session: { device: 'cpu', threads, prepack, cpuArena: !process.argv.includes('--no-arena') } });
+const tOpen = performance.now() - t0;
 let step = 0;
 await runner.step([batch], 1e-4, step++);
 const setupMs = performance.now() - t0;
@@ -91,7 +100,7 @@ const fg = model.graph.clone();
 fg.outputs.length = 0;
 fg.output(model.loss);
 fg.prune();
-const fwd = await openInline(fg, { device: 'cpu', threads });
+const fwd = await openInline(fg, { device: 'cpu', threads, prepack });
 const feeds = { ...batch, ...initial };
 const fs: number[] = [];
 for (let i = 0; i < warmup + iters; i++) {
@@ -100,8 +109,9 @@ for (let i = 0; i < warmup + iters; i++) {
   if (i >= warmup) fs.push(performance.now() - t);
 }
 await fwd.release();
-rmSync(dir, { recursive: true, force: true });
+if (process.argv.includes('--keep')) process.stderr.write(`kept ${dir}\n`);
+else rmSync(dir, { recursive: true, force: true });
 process.stdout.write(`${JSON.stringify({
-  setup_to_first_step_ms: setupMs, forward_ms: median(fs), train_step_ms: median(ts),
+  setup_to_first_step_ms: setupMs, open_ms: tOpen, forward_ms: median(fs), train_step_ms: median(ts),
   peak_rss_bytes: process.resourceUsage().maxRSS * 1024, trainable_params: trainable.reduce((a, p) => a + initial[p].data.length, 0),
 })}\n`);

@@ -13,17 +13,20 @@ const BATCH = 16;
 const THREADS = cpus().length;
 const here = (p: string): string => fileURLToPath(new URL(p, import.meta.url));
 
+interface Shape { d: number; layers: number; seq: number; ffn: number; rank: number; head: number }
+
 /**
- * Multiply-adds counted as 2 FLOPs. Forward per token: per layer q,k,v,o (8D²), MLP (16D²), LoRA on q and v (8Dr),
- * attention scores and context over all S positions (4SD); plus the LM head (2DV). Backward: input gradients of
- * every product between the loss and the lowest trainable parameter (all layers above layer 0 and the head;
- * in layer 0 the MLP, the output projection and the q/v side of attention), plus LoRA weight gradients.
+ * Multiply-adds counted as 2 FLOPs. Forward per token: per layer q,k,v,o (8D²), MLP (4DF), LoRA on q and v (8Dr),
+ * attention scores and context over all S positions (4SD); plus an LM head (2DV, none for a classifier). Backward:
+ * input gradients of every product between the loss and the lowest trainable parameter (all layers above layer 0
+ * and the head; in layer 0 the MLP, the output projection and the q/v side of attention), plus LoRA weight
+ * gradients.
  */
-function flopsPerToken(): { forward: number; train: number } {
-  const { d: D, layers: L, seq: S, vocab: V, rank: r } = BENCH;
-  const layer = 24 * D * D + 8 * D * r + 4 * S * D;
-  const forward = L * layer + 2 * D * V;
-  const backward = (L - 1) * layer + 2 * D * V + (18 * D * D + 6 * S * D) + L * 2 * 6 * D * r;
+function flopsPerToken(m: Shape): { forward: number; train: number } {
+  const { d: D, layers: L, seq: S, ffn: F, rank: r, head } = m;
+  const layer = 8 * D * D + 4 * D * F + 8 * D * r + 4 * S * D;
+  const forward = L * layer + 2 * D * head;
+  const backward = (L - 1) * layer + 2 * D * head + (2 * D * D + 4 * D * F + 6 * S * D) + L * 2 * 6 * D * r;
   return { forward, train: forward + backward };
 }
 
@@ -52,7 +55,7 @@ function torchAvailable(): boolean {
 }
 
 const tokens = BATCH * BENCH.seq;
-const fl = flopsPerToken();
+const fl = flopsPerToken({ d: BENCH.d, layers: BENCH.layers, seq: BENCH.seq, ffn: 4 * BENCH.d, rank: BENCH.rank, head: BENCH.vocab });
 const peak = cpuPeak();
 const runOrt = (...extra: string[]) => JSON.parse(execFileSync(process.execPath, ['--import', 'tsx', here('./ort-run.ts'), '--batch', String(BATCH), '--threads', String(THREADS), ...extra], { encoding: 'utf8' }).trim().split('\n').pop()!);
 const ort = { ...runOrt(), ...runOrt('--gemm') };
@@ -83,4 +86,32 @@ if (torchAvailable()) {
   result.pytorch = null;
   result.note = 'PyTorch peer skipped: /usr/bin/python3 cannot import torch (apt-get install -y python3-torch libopenblas0-pthread)';
 }
+// BERT-base-shaped classifier read from a model folder, LoRA r=8 on query/value plus the new head.
+const BERT = { layers: 12, hidden: 768, heads: 12, batch: 8, seq: 128, rank: 8 };
+const bertFl = flopsPerToken({ d: BERT.hidden, layers: BERT.layers, seq: BERT.seq, ffn: 4 * BERT.hidden, rank: BERT.rank, head: 0 });
+const bertTokens = BERT.batch * BERT.seq;
+const lastLine = (out: string) => JSON.parse(out.trim().split('\n').pop()!);
+const bertDir = lastLine(execFileSync(process.execPath, ['--import', 'tsx', here('./bert-ort.ts'), '--make'], { encoding: 'utf8' })).dir;
+const bertOrt = lastLine(execFileSync(process.execPath, ['--import', 'tsx', here('./bert-ort.ts'), '--dir', bertDir, '--threads', String(THREADS)], { encoding: 'utf8' }));
+const describeBert = (r: { forward_ms: number; train_step_ms: number; setup_to_first_step_ms: number; peak_rss_bytes: number }) => ({
+  forward_ms: r.forward_ms,
+  train_step_ms: r.train_step_ms,
+  train_over_forward: r.train_step_ms / r.forward_ms,
+  tokens_per_sec: bertTokens / (r.train_step_ms / 1000),
+  train_gflops: (bertFl.train * bertTokens) / (r.train_step_ms * 1e6),
+  setup_to_first_step_ms: r.setup_to_first_step_ms,
+  peak_rss_bytes: r.peak_rss_bytes,
+});
+const bert: Record<string, unknown> = { config: { ...BERT, vocab: 30522, flops_per_token: bertFl }, delta_studio: { ...describeBert(bertOrt), trainable_params: bertOrt.trainable_params } };
+if (torchAvailable()) {
+  const py = JSON.parse(execFileSync('/usr/bin/python3', [here('./torch_bert_peer.py'), '--threads', String(THREADS)], { encoding: 'utf8' }).trim().split('\n').pop()!);
+  bert.pytorch = { ...describeBert(py), torch: py.torch };
+  bert.ratio = {
+    train_step_speedup: py.train_step_ms / bertOrt.train_step_ms,
+    forward_speedup: py.forward_ms / bertOrt.forward_ms,
+    setup_to_first_step_speedup: py.setup_to_first_step_ms / bertOrt.setup_to_first_step_ms,
+    peak_rss: bertOrt.peak_rss_bytes / py.peak_rss_bytes,
+  };
+}
+result.bert_base = bert;
 process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);

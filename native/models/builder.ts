@@ -74,9 +74,14 @@ export class ModelBuilder {
     return v;
   }
 
-  /** The folder's weight when present, else a new one. */
+  /**
+   * A task head's weight: the folder's when present with this shape, else a new one — also when the folder's head
+   * has another size (another number of labels), as transformers' ignore_mismatched_sizes does.
+   */
   weightOrNew(name: string, shape: number[], init: { normal: number } | 'zeros' | 'ones'): Value {
-    return this.has(name) ? this.weight(name, shape) : this.createWeight(name, shape, init);
+    const ref = this.folder.weights.get(name);
+    const fits = ref && ref.shape.length === shape.length && ref.shape.every((d, i) => d === shape[i]);
+    return fits ? this.weight(name, shape) : this.createWeight(name, shape, init);
   }
 
   record(m: ModuleRecord): void {

@@ -7,7 +7,7 @@ import type { Architecture, BuiltModel, ModelOptions, Task } from './types.js';
 import type { Value } from '../onnx/graph.js';
 
 /** transformers' _relative_position_bucket, in graph ops on int64 relative positions (key − query). */
-function bucket(b: ModelBuilder, rel: Value, bidirectional: boolean, numBuckets: number, maxDistance: number): Value {
+export function relativePositionBucket(b: ModelBuilder, rel: Value, bidirectional: boolean, numBuckets: number, maxDistance: number): Value {
   const g = b.g;
   const i = (v: number): Value => g.constant(v, 'int64', []);
   let nb = numBuckets;
@@ -77,7 +77,7 @@ export function buildT5(folder: ModelFolder, cfg: ConfigReader, opts: { task: Ta
     const qi = g.op1('Unsqueeze', [b.arange(qLike), b.i64([1])]);
     const ki = g.op1('Unsqueeze', [b.arange(kLike), b.i64([0])]);
     const rel = g.op1('Sub', [ki, qi]);
-    const vals = g.op1('Gather', [table, bucket(b, rel, bidirectional, nBuckets, maxDist)], { axis: 0 }); // [q, k, H]
+    const vals = g.op1('Gather', [table, relativePositionBucket(b, rel, bidirectional, nBuckets, maxDist)], { axis: 0 }); // [q, k, H]
     return g.op1('Unsqueeze', [g.op1('Transpose', [vals], { perm: [2, 0, 1] }), b.i64([0])]);
   };
 

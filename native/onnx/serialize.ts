@@ -13,6 +13,8 @@ export interface SerializedModel {
   externalFolder?: string;
   /** The graph's inputs, to check feeds against before onnxruntime sees them. */
   inputs: Value[];
+  /** Bytes of all weights, inline and external. */
+  weightBytes: number;
 }
 
 function valueInfo(v: Value): onnxProto.onnx.IValueInfoProto {
@@ -49,8 +51,10 @@ function attribute(op: string, name: string, kind: AttrKind, v: Attr): onnxProto
 
 export function serialize(g: Graph, docString = ''): SerializedModel {
   let externalFolder: string | undefined;
+  let weightBytes = 0;
   const initializer: onnxProto.onnx.ITensorProto[] = [];
   for (const [name, init] of g.initializers) {
+    weightBytes += init.kind === 'host' ? init.tensor.data.byteLength : init.ref.length;
     if (init.kind === 'host') {
       initializer.push(tensorProto(name, init.tensor));
       continue;
@@ -99,5 +103,5 @@ export function serialize(g: Graph, docString = ''): SerializedModel {
       output: g.outputs.map((o) => valueInfo(g.value(o))),
     },
   };
-  return { bytes: onnx.ModelProto.encode(model).finish(), externalFolder, inputs: g.inputs.map((i) => g.value(i)) };
+  return { bytes: onnx.ModelProto.encode(model).finish(), externalFolder, inputs: g.inputs.map((i) => g.value(i)), weightBytes };
 }

@@ -62,7 +62,7 @@ export async function openInWorker(model: Graph | SerializedModel, opts: Session
       worker.postMessage({ ...msg, id }, transfer);
     });
   };
-  const info = (await call({ type: 'open', bytes: m.bytes, externalFolder: m.externalFolder, inputs: m.inputs, opts })) as {
+  const info = (await call({ type: 'open', bytes: m.bytes, externalFolder: m.externalFolder, inputs: m.inputs, weightBytes: m.weightBytes, opts })) as {
     device: 'cpu' | 'cuda'; fallbackReason?: string; inputNames: string[]; outputNames: string[];
   };
   return {

@@ -8,7 +8,7 @@ let session: OpenedSession | undefined;
 parentPort!.on('message', async (msg: { id: number; type: string; [k: string]: unknown }) => {
   try {
     if (msg.type === 'open') {
-      session = await openSession({ bytes: msg.bytes as Uint8Array, externalFolder: msg.externalFolder as string | undefined, inputs: msg.inputs as Value[] }, msg.opts as object);
+      session = await openSession({ bytes: msg.bytes as Uint8Array, externalFolder: msg.externalFolder as string | undefined, inputs: msg.inputs as Value[], weightBytes: msg.weightBytes as number }, msg.opts as object);
       parentPort!.postMessage({ id: msg.id, ok: true, result: { device: session.device, fallbackReason: session.fallbackReason, inputNames: session.inputNames, outputNames: session.outputNames } });
     } else if (msg.type === 'run') {
       if (!session) throw new Error('no session is open in this worker');

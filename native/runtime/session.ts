@@ -8,13 +8,20 @@ import { cudaStatus } from './providers.js';
 
 export type Device = 'auto' | 'cpu' | 'cuda';
 
+const PREPACK_LIMIT = 256 * 1024 * 1024;
+
 export interface SessionOptions {
   device?: Device;
   /** Intra-op threads; 0 lets onnxruntime choose (one per core). */
   threads?: number;
   /** The CPU arena is faster but holds on to memory. */
   cpuArena?: boolean;
-  /** Prepacking copies weights; disabling it keeps frozen weights memory-mapped. */
+  /**
+   * Prepacking copies every weight into a GEMM-friendly layout (twice when forward and backward both use it).
+   * Default: only for graphs with under 256 MiB of weights. Above that, frozen weights stay memory-mapped from
+   * their files: on a BERT-base training step that saves ~340 MB and ~2.5 s of start-up for ~4% of step time;
+   * on a 16 MB model prepacking buys ~9% of step time for little memory.
+   */
   prepack?: boolean;
   /** Graph optimisation level. */
   optimization?: 'disabled' | 'basic' | 'extended' | 'all';
@@ -44,7 +51,7 @@ export async function openSession(model: Graph | SerializedModel, opts: SessionO
   }
   const session: Record<string, string> = {};
   if (m.externalFolder) session.model_external_initializers_file_folder_path = m.externalFolder;
-  if (opts.prepack === false) session.disable_prepacking = '1';
+  if (!(opts.prepack ?? m.weightBytes < PREPACK_LIMIT)) session.disable_prepacking = '1';
   const options: ort.InferenceSession.SessionOptions = {
     executionProviders: device === 'cuda' ? ['cuda'] : ['cpu'],
     graphOptimizationLevel: opts.optimization ?? 'all',

@@ -23,6 +23,8 @@ export interface ModuleRecord {
   output?: string;
   in?: number;
   out?: number;
+  /** The node that reads `input` (a delta that scales this module's input rewires only this node). */
+  entry?: string;
 }
 
 /** The most negative float32, as transformers masks attention with torch.finfo(float32).min. */
@@ -37,7 +39,7 @@ export class ModelBuilder {
   readonly created: Record<string, HostTensor> = {};
   private readonly rng: Rng;
 
-  constructor(readonly folder: ModelFolder, seed = 42) {
+  constructor(readonly folder: ModelFolder, seed = 42, private readonly overrides: Record<string, HostTensor> = {}) {
     this.rng = new Rng(seed);
   }
 
@@ -55,6 +57,13 @@ export class ModelBuilder {
       throw new Error(`${ref.file}: tensor "${name}" has shape ${fmtShape(ref.shape)}, the architecture expects ${fmtShape(shape)}`);
     }
     if (!['float32', 'float16', 'bfloat16'].includes(ref.dtype)) throw new Error(`${ref.file}: tensor "${name}" is ${ref.dtype}; weights must be float32, float16 or bfloat16`);
+    const over = this.overrides[name];
+    if (over) {
+      // A weight replaced in memory (e.g. with a delta merged into it), float32.
+      const v = this.g.initializer(name, over, { dtype: 'float32', shape });
+      this.weightValues.set(name, v);
+      return v;
+    }
     const raw = this.g.initializer(name, ref);
     const v = ref.dtype === 'float32' ? raw : this.g.op1('Cast', [raw], { to: DTYPES.float32.onnx }, { names: [`${name}::float32`] });
     this.weightValues.set(name, v);
@@ -98,9 +107,10 @@ export class ModelBuilder {
       const get = (n: string, s: number[], init: { normal: number } | 'zeros'): Value => (opts.create ? this.weightOrNew(n, s, init) : this.weight(n, s));
       const w = get(`${name}.weight`, [outF, inF], opts.create ?? 'zeros');
       let y = this.g.op1('FusedMatMul', [x, w], { transB: 1 });
+      const entry = this.g.nodes[this.g.nodes.length - 1].name;
       if (bias) y = this.g.op1('Add', [y, get(`${name}.bias`, [outF], 'zeros')]);
       const params = [this.param(`${name}.weight`, [outF, inF]), ...(bias ? [this.param(`${name}.bias`, [outF])] : [])];
-      this.record({ name, type: 'Linear', params, input: x.name, output: y.name, in: inF, out: outF });
+      this.record({ name, type: 'Linear', params, input: x.name, output: y.name, in: inF, out: outF, entry });
       return y;
     });
   }
@@ -108,8 +118,10 @@ export class ModelBuilder {
   /** GPT-2's Conv1D: weight [in, out], y = x·W + b. */
   conv1d(name: string, x: Value, inF: number, outF: number): Value {
     return this.g.scope(name, () => {
-      const y = this.g.op1('Add', [this.g.op1('MatMul', [x, this.weight(`${name}.weight`, [inF, outF])]), this.weight(`${name}.bias`, [outF])]);
-      this.record({ name, type: 'Conv1D', params: [this.param(`${name}.weight`, [inF, outF]), this.param(`${name}.bias`, [outF])], input: x.name, output: y.name, in: inF, out: outF });
+      const mm = this.g.op1('MatMul', [x, this.weight(`${name}.weight`, [inF, outF])]);
+      const entry = this.g.nodes[this.g.nodes.length - 1].name;
+      const y = this.g.op1('Add', [mm, this.weight(`${name}.bias`, [outF])]);
+      this.record({ name, type: 'Conv1D', params: [this.param(`${name}.weight`, [inF, outF]), this.param(`${name}.bias`, [outF])], input: x.name, output: y.name, in: inF, out: outF, entry });
       return y;
     });
   }

@@ -6,7 +6,7 @@ import type { Architecture, BuiltModel, ModelOptions, Task } from './types.js';
 import { headLoss, numLabelsOf } from './bert.js';
 
 export function buildGpt2(folder: ModelFolder, cfg: ConfigReader, opts: { task: Task } & ModelOptions): BuiltModel {
-  const b = new ModelBuilder(folder);
+  const b = new ModelBuilder(folder, 42, opts.weights);
   const g = b.g;
   const D = cfg.num('n_embd'), H = cfg.num('n_head'), L = cfg.num('n_layer'), V = cfg.num('vocab_size'), P = cfg.num('n_positions');
   const F = cfg.num('n_inner', 4 * D), eps = cfg.num('layer_norm_epsilon', 1e-5);

@@ -14,7 +14,7 @@ const NAMES: Record<string, [string, string]> = {
 
 export function buildLlama(folder: ModelFolder, cfg: ConfigReader, opts: { task: Task } & ModelOptions): BuiltModel {
   const type = cfg.str('model_type');
-  const b = new ModelBuilder(folder);
+  const b = new ModelBuilder(folder, 42, opts.weights);
   const g = b.g;
   const D = cfg.num('hidden_size'), H = cfg.num('num_attention_heads'), L = cfg.num('num_hidden_layers');
   const KV = cfg.num('num_key_value_heads', H), F = cfg.num('intermediate_size'), V = cfg.num('vocab_size');

@@ -34,7 +34,7 @@ export function relativePositionBucket(b: ModelBuilder, rel: Value, bidirectiona
 
 export function buildT5(folder: ModelFolder, cfg: ConfigReader, opts: { task: Task } & ModelOptions): BuiltModel {
   if (opts.task !== 'seq2seq-lm') throw new Error(`${folder.dir}: T5 models support the seq2seq-lm task here (asked: ${opts.task})`);
-  const b = new ModelBuilder(folder);
+  const b = new ModelBuilder(folder, 42, opts.weights);
   const g = b.g;
   const D = cfg.num('d_model'), dkv = cfg.num('d_kv'), H = cfg.num('num_heads'), F = cfg.num('d_ff'), V = cfg.num('vocab_size');
   const Le = cfg.num('num_layers'), Ld = cfg.num('num_decoder_layers', Le);

@@ -9,6 +9,8 @@ export interface ModelOptions {
   task?: Task;
   /** Classes of a classification head (default: config num_labels / id2label, else 2). */
   numLabels?: number;
+  /** Weights to use instead of the folder's, by Hugging Face name (float32; e.g. with a delta merged in). */
+  weights?: Record<string, HostTensor>;
 }
 
 export interface BuiltModel {

@@ -65,3 +65,22 @@ export function bytesView(a: TypedArray): Uint8Array {
 export function ortType(d: DType): 'float32' | 'float16' | 'bfloat16' | 'float64' | 'int64' | 'int32' | 'uint32' | 'uint64' | 'int8' | 'uint8' | 'bool' {
   return d;
 }
+
+/** Float32 values of raw little-endian float32/float16/bfloat16 bytes. */
+export function toFloat32(dtype: DType, bytes: Uint8Array): Float32Array {
+  const src = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();
+  if (dtype === 'float32') return new Float32Array(src.buffer, src.byteOffset, src.byteLength / 4).slice();
+  const u16 = new Uint16Array(src.buffer.slice(src.byteOffset, src.byteOffset + src.byteLength));
+  const out = new Float32Array(u16.length);
+  if (dtype === 'bfloat16') {
+    const u32 = new Uint32Array(out.buffer);
+    for (let i = 0; i < u16.length; i++) u32[i] = u16[i] << 16;
+    return out;
+  }
+  if (dtype !== 'float16') throw new Error(`cannot read ${dtype} as float32`);
+  for (let i = 0; i < u16.length; i++) {
+    const h = u16[i], s = h & 0x8000 ? -1 : 1, e = (h >> 10) & 0x1f, f = h & 0x3ff;
+    out[i] = e === 0 ? s * f * 2 ** -24 : e === 31 ? (f ? NaN : s * Infinity) : s * (1 + f / 1024) * 2 ** (e - 15);
+  }
+  return out;
+}

@@ -1,0 +1,62 @@
+// Applies delta configs to a built model. Several methods combine on one backbone in a fixed, documented order:
+// specification-based first (full, head-only, BitFit: which existing weights train), then reparameterisation
+// (LoRA, then (IA)³: on the same module, (IA)³ scales W·x + LoRA(x)), then addition-based methods; within a kind,
+// in the order given. A task head the folder lacked always trains (PEFT's modules_to_save).
+import type { HostTensor } from '../onnx/graph.js';
+import type { BuiltModel } from '../models/types.js';
+import { DeltaContext, METHODS, validateConfig, type DeltaParam } from './registry.js';
+import './methods/lora.js';
+import './methods/bitfit.js';
+import './methods/ia3.js';
+import './methods/baselines.js';
+
+export interface DeltaConfig {
+  method: string;
+  [key: string]: unknown;
+}
+
+export interface AppliedDelta {
+  methods: { method: string; config: Record<string, unknown>; modules: string[] }[];
+  params: DeltaParam[];
+  /** Graph values to train, and their initial values. */
+  trainable: string[];
+  initial: Record<string, HostTensor>;
+  /** Module name → methods that modified it. */
+  marked: Map<string, string[]>;
+}
+
+const ORDER = { specification: 0, reparameterization: 1, addition: 2 } as const;
+
+/** Reads `{method, …}`, `[{method, …}, …]` or `{deltas: [...]}`. */
+export function parseDeltaConfig(raw: unknown, where = 'delta config'): DeltaConfig[] {
+  const list = Array.isArray(raw) ? raw : raw && typeof raw === 'object' && 'deltas' in raw ? (raw as { deltas: unknown }).deltas : [raw];
+  if (!Array.isArray(list) || list.length === 0) throw new Error(`${where}: expected {"method": …}, a list of them, or {"deltas": [...]}`);
+  return list.map((c, i) => {
+    if (!c || typeof c !== 'object' || typeof (c as DeltaConfig).method !== 'string') {
+      throw new Error(`${where}: entry ${i} has no "method" (methods: ${[...METHODS.keys()].join(', ')})`);
+    }
+    const m = METHODS.get((c as DeltaConfig).method);
+    if (!m) throw new Error(`${where}: unknown method "${(c as DeltaConfig).method}" (methods: ${[...METHODS.keys()].join(', ')})`);
+    return { ...validateConfig(m, c as Record<string, unknown>), method: m.name };
+  });
+}
+
+export function applyDeltas(model: BuiltModel, configs: DeltaConfig[], seed = 0): AppliedDelta {
+  const ctx = new DeltaContext(model, seed);
+  const sorted = configs.map((c, i) => ({ c, i, m: METHODS.get(c.method)! })).sort((a, b) => ORDER[a.m.kind] - ORDER[b.m.kind] || a.i - b.i);
+  const methods: AppliedDelta['methods'] = [];
+  const seen = new Set<string>();
+  for (const { c, m } of sorted) {
+    if (seen.has(m.name)) throw new Error(`${m.name} is listed twice in one delta config`);
+    seen.add(m.name);
+    ctx.method = m.name;
+    const before = new Set(ctx.marked.keys());
+    m.apply(ctx, validateConfig(m, c));
+    methods.push({ method: m.name, config: c, modules: [...ctx.marked.entries()].filter(([k, v]) => v.includes(m.name) || (!before.has(k) && v.includes(m.name))).map(([k]) => k) });
+  }
+  ctx.method = 'new head';
+  for (const name of Object.keys(model.created)) if (!ctx.params.some((p) => p.name === name)) ctx.trainWeight(name);
+  return { methods, params: ctx.params, trainable: ctx.params.map((p) => p.value), initial: ctx.initial, marked: ctx.marked };
+}
+
+export { METHODS } from './registry.js';

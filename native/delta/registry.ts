@@ -1,0 +1,142 @@
+// Delta methods: one module each, one registry. A method is a config schema with defaults + a graph transform that
+// adds its parameters (with their initialisation) and nodes, and says which parameters train.
+import { toFloat32 } from '../onnx/dtype.js';
+import type { HostTensor, Value } from '../onnx/graph.js';
+import { readTensorBytes } from '../onnx/safetensors.js';
+import type { ModuleRecord } from '../models/builder.js';
+import type { BuiltModel } from '../models/types.js';
+import { Rng } from '../rng.js';
+
+export type DeltaKind = 'specification' | 'reparameterization' | 'addition';
+
+export interface ConfigKey {
+  type: 'number' | 'integer' | 'boolean' | 'string' | 'strings' | 'strings-or-regex';
+  default?: unknown;
+  doc: string;
+}
+
+export interface DeltaMethod {
+  name: string;
+  kind: DeltaKind;
+  /** What the Delta Tuning paper / OpenDelta / PEFT call it. */
+  title: string;
+  keys: Record<string, ConfigKey>;
+  apply(ctx: DeltaContext, cfg: Record<string, unknown>): void;
+}
+
+/** A parameter of a plugin: its name in the plugin file and the graph value that holds it. */
+export interface DeltaParam {
+  name: string;
+  value: string;
+  method: string;
+  /** Existing backbone weight made trainable (BitFit's biases, full fine-tuning), rather than a new one. */
+  existing: boolean;
+}
+
+export class DeltaContext {
+  readonly params: DeltaParam[] = [];
+  readonly initial: Record<string, HostTensor> = {};
+  /** Module name → methods that modified it. */
+  readonly marked = new Map<string, string[]>();
+  readonly rng: Rng;
+  constructor(readonly model: BuiltModel, seed: number, public method = '') {
+    this.rng = new Rng(seed);
+  }
+
+  get g() {
+    return this.model.graph;
+  }
+
+  mark(m: ModuleRecord | string): void {
+    const name = typeof m === 'string' ? m : m.name;
+    const list = this.marked.get(name) ?? [];
+    if (!list.includes(this.method)) list.push(this.method);
+    this.marked.set(name, list);
+  }
+
+  /** A new trainable parameter, stored in the plugin under `name`. */
+  newParam(name: string, t: HostTensor): Value {
+    if (this.params.some((p) => p.name === name)) throw new Error(`${this.method}: parameter "${name}" is added twice (two methods on one module?)`);
+    const v = this.g.initializer(name, t);
+    this.params.push({ name, value: v.name, method: this.method, existing: false });
+    this.initial[v.name] = t;
+    return v;
+  }
+
+  /** Makes a backbone weight trainable; float16/bfloat16 weights get a float32 copy that replaces their upcast. */
+  trainWeight(name: string): Value {
+    const hit = this.params.find((p) => p.name === name);
+    if (hit) return this.g.value(hit.value);
+    const b = this.model.builder;
+    const v = b.weightValues.get(name);
+    if (!v) throw new Error(`${this.method}: weight "${name}" is not used by this ${this.model.architecture}`);
+    let trainable = v;
+    if (this.g.initializers.has(v.name)) {
+      const init = this.g.initializers.get(v.name)!;
+      if (init.kind === 'host') this.initial[v.name] = init.tensor;
+      else {
+        this.initial[v.name] = { dtype: 'float32', shape: init.ref.shape, data: toFloat32(init.ref.dtype, readTensorBytes(init.ref)) };
+      }
+    } else {
+      const ref = b.folder.weights.get(name)!;
+      const t: HostTensor = { dtype: 'float32', shape: ref.shape, data: toFloat32(ref.dtype, readTensorBytes(ref)) };
+      trainable = this.g.initializer(`${name}::trainable`, t);
+      this.g.replaceUses(v.name, trainable.name);
+      b.weightValues.set(name, trainable);
+      this.initial[trainable.name] = t;
+    }
+    this.params.push({ name, value: trainable.name, method: this.method, existing: true });
+    return trainable;
+  }
+
+  /** Inserts nodes before a module's first node that rewrite its input (e.g. (IA)³ scaling of a feed-forward input). */
+  mapInput(m: ModuleRecord, fn: (x: Value) => Value): void {
+    const at = this.g.nodes.findIndex((n) => n.name === m.entry);
+    if (at < 0 || !m.input) throw new Error(`${this.method}: module ${m.name} cannot take an input transform`);
+    const node = this.g.nodes[at];
+    const out = this.g.insertAt(at, () => fn(this.g.value(m.input!)));
+    node.inputs = node.inputs.map((i) => (i === m.input ? out.name : i));
+  }
+
+  /** Rewrites a module's output for every reader (e.g. y + low-rank(x)). */
+  mapOutput(m: ModuleRecord, fn: (y: Value) => Value): void {
+    if (!m.output) throw new Error(`${this.method}: module ${m.name} has no output to modify`);
+    const out = this.g.spliceAfter(m.output, fn);
+    m.output = out.name;
+  }
+}
+
+export const METHODS = new Map<string, DeltaMethod>();
+
+export function registerMethod(m: DeltaMethod): void {
+  if (METHODS.has(m.name)) throw new Error(`delta method ${m.name} is registered twice`);
+  METHODS.set(m.name, m);
+}
+
+/** Checks a method's config: unknown keys and wrong types are errors listing what is valid; fills defaults. */
+export function validateConfig(m: DeltaMethod, raw: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(raw)) {
+    if (k === 'method') continue;
+    const spec = m.keys[k];
+    if (!spec) throw new Error(`${m.name}: unknown config key "${k}" (valid: ${Object.keys(m.keys).join(', ')})`);
+    const bad = (want: string): never => { throw new Error(`${m.name}: "${k}" must be ${want}, got ${JSON.stringify(v)}`); };
+    switch (spec.type) {
+      case 'number': if (typeof v !== 'number' || !Number.isFinite(v)) bad('a number'); break;
+      case 'integer': if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) bad('a non-negative integer'); break;
+      case 'boolean': if (typeof v !== 'boolean') bad('true or false'); break;
+      case 'string': if (typeof v !== 'string') bad('a string'); break;
+      case 'strings': if (!Array.isArray(v) || !v.every((s) => typeof s === 'string')) bad('a list of strings'); break;
+      case 'strings-or-regex': if (typeof v !== 'string' && !(Array.isArray(v) && v.every((s) => typeof s === 'string'))) bad('a list of names or one regular expression'); break;
+    }
+    out[k] = v;
+  }
+  for (const [k, spec] of Object.entries(m.keys)) if (!(k in out) && spec.default !== undefined) out[k] = spec.default;
+  return out;
+}
+
+export const ADDRESSING_KEYS: Record<string, ConfigKey> = {
+  modified_modules: { type: 'strings', doc: 'OpenDelta addressing: name suffixes at dot boundaries, "[r]regex", "attn@.q@" common names' },
+  target_modules: { type: 'strings-or-regex', doc: 'PEFT addressing: name suffixes, or one regular expression matching whole names' },
+  exclude_modules: { type: 'strings', doc: 'modules left alone, addressed like modified_modules' },
+};

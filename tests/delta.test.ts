@@ -64,7 +64,7 @@ async function runWithDelta(m: BuiltModel, applied: AppliedDelta, values: Map<st
 
 describe('delta methods equal their PyTorch references', () => {
   for (const name of ['bert', 'llama']) {
-    for (const method of ['bitfit', 'ia3']) {
+    for (const method of ['bitfit', 'ia3', 'adapter', 'parallel_adapter', 'low_rank_adapter']) {
       test(`${method} on ${name}: logits, loss and delta gradients`, async () => {
         const { t, meta } = readDeltaRef(name, method);
         const ref = readReference(join(FIXTURES, name));
@@ -72,7 +72,8 @@ describe('delta methods equal their PyTorch references', () => {
         const cfg = method === 'ia3' && name === 'bert'
           // The reference scales layer.N.output.dense only; PEFT's default "output.dense" also takes attention.output.dense.
           ? { method, target_modules: ['key', 'value', '[r]\\d+\\.output\\.dense'], feedforward_modules: ['[r]\\d+\\.output\\.dense'] }
-          : { method };
+          : method === 'low_rank_adapter' ? { method, reduction_factor: 4 }
+            : method.endsWith('adapter') ? { method, bottleneck_dim: 8 } : { method };
         const applied = applyDeltas(m, parseDeltaConfig(cfg));
         assert.deepEqual([...applied.methods[0].modules].sort(), [...JSON.parse(meta.modules)].sort());
         assert.equal(applied.params.reduce((a, p) => a + applied.initial[p.value].data.length, 0), Number(meta.trainable_params));
@@ -244,7 +245,7 @@ describe('addressing, as OpenDelta and PEFT do it', () => {
 describe('bad delta configs are clear errors before any graph runs', () => {
   const m = () => loadModel(join(FIXTURES, 'bert'));
   test('unknown method or key lists the valid ones', () => {
-    assert.throws(() => parseDeltaConfig({ method: 'dora' }), /unknown method "dora" \(methods: lora, bitfit, ia3, head-only, full\)/);
+    assert.throws(() => parseDeltaConfig({ method: 'dora' }), /unknown method "dora" \(methods: lora, bitfit, ia3, head-only, full, adapter, parallel_adapter, low_rank_adapter\)/);
     assert.throws(() => parseDeltaConfig({ method: 'lora', rank: 8 }), /lora: unknown config key "rank" \(valid: r, alpha, dropout, rslora, modified_modules, target_modules, exclude_modules\)/);
     assert.throws(() => parseDeltaConfig({ method: 'lora', r: 'eight' }), /lora: "r" must be a non-negative integer, got "eight"/);
     assert.throws(() => parseDeltaConfig({}), /entry 0 has no "method"/);
@@ -276,5 +277,44 @@ describe('a combined delta trains', () => {
       assert.ok(after.some((v, i) => v !== before[i]), `${p.name} moved`);
     }
     await runner.release();
+  });
+});
+
+describe('the delta report and inspect --delta', () => {
+  test('counts, percent, exact plugin size and the memory estimate', async () => {
+    const { mkdtempSync, statSync, writeFileSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { writeSafetensors } = await import('../native/onnx/safetensors.js');
+    const { deltaReport } = await import('../native/delta/report.js');
+    const m = loadModel(join(FIXTURES, 'bert'));
+    const applied = applyDeltas(m, parseDeltaConfig({ method: 'lora', r: 4 }));
+    const r = deltaReport(m, applied, { batch: 2, seq: 16 });
+    assert.equal(r.trainable_params, 2 * 2 * (4 * 32 + 32 * 4));
+    assert.equal(r.backbone_params, 24835);
+    assert.ok(Math.abs(r.trainable_percent - (100 * 1024) / 24835) < 1e-12);
+    assert.deepEqual(r.matched_modules.map((x) => x.name), ['bert.encoder.layer.0.attention.self.query', 'bert.encoder.layer.0.attention.self.value', 'bert.encoder.layer.1.attention.self.query', 'bert.encoder.layer.1.attention.self.value']);
+    // The plugin file has exactly the reported size.
+    const dir = mkdtempSync(join(tmpdir(), 'ds-plugin-'));
+    const file = join(dir, 'p.safetensors');
+    writeSafetensors(file, Object.fromEntries(applied.params.map((p) => [p.name, applied.initial[p.value]])), { format: 'delta-studio-plugin', methods: JSON.stringify(applied.methods.map((x) => x.config)) });
+    assert.equal(statSync(file).size, r.plugin_bytes);
+    // Memory: weights in place + 16 bytes per trainable parameter + activations (2 blocks, B=2, S=16, D=32, H=4).
+    assert.equal(r.estimate.optimizer_bytes, 16 * 1024);
+    assert.equal(r.estimate.activation_bytes, 2 * (68 * 2 * 16 * 32 + 10 * 2 * 4 * 16 * 16));
+    assert.equal(r.estimated_train_memory_bytes, r.estimate.weights_bytes + r.estimate.optimizer_bytes + r.estimate.activation_bytes);
+    const cfg = join(dir, 'delta.json');
+    writeFileSync(cfg, JSON.stringify({ method: 'lora', r: 4 }));
+    const bin = fileURLToPath(new URL('../bin/delta-studio.js', import.meta.url));
+    const { execFileSync } = await import('node:child_process');
+    const out = JSON.parse(execFileSync(process.execPath, [bin, 'inspect', join(FIXTURES, 'bert'), '--delta', cfg, '--json', '--batch', '2', '--seq', '16'], { encoding: 'utf8' }).trim().split('\n').pop()!);
+    assert.equal(out.trainable_params, 1024);
+    assert.equal(out.plugin_bytes, r.plugin_bytes);
+    assert.equal(out.estimated_train_memory_bytes, r.estimated_train_memory_bytes);
+    assert.equal(out.matched_modules.length, 4);
+    assert.ok(out.modules.some((x: { name: string; delta?: string[] }) => x.name === 'bert.encoder.layer.0-1.attention.self.query' && x.delta?.[0] === 'lora'));
+    const text = execFileSync(process.execPath, [bin, 'inspect', join(FIXTURES, 'bert'), '--delta', cfg], { encoding: 'utf8' });
+    assert.match(text, /query +Linear ◆ lora/);
+    assert.match(text, /trainable parameters: 1,024 \(4\.12% of 24,835\)/);
+    rmSync(dir, { recursive: true });
   });
 });

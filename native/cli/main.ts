@@ -19,18 +19,28 @@ Run 'delta-studio <command> --help' for a command's options.`;
 
 const COMMANDS: Record<string, { help: string; positionals?: boolean; options: Record<string, { type: 'string' | 'boolean'; default?: string | boolean }>; run(v: Record<string, string | boolean | undefined>, positionals: string[]): Promise<number> }> = {
   inspect: {
-    help: `Usage: delta-studio inspect <model-dir> [--task T] [--num-labels N] [--json]
+    help: `Usage: delta-studio inspect <model-dir> [--delta config.json] [--task T] [--num-labels N] [--json]
 
 Reads a Hugging Face model folder (config.json, model.safetensors or a sharded index; bert, roberta, gpt2,
 llama, mistral, qwen2, t5) and prints its module tree: every module by its Hugging Face name with its type,
 parameter shapes and counts, repeated blocks folded (layer.0-11 ×12), and the exact parameter total.
 
+With --delta, the modules a delta config modifies are marked in the tree (◆ method) and the report says how many
+parameters train (and what % of the backbone), the plugin's size in bytes, and an estimate of training memory.
+A config is {"method": "lora", "r": 8, …}, a list of them, or {"deltas": [...]}; methods: lora, bitfit, ia3,
+adapter, parallel_adapter, low_rank_adapter, head-only, full.
+
 Options:
+  --delta FILE     a delta config (JSON)
+  --batch N        batch size of the memory estimate (default 8)
+  --seq N          sequence length of the memory estimate (default 128)
   --task T         classification, regression, causal-lm or seq2seq-lm (default: the family's own)
   --num-labels N   classes of a new classification head (default: config.json's)
-  --json           one JSON object on the last line: { architecture, model_type, params_total, params_new, modules, task, inputs }`,
+  --json           one JSON object on the last line: { architecture, model_type, params_total, params_new, modules, task,
+                   inputs } and with --delta { trainable_params, trainable_percent, matched_modules, plugin_bytes,
+                   estimated_train_memory_bytes, … }`,
     positionals: true,
-    options: { json: { type: 'boolean', default: false }, task: { type: 'string' }, 'num-labels': { type: 'string' } },
+    options: { json: { type: 'boolean', default: false }, task: { type: 'string' }, 'num-labels': { type: 'string' }, delta: { type: 'string' }, batch: { type: 'string' }, seq: { type: 'string' } },
     run: (v, pos) => inspect(pos[0], v),
   },
   doctor: {

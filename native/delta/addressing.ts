@@ -16,6 +16,8 @@ export interface Addressing {
   exclude_modules?: string[];
 }
 
+const CONTAINERS = ['Attention', 'FeedForward'];
+
 type Key = { raw: string; common: boolean; test: (name: string) => boolean };
 
 function compile(raw: string, field: string, fullmatch = false): Key {
@@ -117,11 +119,11 @@ export function selectModules(model: BuiltModel, cfg: Addressing, method: string
     for (const e of entries) {
       if (key.common !== e.name.startsWith('@')) continue;
       if (!key.test(key.common ? e.common! : e.name)) continue;
-      const isLeaf = e.leaves.length === 1 && (e.leaves[0].name === e.name || (key.common && commonName(model.modelType, e.leaves[0].name) === e.common));
-      if (isLeaf) {
-        const m = e.leaves[0];
-        if (!accepts.includes(m.type)) throw new Error(`${method}: "${key.raw}" selects ${m.name}, a ${m.type}; ${method} modifies ${accepts.join(', ')} modules`);
-        picked.add(m);
+      // The module the key names itself, when it is one (a leaf, or a container such as an attention block).
+      const own = e.leaves.find((m) => (key.common ? commonName(model.modelType, m.name) === e.common : m.name === e.name));
+      if (own && accepts.includes(own.type)) picked.add(own);
+      else if (own && !CONTAINERS.includes(own.type)) {
+        throw new Error(`${method}: "${key.raw}" selects ${own.name}, a ${own.type}; ${method} modifies ${accepts.join(', ')} modules`);
       } else {
         for (const m of e.leaves) if ((m.type === 'Linear' || m.type === 'Conv1D') && accepts.includes(m.type) && m.name !== 'lm_head') picked.add(m);
       }

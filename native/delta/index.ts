@@ -9,6 +9,7 @@ import './methods/lora.js';
 import './methods/bitfit.js';
 import './methods/ia3.js';
 import './methods/baselines.js';
+import './methods/adapters.js';
 
 export interface DeltaConfig {
   method: string;

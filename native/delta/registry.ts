@@ -101,8 +101,14 @@ export class DeltaContext {
   /** Rewrites a module's output for every reader (e.g. y + low-rank(x)). */
   mapOutput(m: ModuleRecord, fn: (y: Value) => Value): void {
     if (!m.output) throw new Error(`${this.method}: module ${m.name} has no output to modify`);
-    const out = this.g.spliceAfter(m.output, fn);
-    m.output = out.name;
+    const old = m.output;
+    const out = this.g.spliceAfter(old, fn);
+    // Every module that read or produced the old value now reads or produces the new one (a block's output is the
+    // next block's input; a LayerNorm's output is its container's), so later deltas see this one.
+    for (const r of this.model.modules) {
+      if (r.input === old) r.input = out.name;
+      if (r.output === old) r.output = out.name;
+    }
   }
 }
 

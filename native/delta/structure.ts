@@ -8,6 +8,8 @@
 type Rule = [RegExp, string];
 
 const BERT: Rule[] = [
+  [/^(?:(?:bert|roberta)\.)?encoder\.layer\.(\d+)\.attention$/, 'encoder.block.$1.attn'],
+  [/^(?:(?:bert|roberta)\.)?encoder\.layer\.(\d+)\.output$/, 'encoder.block.$1.ff'],
   [/^(?:(?:bert|roberta)\.)?encoder\.layer\.(\d+)\.attention\.self\.query$/, 'encoder.block.$1.attn.q'],
   [/^(?:(?:bert|roberta)\.)?encoder\.layer\.(\d+)\.attention\.self\.key$/, 'encoder.block.$1.attn.k'],
   [/^(?:(?:bert|roberta)\.)?encoder\.layer\.(\d+)\.attention\.self\.value$/, 'encoder.block.$1.attn.v'],
@@ -20,6 +22,8 @@ const BERT: Rule[] = [
 ];
 
 const GPT2: Rule[] = [
+  [/^(?:transformer\.)?h\.(\d+)\.attn$/, 'decoder.block.$1.attn'],
+  [/^(?:transformer\.)?h\.(\d+)\.mlp$/, 'decoder.block.$1.ff'],
   [/^(?:transformer\.)?h\.(\d+)\.attn\.c_attn$/, 'decoder.block.$1.attn.qkv'],
   [/^(?:transformer\.)?h\.(\d+)\.attn\.c_proj$/, 'decoder.block.$1.attn.o'],
   [/^(?:transformer\.)?h\.(\d+)\.ln_1$/, 'decoder.block.$1.attn.layer_norm'],
@@ -31,6 +35,8 @@ const GPT2: Rule[] = [
 ];
 
 const LLAMA: Rule[] = [
+  [/^(?:model\.)?layers\.(\d+)\.self_attn$/, 'decoder.block.$1.attn'],
+  [/^(?:model\.)?layers\.(\d+)\.mlp$/, 'decoder.block.$1.ff'],
   [/^(?:model\.)?layers\.(\d+)\.self_attn\.(q|k|v|o)_proj$/, 'decoder.block.$1.attn.$2'],
   [/^(?:model\.)?layers\.(\d+)\.input_layernorm$/, 'decoder.block.$1.attn.layer_norm'],
   [/^(?:model\.)?layers\.(\d+)\.mlp\.gate_proj$/, 'decoder.block.$1.ff.gate'],
@@ -42,6 +48,9 @@ const LLAMA: Rule[] = [
 ];
 
 const T5: Rule[] = [
+  [/^(encoder|decoder)\.block\.(\d+)\.layer\.0\.SelfAttention$/, '$1.block.$2.attn'],
+  [/^decoder\.block\.(\d+)\.layer\.1\.EncDecAttention$/, 'decoder.block.$1.crossattn'],
+  [/^(encoder\.block\.\d+\.layer\.1|decoder\.block\.\d+\.layer\.2)\.DenseReluDense$/, '$1.ff'],
   [/^(encoder|decoder)\.block\.(\d+)\.layer\.0\.SelfAttention\.(q|k|v|o)$/, '$1.block.$2.attn.$3'],
   [/^(encoder|decoder)\.block\.(\d+)\.layer\.0\.layer_norm$/, '$1.block.$2.attn.layer_norm'],
   [/^decoder\.block\.(\d+)\.layer\.1\.EncDecAttention\.(q|k|v|o)$/, 'decoder.block.$1.crossattn.$2'],

@@ -58,8 +58,11 @@ export function buildEncoder(folder: ModelFolder, cfg: ConfigReader, opts: { tas
       const v = b.splitHeads(b.linear(`${p}.attention.self.value`, x, D, D, true), H, dh);
       const ctx = b.mergeHeads(b.attend(q, k, v, bias, 1 / Math.sqrt(dh)), D);
       const a = b.layerNorm(`${p}.attention.output.LayerNorm`, g.op1('Add', [b.linear(`${p}.attention.output.dense`, ctx, D, D, true), x]), D, eps);
+      b.record({ name: `${p}.attention`, type: 'Attention', params: [], input: x.name, output: a.name, in: D, out: D });
       const inter = activation(b, b.linear(`${p}.intermediate.dense`, a, D, F, true), act, folder.dir);
-      return b.layerNorm(`${p}.output.LayerNorm`, g.op1('Add', [b.linear(`${p}.output.dense`, inter, F, D, true), a]), D, eps);
+      const o = b.layerNorm(`${p}.output.LayerNorm`, g.op1('Add', [b.linear(`${p}.output.dense`, inter, F, D, true), a]), D, eps);
+      b.record({ name: `${p}.output`, type: 'FeedForward', params: [], input: inter.name, output: o.name, in: F, out: D });
+      return o;
     });
   }
 
@@ -81,7 +84,7 @@ export function buildEncoder(folder: ModelFolder, cfg: ConfigReader, opts: { tas
   return {
     architecture: roberta ? 'RobertaForSequenceClassification' : 'BertForSequenceClassification',
     modelType: roberta ? 'roberta' : 'bert', task: opts.task, graph: g, inputs: [...inputs, 'labels'], logits: 'logits', loss: loss.name,
-    modules: b.modules, created: b.created, builder: b, numLabels: labelsCount,
+    modules: b.modules, created: b.created, builder: b, numLabels: labelsCount, dims: { hidden: D, layers: L, heads: H, vocab: V },
   };
 }
 

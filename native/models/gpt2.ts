@@ -24,13 +24,19 @@ export function buildGpt2(folder: ModelFolder, cfg: ConfigReader, opts: { task: 
   for (let l = 0; l < L; l++) {
     const p = `${pre}h.${l}`;
     x = g.scope(p, () => {
-      const qkv = b.conv1d(`${p}.attn.c_attn`, b.layerNorm(`${p}.ln_1`, x, D, eps), D, 3 * D);
+      const n1 = b.layerNorm(`${p}.ln_1`, x, D, eps);
+      const qkv = b.conv1d(`${p}.attn.c_attn`, n1, D, 3 * D);
       const [q, k, v] = g.op('Split', [qkv, b.i64([D, D, D])], { axis: -1 }, { outputs: 3 }).map((t) => b.splitHeads(t, H, dh));
       const ctx = b.mergeHeads(b.attend(q, k, v, bias, 1 / Math.sqrt(dh)), D);
-      const a = g.op1('Add', [x, b.conv1d(`${p}.attn.c_proj`, ctx, D, D)]);
-      const h = b.conv1d(`${p}.mlp.c_fc`, b.layerNorm(`${p}.ln_2`, a, D, eps), D, F);
+      const attn = b.conv1d(`${p}.attn.c_proj`, ctx, D, D);
+      b.record({ name: `${p}.attn`, type: 'Attention', params: [], input: n1.name, output: attn.name, in: D, out: D });
+      const a = g.op1('Add', [x, attn]);
+      const n2 = b.layerNorm(`${p}.ln_2`, a, D, eps);
+      const h = b.conv1d(`${p}.mlp.c_fc`, n2, D, F);
       const act2 = act === 'gelu' ? g.op1('Gelu', [h]) : g.op1('Gelu', [h], { approximate: 'tanh' });
-      return g.op1('Add', [a, b.conv1d(`${p}.mlp.c_proj`, act2, F, D)]);
+      const ff = b.conv1d(`${p}.mlp.c_proj`, act2, F, D);
+      b.record({ name: `${p}.mlp`, type: 'FeedForward', params: [], input: n2.name, output: ff.name, in: D, out: D });
+      return g.op1('Add', [a, ff]);
     });
   }
   x = b.layerNorm(`${pre}ln_f`, x, D, eps);
@@ -42,19 +48,19 @@ export function buildGpt2(folder: ModelFolder, cfg: ConfigReader, opts: { task: 
     const labels = g.input('labels', 'int64', ['batch', 'seq']);
     const loss = b.causalLmLoss(logits, labels, V);
     g.output(loss);
-    return { architecture: 'GPT2LMHeadModel', modelType: 'gpt2', task: opts.task, graph: g, inputs: ['input_ids', 'attention_mask', 'labels'], logits: 'logits', loss: loss.name, modules: b.modules, created: b.created, builder: b };
+    return { architecture: 'GPT2LMHeadModel', modelType: 'gpt2', task: opts.task, graph: g, inputs: ['input_ids', 'attention_mask', 'labels'], logits: 'logits', loss: loss.name, modules: b.modules, created: b.created, builder: b, dims: { hidden: D, layers: L, heads: H, vocab: V } };
   }
-  return decoderClassifier(b, x, mask, D, cfg, opts, 'GPT2ForSequenceClassification', 'gpt2');
+  return decoderClassifier(b, x, mask, D, cfg, opts, 'GPT2ForSequenceClassification', 'gpt2', { hidden: D, layers: L, heads: H, vocab: V });
 }
 
 /** transformers' *ForSequenceClassification on decoders: a bias-free `score` layer on the last real token. */
-export function decoderClassifier(b: ModelBuilder, x: ReturnType<ModelBuilder['lastToken']>, mask: ReturnType<ModelBuilder['lastToken']>, D: number, cfg: ConfigReader, opts: { task: Task } & ModelOptions, architecture: string, modelType: string): BuiltModel {
+export function decoderClassifier(b: ModelBuilder, x: ReturnType<ModelBuilder['lastToken']>, mask: ReturnType<ModelBuilder['lastToken']>, D: number, cfg: ConfigReader, opts: { task: Task } & ModelOptions, architecture: string, modelType: string, dims: BuiltModel['dims']): BuiltModel {
   const n = opts.task === 'regression' ? 1 : (opts.numLabels ?? numLabelsOf(cfg));
   const logits = b.g.op1('Identity', [b.linear('score', b.lastToken(x, mask), D, n, false, { create: { normal: cfg.num('initializer_range', 0.02) } })], {}, { names: ['logits'] });
   b.g.output(logits);
   const loss = headLoss(b, logits, opts.task);
   b.g.output(loss);
-  return { architecture, modelType, task: opts.task, graph: b.g, inputs: ['input_ids', 'attention_mask', 'labels'], logits: 'logits', loss: loss.name, modules: b.modules, created: b.created, builder: b, numLabels: n };
+  return { architecture, modelType, task: opts.task, graph: b.g, inputs: ['input_ids', 'attention_mask', 'labels'], logits: 'logits', loss: loss.name, modules: b.modules, created: b.created, builder: b, numLabels: n, dims };
 }
 
 export const GPT2: Architecture = {

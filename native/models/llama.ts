@@ -56,11 +56,15 @@ export function buildLlama(folder: ModelFolder, cfg: ConfigReader, opts: { task:
       const k = repeatKv(rope(b.splitHeads(b.linear(`${p}.self_attn.k_proj`, hN, D, KV * dh, qkvBias), KV, dh)));
       const v = repeatKv(b.splitHeads(b.linear(`${p}.self_attn.v_proj`, hN, D, KV * dh, qkvBias), KV, dh));
       const ctx = b.mergeHeads(b.attend(q, k, v, bias, 1 / Math.sqrt(dh)), H * dh);
-      const a = g.op1('Add', [x, b.linear(`${p}.self_attn.o_proj`, ctx, H * dh, D, false)]);
+      const attn = b.linear(`${p}.self_attn.o_proj`, ctx, H * dh, D, false);
+      b.record({ name: `${p}.self_attn`, type: 'Attention', params: [], input: hN.name, output: attn.name, in: D, out: D });
+      const a = g.op1('Add', [x, attn]);
       const m = b.rmsNorm(`${p}.post_attention_layernorm`, a, D, eps);
       const gate = g.op1('QuickGelu', [b.linear(`${p}.mlp.gate_proj`, m, D, F, false)], { alpha: 1.0 }); // SiLU
       const up = b.linear(`${p}.mlp.up_proj`, m, D, F, false);
-      return g.op1('Add', [a, b.linear(`${p}.mlp.down_proj`, g.op1('Mul', [gate, up]), F, D, false)]);
+      const ff = b.linear(`${p}.mlp.down_proj`, g.op1('Mul', [gate, up]), F, D, false);
+      b.record({ name: `${p}.mlp`, type: 'FeedForward', params: [], input: m.name, output: ff.name, in: D, out: D });
+      return g.op1('Add', [a, ff]);
     });
   }
   x = b.rmsNorm(`${pre}norm`, x, D, eps);
@@ -74,9 +78,9 @@ export function buildLlama(folder: ModelFolder, cfg: ConfigReader, opts: { task:
     g.output(logits);
     const loss = b.causalLmLoss(logits, g.input('labels', 'int64', ['batch', 'seq']), V);
     g.output(loss);
-    return { architecture: lmName, modelType: type, task: opts.task, graph: g, inputs: ['input_ids', 'attention_mask', 'labels'], logits: 'logits', loss: loss.name, modules: b.modules, created: b.created, builder: b };
+    return { architecture: lmName, modelType: type, task: opts.task, graph: g, inputs: ['input_ids', 'attention_mask', 'labels'], logits: 'logits', loss: loss.name, modules: b.modules, created: b.created, builder: b, dims: { hidden: D, layers: L, heads: H, vocab: V } };
   }
-  return decoderClassifier(b, x, mask, D, cfg, opts, clsName, type);
+  return decoderClassifier(b, x, mask, D, cfg, opts, clsName, type, { hidden: D, layers: L, heads: H, vocab: V });
 }
 
 export const LLAMA: Architecture = {

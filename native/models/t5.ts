@@ -61,13 +61,17 @@ export function buildT5(folder: ModelFolder, cfg: ConfigReader, opts: { task: Ta
     const h = gated
       ? g.op1('Mul', [act(b.linear(`${p}.DenseReluDense.wi_0`, n, D, F, false)), b.linear(`${p}.DenseReluDense.wi_1`, n, D, F, false)])
       : act(b.linear(`${p}.DenseReluDense.wi`, n, D, F, false));
-    return g.op1('Add', [x, b.linear(`${p}.DenseReluDense.wo`, h, F, D, false)]);
+    const out = b.linear(`${p}.DenseReluDense.wo`, h, F, D, false);
+    b.record({ name: `${p}.DenseReluDense`, type: 'FeedForward', params: [], input: n.name, output: out.name, in: D, out: D });
+    return g.op1('Add', [x, out]);
   };
   const attention = (p: string, xq: Value, xkv: Value, bias: Value): Value => {
     const q = b.splitHeads(b.linear(`${p}.q`, xq, D, inner, false), H, dkv);
     const k = b.splitHeads(b.linear(`${p}.k`, xkv, D, inner, false), H, dkv);
     const v = b.splitHeads(b.linear(`${p}.v`, xkv, D, inner, false), H, dkv);
-    return b.linear(`${p}.o`, b.mergeHeads(b.attend(q, k, v, bias, 1), inner), inner, D, false); // no 1/√d in T5
+    const out = b.linear(`${p}.o`, b.mergeHeads(b.attend(q, k, v, bias, 1), inner), inner, D, false); // no 1/√d in T5
+    b.record({ name: p, type: 'Attention', params: [], input: xq.name, output: out.name, in: D, out: D });
+    return out;
   };
   /** Relative position bias [1, H, q, k] from the stack's first block's table. */
   const positionBias = (stack: string, qLike: Value, kLike: Value, bidirectional: boolean): Value => {
@@ -123,7 +127,7 @@ export function buildT5(folder: ModelFolder, cfg: ConfigReader, opts: { task: Ta
   return {
     architecture: 'T5ForConditionalGeneration', modelType: 't5', task: opts.task, graph: g,
     inputs: ['input_ids', 'attention_mask', 'decoder_input_ids', 'decoder_attention_mask', 'labels'],
-    logits: 'logits', loss: loss.name, modules: b.modules, created: b.created, builder: b,
+    logits: 'logits', loss: loss.name, modules: b.modules, created: b.created, builder: b, dims: { hidden: D, layers: Le + Ld, heads: H, vocab: V },
   };
 }
 

@@ -15,6 +15,8 @@ export interface TreeNode {
   /** How many identical blocks this node stands for (1 unless folded). */
   repeat: number;
   children: TreeNode[];
+  /** Delta methods that modify this module. */
+  delta?: string[];
 }
 
 export interface ModelTree {
@@ -25,7 +27,7 @@ export interface ModelTree {
   params_new: number;
   root: TreeNode;
   /** Flat list of every module, depth first (folded). */
-  modules: { name: string; type: string; params: number; shapes: Record<string, number[]>; repeat: number }[];
+  modules: { name: string; type: string; params: number; shapes: Record<string, number[]>; repeat: number; delta?: string[] }[];
 }
 
 const numel = (s: number[]): number => s.reduce((a, b) => a * b, 1);
@@ -40,7 +42,7 @@ function containerType(key: string, childKeys: string[]): string {
 }
 
 function signature(n: TreeNode): string {
-  return `${n.type}(${Object.entries(n.params).map(([k, s]) => `${k}:${s.join('x')}`).join(',')})[${n.children.map((c) => `${c.key}=${signature(c)}`).join(';')}]`;
+  return `${n.type}${n.delta ? `<${n.delta.join('+')}>` : ''}(${Object.entries(n.params).map(([k, s]) => `${k}:${s.join('x')}`).join(',')})[${n.children.map((c) => `${c.key}=${signature(c)}`).join(';')}]`;
 }
 
 function rename(n: TreeNode, from: string, to: string): void {
@@ -77,7 +79,7 @@ function total(n: TreeNode): number {
   return n.count;
 }
 
-export function moduleTree(m: BuiltModel): ModelTree {
+export function moduleTree(m: BuiltModel, deltas?: Map<string, string[]>): ModelTree {
   const root: TreeNode = { name: '', key: '', type: m.architecture, params: {}, count: 0, repeat: 1, children: [] };
   const byName = new Map<string, TreeNode>([['', root]]);
   const node = (name: string): TreeNode => {
@@ -108,6 +110,7 @@ export function moduleTree(m: BuiltModel): ModelTree {
     const n = node(cut < 0 ? name : name.slice(0, cut));
     n.params[name.slice(cut + 1)] = ref.shape;
   }
+  for (const [name, methods] of deltas ?? []) node(name).delta = methods;
   const typeAll = (n: TreeNode): void => {
     for (const c of n.children) typeAll(c);
     n.children.sort((a, b) => (/^\d+$/.test(a.key) && /^\d+$/.test(b.key) ? Number(a.key) - Number(b.key) : 0));
@@ -118,7 +121,7 @@ export function moduleTree(m: BuiltModel): ModelTree {
   total(root);
   const modules: ModelTree['modules'] = [];
   const walk = (n: TreeNode): void => {
-    if (n !== root) modules.push({ name: n.name, type: n.type, params: n.count, shapes: n.params, repeat: n.repeat });
+    if (n !== root) modules.push({ name: n.name, type: n.type, params: n.count, shapes: n.params, repeat: n.repeat, ...(n.delta ? { delta: n.delta } : {}) });
     for (const c of n.children) walk(c);
   };
   walk(root);
@@ -141,7 +144,7 @@ export function renderTree(t: ModelTree): string {
   const walk = (n: TreeNode, prefix: string, last: boolean, depth: number): void => {
     const label = depth === 0 ? '' : `${prefix}${last ? '└─ ' : '├─ '}${n.key}${n.repeat > 1 ? ` ×${n.repeat}` : ''}`;
     const shapes = Object.entries(n.params).map(([k, s]) => `${k}[${s.join('×')}]`).join(' ');
-    if (depth > 0) rows.push([label, n.type, shapes, fmt(n.count)]);
+    if (depth > 0) rows.push([label, n.delta ? `${n.type} ◆ ${n.delta.join(' + ')}` : n.type, shapes, fmt(n.count)]);
     n.children.forEach((c, i) => walk(c, depth === 0 ? '' : prefix + (last ? '   ' : '│  '), i === n.children.length - 1, depth + 1));
   };
   walk(t.root, '', true, 0);

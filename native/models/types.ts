@@ -29,6 +29,8 @@ export interface BuiltModel {
   created: Record<string, HostTensor>;
   builder: ModelBuilder;
   numLabels?: number;
+  /** Sizes for estimates: hidden width, transformer blocks (all stacks), heads, vocabulary. */
+  dims: { hidden: number; layers: number; heads: number; vocab: number };
 }
 
 export interface Architecture {

@@ -124,6 +124,20 @@ export interface TensorData {
   data: Uint8Array | ArrayBufferView;
 }
 
+/** The exact size of the safetensors file writeSafetensors would write for these tensors and metadata. */
+export function safetensorsSize(tensors: { name: string; dtype: DType; shape: number[] }[], metadata: Record<string, string> = {}): number {
+  const header: Record<string, unknown> = {};
+  if (Object.keys(metadata).length) header.__metadata__ = metadata;
+  let off = 0;
+  for (const t of [...tensors].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+    const n = t.shape.reduce((a, b) => a * b, 1) * bytesOf(t.dtype);
+    header[t.name] = { dtype: DTYPES[t.dtype].safetensors, shape: t.shape, data_offsets: [off, off + n] };
+    off += n;
+  }
+  const json = Buffer.byteLength(JSON.stringify(header));
+  return 8 + json + ((8 - ((8 + json) % 8)) % 8) + off;
+}
+
 /** Writes a safetensors file atomically. Tensors are laid out in name order; the header is padded to 8 bytes. */
 export function writeSafetensors(file: string, tensors: Record<string, TensorData>, metadata: Record<string, string> = {}): void {
   const names = Object.keys(tensors).sort();

@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { buildGradients } from '../native/autodiff/backward.js';
-import { applyDeltas, parseDeltaConfig, type AppliedDelta } from '../native/delta/index.js';
+import { applyDeltas, loadWithDeltas, parseDeltaConfig, type AppliedDelta } from '../native/delta/index.js';
+import { existsSync } from 'node:fs';
 import { mergeDeltas } from '../native/delta/merge.js';
 import { selectModules } from '../native/delta/addressing.js';
 import type { HostTensor } from '../native/onnx/graph.js';
@@ -63,19 +64,24 @@ async function runWithDelta(m: BuiltModel, applied: AppliedDelta, values: Map<st
 }
 
 describe('delta methods equal their PyTorch references', () => {
-  for (const name of ['bert', 'llama']) {
-    for (const method of ['bitfit', 'ia3', 'adapter', 'parallel_adapter', 'low_rank_adapter']) {
+  const configs: Record<string, (name: string) => unknown> = {
+    bitfit: () => ({ method: 'bitfit' }),
+    // The reference scales layer.N.output.dense only; PEFT's default "output.dense" also takes attention.output.dense.
+    ia3: (name) => (name === 'bert' ? { method: 'ia3', target_modules: ['key', 'value', '[r]\\d+\\.output\\.dense'], feedforward_modules: ['[r]\\d+\\.output\\.dense'] } : { method: 'ia3' }),
+    adapter: () => ({ method: 'adapter', bottleneck_dim: 8 }),
+    parallel_adapter: () => ({ method: 'parallel_adapter', bottleneck_dim: 8 }),
+    low_rank_adapter: () => ({ method: 'low_rank_adapter', reduction_factor: 4 }),
+    soft_prompt: () => ({ method: 'soft_prompt', soft_token_num: 3 }),
+    combo: () => ({ deltas: [{ method: 'bitfit' }, { method: 'adapter', bottleneck_dim: 8 }, { method: 'soft_prompt', soft_token_num: 3 }] }),
+  };
+  for (const name of ['bert', 'llama', 't5']) {
+    for (const method of Object.keys(configs)) {
+      if (!existsSync(join(FIXTURES, name, `delta-${method}.safetensors`))) continue;
       test(`${method} on ${name}: logits, loss and delta gradients`, async () => {
         const { t, meta } = readDeltaRef(name, method);
         const ref = readReference(join(FIXTURES, name));
-        const m = loadModel(join(FIXTURES, name), { task: TASK[name] });
-        const cfg = method === 'ia3' && name === 'bert'
-          // The reference scales layer.N.output.dense only; PEFT's default "output.dense" also takes attention.output.dense.
-          ? { method, target_modules: ['key', 'value', '[r]\\d+\\.output\\.dense'], feedforward_modules: ['[r]\\d+\\.output\\.dense'] }
-          : method === 'low_rank_adapter' ? { method, reduction_factor: 4 }
-            : method.endsWith('adapter') ? { method, bottleneck_dim: 8 } : { method };
-        const applied = applyDeltas(m, parseDeltaConfig(cfg));
-        assert.deepEqual([...applied.methods[0].modules].sort(), [...JSON.parse(meta.modules)].sort());
+        const { model: m, applied } = loadWithDeltas(join(FIXTURES, name), { task: TASK[name] }, parseDeltaConfig(configs[method](name)));
+        if (method !== 'combo') assert.deepEqual([...applied.methods[0].modules].sort(), [...JSON.parse(meta.modules)].sort());
         assert.equal(applied.params.reduce((a, p) => a + applied.initial[p.value].data.length, 0), Number(meta.trainable_params));
         const values = new Map([...t].filter(([k]) => k.startsWith('param.')).map(([k, v]) => [k.slice(6), v]));
         for (const p of applied.params) assert.ok(values.has(p.name), `reference has ${p.name}`);
@@ -85,7 +91,7 @@ describe('delta methods equal their PyTorch references', () => {
         assert.ok(Math.abs(f64(out[m.loss])[0] - f64(t.get('loss')!)[0]) < 1e-4 * Math.abs(f64(t.get('loss')!)[0]));
         for (const p of applied.params) {
           const e = relErr(out[`grad::${p.name}`], t.get(`grad.${p.name}`)!, undefined, 1e-5);
-          assert.ok(e < 1e-3, `gradient of ${p.name}: relative error ${e}`);
+          assert.ok(e < 1e-3, `gradient of ${p.name} (${p.method}): relative error ${e}`);
         }
       });
     }
@@ -245,7 +251,7 @@ describe('addressing, as OpenDelta and PEFT do it', () => {
 describe('bad delta configs are clear errors before any graph runs', () => {
   const m = () => loadModel(join(FIXTURES, 'bert'));
   test('unknown method or key lists the valid ones', () => {
-    assert.throws(() => parseDeltaConfig({ method: 'dora' }), /unknown method "dora" \(methods: lora, bitfit, ia3, head-only, full, adapter, parallel_adapter, low_rank_adapter\)/);
+    assert.throws(() => parseDeltaConfig({ method: 'dora' }), /unknown method "dora" \(methods: lora, bitfit, ia3, head-only, full, adapter, parallel_adapter, low_rank_adapter, soft_prompt\)/);
     assert.throws(() => parseDeltaConfig({ method: 'lora', rank: 8 }), /lora: unknown config key "rank" \(valid: r, alpha, dropout, rslora, modified_modules, target_modules, exclude_modules\)/);
     assert.throws(() => parseDeltaConfig({ method: 'lora', r: 'eight' }), /lora: "r" must be a non-negative integer, got "eight"/);
     assert.throws(() => parseDeltaConfig({}), /entry 0 has no "method"/);

@@ -3,13 +3,15 @@
 // (LoRA, then (IA)³: on the same module, (IA)³ scales W·x + LoRA(x)), then addition-based methods; within a kind,
 // in the order given. A task head the folder lacked always trains (PEFT's modules_to_save).
 import type { HostTensor } from '../onnx/graph.js';
-import type { BuiltModel } from '../models/types.js';
+import { loadModel } from '../models/index.js';
+import type { BuildDeltas, BuiltModel, ModelOptions } from '../models/types.js';
 import { DeltaContext, METHODS, validateConfig, type DeltaParam } from './registry.js';
 import './methods/lora.js';
 import './methods/bitfit.js';
 import './methods/ia3.js';
 import './methods/baselines.js';
 import './methods/adapters.js';
+import './methods/soft-prompt.js';
 
 export interface DeltaConfig {
   method: string;
@@ -61,3 +63,19 @@ export function applyDeltas(model: BuiltModel, configs: DeltaConfig[], seed = 0)
 }
 
 export { METHODS } from './registry.js';
+
+/** What the configs need the graph to be built with (a soft prompt's virtual tokens). */
+export function deltaBuildOptions(configs: DeltaConfig[]): BuildDeltas {
+  const out: BuildDeltas = {};
+  for (const c of configs) {
+    const m = METHODS.get(c.method)!;
+    if (m.build) Object.assign(out, m.build(validateConfig(m, c)));
+  }
+  return out;
+}
+
+/** Reads a model folder and applies delta configs to it: the usual way in. */
+export function loadWithDeltas(dir: string, opts: ModelOptions, configs: DeltaConfig[], seed = 0): { model: BuiltModel; applied: AppliedDelta } {
+  const model = loadModel(dir, { ...opts, build: { ...opts.build, ...deltaBuildOptions(configs) } });
+  return { model, applied: applyDeltas(model, configs, seed) };
+}

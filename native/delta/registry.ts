@@ -4,7 +4,7 @@ import { toFloat32 } from '../onnx/dtype.js';
 import type { HostTensor, Value } from '../onnx/graph.js';
 import { readTensorBytes } from '../onnx/safetensors.js';
 import type { ModuleRecord } from '../models/builder.js';
-import type { BuiltModel } from '../models/types.js';
+import type { BuildDeltas, BuiltModel } from '../models/types.js';
 import { Rng } from '../rng.js';
 
 export type DeltaKind = 'specification' | 'reparameterization' | 'addition';
@@ -21,6 +21,8 @@ export interface DeltaMethod {
   /** What the Delta Tuning paper / OpenDelta / PEFT call it. */
   title: string;
   keys: Record<string, ConfigKey>;
+  /** What the graph must be built with (a soft prompt changes the inputs, not a module). */
+  build?(cfg: Record<string, unknown>): BuildDeltas;
   apply(ctx: DeltaContext, cfg: Record<string, unknown>): void;
 }
 
@@ -58,6 +60,16 @@ export class DeltaContext {
   newParam(name: string, t: HostTensor): Value {
     if (this.params.some((p) => p.name === name)) throw new Error(`${this.method}: parameter "${name}" is added twice (two methods on one module?)`);
     const v = this.g.initializer(name, t);
+    this.params.push({ name, value: v.name, method: this.method, existing: false });
+    this.initial[v.name] = t;
+    return v;
+  }
+
+  /** Takes over a parameter the model was built with (a soft prompt), with its initial value. */
+  adoptParam(name: string, t: HostTensor): Value {
+    const v = this.model.builder.deltaWeights.get(name);
+    if (!v) throw new Error(`${this.method}: the model was built without "${name}"; build it with deltaBuildOptions(configs) (loadWithDeltas does)`);
+    this.g.initializers.set(v.name, { kind: 'host', tensor: t });
     this.params.push({ name, value: v.name, method: this.method, existing: false });
     this.initial[v.name] = t;
     return v;

@@ -13,7 +13,7 @@ function activation(b: ModelBuilder, x: Value, act: string, where: string): Valu
 
 export function buildEncoder(folder: ModelFolder, cfg: ConfigReader, opts: { task: Task } & ModelOptions): BuiltModel {
   const roberta = cfg.str('model_type') === 'roberta';
-  const b = new ModelBuilder(folder, 42, opts.weights);
+  const b = new ModelBuilder(folder, 42, opts.weights, opts.build);
   const g = b.g;
   const D = cfg.num('hidden_size'), H = cfg.num('num_attention_heads'), L = cfg.num('num_hidden_layers');
   const F = cfg.num('intermediate_size'), V = cfg.num('vocab_size');
@@ -26,33 +26,39 @@ export function buildEncoder(folder: ModelFolder, cfg: ConfigReader, opts: { tas
   const pre = folder.weights.has(`${base}.embeddings.word_embeddings.weight`) ? `${base}.` : '';
 
   const ids = g.input('input_ids', 'int64', ['batch', 'seq']);
-  const mask = g.input('attention_mask', 'int64', ['batch', 'seq']);
+  const mask0 = g.input('attention_mask', 'int64', ['batch', 'seq']);
   const inputs = ['input_ids', 'attention_mask'];
-  let types: Value;
+  let types0: Value | undefined;
   if (!roberta) {
-    types = g.input('token_type_ids', 'int64', ['batch', 'seq']);
+    types0 = g.input('token_type_ids', 'int64', ['batch', 'seq']);
     inputs.push('token_type_ids');
-  } else {
-    types = g.op1('Mul', [ids, g.constant(0, 'int64', [])]);
   }
-  // RoBERTa counts positions from padding_idx + 1 over non-pad tokens (create_position_ids_from_input_ids).
-  const pos = roberta
-    ? (() => {
-        const notPad = g.op1('Cast', [g.op1('Not', [g.op1('Equal', [ids, g.constant(pad, 'int64', [])])])], { to: 7 });
-        return g.op1('Add', [g.op1('Mul', [g.op1('CumSum', [notPad, g.constant(1, 'int64', [])]), notPad]), g.constant(pad, 'int64', [])]);
-      })()
-    : b.arange(ids);
   let x = g.scope(`${pre}embeddings`, () => {
+    const word = b.embedding(`${pre}embeddings.word_embeddings`, ids, V, D);
+    // A soft prompt's virtual tokens come first, with positions 0…P−1 and token type 0, as PEFT feeds inputs_embeds.
+    const { emb, mask } = b.prependPrompt(word, mask0, D);
+    const types = types0 ? (b.promptTokens ? g.op1('Concat', [b.onesLike(mask0, b.promptTokens, 0), types0], { axis: 1 }) : types0) : g.op1('Mul', [mask, g.constant(0, 'int64', [])]);
+    let pos: Value;
+    if (!roberta) pos = b.arange(mask);
+    else if (b.promptTokens) pos = g.op1('Add', [b.arange(mask), g.constant(pad + 1, 'int64', [])]); // from inputs_embeds: sequential
+    else {
+      // RoBERTa counts positions from padding_idx + 1 over non-pad tokens (create_position_ids_from_input_ids).
+      const notPad = g.op1('Cast', [g.op1('Not', [g.op1('Equal', [ids, g.constant(pad, 'int64', [])])])], { to: 7 });
+      pos = g.op1('Add', [g.op1('Mul', [g.op1('CumSum', [notPad, g.constant(1, 'int64', [])]), notPad]), g.constant(pad, 'int64', [])]);
+    }
     const e = g.op1('Add', [
-      g.op1('Add', [b.embedding(`${pre}embeddings.word_embeddings`, ids, V, D), b.embedding(`${pre}embeddings.position_embeddings`, pos, P, D)]),
+      g.op1('Add', [emb, b.embedding(`${pre}embeddings.position_embeddings`, pos, P, D)]),
       b.embedding(`${pre}embeddings.token_type_embeddings`, types, T, D),
     ]);
-    return b.layerNorm(`${pre}embeddings.LayerNorm`, e, D, eps);
+    return { x: b.layerNorm(`${pre}embeddings.LayerNorm`, e, D, eps), mask };
   });
-  const bias = b.attentionBias(mask, false);
+  const bias = b.attentionBias(x.mask, false);
+  let h = x.x;
   for (let l = 0; l < L; l++) {
     const p = `${pre}encoder.layer.${l}`;
-    x = g.scope(p, () => {
+    const xin = h;
+    h = g.scope(p, () => {
+      const x = xin;
       const q = b.splitHeads(b.linear(`${p}.attention.self.query`, x, D, D, true), H, dh);
       const k = b.splitHeads(b.linear(`${p}.attention.self.key`, x, D, D, true), H, dh);
       const v = b.splitHeads(b.linear(`${p}.attention.self.value`, x, D, D, true), H, dh);
@@ -68,7 +74,7 @@ export function buildEncoder(folder: ModelFolder, cfg: ConfigReader, opts: { tas
 
   const labelsCount = opts.task === 'regression' ? 1 : (opts.numLabels ?? numLabelsOf(cfg));
   const std = cfg.num('initializer_range', 0.02);
-  const cls = b.firstToken(x);
+  const cls = b.firstToken(h);
   let logits: Value;
   if (roberta) {
     // RobertaClassificationHead: dense → tanh → out_proj on the <s> token.

@@ -5,6 +5,7 @@ import { Graph, type HostTensor, type Value } from '../onnx/graph.js';
 import { fmtShape, type Dim } from '../onnx/shape.js';
 import { Rng } from '../rng.js';
 import type { ModelFolder } from './folder.js';
+import type { BuildDeltas } from './types.js';
 
 export interface ModuleParam {
   name: string;
@@ -39,8 +40,52 @@ export class ModelBuilder {
   readonly created: Record<string, HostTensor> = {};
   private readonly rng: Rng;
 
-  constructor(readonly folder: ModelFolder, seed = 42, private readonly overrides: Record<string, HostTensor> = {}) {
+  /** Parameters that build-time deltas (a soft prompt) created, by name. */
+  readonly deltaWeights = new Map<string, Value>();
+
+  constructor(readonly folder: ModelFolder, seed = 42, private readonly overrides: Record<string, HostTensor> = {}, readonly build: BuildDeltas = {}) {
     this.rng = new Rng(seed);
+  }
+
+  get promptTokens(): number {
+    return this.build.softPromptTokens ?? 0;
+  }
+
+  /**
+   * Prepends the soft prompt's virtual tokens to token embeddings [batch, seq, D] and ones to the mask, as PEFT's
+   * prompt tuning does with inputs_embeds. Without a soft prompt, returns both unchanged.
+   */
+  prependPrompt(emb: Value, mask: Value, D: number): { emb: Value; mask: Value } {
+    const P = this.promptTokens;
+    if (!P) return { emb, mask };
+    const g = this.g;
+    const prompt = this.g.initializer('soft_prompt.embedding', { dtype: 'float32', shape: [P, D], data: new Float32Array(P * D) });
+    this.deltaWeights.set('soft_prompt.embedding', prompt);
+    this.record({ name: 'soft_prompt', type: 'SoftPrompt', params: [], output: prompt.name, in: P, out: D });
+    const batch = g.op1('Shape', [mask], { start: 0, end: 1 });
+    const shape = g.op1('Concat', [batch, this.i64([P, D])], { axis: 0 });
+    const tiled = g.op1('Expand', [g.op1('Unsqueeze', [prompt, this.i64([0])]), shape], {}, { infos: [{ dtype: 'float32', shape: [mask.shape[0], P, D] }] });
+    const ones = this.onesLike(mask, P, 1);
+    return { emb: g.op1('Concat', [tiled, emb], { axis: 1 }), mask: g.op1('Concat', [ones, mask], { axis: 1 }) };
+  }
+
+  /** An int64 [batch, n] tensor of `value`, batch taken from `like`. */
+  onesLike(like: Value, n: number, value: number): Value {
+    const g = this.g;
+    const shape = g.op1('Concat', [g.op1('Shape', [like], { start: 0, end: 1 }), this.i64([n])], { axis: 0 });
+    return g.op1('ConstantOfShape', [shape], { value: { dtype: 'int64', shape: [1], data: BigInt64Array.of(BigInt(value)) } }, { infos: [{ dtype: 'int64', shape: [like.shape[0], n] }] });
+  }
+
+  /** Labels for a prompted causal LM: −100 (ignored) on the virtual positions. */
+  promptLabels(labels: Value): Value {
+    const P = this.promptTokens;
+    return P ? this.g.op1('Concat', [this.onesLike(labels, P, -100), labels], { axis: 1 }) : labels;
+  }
+
+  /** Logits of the real positions only (the virtual tokens' are dropped). */
+  realPositions(logits: Value): Value {
+    const P = this.promptTokens;
+    return P ? this.g.op1('Slice', [logits, this.i64([P]), this.i64([2 ** 62]), this.i64([1])]) : logits;
   }
 
   has(name: string): boolean {

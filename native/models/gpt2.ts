@@ -6,7 +6,7 @@ import type { Architecture, BuiltModel, ModelOptions, Task } from './types.js';
 import { headLoss, numLabelsOf } from './bert.js';
 
 export function buildGpt2(folder: ModelFolder, cfg: ConfigReader, opts: { task: Task } & ModelOptions): BuiltModel {
-  const b = new ModelBuilder(folder, 42, opts.weights);
+  const b = new ModelBuilder(folder, 42, opts.weights, opts.build);
   const g = b.g;
   const D = cfg.num('n_embd'), H = cfg.num('n_head'), L = cfg.num('n_layer'), V = cfg.num('vocab_size'), P = cfg.num('n_positions');
   const F = cfg.num('n_inner', 4 * D), eps = cfg.num('layer_norm_epsilon', 1e-5);
@@ -15,11 +15,11 @@ export function buildGpt2(folder: ModelFolder, cfg: ConfigReader, opts: { task: 
   const dh = D / H;
   const pre = folder.weights.has('transformer.wte.weight') ? 'transformer.' : '';
   const ids = g.input('input_ids', 'int64', ['batch', 'seq']);
-  const mask = g.input('attention_mask', 'int64', ['batch', 'seq']);
+  const mask0 = g.input('attention_mask', 'int64', ['batch', 'seq']);
+  const { emb, mask } = b.prependPrompt(b.embedding(`${pre}wte`, ids, V, D), mask0, D);
   // Positions over real tokens only, as generate() passes them, so left padding does not shift them.
   const pos = b.positionsFromMask(mask);
-  const wte = b.embedding(`${pre}wte`, ids, V, D);
-  let x = g.op1('Add', [wte, b.embedding(`${pre}wpe`, pos, P, D)]);
+  let x = g.op1('Add', [emb, b.embedding(`${pre}wpe`, pos, P, D)]);
   const bias = b.attentionBias(mask, true);
   for (let l = 0; l < L; l++) {
     const p = `${pre}h.${l}`;
@@ -42,11 +42,11 @@ export function buildGpt2(folder: ModelFolder, cfg: ConfigReader, opts: { task: 
   x = b.layerNorm(`${pre}ln_f`, x, D, eps);
   if (opts.task === 'causal-lm') {
     const head = folder.weights.has('lm_head.weight') ? b.weight('lm_head.weight', [V, D]) : b.weight(`${pre}wte.weight`, [V, D]);
-    const logits = g.op1('FusedMatMul', [x, head], { transB: 1 }, { names: ['logits'] });
-    b.record({ name: 'lm_head', type: 'Linear', params: folder.weights.has('lm_head.weight') ? [{ name: 'lm_head.weight', shape: [V, D], dtype: 'float32' }] : [], input: x.name, output: logits.name, in: D, out: V });
-    g.output(logits);
+    const full = g.op1('FusedMatMul', [x, head], { transB: 1 });
+    b.record({ name: 'lm_head', type: 'Linear', params: folder.weights.has('lm_head.weight') ? [{ name: 'lm_head.weight', shape: [V, D], dtype: 'float32' }] : [], input: x.name, output: full.name, in: D, out: V });
+    g.output(b.realPositions(full), 'logits');
     const labels = g.input('labels', 'int64', ['batch', 'seq']);
-    const loss = b.causalLmLoss(logits, labels, V);
+    const loss = b.causalLmLoss(full, b.promptLabels(labels), V);
     g.output(loss);
     return { architecture: 'GPT2LMHeadModel', modelType: 'gpt2', task: opts.task, graph: g, inputs: ['input_ids', 'attention_mask', 'labels'], logits: 'logits', loss: loss.name, modules: b.modules, created: b.created, builder: b, dims: { hidden: D, layers: L, heads: H, vocab: V } };
   }

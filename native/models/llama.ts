@@ -14,7 +14,7 @@ const NAMES: Record<string, [string, string]> = {
 
 export function buildLlama(folder: ModelFolder, cfg: ConfigReader, opts: { task: Task } & ModelOptions): BuiltModel {
   const type = cfg.str('model_type');
-  const b = new ModelBuilder(folder, 42, opts.weights);
+  const b = new ModelBuilder(folder, 42, opts.weights, opts.build);
   const g = b.g;
   const D = cfg.num('hidden_size'), H = cfg.num('num_attention_heads'), L = cfg.num('num_hidden_layers');
   const KV = cfg.num('num_key_value_heads', H), F = cfg.num('intermediate_size'), V = cfg.num('vocab_size');
@@ -28,8 +28,10 @@ export function buildLlama(folder: ModelFolder, cfg: ConfigReader, opts: { task:
   const pre = folder.weights.has('model.embed_tokens.weight') ? 'model.' : '';
 
   const ids = g.input('input_ids', 'int64', ['batch', 'seq']);
-  const mask = g.input('attention_mask', 'int64', ['batch', 'seq']);
-  let x = b.embedding(`${pre}embed_tokens`, ids, V, D);
+  const mask0 = g.input('attention_mask', 'int64', ['batch', 'seq']);
+  const prompted = b.prependPrompt(b.embedding(`${pre}embed_tokens`, ids, V, D), mask0, D);
+  const mask = prompted.mask;
+  let x = prompted.emb;
   // Rotary: inv_freq = θ^(−2i/dh); angle = position · inv_freq; both halves share it (rotate_half layout).
   const pos = g.op1('Cast', [b.positionsFromMask(mask)], { to: 1 });
   const invFreq = g.constant(Array.from({ length: dh / 2 }, (_, i) => 1 / theta ** ((2 * i) / dh)), 'float32', [dh / 2]);
@@ -73,10 +75,10 @@ export function buildLlama(folder: ModelFolder, cfg: ConfigReader, opts: { task:
     const tied = !folder.weights.has('lm_head.weight');
     if (tied && !cfg.bool('tie_word_embeddings', false)) throw new Error(`${folder.dir}: tensor "lm_head.weight" is missing and tie_word_embeddings is false`);
     const head = tied ? b.weight(`${pre}embed_tokens.weight`, [V, D]) : b.weight('lm_head.weight', [V, D]);
-    const logits = g.op1('FusedMatMul', [x, head], { transB: 1 }, { names: ['logits'] });
-    b.record({ name: 'lm_head', type: 'Linear', params: tied ? [] : [{ name: 'lm_head.weight', shape: [V, D], dtype: folder.weights.get('lm_head.weight')!.dtype }], input: x.name, output: logits.name, in: D, out: V });
-    g.output(logits);
-    const loss = b.causalLmLoss(logits, g.input('labels', 'int64', ['batch', 'seq']), V);
+    const full = g.op1('FusedMatMul', [x, head], { transB: 1 });
+    b.record({ name: 'lm_head', type: 'Linear', params: tied ? [] : [{ name: 'lm_head.weight', shape: [V, D], dtype: folder.weights.get('lm_head.weight')!.dtype }], input: x.name, output: full.name, in: D, out: V });
+    g.output(b.realPositions(full), 'logits');
+    const loss = b.causalLmLoss(full, b.promptLabels(g.input('labels', 'int64', ['batch', 'seq'])), V);
     g.output(loss);
     return { architecture: lmName, modelType: type, task: opts.task, graph: g, inputs: ['input_ids', 'attention_mask', 'labels'], logits: 'logits', loss: loss.name, modules: b.modules, created: b.created, builder: b, dims: { hidden: D, layers: L, heads: H, vocab: V } };
   }

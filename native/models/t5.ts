@@ -34,7 +34,7 @@ export function relativePositionBucket(b: ModelBuilder, rel: Value, bidirectiona
 
 export function buildT5(folder: ModelFolder, cfg: ConfigReader, opts: { task: Task } & ModelOptions): BuiltModel {
   if (opts.task !== 'seq2seq-lm') throw new Error(`${folder.dir}: T5 models support the seq2seq-lm task here (asked: ${opts.task})`);
-  const b = new ModelBuilder(folder, 42, opts.weights);
+  const b = new ModelBuilder(folder, 42, opts.weights, opts.build);
   const g = b.g;
   const D = cfg.num('d_model'), dkv = cfg.num('d_kv'), H = cfg.num('num_heads'), F = cfg.num('d_ff'), V = cfg.num('vocab_size');
   const Le = cfg.num('num_layers'), Ld = cfg.num('num_decoder_layers', Le);
@@ -49,7 +49,7 @@ export function buildT5(folder: ModelFolder, cfg: ConfigReader, opts: { task: Ta
   const inner = H * dkv;
 
   const ids = g.input('input_ids', 'int64', ['batch', 'seq']);
-  const mask = g.input('attention_mask', 'int64', ['batch', 'seq']);
+  const mask0 = g.input('attention_mask', 'int64', ['batch', 'seq']);
   const dIds = g.input('decoder_input_ids', 'int64', ['batch', 'target']);
   const dMask = g.input('decoder_attention_mask', 'int64', ['batch', 'target']);
   const shared = b.weight('shared.weight', [V, D]);
@@ -86,8 +86,11 @@ export function buildT5(folder: ModelFolder, cfg: ConfigReader, opts: { task: Ta
   };
 
   // Encoder.
-  let x = g.op1('Gather', [shared, ids], { axis: 0 });
-  const encBias = g.op1('Add', [positionBias('encoder', ids, ids, true), b.attentionBias(mask, false)]);
+  // A soft prompt goes before the encoder's tokens; its mask also governs the decoder's cross-attention.
+  const prompted = b.prependPrompt(g.op1('Gather', [shared, ids], { axis: 0 }), mask0, D);
+  const mask = prompted.mask;
+  let x = prompted.emb;
+  const encBias = g.op1('Add', [positionBias('encoder', mask, mask, true), b.attentionBias(mask, false)]);
   for (let l = 0; l < Le; l++) {
     const p = `encoder.block.${l}`;
     x = g.scope(p, () => {

@@ -11,6 +11,13 @@ export interface ModelOptions {
   numLabels?: number;
   /** Weights to use instead of the folder's, by Hugging Face name (float32; e.g. with a delta merged in). */
   weights?: Record<string, HostTensor>;
+  /** Deltas that change how the graph is built rather than a module's output (see native/delta). */
+  build?: BuildDeltas;
+}
+
+export interface BuildDeltas {
+  /** Soft prompt: this many virtual tokens prepended to the (encoder) input embeddings. */
+  softPromptTokens?: number;
 }
 
 export interface BuiltModel {

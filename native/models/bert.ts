@@ -33,7 +33,7 @@ export function buildEncoder(folder: ModelFolder, cfg: ConfigReader, opts: { tas
     types0 = g.input('token_type_ids', 'int64', ['batch', 'seq']);
     inputs.push('token_type_ids');
   }
-  let x = g.scope(`${pre}embeddings`, () => {
+  const x = g.scope(`${pre}embeddings`, () => {
     const word = b.embedding(`${pre}embeddings.word_embeddings`, ids, V, D);
     // A soft prompt's virtual tokens come first, with positions 0…P−1 and token type 0, as PEFT feeds inputs_embeds.
     const { emb, mask } = b.prependPrompt(word, mask0, D);

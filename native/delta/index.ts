@@ -12,6 +12,7 @@ import './methods/ia3.js';
 import './methods/baselines.js';
 import './methods/adapters.js';
 import './methods/soft-prompt.js';
+import './methods/prefix.js';
 
 export interface DeltaConfig {
   method: string;

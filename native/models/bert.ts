@@ -39,12 +39,14 @@ export function buildEncoder(folder: ModelFolder, cfg: ConfigReader, opts: { tas
     const { emb, mask } = b.prependPrompt(word, mask0, D);
     const types = types0 ? (b.promptTokens ? g.op1('Concat', [b.onesLike(mask0, b.promptTokens, 0), types0], { axis: 1 }) : types0) : g.op1('Mul', [mask, g.constant(0, 'int64', [])]);
     let pos: Value;
-    if (!roberta) pos = b.arange(mask);
+    // With prefix tuning, positions continue after the P prefix tokens, as transformers does given past_key_values.
+    const offset = (t: Value): Value => (b.prefixTokens ? g.op1('Add', [t, g.constant(b.prefixTokens, 'int64', [])]) : t);
+    if (!roberta) pos = offset(b.arange(mask));
     else if (b.promptTokens) pos = g.op1('Add', [b.arange(mask), g.constant(pad + 1, 'int64', [])]); // from inputs_embeds: sequential
     else {
       // RoBERTa counts positions from padding_idx + 1 over non-pad tokens (create_position_ids_from_input_ids).
       const notPad = g.op1('Cast', [g.op1('Not', [g.op1('Equal', [ids, g.constant(pad, 'int64', [])])])], { to: 7 });
-      pos = g.op1('Add', [g.op1('Mul', [g.op1('CumSum', [notPad, g.constant(1, 'int64', [])]), notPad]), g.constant(pad, 'int64', [])]);
+      pos = g.op1('Add', [g.op1('Mul', [offset(g.op1('CumSum', [notPad, g.constant(1, 'int64', [])])), notPad]), g.constant(pad, 'int64', [])]);
     }
     const e = g.op1('Add', [
       g.op1('Add', [emb, b.embedding(`${pre}embeddings.position_embeddings`, pos, P, D)]),
@@ -52,7 +54,8 @@ export function buildEncoder(folder: ModelFolder, cfg: ConfigReader, opts: { tas
     ]);
     return { x: b.layerNorm(`${pre}embeddings.LayerNorm`, e, D, eps), mask };
   });
-  const bias = b.attentionBias(x.mask, false);
+  b.initPrefix(L, H, dh, D);
+  const bias = b.prefixBias(b.attentionBias(x.mask, false));
   let h = x.x;
   for (let l = 0; l < L; l++) {
     const p = `${pre}encoder.layer.${l}`;
@@ -60,8 +63,9 @@ export function buildEncoder(folder: ModelFolder, cfg: ConfigReader, opts: { tas
     h = g.scope(p, () => {
       const x = xin;
       const q = b.splitHeads(b.linear(`${p}.attention.self.query`, x, D, D, true), H, dh);
-      const k = b.splitHeads(b.linear(`${p}.attention.self.key`, x, D, D, true), H, dh);
-      const v = b.splitHeads(b.linear(`${p}.attention.self.value`, x, D, D, true), H, dh);
+      const { k, v } = b.withPrefix(
+        b.splitHeads(b.linear(`${p}.attention.self.key`, x, D, D, true), H, dh),
+        b.splitHeads(b.linear(`${p}.attention.self.value`, x, D, D, true), H, dh), x);
       const ctx = b.mergeHeads(b.attend(q, k, v, bias, 1 / Math.sqrt(dh)), D);
       const a = b.layerNorm(`${p}.attention.output.LayerNorm`, g.op1('Add', [b.linear(`${p}.attention.output.dense`, ctx, D, D, true), x]), D, eps);
       b.record({ name: `${p}.attention`, type: 'Attention', params: [], input: x.name, output: a.name, in: D, out: D });

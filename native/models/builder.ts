@@ -47,6 +47,62 @@ export class ModelBuilder {
     this.rng = new Rng(seed);
   }
 
+  private prefixKv?: Value;
+  private prefixLayer = 0;
+
+  /** Prefix tokens in every self-attention (0 without prefix tuning). */
+  get prefixTokens(): number {
+    return this.build.prefix?.tokens ?? 0;
+  }
+
+  /**
+   * Prefix tuning (PEFT, with the reparameterisation MLP): kv = W2·tanh(W1·E + b1) + b2 for P prefix embeddings E,
+   * split into a key and a value prefix [kvHeads, P, dh] for each of `layers` self-attentions, in build order.
+   */
+  initPrefix(layers: number, kvHeads: number, dh: number, D: number): void {
+    const pre = this.build.prefix;
+    if (!pre) return;
+    const g = this.g, P = pre.tokens, Hd = pre.hidden, N = layers * 2 * kvHeads * dh;
+    const param = (name: string, shape: number[]): Value => {
+      const v = g.initializer(name, { dtype: 'float32', shape, data: new Float32Array(shape.reduce((a, b) => a * b, 1)) });
+      this.deltaWeights.set(name, v);
+      return v;
+    };
+    if (Hd === 0) {
+      // Without the reparameterisation, the prefixes themselves are the parameters (what a trained plugin stores).
+      this.prefixKv = param('prefix.key_values', [layers, 2, kvHeads, P, dh]);
+    } else {
+      const E = param('prefix.embedding', [P, D]);
+      const h = g.op1('Tanh', [g.op1('Add', [g.op1('FusedMatMul', [E, param('prefix.mlp.0.weight', [Hd, D])], { transB: 1 }), param('prefix.mlp.0.bias', [Hd])])]);
+      const kv = g.op1('Add', [g.op1('FusedMatMul', [h, param('prefix.mlp.2.weight', [N, Hd])], { transB: 1 }), param('prefix.mlp.2.bias', [N])]);
+      // [P, layers, 2, kvHeads, dh] → [layers, 2, kvHeads, P, dh]
+      this.prefixKv = g.op1('Transpose', [g.op1('Reshape', [kv, this.i64([P, layers, 2, kvHeads, dh])])], { perm: [1, 2, 3, 0, 4] });
+    }
+    this.record({ name: 'prefix', type: 'Prefix', params: [], output: this.prefixKv.name, in: P, out: N });
+  }
+
+  /** Keys and values [batch, kvHeads, S, dh] with the next layer's prefix in front (unchanged without prefix tuning). */
+  withPrefix(k: Value, v: Value, batchLike: Value): { k: Value; v: Value } {
+    if (!this.prefixKv) return { k, v };
+    const g = this.g, l = this.prefixLayer++;
+    const layer = g.op1('Gather', [this.prefixKv, g.constant(l, 'int64', [])], { axis: 0 }); // [2, kvH, P, dh]
+    const [, kvH, P, dh] = this.prefixKv.shape as number[];
+    const shape = g.op1('Concat', [g.op1('Shape', [batchLike], { start: 0, end: 1 }), this.i64([kvH, P, dh])], { axis: 0 });
+    const part = (i: number, t: Value): Value => {
+      const pre = g.op1('Gather', [layer, g.constant(i, 'int64', [])], { axis: 0 });
+      const tiled = g.op1('Expand', [g.op1('Unsqueeze', [pre, this.i64([0])]), shape], {}, { infos: [{ dtype: 'float32', shape: [batchLike.shape[0], kvH, P, dh] }] });
+      return g.op1('Concat', [tiled, t], { axis: 2 });
+    };
+    return { k: part(0, k), v: part(1, v) };
+  }
+
+  /** An attention bias over real keys [..., S] widened with zeros for the prefix keys [..., P + S]. */
+  prefixBias(bias: Value): Value {
+    const P = this.prefixTokens;
+    if (!P) return bias;
+    return this.g.op1('Pad', [bias, this.i64([P, 0]), this.g.constant(0, 'float32', []), this.i64([3])]);
+  }
+
   get promptTokens(): number {
     return this.build.softPromptTokens ?? 0;
   }

@@ -18,15 +18,17 @@ export function buildGpt2(folder: ModelFolder, cfg: ConfigReader, opts: { task: 
   const mask0 = g.input('attention_mask', 'int64', ['batch', 'seq']);
   const { emb, mask } = b.prependPrompt(b.embedding(`${pre}wte`, ids, V, D), mask0, D);
   // Positions over real tokens only, as generate() passes them, so left padding does not shift them.
-  const pos = b.positionsFromMask(mask);
+  const pos = b.prefixTokens ? g.op1('Add', [b.positionsFromMask(mask), g.constant(b.prefixTokens, 'int64', [])]) : b.positionsFromMask(mask);
   let x = g.op1('Add', [emb, b.embedding(`${pre}wpe`, pos, P, D)]);
-  const bias = b.attentionBias(mask, true);
+  b.initPrefix(L, H, dh, D);
+  const bias = b.prefixBias(b.attentionBias(mask, true));
   for (let l = 0; l < L; l++) {
     const p = `${pre}h.${l}`;
     x = g.scope(p, () => {
       const n1 = b.layerNorm(`${p}.ln_1`, x, D, eps);
       const qkv = b.conv1d(`${p}.attn.c_attn`, n1, D, 3 * D);
-      const [q, k, v] = g.op('Split', [qkv, b.i64([D, D, D])], { axis: -1 }, { outputs: 3 }).map((t) => b.splitHeads(t, H, dh));
+      const [q, k0, v0] = g.op('Split', [qkv, b.i64([D, D, D])], { axis: -1 }, { outputs: 3 }).map((t) => b.splitHeads(t, H, dh));
+      const { k, v } = b.withPrefix(k0, v0, x);
       const ctx = b.mergeHeads(b.attend(q, k, v, bias, 1 / Math.sqrt(dh)), D);
       const attn = b.conv1d(`${p}.attn.c_proj`, ctx, D, D);
       b.record({ name: `${p}.attn`, type: 'Attention', params: [], input: n1.name, output: attn.name, in: D, out: D });

@@ -33,7 +33,8 @@ export function buildLlama(folder: ModelFolder, cfg: ConfigReader, opts: { task:
   const mask = prompted.mask;
   let x = prompted.emb;
   // Rotary: inv_freq = θ^(−2i/dh); angle = position · inv_freq; both halves share it (rotate_half layout).
-  const pos = g.op1('Cast', [b.positionsFromMask(mask)], { to: 1 });
+  const intPos = b.prefixTokens ? g.op1('Add', [b.positionsFromMask(mask), g.constant(b.prefixTokens, 'int64', [])]) : b.positionsFromMask(mask);
+  const pos = g.op1('Cast', [intPos], { to: 1 });
   const invFreq = g.constant(Array.from({ length: dh / 2 }, (_, i) => 1 / theta ** ((2 * i) / dh)), 'float32', [dh / 2]);
   const ang = g.op1('Mul', [g.op1('Unsqueeze', [pos, b.i64([2])]), invFreq]);
   const emb = g.op1('Unsqueeze', [g.op1('Concat', [ang, ang], { axis: -1 }), b.i64([1])]); // [B,1,S,dh]
@@ -49,14 +50,18 @@ export function buildLlama(folder: ModelFolder, cfg: ConfigReader, opts: { task:
     const e = g.op1('Expand', [g.op1('Unsqueeze', [t, b.i64([2])]), b.i64([1, 1, H / KV, 1, 1])]);
     return g.op1('Reshape', [e, b.i64([0, H, -1, dh])]);
   };
-  const bias = b.attentionBias(mask, true);
+  b.initPrefix(L, KV, dh, D);
+  const bias = b.prefixBias(b.attentionBias(mask, true));
   for (let l = 0; l < L; l++) {
     const p = `${pre}layers.${l}`;
     x = g.scope(p, () => {
       const hN = b.rmsNorm(`${p}.input_layernorm`, x, D, eps);
       const q = rope(b.splitHeads(b.linear(`${p}.self_attn.q_proj`, hN, D, H * dh, qkvBias), H, dh));
-      const k = repeatKv(rope(b.splitHeads(b.linear(`${p}.self_attn.k_proj`, hN, D, KV * dh, qkvBias), KV, dh)));
-      const v = repeatKv(b.splitHeads(b.linear(`${p}.self_attn.v_proj`, hN, D, KV * dh, qkvBias), KV, dh));
+      // A prefix joins the keys after their rotation and before the key/value heads are shared out.
+      const kv = b.withPrefix(
+        rope(b.splitHeads(b.linear(`${p}.self_attn.k_proj`, hN, D, KV * dh, qkvBias), KV, dh)),
+        b.splitHeads(b.linear(`${p}.self_attn.v_proj`, hN, D, KV * dh, qkvBias), KV, dh), hN);
+      const k = repeatKv(kv.k), v = repeatKv(kv.v);
       const ctx = b.mergeHeads(b.attend(q, k, v, bias, 1 / Math.sqrt(dh)), H * dh);
       const attn = b.linear(`${p}.self_attn.o_proj`, ctx, H * dh, D, false);
       b.record({ name: `${p}.self_attn`, type: 'Attention', params: [], input: hN.name, output: attn.name, in: D, out: D });

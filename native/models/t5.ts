@@ -65,10 +65,11 @@ export function buildT5(folder: ModelFolder, cfg: ConfigReader, opts: { task: Ta
     b.record({ name: `${p}.DenseReluDense`, type: 'FeedForward', params: [], input: n.name, output: out.name, in: D, out: D });
     return g.op1('Add', [x, out]);
   };
-  const attention = (p: string, xq: Value, xkv: Value, bias: Value): Value => {
+  const attention = (p: string, xq: Value, xkv: Value, bias: Value, self = true): Value => {
     const q = b.splitHeads(b.linear(`${p}.q`, xq, D, inner, false), H, dkv);
-    const k = b.splitHeads(b.linear(`${p}.k`, xkv, D, inner, false), H, dkv);
-    const v = b.splitHeads(b.linear(`${p}.v`, xkv, D, inner, false), H, dkv);
+    let k = b.splitHeads(b.linear(`${p}.k`, xkv, D, inner, false), H, dkv);
+    let v = b.splitHeads(b.linear(`${p}.v`, xkv, D, inner, false), H, dkv);
+    if (self) ({ k, v } = b.withPrefix(k, v, xq));
     const out = b.linear(`${p}.o`, b.mergeHeads(b.attend(q, k, v, bias, 1), inner), inner, D, false); // no 1/√d in T5
     b.record({ name: p, type: 'Attention', params: [], input: xq.name, output: out.name, in: D, out: D });
     return out;
@@ -78,8 +79,12 @@ export function buildT5(folder: ModelFolder, cfg: ConfigReader, opts: { task: Ta
     const name = `${stack}.block.0.layer.0.SelfAttention.relative_attention_bias`;
     const table = b.weight(`${name}.weight`, [nBuckets, H]);
     b.record({ name, type: 'Embedding', params: [{ name: `${name}.weight`, shape: [nBuckets, H], dtype: folder.weights.get(`${name}.weight`)!.dtype }], in: nBuckets, out: H });
-    const qi = g.op1('Unsqueeze', [b.arange(qLike), b.i64([1])]);
-    const ki = g.op1('Unsqueeze', [b.arange(kLike), b.i64([0])]);
+    // With prefix tuning the prefix keys hold positions 0…P−1 and the real tokens follow.
+    const P = b.prefixTokens;
+    const qPos = P ? g.op1('Add', [b.arange(qLike), g.constant(P, 'int64', [])]) : b.arange(qLike);
+    const kPos = P ? b.arange(g.op1('Concat', [b.onesLike(kLike, P, 1), kLike], { axis: 1 })) : b.arange(kLike);
+    const qi = g.op1('Unsqueeze', [qPos, b.i64([1])]);
+    const ki = g.op1('Unsqueeze', [kPos, b.i64([0])]);
     const rel = g.op1('Sub', [ki, qi]);
     const vals = g.op1('Gather', [table, relativePositionBucket(b, rel, bidirectional, nBuckets, maxDist)], { axis: 0 }); // [q, k, H]
     return g.op1('Unsqueeze', [g.op1('Transpose', [vals], { perm: [2, 0, 1] }), b.i64([0])]);
@@ -90,7 +95,8 @@ export function buildT5(folder: ModelFolder, cfg: ConfigReader, opts: { task: Ta
   const prompted = b.prependPrompt(g.op1('Gather', [shared, ids], { axis: 0 }), mask0, D);
   const mask = prompted.mask;
   let x = prompted.emb;
-  const encBias = g.op1('Add', [positionBias('encoder', mask, mask, true), b.attentionBias(mask, false)]);
+  b.initPrefix(Le + Ld, H, dkv, D);
+  const encBias = g.op1('Add', [positionBias('encoder', mask, mask, true), b.prefixBias(b.attentionBias(mask, false))]);
   for (let l = 0; l < Le; l++) {
     const p = `encoder.block.${l}`;
     x = g.scope(p, () => {
@@ -103,14 +109,14 @@ export function buildT5(folder: ModelFolder, cfg: ConfigReader, opts: { task: Ta
 
   // Decoder.
   let y = g.op1('Gather', [shared, dIds], { axis: 0 });
-  const selfBias = g.op1('Add', [positionBias('decoder', dIds, dIds, false), b.attentionBias(dMask, true)]);
+  const selfBias = g.op1('Add', [positionBias('decoder', dIds, dIds, false), b.prefixBias(b.attentionBias(dMask, true))]);
   const crossBias = b.attentionBias(mask, false);
   for (let l = 0; l < Ld; l++) {
     const p = `decoder.block.${l}`;
     y = g.scope(p, () => {
       const n0 = b.rmsNorm(`${p}.layer.0.layer_norm`, y, D, eps);
       const a = g.op1('Add', [y, attention(`${p}.layer.0.SelfAttention`, n0, n0, selfBias)]);
-      const c = g.op1('Add', [a, attention(`${p}.layer.1.EncDecAttention`, b.rmsNorm(`${p}.layer.1.layer_norm`, a, D, eps), enc, crossBias)]);
+      const c = g.op1('Add', [a, attention(`${p}.layer.1.EncDecAttention`, b.rmsNorm(`${p}.layer.1.layer_norm`, a, D, eps), enc, crossBias, false)]);
       return ffn(`${p}.layer.2`, c);
     });
   }

@@ -18,6 +18,8 @@ export interface ModelOptions {
 export interface BuildDeltas {
   /** Soft prompt: this many virtual tokens prepended to the (encoder) input embeddings. */
   softPromptTokens?: number;
+  /** Prefix tuning: this many key/value prefix tokens in every self-attention, from an MLP of this width. */
+  prefix?: { tokens: number; hidden: number };
 }
 
 export interface BuiltModel {

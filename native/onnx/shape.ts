@@ -60,11 +60,20 @@ export function dimDiv(a: Dim, b: Dim): Dim | undefined {
   return fromFactors(fa.k / fb.k, rest);
 }
 
+/** a + b, written canonically (constant first, then symbols in order) so equal sums compare equal. */
 export function dimAdd(a: Dim, b: Dim): Dim {
   if (typeof a === 'number' && typeof b === 'number') return a + b;
-  if (a === 0) return b;
-  if (b === 0) return a;
-  return `${a}+${b}`;
+  let k = 0;
+  const syms: string[] = [];
+  for (const d of [a, b]) {
+    if (typeof d === 'number') { k += d; continue; }
+    for (const t of d.startsWith('(') ? [d] : d.split('+')) {
+      if (/^\d+$/.test(t)) k += Number(t);
+      else syms.push(t);
+    }
+  }
+  syms.sort();
+  return [...(k ? [String(k)] : []), ...syms].join('+');
 }
 
 export const dimEq = (a: Dim, b: Dim): boolean => a === b || (typeof a !== 'number' && typeof b !== 'number' && dimDiv(a, b) === 1);

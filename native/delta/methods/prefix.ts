@@ -1,0 +1,41 @@
+// Prefix tuning (Li & Liang 2021), as PEFT with prefix_projection: P trainable key/value prefixes in front of every
+// self-attention's keys and values, produced during training by an MLP (embedding → Linear → tanh → Linear) that
+// stabilises optimisation. With reparameterize false the prefixes are the parameters themselves — the form a
+// trained plugin keeps. Positions after the prefix continue from P, as transformers does with past_key_values.
+import { registerMethod } from '../registry.js';
+
+registerMethod({
+  name: 'prefix',
+  kind: 'addition',
+  title: 'Prefix tuning',
+  keys: {
+    prefix_token_num: { type: 'integer', default: 6, doc: 'prefix length' },
+    mid_dim: { type: 'integer', default: 512, doc: 'width of the reparameterisation MLP' },
+    reparameterize: { type: 'boolean', default: true, doc: 'train through the MLP (false: train the prefixes directly)' },
+  },
+  build(cfg) {
+    const n = cfg.prefix_token_num as number;
+    if (n < 1) throw new Error(`prefix: prefix_token_num must be at least 1, got ${n}`);
+    if (cfg.reparameterize && (cfg.mid_dim as number) < 1) throw new Error(`prefix: mid_dim must be at least 1, got ${cfg.mid_dim}`);
+    return { prefix: { tokens: n, hidden: cfg.reparameterize ? (cfg.mid_dim as number) : 0 } };
+  },
+  apply(ctx) {
+    const w = ctx.model.builder.deltaWeights;
+    const init = (name: string, fill: (fanIn: number) => number): void => {
+      const v = w.get(name);
+      if (!v) throw new Error(`prefix: the model was built without "${name}"; build it with deltaBuildOptions(configs) (loadWithDeltas does)`);
+      const shape = v.shape as number[];
+      const fanIn = name.endsWith('.bias') ? (w.get(name.replace('.bias', '.weight'))!.shape[1] as number) : (shape[shape.length - 1]);
+      ctx.adoptParam(name, { dtype: 'float32', shape, data: Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => fill(fanIn)) });
+    };
+    if (w.has('prefix.key_values')) init('prefix.key_values', () => ctx.rng.normal());
+    else {
+      // As PyTorch initialises nn.Embedding (normal) and nn.Linear (uniform ±1/√fan_in) in PEFT's PrefixEncoder.
+      init('prefix.embedding', () => ctx.rng.normal());
+      for (const n of ['prefix.mlp.0.weight', 'prefix.mlp.0.bias', 'prefix.mlp.2.weight', 'prefix.mlp.2.bias']) {
+        init(n, (fanIn) => ctx.rng.uniform(-1 / Math.sqrt(fanIn), 1 / Math.sqrt(fanIn)));
+      }
+    }
+    for (const m of ctx.model.modules) if (m.type === 'Attention' && !m.name.endsWith('EncDecAttention')) ctx.mark(m);
+  },
+});

@@ -73,6 +73,7 @@ describe('delta methods equal their PyTorch references', () => {
     low_rank_adapter: () => ({ method: 'low_rank_adapter', reduction_factor: 4 }),
     soft_prompt: () => ({ method: 'soft_prompt', soft_token_num: 3 }),
     prefix: () => ({ method: 'prefix', prefix_token_num: 2, mid_dim: 16 }),
+    compacter: () => ({ method: 'compacter', reduction_factor: 4, hypercomplex_division: 4, phm_rank: 1 }),
     combo: () => ({ deltas: [{ method: 'bitfit' }, { method: 'adapter', bottleneck_dim: 8 }, { method: 'soft_prompt', soft_token_num: 3 }] }),
   };
   for (const name of ['bert', 'llama', 't5']) {
@@ -252,7 +253,7 @@ describe('addressing, as OpenDelta and PEFT do it', () => {
 describe('bad delta configs are clear errors before any graph runs', () => {
   const m = () => loadModel(join(FIXTURES, 'bert'));
   test('unknown method or key lists the valid ones', () => {
-    assert.throws(() => parseDeltaConfig({ method: 'dora' }), /unknown method "dora" \(methods: lora, bitfit, ia3, head-only, full, adapter, parallel_adapter, low_rank_adapter, soft_prompt, prefix\)/);
+    assert.throws(() => parseDeltaConfig({ method: 'dora' }), /unknown method "dora" \(methods: lora, bitfit, ia3, head-only, full, adapter, parallel_adapter, low_rank_adapter, compacter, soft_prompt, prefix\)/);
     assert.throws(() => parseDeltaConfig({ method: 'lora', rank: 8 }), /lora: unknown config key "rank" \(valid: r, alpha, dropout, rslora, modified_modules, target_modules, exclude_modules\)/);
     assert.throws(() => parseDeltaConfig({ method: 'lora', r: 'eight' }), /lora: "r" must be a non-negative integer, got "eight"/);
     assert.throws(() => parseDeltaConfig({}), /entry 0 has no "method"/);

@@ -163,6 +163,10 @@ export const GRAD_CASES: GradCase[] = [
     build: (g, [w, ids]) => g.op1('Gather', [w, ids], { axis: 0 }),
   },
   {
+    rule: 'Gather', label: 'Gather with a scalar index (one layer of a stacked tensor)', inputs: [{ shape: [3, 2, 4] }, { shape: [], kind: 'int64', values: [1] }],
+    build: (g, [x, i]) => g.op1('Gather', [x, i], { axis: 0 }),
+  },
+  {
     rule: 'Gather', label: 'Gather axis 1', inputs: [{ shape: [2, 5, 3] }, { shape: [4], kind: 'int64', values: [1, 3, 3, 0] }],
     build: (g, [x, ids]) => g.op1('Gather', [x, ids], { axis: 1 }),
   },

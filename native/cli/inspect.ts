@@ -1,7 +1,7 @@
 // `delta-studio inspect <model-dir> [--delta config.json]`: the model's module tree with parameter shapes and
 // counts, and, with a delta config, the modules it modifies and what it costs.
 import { readFileSync } from 'node:fs';
-import { applyDeltas, parseDeltaConfig } from '../delta/index.js';
+import { applyDeltas, deltaBuildOptions, parseDeltaConfig } from '../delta/index.js';
 import { deltaReport } from '../delta/report.js';
 import { loadModel, type Task } from '../models/index.js';
 import { moduleTree, renderTree } from '../models/tree.js';
@@ -18,9 +18,7 @@ export async function inspect(dir: string | undefined, v: Record<string, string 
     if (!Number.isInteger(n) || n < 1) throw new Error(`--${k} must be a positive integer, got "${v[k]}"`);
     return n;
   };
-  const model = loadModel(dir, { task, numLabels });
-  let report;
-  let marks: Map<string, string[]> | undefined;
+  let configs;
   if (typeof v.delta === 'string') {
     let raw: unknown;
     try {
@@ -28,7 +26,13 @@ export async function inspect(dir: string | undefined, v: Record<string, string 
     } catch (e) {
       throw new Error(`${v.delta}: ${(e as Error).message}`, { cause: e });
     }
-    const applied = applyDeltas(model, parseDeltaConfig(raw, v.delta));
+    configs = parseDeltaConfig(raw, v.delta);
+  }
+  const model = loadModel(dir, { task, numLabels, build: configs ? deltaBuildOptions(configs) : undefined });
+  let report;
+  let marks: Map<string, string[]> | undefined;
+  if (configs) {
+    const applied = applyDeltas(model, configs);
     marks = applied.marked;
     report = deltaReport(model, applied, { batch: positive('batch', 8), seq: positive('seq', 128) });
   }

@@ -28,7 +28,7 @@ parameter shapes and counts, repeated blocks folded (layer.0-11 ×12), and the e
 With --delta, the modules a delta config modifies are marked in the tree (◆ method) and the report says how many
 parameters train (and what % of the backbone), the plugin's size in bytes, and an estimate of training memory.
 A config is {"method": "lora", "r": 8, …}, a list of them, or {"deltas": [...]}; methods: lora, bitfit, ia3,
-adapter, parallel_adapter, low_rank_adapter, head-only, full.
+adapter, parallel_adapter, low_rank_adapter, compacter, soft_prompt, prefix, head-only, full.
 
 Options:
   --delta FILE     a delta config (JSON)

@@ -86,7 +86,7 @@ export class ModelBuilder {
     if (!this.prefixKv) return { k, v };
     const g = this.g, l = this.prefixLayer++;
     const layer = g.op1('Gather', [this.prefixKv, g.constant(l, 'int64', [])], { axis: 0 }); // [2, kvH, P, dh]
-    const [, kvH, P, dh] = this.prefixKv.shape as number[];
+    const [, , kvH, P, dh] = this.prefixKv.shape as number[];
     const shape = g.op1('Concat', [g.op1('Shape', [batchLike], { start: 0, end: 1 }), this.i64([kvH, P, dh])], { axis: 0 });
     const part = (i: number, t: Value): Value => {
       const pre = g.op1('Gather', [layer, g.constant(i, 'int64', [])], { axis: 0 });

@@ -264,7 +264,8 @@ export class Graph {
     this.inputs.length = 0;
     this.inputs.push(...usedInputs);
     for (const n of this.nodes) {
-      // Optional outputs nobody reads are dropped so the runtime need not compute them.
+      // Optional outputs nobody reads are dropped so the runtime need not compute them (a Split's are not optional).
+      if (n.op === 'Split') continue;
       for (let i = 1; i < n.outputs.length; i++) if (n.outputs[i] && !live.has(n.outputs[i])) n.outputs[i] = '';
       while (n.outputs.length > 1 && n.outputs[n.outputs.length - 1] === '') n.outputs.pop();
     }

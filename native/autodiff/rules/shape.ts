@@ -77,7 +77,9 @@ defineRule('Gather', (c) => {
   const axis = normAxis(c.attr('axis', 0), rank, c.node.name);
   const q = idx0.shape.length;
   // Negative indices count from the end, as Gather allows.
-  const dimA = dimOf(g, data, axis);
+  // A scalar, so that a scalar index stays a scalar.
+  const d = data.shape[axis];
+  const dimA = typeof d === 'number' ? g.constant(d, 'int64', []) : g.op1('Squeeze', [dimOf(g, data, axis), ints(g, [0])]);
   const dimCast = idx0.dtype === 'int64' ? dimA : g.op1('Cast', [dimA], { to: 6 });
   const zeroI = g.constant(0, idx0.dtype, []);
   const idx = g.op1('Where', [g.op1('Less', [idx0, zeroI]), g.op1('Add', [idx0, dimCast]), idx0]);

@@ -261,6 +261,12 @@ describe('bad delta configs are clear errors before any graph runs', () => {
   test('a rank larger than the layer', () => {
     assert.throws(() => applyDeltas(m(), parseDeltaConfig({ method: 'lora', r: 64 })), /lora: rank 64 is larger than bert\.encoder\.layer\.0\.attention\.self\.query \(32 → 32\); use r ≤ 32/);
   });
+  test('prefixes and prompts that leave no room in a family\'s absolute positions', () => {
+    assert.throws(() => loadWithDeltas(join(FIXTURES, 'gpt2'), {}, parseDeltaConfig({ method: 'prefix', prefix_token_num: 64 })), /prefix \(64 tokens\) leave no room for text in GPT-2's 64 absolute positions/);
+    assert.throws(() => loadWithDeltas(join(FIXTURES, 'bert'), {}, parseDeltaConfig({ method: 'soft_prompt', soft_token_num: 100 })), /soft_prompt \(100 tokens\) leave no room for text in BERT's 64 absolute positions/);
+    assert.throws(() => parseDeltaConfig({ method: 'prefix', prefix_token_num: 0 }) && loadWithDeltas(join(FIXTURES, 'llama'), {}, parseDeltaConfig({ method: 'prefix', prefix_token_num: 0 })), /prefix_token_num must be at least 1/);
+  });
+
   test('a module of a type the method cannot modify', () => {
     assert.throws(() => applyDeltas(m(), parseDeltaConfig({ method: 'lora', modified_modules: ['attention.output.LayerNorm'] })), /selects bert\.encoder\.layer\.0\.attention\.output\.LayerNorm, a LayerNorm; lora modifies Linear, Conv1D modules/);
   });
@@ -324,5 +330,59 @@ describe('the delta report and inspect --delta', () => {
     assert.match(text, /query +Linear ◆ lora/);
     assert.match(text, /trainable parameters: 1,024 \(4\.12% of 24,835\)/);
     rmSync(dir, { recursive: true });
+  });
+});
+
+describe('prefix plugins keep the projected prefixes', () => {
+  test('a model built with the projected prefixes gives the reparameterised model\'s logits', async () => {
+    const { projectPrefix } = await import('../native/delta/methods/prefix.js');
+    const { t } = readDeltaRef('llama', 'prefix');
+    const dir = join(FIXTURES, 'llama');
+    const ref = readReference(dir);
+    const value = (n: string) => ({ data: Float32Array.from(t.get(`param.${n}`)!.data as Float32Array), shape: t.get(`param.${n}`)!.shape });
+    const kv = projectPrefix(value); // [P, layers·2·kvH·dh]
+    const { model, applied } = loadWithDeltas(dir, {}, parseDeltaConfig({ method: 'prefix', prefix_token_num: 2, reparameterize: false }));
+    const p = applied.params.find((x) => x.name === 'prefix.key_values')!;
+    const [L, two, kvH, P, dh] = applied.initial[p.value].shape;
+    // [P, L, 2, kvH, dh] → [L, 2, kvH, P, dh]
+    const direct = new Float32Array(kv.data.length);
+    for (let pp = 0; pp < P; pp++) for (let l = 0; l < L; l++) for (let s = 0; s < two; s++) for (let h = 0; h < kvH; h++) for (let d = 0; d < dh; d++) {
+      direct[((((l * two + s) * kvH + h) * P + pp) * dh) + d] = kv.data[pp * (L * two * kvH * dh) + ((l * two + s) * kvH + h) * dh + d];
+    }
+    const out = await runWithDelta(model, applied, new Map([['prefix.key_values', { dtype: 'float32', shape: [L, two, kvH, P, dh], data: direct }]]), ref);
+    assert.ok(relErr(out.logits, t.get('logits')!, realPositions(model, ref)) < 1e-5);
+  });
+});
+
+describe('baselines against the full fine-tuning reference', () => {
+  test('full: every weight trains and its gradient equals PyTorch\'s; head-only: the head\'s (BERT and Llama)', async () => {
+    for (const [name, head] of [['bert', ['bert.pooler.dense.bias', 'bert.pooler.dense.weight', 'classifier.bias', 'classifier.weight']], ['llama', ['lm_head.weight']]] as const) {
+    const dir = join(FIXTURES, name);
+    const ref = readReference(dir);
+    for (const method of ['full', 'head-only']) {
+      const { model, applied } = loadWithDeltas(dir, {}, parseDeltaConfig({ method }));
+      const names = applied.params.map((p) => p.name);
+      if (method === 'full') assert.equal(names.length, model.builder.folder.weights.size);
+      else assert.deepEqual(names.sort(), head);
+      const out = await runWithDelta(model, applied, new Map(), ref);
+      for (const p of applied.params) {
+        const e = relErr(out[`grad::${p.name}`], ref.get(`grad.${p.name}`)!, undefined, 1e-5);
+        assert.ok(e < 1e-3, `${name} ${method}: gradient of ${p.name}: ${e}`);
+      }
+    }
+    }
+  });
+
+  test('BitFit + Adapter + soft prompt together train (the paper\'s combinability study)', async () => {
+    const dir = join(FIXTURES, 'bert');
+    const ref = readReference(dir);
+    const { model, applied } = loadWithDeltas(dir, {}, parseDeltaConfig({ deltas: [{ method: 'soft_prompt', soft_token_num: 3, init: 'vocab' }, { method: 'adapter', bottleneck_dim: 8 }, { method: 'bitfit' }] }));
+    assert.deepEqual(applied.methods.map((x) => x.method), ['bitfit', 'soft_prompt', 'adapter'], 'specification first, then additions in the order given');
+    const graphs = buildTrainStep({ forward: model.graph, loss: model.loss, trainable: applied.trainable, optimizer: { weightDecay: 0 } });
+    const runner = await StepRunner.open(graphs, applied.initial, { inWorker: false });
+    const losses: number[] = [];
+    for (let i = 0; i < 25; i++) losses.push((await runner.step([feeds(model, ref)], 0.01)).loss);
+    assert.ok(losses[24] < 0.5 * losses[0], `loss ${losses[0]} → ${losses[24]}`);
+    await runner.release();
   });
 });

@@ -25,6 +25,7 @@ export function buildEncoder(folder: ModelFolder, cfg: ConfigReader, opts: { tas
   // Saved by BertModel the names have no "bert." prefix; by a task class they do.
   const pre = folder.weights.has(`${base}.embeddings.word_embeddings.weight`) ? `${base}.` : '';
 
+  b.checkPositions(roberta ? P - pad - 1 : P, roberta ? 'RoBERTa' : 'BERT');
   const ids = g.input('input_ids', 'int64', ['batch', 'seq']);
   const mask0 = g.input('attention_mask', 'int64', ['batch', 'seq']);
   const inputs = ['input_ids', 'attention_mask'];

@@ -103,6 +103,14 @@ export class ModelBuilder {
     return this.g.op1('Pad', [bias, this.i64([P, 0]), this.g.constant(0, 'float32', []), this.i64([3])]);
   }
 
+  /** Absolute position tables leave room for at most `max` positions: prefixes and prompts take some of them. */
+  checkPositions(max: number, family: string): void {
+    const used = this.prefixTokens + this.promptTokens;
+    if (used >= max) {
+      throw new Error(`${this.prefixTokens ? `prefix (${this.prefixTokens} tokens)` : ''}${this.prefixTokens && this.promptTokens ? ' and ' : ''}${this.promptTokens ? `soft_prompt (${this.promptTokens} tokens)` : ''} leave no room for text in ${family}'s ${max} absolute positions`);
+    }
+  }
+
   get promptTokens(): number {
     return this.build.softPromptTokens ?? 0;
   }

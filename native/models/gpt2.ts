@@ -14,6 +14,7 @@ export function buildGpt2(folder: ModelFolder, cfg: ConfigReader, opts: { task: 
   if (!['gelu_new', 'gelu_pytorch_tanh', 'gelu'].includes(act)) throw new Error(`${folder.dir}: activation_function "${act}" is not supported (gelu_new, gelu)`);
   const dh = D / H;
   const pre = folder.weights.has('transformer.wte.weight') ? 'transformer.' : '';
+  b.checkPositions(P, 'GPT-2');
   const ids = g.input('input_ids', 'int64', ['batch', 'seq']);
   const mask0 = g.input('attention_mask', 'int64', ['batch', 'seq']);
   const { emb, mask } = b.prependPrompt(b.embedding(`${pre}wte`, ids, V, D), mask0, D);

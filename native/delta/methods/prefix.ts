@@ -39,3 +39,28 @@ registerMethod({
     for (const m of ctx.model.modules) if (m.type === 'Attention' && !m.name.endsWith('EncDecAttention')) ctx.mark(m);
   },
 });
+
+/**
+ * The prefixes a trained reparameterised prefix delta stands for, [layers, 2, kvHeads, P, dh]: what its plugin
+ * keeps (the MLP is only a training aid). `value(name)` gives a parameter's trained float32 values.
+ */
+export function projectPrefix(value: (name: string) => { data: Float32Array; shape: number[] }): { data: Float32Array; shape: number[] } {
+  const E = value('prefix.embedding'), W0 = value('prefix.mlp.0.weight'), b0 = value('prefix.mlp.0.bias');
+  const W2 = value('prefix.mlp.2.weight'), b2 = value('prefix.mlp.2.bias');
+  const [P, D] = E.shape, [Hd] = W0.shape, [N] = W2.shape;
+  const kv = new Float32Array(P * N);
+  const h = new Float64Array(Hd);
+  for (let p = 0; p < P; p++) {
+    for (let j = 0; j < Hd; j++) {
+      let s = b0.data[j];
+      for (let d = 0; d < D; d++) s += E.data[p * D + d] * W0.data[j * D + d];
+      h[j] = Math.tanh(s);
+    }
+    for (let n = 0; n < N; n++) {
+      let s = b2.data[n];
+      for (let j = 0; j < Hd; j++) s += h[j] * W2.data[n * Hd + j];
+      kv[p * N + n] = s;
+    }
+  }
+  return { data: kv, shape: [P, N] };
+}

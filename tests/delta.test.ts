@@ -357,19 +357,19 @@ describe('prefix plugins keep the projected prefixes', () => {
 describe('baselines against the full fine-tuning reference', () => {
   test('full: every weight trains and its gradient equals PyTorch\'s; head-only: the head\'s (BERT and Llama)', async () => {
     for (const [name, head] of [['bert', ['bert.pooler.dense.bias', 'bert.pooler.dense.weight', 'classifier.bias', 'classifier.weight']], ['llama', ['lm_head.weight']]] as const) {
-    const dir = join(FIXTURES, name);
-    const ref = readReference(dir);
-    for (const method of ['full', 'head-only']) {
-      const { model, applied } = loadWithDeltas(dir, {}, parseDeltaConfig({ method }));
-      const names = applied.params.map((p) => p.name);
-      if (method === 'full') assert.equal(names.length, model.builder.folder.weights.size);
-      else assert.deepEqual(names.sort(), head);
-      const out = await runWithDelta(model, applied, new Map(), ref);
-      for (const p of applied.params) {
-        const e = relErr(out[`grad::${p.name}`], ref.get(`grad.${p.name}`)!, undefined, 1e-5);
-        assert.ok(e < 1e-3, `${name} ${method}: gradient of ${p.name}: ${e}`);
+      const dir = join(FIXTURES, name);
+      const ref = readReference(dir);
+      for (const method of ['full', 'head-only']) {
+        const { model, applied } = loadWithDeltas(dir, {}, parseDeltaConfig({ method }));
+        const names = applied.params.map((p) => p.name);
+        if (method === 'full') assert.equal(names.length, model.builder.folder.weights.size);
+        else assert.deepEqual(names.sort(), head);
+        const out = await runWithDelta(model, applied, new Map(), ref);
+        for (const p of applied.params) {
+          const e = relErr(out[`grad::${p.name}`], ref.get(`grad.${p.name}`)!, undefined, 1e-5);
+          assert.ok(e < 1e-3, `${name} ${method}: gradient of ${p.name}: ${e}`);
+        }
       }
-    }
     }
   });
 

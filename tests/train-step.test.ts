@@ -174,3 +174,18 @@ describe('seeded dropout', () => {
     assert.ok(Math.abs(kept - 0.75) < 0.03, `kept fraction ${kept}`);
   });
 });
+
+describe('evaluation graphs', () => {
+  test('withoutDropout turns every Dropout into the identity', async () => {
+    const { withoutDropout } = await import('../native/train/dropout.js');
+    const g = new Graph();
+    const x = g.input('x', 'float32', [4, 4]);
+    g.output(g.op1('Dropout', [g.op1('Exp', [x]), g.constant(0.5, 'float32', []), g.constant(1, 'bool', [])]), 'y');
+    const ev = withoutDropout(g);
+    assert.equal(ev.nodes.filter((n) => n.op === 'Dropout').length, 0);
+    assert.equal(g.nodes.filter((n) => n.op === 'Dropout').length, 1, 'the training graph is left as it was');
+    const s = await openInline(ev, { device: 'cpu' });
+    const out = await s.run({ x: { dtype: 'float32', shape: [4, 4], data: new Float32Array(16) } });
+    assert.deepEqual(Array.from(out.y.data as Float32Array), new Array(16).fill(1));
+  });
+});

@@ -58,3 +58,16 @@ export function lowerDropout(g: Graph, seed: Value): number {
   }
   return count;
 }
+
+/** The graph for evaluation and inference: every Dropout node becomes the identity. */
+export function withoutDropout(g: Graph): Graph {
+  const out = g.clone();
+  for (let i = out.nodes.length - 1; i >= 0; i--) {
+    const node = out.nodes[i];
+    if (node.op !== 'Dropout') continue;
+    if (node.outputs[1]) throw new Error(`${node.name} (Dropout): its mask output is read; cannot remove it`);
+    out.nodes.splice(i, 1);
+    out.replaceUses(node.outputs[0], node.inputs[0]);
+  }
+  return out;
+}

@@ -98,6 +98,19 @@ export class StepRunner {
     return { loss, gradNorm };
   }
 
+  /** Continues from a checkpoint: parameters, moments and the step count (the schedule and bias correction). */
+  restore(state: { step: number; params: Record<string, HostTensor>; m: Record<string, HostTensor>; v: Record<string, HostTensor> }): void {
+    for (const p of this.graphs.trainable) {
+      for (const [what, src, dst] of [['parameter', state.params, this.params], ['first moment', state.m, this.m], ['second moment', state.v, this.v]] as const) {
+        const t = src[p];
+        if (!t) throw new Error(`checkpoint has no ${what} for "${p}"`);
+        if (t.data.length !== dst[p].data.length) throw new Error(`checkpoint ${what} of "${p}" has shape [${t.shape}], the model's is [${dst[p].shape}]`);
+        dst[p] = { dtype: 'float32', shape: [...dst[p].shape], data: Float32Array.from(t.data as Float32Array) };
+      }
+    }
+    this.t = state.step;
+  }
+
   async release(): Promise<void> {
     for (const s of Object.values(this.sessions)) await s?.release();
   }

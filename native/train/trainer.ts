@@ -1,0 +1,215 @@
+// The training loop: batches by length, AdamW steps through the step graph, a warmup schedule, evaluation every N
+// steps with early stopping and the best delta kept, NaN/Inf detection (status "diverged"), checkpoints that a
+// resumed run continues from exactly, and progress events. Runs wherever it is called; the trainer process
+// (process.ts) calls it so that no UI or IPC thread ever blocks on onnxruntime.
+import { join } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { loadWithDeltas, type DeltaConfig } from '../delta/index.js';
+import type { HostTensor } from '../onnx/graph.js';
+import { writeSafetensors } from '../onnx/safetensors.js';
+import { TextTokenizer } from '../models/tokenizer.js';
+import type { Task } from '../models/types.js';
+import type { Device } from '../runtime/session.js';
+import { openInline } from '../runtime/host.js';
+import { hashString } from '../rng.js';
+import { planEpoch } from './batching.js';
+import { loadCheckpoint, saveCheckpoint } from './checkpoint.js';
+import { makeCollator, type Example } from './collate.js';
+import { withoutDropout } from './dropout.js';
+import { accuracy, macroF1, mcc, pearson, perplexity, spearman } from './metrics.js';
+import { StepRunner } from './runner.js';
+import { lrAt, type ScheduleKind } from './schedule.js';
+import { buildTrainStep } from './step.js';
+
+export interface TrainConfig {
+  model: string;
+  task?: Task;
+  /** Label vocabulary of a classification task. */
+  labels?: string[];
+  deltas: DeltaConfig[];
+  epochs: number;
+  maxSteps?: number;
+  batchSize: number;
+  accumulation?: number;
+  lr: number;
+  schedule?: ScheduleKind;
+  /** Warmup: a fraction of the steps when below 1, else a step count. */
+  warmup?: number;
+  weightDecay?: number;
+  maxGradNorm?: number;
+  maxLength: number;
+  seed: number;
+  device?: Device;
+  evalEvery?: number;
+  earlyStopping?: { metric: string; patience: number };
+  checkpointEvery?: number;
+  runDir: string;
+  inWorker?: boolean;
+}
+
+export type RunStatus = 'finished' | 'diverged' | 'cancelled' | 'stopped-early';
+
+export type TrainEvent =
+  | { type: 'start'; totalSteps: number; device: string; fallbackReason?: string; trainable: number; resumedFrom?: number }
+  | { type: 'progress'; step: number; epoch: number; loss: number; lr: number; gradNorm: number; tokensPerSec: number; etaSeconds: number; rssBytes: number }
+  | { type: 'eval'; step: number; metrics: Record<string, number> }
+  | { type: 'checkpoint'; step: number; file: string };
+
+export interface TrainResult {
+  status: RunStatus;
+  steps: number;
+  metrics: Record<string, number>;
+  best?: { step: number; metric: string; value: number };
+  tokensPerSec: number;
+  device: string;
+  deltaFile: string;
+  reason?: string;
+}
+
+/** Metrics where higher is better; the rest (loss, perplexity, mse) are minimised. */
+const HIGHER = new Set(['accuracy', 'macro_f1', 'mcc', 'pearson', 'spearman']);
+
+export async function train(cfg: TrainConfig, data: { train: Example[]; validation?: Example[] }, emit: (e: TrainEvent) => void = () => {}, signal?: AbortSignal): Promise<TrainResult> {
+  if (data.train.length === 0) throw new Error('no training examples');
+  const acc = cfg.accumulation ?? 1;
+  const { model, applied } = loadWithDeltas(cfg.model, { task: cfg.task, numLabels: cfg.labels?.length }, cfg.deltas, cfg.seed);
+  const tok = TextTokenizer.fromFolder(cfg.model);
+  const collate = makeCollator(model, tok, { maxLength: cfg.maxLength, labels: cfg.labels });
+  const lengths = collate.lengths(data.train);
+  const batchesPerEpoch = Math.ceil(data.train.length / cfg.batchSize);
+  const stepsPerEpoch = Math.ceil(batchesPerEpoch / acc);
+  const totalSteps = Math.min(cfg.maxSteps ?? Infinity, cfg.epochs * stepsPerEpoch);
+  const warmupSteps = (cfg.warmup ?? 0) < 1 ? Math.round((cfg.warmup ?? 0) * totalSteps) : (cfg.warmup as number);
+  const schedule = { lr: cfg.lr, kind: cfg.schedule ?? 'linear', warmup: warmupSteps, total: totalSteps };
+
+  const graphs = buildTrainStep({ forward: model.graph, loss: model.loss, trainable: applied.trainable, optimizer: { weightDecay: cfg.weightDecay ?? 0.01, maxGradNorm: cfg.maxGradNorm ?? 1 }, accumulation: acc });
+  const runner = await StepRunner.open(graphs, applied.initial, { inWorker: cfg.inWorker ?? false, session: { device: cfg.device ?? 'auto' } });
+
+  // Evaluation reads the trained parameters as inputs of a dropout-free forward graph.
+  const evalGraph = withoutDropout(model.graph);
+  for (const v of applied.trainable) if (evalGraph.initializers.has(v)) evalGraph.promoteToInput(v);
+  evalGraph.outputs.length = 0;
+  evalGraph.output('logits');
+  evalGraph.output(model.loss);
+  evalGraph.prune();
+  const evaluator = await openInline(evalGraph, { device: runner.device });
+
+  const ckptDir = join(cfg.runDir, 'checkpoints');
+  mkdirSync(cfg.runDir, { recursive: true });
+  let epoch = 0, cursor = 0;
+  let best: TrainResult['best'];
+  let patience = 0;
+  const resumed = loadCheckpoint(ckptDir);
+  if (resumed) {
+    runner.restore(resumed);
+    epoch = resumed.epoch;
+    cursor = resumed.cursor;
+    best = resumed.extra.best as TrainResult['best'];
+    patience = (resumed.extra.patience as number) ?? 0;
+  }
+  emit({ type: 'start', totalSteps, device: runner.device, fallbackReason: runner.fallbackReason, trainable: applied.params.reduce((a, p) => a + applied.initial[p.value].data.length, 0), resumedFrom: resumed?.step });
+
+  const evaluate = async (): Promise<Record<string, number>> => {
+    const rows = data.validation ?? [];
+    if (rows.length === 0) return {};
+    let lossSum = 0, weight = 0;
+    const preds: number[] = [], gold: number[] = [];
+    for (let i = 0; i < rows.length; i += cfg.batchSize) {
+      const xs = rows.slice(i, i + cfg.batchSize);
+      const feeds = { ...collate.batch(xs), ...runner.params };
+      const out = await evaluator.run(feeds);
+      const w = model.task === 'classification' || model.task === 'regression' ? xs.length : Array.from(feeds.labels.data as BigInt64Array).filter((l) => l !== -100n).length;
+      lossSum += Number(out[model.loss].data[0]) * w;
+      weight += w;
+      if (model.task === 'classification') {
+        const C = out.logits.shape[1];
+        const lg = out.logits.data as Float32Array;
+        for (let r = 0; r < xs.length; r++) {
+          let k = 0;
+          for (let c = 1; c < C; c++) if (lg[r * C + c] > lg[r * C + k]) k = c;
+          preds.push(k);
+          gold.push(Number((feeds.labels.data as BigInt64Array)[r]));
+        }
+      } else if (model.task === 'regression') {
+        preds.push(...Array.from(out.logits.data as Float32Array));
+        gold.push(...Array.from(feeds.labels.data as Float32Array));
+      }
+    }
+    const m: Record<string, number> = { loss: lossSum / weight };
+    if (model.task === 'classification') Object.assign(m, { accuracy: accuracy(preds, gold), macro_f1: macroF1(preds, gold), mcc: mcc(preds, gold) });
+    else if (model.task === 'regression') Object.assign(m, { pearson: pearson(preds, gold), spearman: spearman(preds, gold), mse: preds.reduce((a, p, i) => a + (p - gold[i]) ** 2, 0) / preds.length });
+    else m.perplexity = perplexity(m.loss);
+    return m;
+  };
+
+  const deltaFile = join(cfg.runDir, 'delta.safetensors');
+  const saveDelta = (file: string): void => {
+    const tensors: Record<string, HostTensor> = {};
+    for (const p of applied.params) tensors[p.name] = runner.params[p.value];
+    writeSafetensors(file, tensors, { format: 'delta-studio-delta', methods: JSON.stringify(cfg.deltas), step: String(runner.t) });
+  };
+
+  let status: RunStatus = 'finished', reason: string | undefined;
+  let metrics: Record<string, number> = {};
+  let tokens = 0;
+  const t0 = performance.now();
+  const startStep = runner.t;
+  const seedOf = (step: number): number => hashString(`${cfg.seed}:${step}`) & 0x7fffffff;
+  outer: while (runner.t < totalSteps) {
+    const plan = planEpoch(lengths, cfg.batchSize, cfg.seed, epoch);
+    for (; cursor < plan.batches.length && runner.t < totalSteps; cursor += acc) {
+      if (signal?.aborted) { status = 'cancelled'; break outer; }
+      const micro = plan.batches.slice(cursor, cursor + acc).map((b) => collate.batch(b.map((i) => data.train[i])));
+      while (micro.length < acc) micro.push(micro[micro.length - 1]); // a short last step repeats its last micro-batch
+      const step = runner.t + 1;
+      const lr = lrAt(schedule, step);
+      const r = await runner.step(micro, lr, seedOf(step));
+      if (!Number.isFinite(r.loss) || !Number.isFinite(r.gradNorm)) {
+        status = 'diverged';
+        reason = `step ${step}: loss ${r.loss}, gradient norm ${r.gradNorm}`;
+        break outer;
+      }
+      tokens += plan.batches.slice(cursor, cursor + acc).flat().reduce((a, i) => a + lengths[i], 0);
+      const secs = (performance.now() - t0) / 1000;
+      const done = runner.t - startStep;
+      emit({ type: 'progress', step: runner.t, epoch, loss: r.loss, lr, gradNorm: r.gradNorm, tokensPerSec: tokens / secs, etaSeconds: (secs / done) * (totalSteps - runner.t), rssBytes: process.memoryUsage().rss });
+      const atEval = cfg.evalEvery && runner.t % cfg.evalEvery === 0;
+      if (atEval) {
+        metrics = await evaluate();
+        emit({ type: 'eval', step: runner.t, metrics });
+        const es = cfg.earlyStopping;
+        const key = es?.metric ?? (model.task === 'classification' ? 'accuracy' : 'loss');
+        if (key in metrics) {
+          const better = !best || (HIGHER.has(key) ? metrics[key] > best.value : metrics[key] < best.value);
+          if (better) {
+            best = { step: runner.t, metric: key, value: metrics[key] };
+            patience = 0;
+            saveDelta(join(cfg.runDir, 'best.safetensors'));
+          } else if (es && ++patience >= es.patience) {
+            status = 'stopped-early';
+            break outer;
+          }
+        }
+      }
+      if (cfg.checkpointEvery && runner.t % cfg.checkpointEvery === 0) {
+        const file = saveCheckpoint(ckptDir, { step: runner.t, epoch, cursor: cursor + acc, params: runner.params, m: runner.m, v: runner.v, extra: { best, patience } });
+        emit({ type: 'checkpoint', step: runner.t, file });
+      }
+    }
+    if (runner.t < totalSteps && cursor >= plan.batches.length) {
+      epoch++;
+      cursor = 0;
+    }
+  }
+  if (status !== 'diverged') {
+    if (status !== 'cancelled') {
+      metrics = await evaluate();
+      if (Object.keys(metrics).length) emit({ type: 'eval', step: runner.t, metrics });
+    }
+    saveDelta(deltaFile);
+  }
+  const result: TrainResult = { status, steps: runner.t, metrics, best, tokensPerSec: tokens / ((performance.now() - t0) / 1000), device: runner.device, deltaFile, reason };
+  await runner.release();
+  await evaluator.release();
+  return result;
+}

@@ -1,0 +1,83 @@
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { Rng } from '../native/rng.js';
+import type { Example } from '../native/train/collate.js';
+import { startTrainer } from '../native/train/process.js';
+import { train, type TrainConfig, type TrainEvent } from '../native/train/trainer.js';
+
+const BERT = fileURLToPath(new URL('./fixtures/models/bert', import.meta.url));
+
+/** Sentences of the bert fixture's vocabulary; the label says whether a positive word is in them. */
+function sentiment(n: number, seed: number): Example[] {
+  const rng = new Rng(seed);
+  const filler = ['the', 'movie', 'was', 'it', 'is', 'this', 'a', 'hello', 'world'];
+  return Array.from({ length: n }, () => {
+    const pos = rng.next() < 0.5;
+    const words = Array.from({ length: 3 + rng.int(4) }, () => filler[rng.int(filler.length)]);
+    words.splice(rng.int(words.length + 1), 0, pos ? (rng.next() < 0.5 ? 'great' : 'good') : 'bad');
+    return { text: words.join(' '), label: pos ? 'pos' : 'neg' };
+  });
+}
+
+const data = { train: sentiment(128, 1), validation: sentiment(64, 2) };
+const config = (runDir: string, over: Partial<TrainConfig> = {}): TrainConfig => ({
+  model: BERT, task: 'classification', labels: ['neg', 'pos'], deltas: [{ method: 'lora', r: 4, alpha: 8 }],
+  epochs: 3, batchSize: 16, lr: 1e-2, warmup: 0.1, maxLength: 16, seed: 1, device: 'cpu', evalEvery: 8, checkpointEvery: 4, runDir, ...over,
+});
+
+describe('the trainer', () => {
+  test('LoRA on the bert fixture learns the toy sentiment task; the best and final deltas are saved', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ds-run-'));
+    const events: TrainEvent[] = [];
+    const r = await train(config(dir, { epochs: 8 }), data, (e) => events.push(e));
+    assert.equal(r.status, 'finished');
+    assert.equal(r.steps, 64);
+    assert.ok(r.metrics.accuracy >= 0.95, `held-out accuracy ${r.metrics.accuracy}`);
+    assert.equal(events.filter((e) => e.type === 'progress').length, 64);
+    assert.equal(events.filter((e) => e.type === 'eval').length, 9); // every 8 steps and the final evaluation
+    const start = events[0] as Extract<TrainEvent, { type: 'start' }>;
+    assert.equal(start.trainable, 2 * 2 * (4 * 32 + 32 * 4) + 2 * 32 + 2, 'LoRA on query/value plus the new 2-class head');
+    assert.ok(existsSync(r.deltaFile) && existsSync(join(dir, 'best.safetensors')));
+    rmSync(dir, { recursive: true });
+  });
+
+  test('a run whose loss turns to NaN stops as diverged, saying at which step', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ds-run-'));
+    const r = await train(config(dir, { lr: 1e9, maxGradNorm: 0, epochs: 1 }), data);
+    assert.equal(r.status, 'diverged');
+    assert.match(r.reason!, /^step \d+: loss (NaN|-?Infinity|[\d.e+-]+), gradient norm/);
+    rmSync(dir, { recursive: true });
+  });
+});
+
+describe('the trainer process', () => {
+  test('killed with SIGKILL mid-run and resumed, it ends with the metrics and delta of an uninterrupted run', async () => {
+    const a = mkdtempSync(join(tmpdir(), 'ds-run-')), b = mkdtempSync(join(tmpdir(), 'ds-run-'));
+    const whole = await startTrainer(config(a), data).result;
+    let job = startTrainer(config(b), data, (e) => { if (e.type === 'checkpoint' && e.step >= 12) job.kill(); });
+    await assert.rejects(job.result, /ended without a result \(signal SIGKILL\); resume the run/);
+    let resumedFrom: number | undefined;
+    job = startTrainer(config(b), data, (e) => { if (e.type === 'start') resumedFrom = e.resumedFrom; });
+    const resumed = await job.result;
+    assert.ok(resumedFrom !== undefined && resumedFrom >= 12, `resumed from step ${resumedFrom}`);
+    assert.equal(resumed.status, 'finished');
+    assert.deepEqual(resumed.metrics, whole.metrics);
+    assert.deepEqual(readFileSync(resumed.deltaFile), readFileSync(whole.deltaFile));
+    rmSync(a, { recursive: true });
+    rmSync(b, { recursive: true });
+  });
+
+  test('cancel stops after the current step and saves the delta so far', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ds-run-'));
+    const job = startTrainer(config(dir, { epochs: 50 }), data, (e) => { if (e.type === 'progress' && e.step === 3) job.cancel(); });
+    const r = await job.result;
+    assert.equal(r.status, 'cancelled');
+    assert.ok(r.steps >= 3 && r.steps < 50 * 8, `stopped at ${r.steps}`);
+    assert.ok(existsSync(r.deltaFile));
+    rmSync(dir, { recursive: true });
+  });
+});

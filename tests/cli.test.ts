@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { RULES } from '../native/autodiff/registry.js';
@@ -21,13 +24,37 @@ describe('delta-studio CLI', () => {
     if (!r.cuda.usable) assert.ok(r.cuda.reason && r.cuda.reason.length > 20);
   });
 
-  test('demo --json trains and the loss halves', () => {
-    const out = execFileSync(process.execPath, [bin, 'demo', '--steps', '150', '--device', 'cpu', '--json'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-    const r = lastJson(out) as { device: string; first_loss: number; final_loss: number; trainable_params: number; tokens_per_sec: number };
+  test('demo --json: LoRA on the pretrained demo backbone beats chance by far; on an untrained copy it does not', () => {
+    const out = execFileSync(process.execPath, [bin, 'demo', '--device', 'cpu', '--json'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    const r = lastJson(out) as { device: string; plugin: string; runs: { name: string; trainable_params: number; accuracy: number; macro_f1: number }[] };
     assert.equal(r.device, 'cpu');
-    assert.equal(r.trainable_params, 1024);
-    assert.ok(r.final_loss < 0.5 * r.first_loss, `${r.first_loss} → ${r.final_loss}`);
-    assert.ok(r.tokens_per_sec > 0);
+    assert.equal(r.runs.length, 3);
+    const [lora, untrained, full] = r.runs;
+    assert.equal(lora.trainable_params, 4 * (8 * 128 + 128 * 8 + 8 * 128 + 64 * 8) + 2 * 128, 'LoRA r=8 on q and v, and the new 2-class head');
+    assert.ok(lora.accuracy >= 0.95, `LoRA on the pretrained backbone: ${lora.accuracy}`);
+    assert.ok(untrained.accuracy < 0.7, `LoRA on the untrained backbone: ${untrained.accuracy}`);
+    assert.ok(full.accuracy >= 0.9, `full fine-tuning: ${full.accuracy}`);
+    assert.ok(r.plugin.endsWith('delta.safetensors'));
+  });
+
+  test('train --json imports the data, trains in its own process and saves the delta; resume of a finished run ends the same', () => {
+    const ws = mkdtempSync(join(tmpdir(), 'ds-ws-'));
+    const demo = fileURLToPath(new URL('../native/demo/', import.meta.url));
+    const args = ['train', '--model', join(demo, 'backbone'), '--data', join(demo, 'reviews-train.csv'), '--validation', join(demo, 'reviews-test.csv'),
+      '--method', 'lora', '--r', '4', '--epochs', '1', '--max-steps', '12', '--batch-size', '16', '--lr', '5e-3', '--max-length', '32', '--device', 'cpu', '--workspace', ws, '--checkpoint-every', '4', '--json'];
+    const r = lastJson(execFileSync(process.execPath, [bin, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })) as { status: string; steps: number; metrics: Record<string, number>; plugin: string; run_dir: string; device: string };
+    assert.equal(r.status, 'finished');
+    assert.equal(r.steps, 12);
+    assert.equal(r.device, 'cpu');
+    assert.ok(r.metrics.accuracy > 0 && r.metrics.accuracy <= 1);
+    assert.ok(existsSync(r.plugin));
+    const again = lastJson(execFileSync(process.execPath, [bin, 'resume', r.run_dir, '--json'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })) as typeof r;
+    assert.equal(again.steps, 12);
+    assert.deepEqual(again.metrics, r.metrics);
+    const bad = spawnSync(process.execPath, [bin, 'train', '--model', join(demo, 'backbone'), '--data', join(demo, 'reviews-train.csv'), '--task', 'poetry'], { encoding: 'utf8' });
+    assert.equal(bad.status, 1);
+    assert.match(bad.stderr, /--task must be one of classification, pair-classification, regression, causal-lm, seq2seq, got "poetry"/);
+    rmSync(ws, { recursive: true });
   });
 
   test('help is complete and bad arguments are named', () => {
@@ -35,9 +62,9 @@ describe('delta-studio CLI', () => {
     assert.match(help, /demo/);
     assert.match(help, /doctor/);
     assert.match(execFileSync(process.execPath, [bin, 'doctor', '--help'], { encoding: 'utf8' }), /--json/);
-    const bad = spawnSync(process.execPath, [bin, 'demo', '--steps', 'ten'], { encoding: 'utf8' });
+    const bad = spawnSync(process.execPath, [bin, 'demo', '--device', 'tpu'], { encoding: 'utf8' });
     assert.equal(bad.status, 1);
-    assert.match(bad.stderr, /--steps must be a positive integer, got "ten"/);
+    assert.match(bad.stderr, /--device must be auto, cpu or cuda, got "tpu"/);
     const unknown = spawnSync(process.execPath, [bin, 'fly'], { encoding: 'utf8' });
     assert.equal(unknown.status, 2);
     assert.match(unknown.stderr, /unknown command "fly"/);

@@ -1,0 +1,506 @@
+// The dataset importer: CSV / TSV / JSONL / JSON in, a normalised, versioned copy out.
+//
+// destDir/train.jsonl, validation.jsonl, test.jsonl: one normalised row a line ({text, label} for classification,
+// …: see TASK_FIELDS), and destDir/dataset.json: the DatasetVersion. Everything is written into a temp folder beside
+// destDir (files fsynced) that is renamed onto destDir at the end, so a failed import leaves destDir as it was.
+//
+// The digest (the dataset's version) is sha256 over the normalised rows in input order, each tagged with its split:
+// the same rows give the same digest whatever the file format, quoting or encoding; one changed value changes it.
+// A row's split is a pure function of (seed, sha256 of the row), so the same data and seed give the same split,
+// adding rows moves no other row, and equal rows always share a split (no duplicate leaks from train to test).
+import { createHash, randomBytes } from 'node:crypto';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { writeFileAtomic } from '../files/atomic.js';
+import { formatOf, readRows, type RawRow, type ReadContext } from './readers.js';
+import { DATASET_FILE, readDatasetVersion, splitFile } from './store.js';
+import {
+  DatasetError, ROLES, SPLITS,
+  type ColumnMapping, type DataFormat, type DatasetStats, type DatasetVersion, type Example, type FieldStats,
+  type ImportOptions, type Role, type SplitName, type TaskKind, type TextEncoding,
+} from './types.js';
+
+export const DEFAULT_MAX_BYTES = 1024 ** 3;
+/** More distinct classification labels than this means the label column is most likely the wrong one. */
+export const MAX_LABELS = 10_000;
+
+/** Column names tried, in order, for each field when the mapping does not name one (exact, then ignoring case). */
+export const DEFAULT_COLUMNS: Record<TaskKind, Partial<Record<Role, string[]>>> = {
+  classification: { text: ['text', 'sentence'], label: ['label'] },
+  'pair-classification': { text: ['text', 'sentence1', 'premise'], text_pair: ['text_pair', 'sentence2', 'hypothesis'], label: ['label'] },
+  regression: { text: ['text', 'sentence'], label: ['label', 'score'] },
+  'causal-lm': { prompt: ['prompt'], completion: ['completion'], text: ['text'] },
+  seq2seq: { source: ['source'], target: ['target'] },
+};
+
+/** The fields of a task's rows; causal-lm has two shapes (prompt + completion, or text). */
+export const TASK_FIELDS: Record<TaskKind, Role[][]> = {
+  classification: [['text', 'label']],
+  'pair-classification': [['text', 'text_pair', 'label']],
+  regression: [['text', 'label']],
+  'causal-lm': [['prompt', 'completion'], ['text']],
+  seq2seq: [['source', 'target']],
+};
+
+const TASKS = Object.keys(TASK_FIELDS) as TaskKind[];
+const ENCODINGS: TextEncoding[] = ['utf-8', 'utf-16le', 'latin1'];
+const quoted = (names: readonly string[]): string => names.map((n) => `'${n}'`).join(', ');
+
+interface Options {
+  task: TaskKind;
+  columns: ColumnMapping;
+  format?: DataFormat;
+  encoding?: TextEncoding;
+  validation: number;
+  test: number;
+  seed: number;
+  files: { validation?: string; test?: string };
+  maxBytes: number;
+}
+
+function checkOptions(opts: ImportOptions): Options {
+  if (opts === null || typeof opts !== 'object') throw new DatasetError('bad-options', 'importDataset: options are required ({ task: … })');
+  if (!TASKS.includes(opts.task)) throw new DatasetError('bad-options', `unknown task "${String(opts.task)}" (expected ${TASKS.join(', ')})`);
+  if (opts.encoding !== undefined && !ENCODINGS.includes(opts.encoding)) throw new DatasetError('bad-options', `unknown encoding "${String(opts.encoding)}" (expected ${ENCODINGS.join(', ')})`);
+  const maxBytes = opts.maxBytes ?? DEFAULT_MAX_BYTES;
+  if (!(Number.isFinite(maxBytes) && maxBytes > 0)) throw new DatasetError('bad-options', `maxBytes must be a positive number, got ${String(opts.maxBytes)}`);
+  const files = { ...(opts.files ?? {}) };
+  for (const k of ['validation', 'test'] as const) {
+    if (files[k] !== undefined && (typeof files[k] !== 'string' || files[k] === '')) throw new DatasetError('bad-options', `files.${k} must be a file path`);
+    if (files[k] !== undefined) files[k] = resolve(files[k]);
+  }
+  const frac = (k: 'validation' | 'test', dflt: number): number => {
+    if (files[k] !== undefined) return 0; // given as a file: not carved out of the input
+    const v = opts.split?.[k] ?? dflt;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || v >= 1) throw new DatasetError('bad-options', `split.${k} must be a fraction in [0, 1), got ${String(v)}`);
+    return v;
+  };
+  const validation = frac('validation', 0.1);
+  const test = frac('test', 0);
+  if (validation + test >= 1) throw new DatasetError('bad-options', `split.validation + split.test must be under 1 (got ${validation} + ${test}): nothing would be left to train on`);
+  const seed = opts.split?.seed ?? 0;
+  if (!Number.isSafeInteger(seed)) throw new DatasetError('bad-options', `split.seed must be an integer, got ${String(seed)}`);
+  const columns: ColumnMapping = {};
+  const allowed = new Set(TASK_FIELDS[opts.task].flat());
+  for (const [role, col] of Object.entries(opts.columns ?? {})) {
+    if (col === undefined) continue;
+    if (!(ROLES as readonly string[]).includes(role)) throw new DatasetError('bad-options', `columns.${role}: unknown field (fields: ${ROLES.join(', ')})`);
+    if (!allowed.has(role as Role)) throw new DatasetError('bad-options', `columns.${role}: the ${opts.task} task has no ${role} field (it uses ${[...allowed].join(', ')})`);
+    if (typeof col !== 'string' || col === '') throw new DatasetError('bad-options', `columns.${role} must be a column name, got ${JSON.stringify(col)}`);
+    columns[role as Role] = col;
+  }
+  return { task: opts.task, columns, format: opts.format, encoding: opts.encoding, validation, test, seed, files, maxBytes };
+}
+
+/** Which input column feeds each field: the user's mapping, else the task's defaults, checked against the header. */
+export function resolveColumns(task: TaskKind, user: ColumnMapping, header: string[], file: string, firstRow?: string): ColumnMapping {
+  const present = firstRow === undefined ? `columns present: ${quoted(header)}` : `keys of the first row (${firstRow}): ${quoted(header)}`;
+  const find = (names: string[]): string | undefined =>
+    names.find((n) => header.includes(n)) ?? names.map((n) => header.find((h) => h.toLowerCase() === n.toLowerCase())).find((h) => h !== undefined);
+  let fields: Role[];
+  const shapes = TASK_FIELDS[task];
+  if (shapes.length === 1) {
+    fields = shapes[0];
+  } else {
+    // causal-lm: prompt + completion, or text.
+    const mapped = shapes.filter((s) => s.some((r) => user[r] !== undefined));
+    if (mapped.length > 1) throw new DatasetError('bad-options', `columns: map either ${shapes.map((s) => s.join(' + ')).join(' or ')}, not both`);
+    fields = mapped[0] ?? shapes.find((s) => s.every((r) => find(DEFAULT_COLUMNS[task][r] ?? []) !== undefined)) ?? shapes[0];
+    if (mapped.length === 0 && !shapes.some((s) => s.every((r) => find(DEFAULT_COLUMNS[task][r] ?? []) !== undefined))) {
+      throw new DatasetError('missing-column', `${file}: no columns for the ${task} task: it needs ${shapes.map((s) => quoted(s)).join(' or ')}; ${present}. Map them with columns: { prompt: '…', completion: '…' } or { text: '…' }`, { file });
+    }
+  }
+  const out: ColumnMapping = {};
+  for (const role of fields) {
+    const want = user[role];
+    if (want !== undefined) {
+      if (!header.includes(want)) {
+        const near = header.find((h) => h.toLowerCase() === want.toLowerCase());
+        throw new DatasetError('missing-column', `${file}: column '${want}' (mapped to ${role}) is not in the file${near ? ` (did you mean '${near}'?)` : ''}; ${present}`, { file, column: want });
+      }
+      out[role] = want;
+    } else {
+      const names = DEFAULT_COLUMNS[task][role] ?? [];
+      const got = find(names);
+      if (got === undefined) {
+        throw new DatasetError('missing-column', `${file}: no column for ${role} (looked for ${quoted(names)}); ${present}. Map one with columns: { ${role}: '…' }`, { file, column: names[0] });
+      }
+      out[role] = got;
+    }
+  }
+  const used = new Map<string, Role>();
+  for (const role of fields) {
+    const col = out[role] as string;
+    const other = used.get(col);
+    if (other !== undefined) throw new DatasetError('bad-options', `${file}: column '${col}' is mapped to both ${other} and ${role}`, { file, column: col });
+    used.set(col, role);
+  }
+  return out;
+}
+
+const FLOAT = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+
+function where(file: string, row: RawRow): string {
+  return row.line !== undefined ? `${file}: line ${row.line}` : `${file}: item ${row.item}`;
+}
+
+/** One raw row to a normalised Example (fields in ROLES order, which fixes its JSON form). */
+function normalise(task: TaskKind, fields: Role[], mapping: ColumnMapping, file: string, row: RawRow): Example {
+  const ex: Example = {};
+  for (const role of ROLES) {
+    if (!fields.includes(role)) continue;
+    const col = mapping[role] as string;
+    const at = { file, line: row.line, item: row.item, column: col };
+    const raw = row.get(col);
+    if (raw === undefined || raw === null) {
+      throw new DatasetError('missing-value', `${where(file, row)}, column '${col}': missing value (every row needs ${role === 'label' ? 'a label' : `a ${role}`})`, at);
+    }
+    if (typeof raw === 'object') {
+      throw new DatasetError('bad-row', `${where(file, row)}, column '${col}': expected ${role === 'label' && task === 'regression' ? 'a number' : 'a string'}, got ${Array.isArray(raw) ? 'an array' : 'an object'}`, at);
+    }
+    if (role === 'label' && task === 'regression') {
+      let n: number;
+      if (typeof raw === 'number') n = raw;
+      else if (typeof raw === 'string' && FLOAT.test(raw.trim())) n = Number(raw.trim());
+      else n = NaN;
+      if (typeof raw === 'string' && raw.trim() === '') {
+        throw new DatasetError('empty-value', `${where(file, row)}, column '${col}': empty value (a regression label must be a finite number)`, at);
+      }
+      if (!Number.isFinite(n)) {
+        throw new DatasetError('bad-number', `${where(file, row)}, column '${col}': ${JSON.stringify(raw)} is not a finite number (regression labels must be numbers such as 3, -0.5 or 1e-3)`, at);
+      }
+      ex.label = n === 0 ? 0 : n; // -0 and 0 are one label
+      continue;
+    }
+    const s = role === 'label' ? String(raw).trim() : String(raw);
+    if (s.trim() === '') {
+      const why = role === 'label' ? 'every row needs a label' : role === 'text_pair' ? 'a pair task needs both texts' : `the ${role} is required`;
+      throw new DatasetError('empty-value', `${where(file, row)}, column '${col}': empty value (${why})`, at);
+    }
+    ex[role] = s as never;
+  }
+  return ex;
+}
+
+/** sha256 of a row's canonical JSON; the split and the duplicate check are functions of it. */
+const rowHash = (json: string): Buffer => createHash('sha256').update(json).digest();
+
+/** A uniform number in [0, 1) from (seed, row hash). */
+export function splitPoint(seed: number, rowDigest: Buffer): number {
+  return createHash('sha256').update(`delta-studio split ${seed}:`).update(rowDigest).digest().readUIntBE(0, 6) / 2 ** 48;
+}
+
+/** A growable Float64Array. */
+class GrowFloat64 {
+  private buf = new Float64Array(1024);
+  private n = 0;
+  push(v: number): void {
+    if (this.n === this.buf.length) {
+      const next = new Float64Array(this.buf.length * 2);
+      next.set(this.buf);
+      this.buf = next;
+    }
+    this.buf[this.n++] = v;
+  }
+  values(): Float64Array {
+    return this.buf.subarray(0, this.n);
+  }
+}
+
+/** How many values equal an earlier one (8 bytes a row instead of a set of strings: large files stay small in memory). */
+function countDuplicates(keys: Float64Array): number {
+  const sorted = keys.slice().sort();
+  let dups = 0;
+  for (let i = 1; i < sorted.length; i++) if (sorted[i] === sorted[i - 1]) dups++;
+  return dups;
+}
+
+/** Appends lines to a file with large writes; `close` fsyncs. */
+class LineWriter {
+  private fd: number;
+  private parts: string[] = [];
+  private size = 0;
+  constructor(readonly path: string) {
+    this.fd = openSync(path, 'wx', 0o644);
+  }
+  write(line: string): void {
+    this.parts.push(line, '\n');
+    this.size += line.length + 1;
+    if (this.size >= 1 << 20) this.flush();
+  }
+  private flush(): void {
+    if (this.parts.length === 0) return;
+    const buf = Buffer.from(this.parts.join(''), 'utf8');
+    this.parts = [];
+    this.size = 0;
+    let off = 0;
+    while (off < buf.length) off += writeSync(this.fd, buf, off, buf.length - off);
+  }
+  close(): void {
+    this.flush();
+    fsyncSync(this.fd);
+    closeSync(this.fd);
+    this.fd = -1;
+  }
+  abandon(): void {
+    if (this.fd >= 0) try { closeSync(this.fd); } catch { /* closed */ }
+    this.fd = -1;
+  }
+}
+
+function fsyncDir(dir: string): void {
+  try {
+    const fd = openSync(dir, 'r');
+    try { fsyncSync(fd); } finally { closeSync(fd); }
+  } catch { /* some filesystems refuse fsync on directories */ }
+}
+
+function checkInputFile(file: string, maxBytes: number, role: string): number {
+  let st;
+  try {
+    st = statSync(file);
+  } catch {
+    throw new DatasetError('not-found', `${file}: ${role} file not found`, { file });
+  }
+  if (!st.isFile()) throw new DatasetError('not-found', `${file}: ${role} file is not a file`, { file });
+  if (st.size > maxBytes) {
+    throw new DatasetError('too-large', `${file}: ${st.size} bytes${human(st.size)} is over the limit of ${maxBytes} bytes${human(maxBytes)} (maxBytes); raise maxBytes to import it`, { file });
+  }
+  return st.size;
+}
+
+/** " (1.5 MiB)" for sizes of a KiB and more, else nothing. */
+function human(n: number): string {
+  const units: [number, string][] = [[1024 ** 3, 'GiB'], [1024 ** 2, 'MiB'], [1024, 'KiB']];
+  const u = units.find(([size]) => n >= size);
+  return u ? ` (${(n / u[0]).toFixed(1)} ${u[1]})` : '';
+}
+
+class FieldAcc {
+  min = Infinity;
+  max = 0;
+  sum = 0;
+  n = 0;
+  add(len: number): void {
+    if (len < this.min) this.min = len;
+    if (len > this.max) this.max = len;
+    this.sum += len;
+    this.n++;
+  }
+  get stats(): FieldStats {
+    return { minChars: this.n ? this.min : 0, maxChars: this.max, meanChars: this.n ? this.sum / this.n : 0 };
+  }
+}
+
+/**
+ * Imports `inputFile` (plus the split files of `opts.files`) into `destDir`, replacing what was there only when the
+ * whole import succeeded. Returns the DatasetVersion written to destDir/dataset.json.
+ */
+export async function importDataset(inputFile: string, destDir: string, options: ImportOptions): Promise<DatasetVersion> {
+  const opts = checkOptions(options);
+  const dest = resolve(destDir);
+  checkDestination(dest);
+  const inputs: { file: string; split?: SplitName; role: string }[] = [{ file: resolve(inputFile), role: 'input' }];
+  if (opts.files.validation) inputs.push({ file: opts.files.validation, split: 'validation', role: 'validation' });
+  if (opts.files.test) inputs.push({ file: opts.files.test, split: 'test', role: 'test' });
+  const formats = inputs.map((i) => formatOf(i.file, opts.format));
+  for (const i of inputs) checkInputFile(i.file, opts.maxBytes, i.role);
+
+  const parent = dirname(dest);
+  mkdirSync(parent, { recursive: true });
+  removeStale(parent, `.${basename(dest)}.importing-`);
+  removeStale(parent, `.${basename(dest)}.replaced-`);
+  const tmp = join(parent, `.${basename(dest)}.importing-${process.pid}-${randomBytes(4).toString('hex')}`);
+  mkdirSync(tmp);
+  const writers = Object.fromEntries(SPLITS.map((s) => [s, new LineWriter(splitFile(tmp, s))])) as Record<SplitName, LineWriter>;
+  try {
+    const digest = createHash('sha256').update(`delta-studio dataset v1\ntask ${opts.task}\n`);
+    const rows: Record<SplitName, number> = { train: 0, validation: 0, test: 0 };
+    const fieldAcc = new Map<Role, FieldAcc>();
+    const labelCounts: Record<SplitName, Map<string, number>> = { train: new Map(), validation: new Map(), test: new Map() };
+    const unseen = new Map<string, { where: string; split: SplitName; file: string; line?: number; item?: number }>();
+    const reg = { n: 0, mean: 0, m2: 0, min: Infinity, max: -Infinity };
+    const rowKeys = new GrowFloat64(); // 53 bits of each row's hash: duplicates are counted at the end by sorting
+    let skipped = 0;
+    let mapping: ColumnMapping | undefined;
+    let fields: Role[] = [];
+    const results: ReadContext['result'][] = [];
+    const classification = opts.task === 'classification' || opts.task === 'pair-classification';
+
+    for (let f = 0; f < inputs.length; f++) {
+      const input = inputs[f];
+      const ctx: ReadContext = { file: input.file, format: formats[f], encoding: opts.encoding, maxBytes: opts.maxBytes, result: { bytes: 0, sha256: '' }, skipped: 0 };
+      for await (const ev of readRows(ctx)) {
+        if (ev.kind === 'header') {
+          if (mapping === undefined) {
+            mapping = resolveColumns(opts.task, opts.columns, ev.columns, input.file, ev.firstRow);
+            fields = ROLES.filter((r) => mapping?.[r] !== undefined);
+          } else {
+            // Split files use the columns resolved on the input file.
+            for (const role of fields) {
+              const col = mapping[role] as string;
+              if (!ev.columns.includes(col)) throw new DatasetError('missing-column', `${input.file}: column '${col}' (${role}, as in ${inputs[0].file}) is not in the file; ${ev.firstRow === undefined ? 'columns present' : `keys of the first row (${ev.firstRow})`}: ${quoted(ev.columns)}`, { file: input.file, column: col });
+            }
+          }
+          continue;
+        }
+        const ex = normalise(opts.task, fields, mapping as ColumnMapping, input.file, ev);
+        const json = JSON.stringify(ex);
+        const h = rowHash(json);
+        let split: SplitName;
+        if (input.split !== undefined) {
+          split = input.split;
+        } else {
+          const u = splitPoint(opts.seed, h);
+          split = u < opts.test ? 'test' : u < opts.test + opts.validation ? 'validation' : 'train';
+        }
+        digest.update(`${split}\t${json}\n`);
+        writers[split].write(json);
+        rows[split]++;
+        rowKeys.push(h.readUIntBE(0, 6) * 32 + (h[6] >>> 3));
+        for (const role of fields) {
+          if (role === 'label') continue;
+          let acc = fieldAcc.get(role);
+          if (!acc) fieldAcc.set(role, (acc = new FieldAcc()));
+          acc.add((ex[role] as string).length);
+        }
+        if (classification) {
+          const label = ex.label as string;
+          const counts = labelCounts[split];
+          counts.set(label, (counts.get(label) ?? 0) + 1);
+          if (split === 'train') {
+            if (counts.size > MAX_LABELS) {
+              throw new DatasetError('too-many-labels', `${input.file}: column '${mapping?.label}' has more than ${MAX_LABELS} distinct labels: is it the label column? (for numeric targets use the regression task)`, { file: input.file, column: mapping?.label });
+            }
+          } else if (!unseen.has(label)) {
+            unseen.set(label, { where: where(input.file, ev), split, file: input.file, line: ev.line, item: ev.item });
+          }
+        } else if (opts.task === 'regression') {
+          const y = ex.label as number;
+          reg.n++;
+          const d = y - reg.mean;
+          reg.mean += d / reg.n;
+          reg.m2 += d * (y - reg.mean);
+          if (y < reg.min) reg.min = y;
+          if (y > reg.max) reg.max = y;
+        }
+      }
+      skipped += ctx.skipped;
+      results.push(ctx.result);
+    }
+
+    if (rows.train === 0) {
+      throw new DatasetError('no-train-rows', `${inputs[0].file}: no rows went to train (${rows.validation} validation, ${rows.test} test): lower split.validation / split.test or add rows`, { file: inputs[0].file });
+    }
+    let labels: string[] | undefined;
+    if (classification) {
+      const train = labelCounts.train;
+      labels = [...train.keys()].sort();
+      for (const [label, at] of unseen) {
+        if (train.has(label)) continue;
+        const shown = labels.length > 20 ? `${quoted(labels.slice(0, 20))}, … (${labels.length})` : quoted(labels);
+        throw new DatasetError(
+          'unknown-label',
+          `${at.where}, column '${mapping?.label}': label '${label}' is in the ${at.split} split but never in train (train labels: ${shown}); ` +
+            `a model cannot learn it: add train rows with this label, fix the label, or remove the row`,
+          { file: at.file, line: at.line, item: at.item, column: mapping?.label },
+        );
+      }
+    }
+    for (const s of SPLITS) writers[s].close();
+
+    const stats: DatasetStats = {
+      fields: Object.fromEntries([...fieldAcc].map(([r, a]) => [r, a.stats])),
+      duplicates: countDuplicates(rowKeys.values()),
+      skippedBlank: skipped,
+    };
+    if (classification) {
+      stats.labelCounts = Object.fromEntries(SPLITS.map((s) => [s, Object.fromEntries([...labelCounts[s]].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))])) as DatasetStats['labelCounts'];
+    }
+    if (opts.task === 'regression') {
+      stats.labelRange = { min: reg.min, max: reg.max, mean: reg.mean, std: reg.n > 1 ? Math.sqrt(reg.m2 / (reg.n - 1)) : 0 };
+    }
+    const version: DatasetVersion = {
+      version: 1,
+      digest: digest.digest('hex'),
+      task: opts.task,
+      columns: mapping as ColumnMapping,
+      ...(labels ? { labels } : {}),
+      rows,
+      split: { validation: opts.validation, test: opts.test, seed: opts.seed, files: opts.files },
+      source: {
+        files: inputs.map((i) => i.file),
+        format: formats[0],
+        formats,
+        encoding: results[0].encoding ?? opts.encoding ?? 'utf-8',
+        bytes: results.map((r) => r.bytes),
+        sha256: results.map((r) => r.sha256),
+      },
+      stats,
+      created: new Date().toISOString(),
+    };
+    writeFileAtomic(join(tmp, DATASET_FILE), Buffer.from(`${JSON.stringify(version, null, 2)}\n`));
+    fsyncDir(tmp);
+    swapInto(tmp, dest, version.digest);
+    return version;
+  } catch (e) {
+    for (const s of SPLITS) writers[s].abandon();
+    rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+/** destDir must be new, an empty folder, or an earlier import (a folder with dataset.json): never someone's other files. */
+function checkDestination(dest: string): void {
+  if (!existsSync(dest)) return;
+  if (!statSync(dest).isDirectory()) throw new DatasetError('bad-options', `${dest}: exists and is not a folder`);
+  const names = readdirSync(dest);
+  if (names.length > 0 && !names.includes(DATASET_FILE)) {
+    throw new DatasetError('bad-options', `${dest}: the folder is not empty and holds no ${DATASET_FILE} (it is not an earlier import): choose a new or empty folder, so nothing of yours is replaced`);
+  }
+}
+
+/** Removes `<prefix><pid>-<hex>` folders in `dir` left by a process that no longer runs (a crash mid-import). */
+export function removeStale(dir: string, prefix: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue;
+    const pid = Number(/^(\d+)-[0-9a-f]+$/.exec(name.slice(prefix.length))?.[1]);
+    if (!Number.isInteger(pid) || pid === process.pid) continue;
+    try {
+      process.kill(pid, 0);
+      continue; // still running: its import may be in progress
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ESRCH') continue;
+    }
+    rmSync(join(dir, name), { recursive: true, force: true });
+  }
+}
+
+/** Puts the finished folder `tmp` at `dest`, replacing an older import (whose token caches move over when the digest is the same). */
+function swapInto(tmp: string, dest: string, digest: string): void {
+  const parent = dirname(dest);
+  if (!existsSync(dest)) {
+    renameSync(tmp, dest);
+    fsyncDir(parent);
+    return;
+  }
+  try {
+    if (readDatasetVersion(dest).digest === digest && existsSync(join(dest, 'cache'))) renameSync(join(dest, 'cache'), join(tmp, 'cache'));
+  } catch { /* not a dataset folder, or no cache: nothing to keep */ }
+  const old = join(parent, `.${basename(dest)}.replaced-${process.pid}-${randomBytes(4).toString('hex')}`);
+  renameSync(dest, old);
+  try {
+    renameSync(tmp, dest);
+  } catch (e) {
+    renameSync(old, dest);
+    throw e;
+  }
+  fsyncDir(parent);
+  try { rmSync(old, { recursive: true, force: true }); } catch { /* a leftover hidden folder; the import itself is done */ }
+}

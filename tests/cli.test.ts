@@ -51,6 +51,12 @@ describe('delta-studio CLI', () => {
     const again = lastJson(execFileSync(process.execPath, [bin, 'resume', r.run_dir, '--json'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })) as typeof r;
     assert.equal(again.steps, 12);
     assert.deepEqual(again.metrics, r.metrics);
+    const ev = lastJson(execFileSync(process.execPath, [bin, 'eval', r.run_dir, '--json'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })) as { rows: number; metrics: Record<string, number> };
+    assert.equal(ev.rows, 600);
+    assert.ok(Math.abs(ev.metrics.accuracy - r.metrics.accuracy) < 1e-12, 'eval of the saved delta reproduces the final metrics');
+    const pr = lastJson(execFileSync(process.execPath, [bin, 'predict', r.run_dir, '--text', 'the movie was superb', '--json'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })) as { label: string; probabilities: Record<string, number> };
+    assert.ok(['negative', 'positive'].includes(pr.label));
+    assert.ok(Math.abs(pr.probabilities.negative + pr.probabilities.positive - 1) < 1e-6);
     const bad = spawnSync(process.execPath, [bin, 'train', '--model', join(demo, 'backbone'), '--data', join(demo, 'reviews-train.csv'), '--task', 'poetry'], { encoding: 'utf8' });
     assert.equal(bad.status, 1);
     assert.match(bad.stderr, /--task must be one of classification, pair-classification, regression, causal-lm, seq2seq, got "poetry"/);

@@ -4,6 +4,7 @@ import { doctor } from './doctor.js';
 import { demo } from './demo.js';
 import { inspect } from './inspect.js';
 import { resumeCommand, trainCommand } from './train.js';
+import { evalCommand, predictCommand } from './predict.js';
 import { passed } from '../autodiff/gradcheck.js';
 
 const HELP = `delta-studio — delta tuning of pretrained language models, on your own machine
@@ -13,6 +14,8 @@ Usage: delta-studio <command> [options]
 Commands:
   train     Import a dataset and train a delta on a model folder (in its own process), then evaluate and save it
   resume    Continue a stopped or killed run from its last checkpoint
+  eval      Evaluate a run's delta on its dataset
+  predict   Run a run's delta on one input
   inspect   Show a Hugging Face model folder's module tree: names, types, parameter shapes and counts
   demo      The embedded default: LoRA on the built-in pretrained backbone and reviews, with baselines
   doctor    Show the runtime (onnxruntime version, providers, CUDA status and why not) and check the
@@ -115,6 +118,23 @@ Options:
       ['json', { type: 'boolean' as const, default: false }],
     ]),
     run: (v) => trainCommand(v),
+  },
+  eval: {
+    help: `Usage: delta-studio eval <run-dir> [--split train|validation|test] [--best] [--json]
+
+Evaluates a run's saved delta (or its best one) on a split of the run's dataset: loss and accuracy, macro-F1 and
+MCC (classification), Pearson, Spearman and MSE (regression), or perplexity (language models).`,
+    positionals: true,
+    options: { split: { type: 'string' }, best: { type: 'boolean', default: false }, json: { type: 'boolean', default: false } },
+    run: (v, pos) => evalCommand(pos[0], v),
+  },
+  predict: {
+    help: `Usage: delta-studio predict <run-dir> --text "…" [--text-pair "…"] [--best] [--json]
+
+Runs a classification or regression run's delta on one input: the label and its probabilities, or the value.`,
+    positionals: true,
+    options: { text: { type: 'string' }, 'text-pair': { type: 'string' }, best: { type: 'boolean', default: false }, json: { type: 'boolean', default: false } },
+    run: (v, pos) => predictCommand(pos[0], v),
   },
   resume: {
     help: `Usage: delta-studio resume <run-dir> [--json]

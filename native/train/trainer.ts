@@ -5,16 +5,16 @@
 import { join } from 'node:path';
 import { mkdirSync } from 'node:fs';
 import { loadWithDeltas, type DeltaConfig } from '../delta/index.js';
-import type { HostTensor } from '../onnx/graph.js';
+import type { Graph, HostTensor } from '../onnx/graph.js';
 import { writeSafetensors } from '../onnx/safetensors.js';
 import { TextTokenizer } from '../models/tokenizer.js';
-import type { Task } from '../models/types.js';
+import type { BuiltModel, Task } from '../models/types.js';
 import type { Device } from '../runtime/session.js';
-import { openInline } from '../runtime/host.js';
+import { openInline, type SessionHandle } from '../runtime/host.js';
 import { hashString } from '../rng.js';
 import { planEpoch } from './batching.js';
 import { loadCheckpoint, saveCheckpoint } from './checkpoint.js';
-import { makeCollator, type Example } from './collate.js';
+import { makeCollator, type Collator, type Example } from './collate.js';
 import { withoutDropout } from './dropout.js';
 import { accuracy, macroF1, mcc, pearson, perplexity, spearman } from './metrics.js';
 import { StepRunner } from './runner.js';
@@ -86,13 +86,7 @@ export async function train(cfg: TrainConfig, data: { train: Example[]; validati
   const runner = await StepRunner.open(graphs, applied.initial, { inWorker: cfg.inWorker ?? false, session: { device: cfg.device ?? 'auto' } });
 
   // Evaluation reads the trained parameters as inputs of a dropout-free forward graph.
-  const evalGraph = withoutDropout(model.graph);
-  for (const v of applied.trainable) if (evalGraph.initializers.has(v)) evalGraph.promoteToInput(v);
-  evalGraph.outputs.length = 0;
-  evalGraph.output('logits');
-  evalGraph.output(model.loss);
-  evalGraph.prune();
-  const evaluator = await openInline(evalGraph, { device: runner.device });
+  const evaluator = await openInline(evaluationGraph(model, applied.trainable), { device: runner.device });
 
   const ckptDir = join(cfg.runDir, 'checkpoints');
   mkdirSync(cfg.runDir, { recursive: true });
@@ -109,38 +103,7 @@ export async function train(cfg: TrainConfig, data: { train: Example[]; validati
   }
   emit({ type: 'start', totalSteps, device: runner.device, fallbackReason: runner.fallbackReason, trainable: applied.params.reduce((a, p) => a + applied.initial[p.value].data.length, 0), resumedFrom: resumed?.step });
 
-  const evaluate = async (): Promise<Record<string, number>> => {
-    const rows = data.validation ?? [];
-    if (rows.length === 0) return {};
-    let lossSum = 0, weight = 0;
-    const preds: number[] = [], gold: number[] = [];
-    for (let i = 0; i < rows.length; i += cfg.batchSize) {
-      const xs = rows.slice(i, i + cfg.batchSize);
-      const feeds = { ...collate.batch(xs), ...runner.params };
-      const out = await evaluator.run(feeds);
-      const w = model.task === 'classification' || model.task === 'regression' ? xs.length : Array.from(feeds.labels.data as BigInt64Array).filter((l) => l !== -100n).length;
-      lossSum += Number(out[model.loss].data[0]) * w;
-      weight += w;
-      if (model.task === 'classification') {
-        const C = out.logits.shape[1];
-        const lg = out.logits.data as Float32Array;
-        for (let r = 0; r < xs.length; r++) {
-          let k = 0;
-          for (let c = 1; c < C; c++) if (lg[r * C + c] > lg[r * C + k]) k = c;
-          preds.push(k);
-          gold.push(Number((feeds.labels.data as BigInt64Array)[r]));
-        }
-      } else if (model.task === 'regression') {
-        preds.push(...Array.from(out.logits.data as Float32Array));
-        gold.push(...Array.from(feeds.labels.data as Float32Array));
-      }
-    }
-    const m: Record<string, number> = { loss: lossSum / weight };
-    if (model.task === 'classification') Object.assign(m, { accuracy: accuracy(preds, gold), macro_f1: macroF1(preds, gold), mcc: mcc(preds, gold) });
-    else if (model.task === 'regression') Object.assign(m, { pearson: pearson(preds, gold), spearman: spearman(preds, gold), mse: preds.reduce((a, p, i) => a + (p - gold[i]) ** 2, 0) / preds.length });
-    else m.perplexity = perplexity(m.loss);
-    return m;
-  };
+  const evaluate = (): Promise<Record<string, number>> => evaluateRows(model.task, model.loss, evaluator, collate, data.validation ?? [], runner.params, cfg.batchSize);
 
   const deltaFile = join(cfg.runDir, 'delta.safetensors');
   const saveDelta = (file: string): void => {
@@ -212,4 +175,48 @@ export async function train(cfg: TrainConfig, data: { train: Example[]; validati
   await runner.release();
   await evaluator.release();
   return result;
+}
+
+/** Metrics of `rows` under the given parameter values: loss, and accuracy/F1/MCC, Pearson/Spearman/MSE or perplexity. */
+export async function evaluateRows(task: Task, lossName: string, session: SessionHandle, collate: Collator, rows: Example[], params: Record<string, HostTensor>, batchSize: number): Promise<Record<string, number>> {
+  if (rows.length === 0) return {};
+  let lossSum = 0, weight = 0;
+  const preds: number[] = [], gold: number[] = [];
+  for (let i = 0; i < rows.length; i += batchSize) {
+    const xs = rows.slice(i, i + batchSize);
+    const feeds = { ...collate.batch(xs), ...params };
+    const out = await session.run(feeds);
+    const w = task === 'classification' || task === 'regression' ? xs.length : Array.from(feeds.labels.data as BigInt64Array).filter((l) => l !== -100n).length;
+    lossSum += Number(out[lossName].data[0]) * w;
+    weight += w;
+    if (task === 'classification') {
+      const C = out.logits.shape[1];
+      const lg = out.logits.data as Float32Array;
+      for (let r = 0; r < xs.length; r++) {
+        let k = 0;
+        for (let c = 1; c < C; c++) if (lg[r * C + c] > lg[r * C + k]) k = c;
+        preds.push(k);
+        gold.push(Number((feeds.labels.data as BigInt64Array)[r]));
+      }
+    } else if (task === 'regression') {
+      preds.push(...Array.from(out.logits.data as Float32Array));
+      gold.push(...Array.from(feeds.labels.data as Float32Array));
+    }
+  }
+  const m: Record<string, number> = { loss: lossSum / weight };
+  if (task === 'classification') Object.assign(m, { accuracy: accuracy(preds, gold), macro_f1: macroF1(preds, gold), mcc: mcc(preds, gold) });
+  else if (task === 'regression') Object.assign(m, { pearson: pearson(preds, gold), spearman: spearman(preds, gold), mse: preds.reduce((a, p, i) => a + (p - gold[i]) ** 2, 0) / preds.length });
+  else m.perplexity = perplexity(m.loss);
+  return m;
+}
+
+/** A forward graph for evaluation and prediction: no dropout, the delta parameters as inputs, logits and loss out. */
+export function evaluationGraph(model: BuiltModel, trainable: string[]): Graph {
+  const g = withoutDropout(model.graph);
+  for (const v of trainable) if (g.initializers.has(v)) g.promoteToInput(v);
+  g.outputs.length = 0;
+  g.output('logits');
+  g.output(model.loss);
+  g.prune();
+  return g;
 }

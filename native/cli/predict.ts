@@ -1,0 +1,72 @@
+// `delta-studio eval <run-dir>` and `predict <run-dir>`: a trained delta on its backbone, on held-out data or on
+// text typed by the user.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadSplit } from '../data/index.js';
+import { loadWithDeltas } from '../delta/index.js';
+import { viewAs } from '../onnx/dtype.js';
+import type { HostTensor } from '../onnx/graph.js';
+import { readSafetensorsHeader, readTensorBytes } from '../onnx/safetensors.js';
+import { TextTokenizer } from '../models/tokenizer.js';
+import { openInline } from '../runtime/host.js';
+import { makeCollator } from '../train/collate.js';
+import { evaluateRows, evaluationGraph } from '../train/trainer.js';
+import type { RunFile } from './train.js';
+
+async function open(runDir: string | undefined, best: boolean) {
+  if (!runDir) throw new Error('give the run folder: delta-studio eval|predict <run-dir>');
+  const runFile = join(runDir, 'run.json');
+  if (!existsSync(runFile)) throw new Error(`${runDir}: no run.json (not a run folder)`);
+  const run = JSON.parse(readFileSync(runFile, 'utf8')) as RunFile;
+  const file = join(runDir, best ? 'best.safetensors' : 'delta.safetensors');
+  if (!existsSync(file)) throw new Error(`${file} is missing: the run has not saved ${best ? 'a best' : 'its'} delta yet`);
+  const cfg = run.config;
+  const { model, applied } = loadWithDeltas(cfg.model, { task: cfg.task, numLabels: cfg.labels?.length }, cfg.deltas, cfg.seed);
+  const h = readSafetensorsHeader(file);
+  const params: Record<string, HostTensor> = {};
+  for (const p of applied.params) {
+    const ref = h.tensors.get(p.name);
+    if (!ref) throw new Error(`${file}: delta parameter "${p.name}" is missing`);
+    params[p.value] = { dtype: ref.dtype, shape: ref.shape, data: viewAs(ref.dtype, readTensorBytes(ref)) };
+  }
+  const tok = TextTokenizer.fromFolder(cfg.model);
+  const collate = makeCollator(model, tok, { maxLength: cfg.maxLength, labels: cfg.labels });
+  const session = await openInline(evaluationGraph(model, applied.trainable), { device: cfg.device ?? 'auto' });
+  return { run, model, params, collate, session };
+}
+
+export async function evalCommand(runDir: string | undefined, v: Record<string, string | boolean | undefined>): Promise<number> {
+  const { run, model, params, collate, session } = await open(runDir, v.best === true);
+  const split = (typeof v.split === 'string' ? v.split : 'validation') as 'train' | 'validation' | 'test';
+  if (!['train', 'validation', 'test'].includes(split)) throw new Error(`--split must be train, validation or test, got "${split}"`);
+  const rows = loadSplit(run.dataset.dir, split);
+  if (rows.length === 0) throw new Error(`the run's dataset has no ${split} rows`);
+  const metrics = await evaluateRows(model.task, model.loss, session, collate, rows, params, run.config.batchSize);
+  await session.release();
+  if (v.json) process.stdout.write(`${JSON.stringify({ run_id: run.id, split, rows: rows.length, metrics })}\n`);
+  else process.stdout.write(`${split} (${rows.length} rows): ${Object.entries(metrics).map(([k, x]) => `${k} ${x.toFixed(4)}`).join(', ')}\n`);
+  return 0;
+}
+
+export async function predictCommand(runDir: string | undefined, v: Record<string, string | boolean | undefined>): Promise<number> {
+  const { run, model, params, collate, session } = await open(runDir, v.best === true);
+  if (model.task !== 'classification' && model.task !== 'regression') throw new Error(`predict answers classification and regression runs for now (this run is ${model.task})`);
+  if (typeof v.text !== 'string' || !v.text) throw new Error('predict needs --text "…" (and --text-pair for a pair task)');
+  const example = { text: v.text, ...(typeof v['text-pair'] === 'string' ? { text_pair: v['text-pair'] } : {}), label: model.task === 'classification' ? run.config.labels![0] : 0 };
+  const out = await session.run({ ...collate.batch([example]), ...params });
+  await session.release();
+  const logits = Array.from(out.logits.data as Float32Array);
+  if (model.task === 'regression') {
+    if (v.json) process.stdout.write(`${JSON.stringify({ value: logits[0] })}\n`);
+    else process.stdout.write(`${logits[0]}\n`);
+    return 0;
+  }
+  const max = Math.max(...logits);
+  const e = logits.map((x) => Math.exp(x - max));
+  const z = e.reduce((a, b) => a + b, 0);
+  const probs = Object.fromEntries(run.config.labels!.map((l, i) => [l, e[i] / z]));
+  const label = run.config.labels![logits.indexOf(max)];
+  if (v.json) process.stdout.write(`${JSON.stringify({ label, probabilities: probs })}\n`);
+  else process.stdout.write(`${label}  (${Object.entries(probs).map(([l, p]) => `${l} ${(100 * p).toFixed(1)}%`).join(', ')})\n`);
+  return 0;
+}

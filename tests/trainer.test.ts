@@ -71,6 +71,30 @@ describe('the trainer process', () => {
     rmSync(b, { recursive: true });
   });
 
+  test('pause holds the run between steps, resume lets it finish as if never paused', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ds-run-')), ref = mkdtempSync(join(tmpdir(), 'ds-run-'));
+    const whole = await train(config(ref, { epochs: 1 }), data);
+    const steps: number[] = [];
+    let pausedAt = 0, stepsWhilePaused = -1;
+    const job = startTrainer(config(dir, { epochs: 1 }), data, (e) => {
+      if (e.type === 'progress') {
+        steps.push(e.step);
+        if (e.step === 2) job.pause();
+      }
+      if (e.type === 'paused') {
+        pausedAt = steps.length;
+        setTimeout(() => { stepsWhilePaused = steps.length - pausedAt; job.resume(); }, 400);
+      }
+    });
+    const r = await job.result;
+    assert.ok(pausedAt >= 2 && pausedAt <= 3, `paused after ${pausedAt} steps`);
+    assert.equal(stepsWhilePaused, 0, 'no step while paused');
+    assert.equal(r.status, 'finished');
+    assert.deepEqual(r.metrics, whole.metrics);
+    rmSync(dir, { recursive: true });
+    rmSync(ref, { recursive: true });
+  });
+
   test('cancel stops after the current step and saves the delta so far', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ds-run-'));
     const job = startTrainer(config(dir, { epochs: 50 }), data, (e) => { if (e.type === 'progress' && e.step === 3) job.cancel(); });

@@ -70,7 +70,13 @@ export async function runJob(run: RunFile, runDir: string, json: boolean): Promi
     if (e.type === 'start') total = e.totalSteps;
     show(e);
   });
-  const r = await job.result;
+  // Ctrl-C stops after the current step and saves the delta; `resume` continues from the last checkpoint.
+  const onInt = (): void => {
+    process.stderr.write('\nstopping after this step (resume with: delta-studio resume ' + runDir + ')\n');
+    job.cancel();
+  };
+  process.once('SIGINT', onInt);
+  const r = await job.result.finally(() => process.off('SIGINT', onInt));
   writeFileAtomic(join(runDir, 'result.json'), new TextEncoder().encode(`${JSON.stringify(r, null, 2)}\n`));
   return r;
 }

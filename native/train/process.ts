@@ -9,6 +9,9 @@ export interface TrainerJob {
   result: Promise<TrainResult>;
   /** Stops after the current step; the delta so far is saved and the run ends as "cancelled". */
   cancel(): void;
+  /** Waits before the next step until resume(); the process and its state stay as they are. */
+  pause(): void;
+  resume(): void;
   /** Ends the process at once (as a crash would). */
   kill(): void;
 }
@@ -36,6 +39,8 @@ export function startTrainer(config: TrainConfig, data: { train: Example[]; vali
     pid: child.pid!,
     result,
     cancel: () => child.send({ type: 'cancel' }),
+    pause: () => child.send({ type: 'pause' }),
+    resume: () => child.send({ type: 'resume' }),
     kill: () => child.kill('SIGKILL'),
   };
 }

@@ -53,7 +53,9 @@ export type TrainEvent =
   | { type: 'start'; totalSteps: number; device: string; fallbackReason?: string; trainable: number; resumedFrom?: number }
   | { type: 'progress'; step: number; epoch: number; loss: number; lr: number; gradNorm: number; tokensPerSec: number; etaSeconds: number; rssBytes: number }
   | { type: 'eval'; step: number; metrics: Record<string, number> }
-  | { type: 'checkpoint'; step: number; file: string };
+  | { type: 'checkpoint'; step: number; file: string }
+  | { type: 'paused' }
+  | { type: 'resumed' };
 
 export interface TrainResult {
   status: RunStatus;
@@ -69,7 +71,10 @@ export interface TrainResult {
 /** Metrics where higher is better; the rest (loss, perplexity, mse) are minimised. */
 const HIGHER = new Set(['accuracy', 'macro_f1', 'mcc', 'pearson', 'spearman']);
 
-export async function train(cfg: TrainConfig, data: { train: Example[]; validation?: Example[] }, emit: (e: TrainEvent) => void = () => {}, signal?: AbortSignal): Promise<TrainResult> {
+/**
+ * Trains. `signal` cancels after the current step; `gate` is awaited before every step (a paused run waits there).
+ */
+export async function train(cfg: TrainConfig, data: { train: Example[]; validation?: Example[] }, emit: (e: TrainEvent) => void = () => {}, signal?: AbortSignal, gate?: () => Promise<void>): Promise<TrainResult> {
   if (data.train.length === 0) throw new Error('no training examples');
   const acc = cfg.accumulation ?? 1;
   const { model, applied } = loadWithDeltas(cfg.model, { task: cfg.task, numLabels: cfg.labels?.length }, cfg.deltas, cfg.seed);
@@ -121,6 +126,7 @@ export async function train(cfg: TrainConfig, data: { train: Example[]; validati
   outer: while (runner.t < totalSteps) {
     const plan = planEpoch(lengths, cfg.batchSize, cfg.seed, epoch);
     for (; cursor < plan.batches.length && runner.t < totalSteps; cursor += acc) {
+      if (gate) await gate();
       if (signal?.aborted) { status = 'cancelled'; break outer; }
       const micro = plan.batches.slice(cursor, cursor + acc).map((b) => collate.batch(b.map((i) => data.train[i])));
       while (micro.length < acc) micro.push(micro[micro.length - 1]); // a short last step repeats its last micro-batch

@@ -127,7 +127,12 @@ export async function train(cfg: TrainConfig, data: { train: Example[]; validati
     const plan = planEpoch(lengths, cfg.batchSize, cfg.seed, epoch);
     for (; cursor < plan.batches.length && runner.t < totalSteps; cursor += acc) {
       if (gate) await gate();
-      if (signal?.aborted) { status = 'cancelled'; break outer; }
+      if (signal?.aborted) {
+        status = 'cancelled';
+        // A cancelled run can be resumed from exactly here.
+        saveCheckpoint(ckptDir, { step: runner.t, epoch, cursor, params: runner.params, m: runner.m, v: runner.v, extra: { best, patience } });
+        break outer;
+      }
       const micro = plan.batches.slice(cursor, cursor + acc).map((b) => collate.batch(b.map((i) => data.train[i])));
       while (micro.length < acc) micro.push(micro[micro.length - 1]); // a short last step repeats its last micro-batch
       const step = runner.t + 1;

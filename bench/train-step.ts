@@ -114,4 +114,16 @@ if (torchAvailable()) {
   };
 }
 result.bert_base = bert;
+
+// End to end: `train` as the demo runs it (LoRA on the embedded backbone) vs the same loop in PyTorch.
+const e2eOrt = lastLine(execFileSync(process.execPath, ['--import', 'tsx', here('./e2e-ort.ts')], { encoding: 'utf8' }));
+const e2e: Record<string, unknown> = { config: { model: 'native/demo/backbone', method: 'lora r=8 q,v + head', examples: 800, epochs: 15, batch: 32, max_length: 32 }, delta_studio: e2eOrt };
+if (torchAvailable()) {
+  // PyTorch's small-batch loop can be faster on one thread than on two here: the peer is the better of both.
+  const runs = [1, THREADS].filter((t, i, a) => a.indexOf(t) === i).map((t) => lastLine(execFileSync('/usr/bin/python3', [here('./torch_train_peer.py'), '--threads', String(t)], { encoding: 'utf8' })));
+  const py = runs.reduce((a, b) => (b.tokens_per_sec > a.tokens_per_sec ? b : a));
+  e2e.pytorch = { ...py, all_thread_counts: runs.map((x) => ({ threads: x.threads, tokens_per_sec: x.tokens_per_sec })) };
+  e2e.ratio = { tokens_per_sec: e2eOrt.tokens_per_sec / py.tokens_per_sec, peak_rss: e2eOrt.peak_rss_bytes / py.peak_rss_bytes };
+}
+result.end_to_end = e2e;
 process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);

@@ -54,6 +54,41 @@ describe('the trainer', () => {
   });
 });
 
+describe('language-model tasks', () => {
+  test('causal LM with prompt/completion: loss on the completion only, greedy generation scored by exact match', async () => {
+    const { reviews } = await import('../native/demo/corpus.js');
+    const backbone = fileURLToPath(new URL('../native/demo/backbone', import.meta.url));
+    const lm = (xs: { text: string; label: number }[]) => xs.map((x) => ({ prompt: x.text, completion: x.label ? 'we loved it' : 'we hated it' }));
+    const dir = mkdtempSync(join(tmpdir(), 'ds-run-'));
+    const r = await train({
+      model: backbone, task: 'causal-lm', deltas: [{ method: 'lora', r: 8, alpha: 16 }], epochs: 12, batchSize: 32, lr: 5e-3, warmup: 0.1,
+      maxLength: 40, seed: 1, device: 'cpu', runDir: dir,
+    }, { train: lm(reviews(800, 21, 'seen')), validation: lm(reviews(64, 22, 'unseen')) });
+    assert.equal(r.status, 'finished');
+    assert.ok(r.metrics.perplexity > 1 && r.metrics.perplexity < 2, `completion perplexity ${r.metrics.perplexity}`);
+    assert.ok(r.metrics.exact_match >= 0.85, `exact match on reviews with unseen adjectives: ${r.metrics.exact_match}`);
+    rmSync(dir, { recursive: true });
+  });
+});
+
+describe('greedy generation', () => {
+  test('seq2seq (T5) and causal (GPT-2) fixtures generate deterministically and stop at the length budget or EOS', async () => {
+    const { Generator } = await import('../native/train/generate.js');
+    const { loadModel } = await import('../native/models/index.js');
+    const { TextTokenizer } = await import('../native/models/tokenizer.js');
+    for (const name of ['t5', 'gpt2']) {
+      const dir = fileURLToPath(new URL(`./fixtures/models/${name}`, import.meta.url));
+      const m = loadModel(dir);
+      const tok = TextTokenizer.fromFolder(dir);
+      const gen = await Generator.open(m, tok, []);
+      const a = await gen.generate('the cat sat', {}, 5), b = await gen.generate('the cat sat', {}, 5);
+      assert.equal(a, b);
+      assert.ok(tok.encode(a, undefined, { addSpecialTokens: false }).ids.length <= 5, `${name}: ${JSON.stringify(a)}`);
+      await gen.release();
+    }
+  });
+});
+
 describe('the trainer process', () => {
   test('killed with SIGKILL mid-run and resumed, it ends with the metrics and delta of an uninterrupted run', async () => {
     const a = mkdtempSync(join(tmpdir(), 'ds-run-')), b = mkdtempSync(join(tmpdir(), 'ds-run-'));

@@ -129,11 +129,12 @@ MCC (classification), Pearson, Spearman and MSE (regression), or perplexity (lan
     run: (v, pos) => evalCommand(pos[0], v),
   },
   predict: {
-    help: `Usage: delta-studio predict <run-dir> --text "…" [--text-pair "…"] [--best] [--json]
+    help: `Usage: delta-studio predict <run-dir> --text "…" [--text-pair "…"] [--max-new-tokens N] [--best] [--json]
 
-Runs a classification or regression run's delta on one input: the label and its probabilities, or the value.`,
+Runs a run's delta on one input: a classification's label and probabilities, a regression's value, or a language
+model's greedy continuation (up to --max-new-tokens, default 32).`,
     positionals: true,
-    options: { text: { type: 'string' }, 'text-pair': { type: 'string' }, best: { type: 'boolean', default: false }, json: { type: 'boolean', default: false } },
+    options: { text: { type: 'string' }, 'text-pair': { type: 'string' }, 'max-new-tokens': { type: 'string' }, best: { type: 'boolean', default: false }, json: { type: 'boolean', default: false } },
     run: (v, pos) => predictCommand(pos[0], v),
   },
   resume: {

@@ -11,6 +11,7 @@ import { TextTokenizer } from '../models/tokenizer.js';
 import { openInline } from '../runtime/host.js';
 import { makeCollator } from '../train/collate.js';
 import { evaluateRows, evaluationGraph } from '../train/trainer.js';
+import { Generator } from '../train/generate.js';
 import type { RunFile } from './train.js';
 
 async function open(runDir: string | undefined, best: boolean) {
@@ -32,7 +33,7 @@ async function open(runDir: string | undefined, best: boolean) {
   const tok = TextTokenizer.fromFolder(cfg.model);
   const collate = makeCollator(model, tok, { maxLength: cfg.maxLength, labels: cfg.labels });
   const session = await openInline(evaluationGraph(model, applied.trainable), { device: cfg.device ?? 'auto' });
-  return { run, model, params, collate, session };
+  return { run, model, params, collate, session, applied, tok };
 }
 
 export async function evalCommand(runDir: string | undefined, v: Record<string, string | boolean | undefined>): Promise<number> {
@@ -49,9 +50,17 @@ export async function evalCommand(runDir: string | undefined, v: Record<string, 
 }
 
 export async function predictCommand(runDir: string | undefined, v: Record<string, string | boolean | undefined>): Promise<number> {
-  const { run, model, params, collate, session } = await open(runDir, v.best === true);
-  if (model.task !== 'classification' && model.task !== 'regression') throw new Error(`predict answers classification and regression runs for now (this run is ${model.task})`);
+  const { run, model, params, collate, session, applied, tok } = await open(runDir, v.best === true);
   if (typeof v.text !== 'string' || !v.text) throw new Error('predict needs --text "…" (and --text-pair for a pair task)');
+  if (model.task === 'causal-lm' || model.task === 'seq2seq-lm') {
+    await session.release();
+    const gen = await Generator.open(model, tok, applied.trainable, run.config.device ?? 'auto');
+    const text = await gen.generate(v.text, params, v['max-new-tokens'] === undefined ? 32 : Number(v['max-new-tokens']));
+    await gen.release();
+    if (v.json) process.stdout.write(`${JSON.stringify({ generated: text })}\n`);
+    else process.stdout.write(`${text}\n`);
+    return 0;
+  }
   const example = { text: v.text, ...(typeof v['text-pair'] === 'string' ? { text_pair: v['text-pair'] } : {}), label: model.task === 'classification' ? run.config.labels![0] : 0 };
   const out = await session.run({ ...collate.batch([example]), ...params });
   await session.release();

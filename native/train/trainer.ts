@@ -16,6 +16,7 @@ import { planEpoch } from './batching.js';
 import { loadCheckpoint, saveCheckpoint } from './checkpoint.js';
 import { makeCollator, type Collator, type Example } from './collate.js';
 import { withoutDropout } from './dropout.js';
+import { Generator } from './generate.js';
 import { accuracy, macroF1, mcc, pearson, perplexity, spearman } from './metrics.js';
 import { StepRunner } from './runner.js';
 import { lrAt, type ScheduleKind } from './schedule.js';
@@ -69,7 +70,7 @@ export interface TrainResult {
 }
 
 /** Metrics where higher is better; the rest (loss, perplexity, mse) are minimised. */
-const HIGHER = new Set(['accuracy', 'macro_f1', 'mcc', 'pearson', 'spearman']);
+const HIGHER = new Set(['accuracy', 'macro_f1', 'mcc', 'pearson', 'spearman', 'exact_match']);
 
 /**
  * Trains. `signal` cancels after the current step; `gate` is awaited before every step (a paused run waits there).
@@ -108,7 +109,16 @@ export async function train(cfg: TrainConfig, data: { train: Example[]; validati
   }
   emit({ type: 'start', totalSteps, device: runner.device, fallbackReason: runner.fallbackReason, trainable: applied.params.reduce((a, p) => a + applied.initial[p.value].data.length, 0), resumedFrom: resumed?.step });
 
-  const evaluate = (): Promise<Record<string, number>> => evaluateRows(model.task, model.loss, evaluator, collate, data.validation ?? [], runner.params, cfg.batchSize);
+  // Language models are also judged on what they generate: exact match of greedy completions (up to 64 rows).
+  const generator = model.task === 'causal-lm' || model.task === 'seq2seq-lm' ? await Generator.open(model, tok, applied.trainable, runner.device) : undefined;
+  const evaluate = async (): Promise<Record<string, number>> => {
+    const m = await evaluateRows(model.task, model.loss, evaluator, collate, data.validation ?? [], runner.params, cfg.batchSize);
+    if (generator && data.validation?.length) {
+      const em = await generator.exactMatch(data.validation, runner.params, 64);
+      if (Number.isFinite(em)) m.exact_match = em;
+    }
+    return m;
+  };
 
   const deltaFile = join(cfg.runDir, 'delta.safetensors');
   const saveDelta = (file: string): void => {
@@ -185,6 +195,7 @@ export async function train(cfg: TrainConfig, data: { train: Example[]; validati
   const result: TrainResult = { status, steps: runner.t, metrics, best, tokensPerSec: tokens / ((performance.now() - t0) / 1000), device: runner.device, deltaFile, reason };
   await runner.release();
   await evaluator.release();
+  await generator?.release();
   return result;
 }
 

@@ -108,12 +108,14 @@ Options:
   --epochs N (3)  --max-steps N  --batch-size N (16)  --accumulation N (1)  --lr X (1e-3)
   --schedule linear|cosine|constant (linear)  --warmup X (0.06: a fraction, or steps when ≥ 1)
   --max-length N (128)  --seed N (0)  --device auto|cpu|cuda (auto)  --eval-every N  --checkpoint-every N (50)
+  --precision fp32|fp16  fp16: mixed precision — frozen matrices in float16 (half the memory, the GPU's fast
+                       path), deltas and optimizer in float32 (default fp32)
   --workspace DIR      datasets/ and runs/ go here (default ./delta-studio-workspace)
   --json               one JSON object as the last line: { run_id, run_dir, status, steps, metrics, best, plugin,
                        tokens_per_sec, device }`,
     options: Object.fromEntries([
       ...['model', 'data', 'validation', 'task', 'text', 'text-pair', 'label', 'prompt', 'completion', 'source', 'target', 'method', 'r', 'alpha', 'delta',
-        'epochs', 'max-steps', 'batch-size', 'accumulation', 'lr', 'schedule', 'warmup', 'max-length', 'seed', 'device', 'eval-every', 'checkpoint-every', 'workspace']
+        'epochs', 'max-steps', 'batch-size', 'accumulation', 'lr', 'schedule', 'warmup', 'max-length', 'seed', 'device', 'eval-every', 'checkpoint-every', 'workspace', 'precision']
         .map((k) => [k, { type: 'string' as const }]),
       ['json', { type: 'boolean' as const, default: false }],
     ]),

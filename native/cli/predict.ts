@@ -22,7 +22,7 @@ async function open(runDir: string | undefined, best: boolean) {
   const file = join(runDir, best ? 'best.safetensors' : 'delta.safetensors');
   if (!existsSync(file)) throw new Error(`${file} is missing: the run has not saved ${best ? 'a best' : 'its'} delta yet`);
   const cfg = run.config;
-  const { model, applied } = loadWithDeltas(cfg.model, { task: cfg.task, numLabels: cfg.labels?.length }, cfg.deltas, cfg.seed);
+  const { model, applied } = loadWithDeltas(cfg.model, { task: cfg.task, numLabels: cfg.labels?.length, precision: cfg.precision }, cfg.deltas, cfg.seed);
   const h = readSafetensorsHeader(file);
   const params: Record<string, HostTensor> = {};
   for (const p of applied.params) {

@@ -120,10 +120,12 @@ export async function trainCommand(v: Record<string, string | boolean | undefine
     batchSize: int(v['batch-size'], 'batch-size', 16), accumulation: int(v.accumulation, 'accumulation', 1),
     lr: num(v.lr, 'lr', 1e-3), schedule: (v.schedule as TrainConfig['schedule']) ?? 'linear', warmup: num(v.warmup, 'warmup', 0.06),
     maxLength: int(v['max-length'], 'max-length', 128), seed, device: (v.device as TrainConfig['device']) ?? 'auto',
+    precision: v.precision === 'fp16' || v.precision === 'float16' ? 'float16' : 'float32',
     evalEvery: v['eval-every'] === undefined ? undefined : int(v['eval-every'], 'eval-every', 1),
     checkpointEvery: int(v['checkpoint-every'], 'checkpoint-every', 50), runDir,
   };
   if (!['linear', 'cosine', 'constant'].includes(config.schedule!)) throw new Error(`--schedule must be linear, cosine or constant, got "${config.schedule}"`);
+  if (v.precision !== undefined && !['fp16', 'float16', 'fp32', 'float32'].includes(String(v.precision))) throw new Error(`--precision must be fp32 or fp16, got "${v.precision}"`);
   if (!['auto', 'cpu', 'cuda'].includes(config.device!)) throw new Error(`--device must be auto, cpu or cuda, got "${config.device}"`);
   const run: RunFile = { id, dataset: { dir, digest: version.digest, task }, config };
   writeFileAtomic(join(runDir, 'run.json'), new TextEncoder().encode(`${JSON.stringify(run, null, 2)}\n`));

@@ -82,6 +82,7 @@ export class DeltaContext {
     const b = this.model.builder;
     const v = b.weightValues.get(name);
     if (!v) throw new Error(`${this.method}: weight "${name}" is not used by this ${this.model.architecture}`);
+    if (v.dtype === 'float16') throw new Error(`${this.method}: weight "${name}" is kept in float16 by mixed precision; training backbone weights needs precision float32`);
     let trainable = v;
     if (this.g.initializers.has(v.name)) {
       const init = this.g.initializers.get(v.name)!;

@@ -13,7 +13,7 @@ function activation(b: ModelBuilder, x: Value, act: string, where: string): Valu
 
 export function buildEncoder(folder: ModelFolder, cfg: ConfigReader, opts: { task: Task } & ModelOptions): BuiltModel {
   const roberta = cfg.str('model_type') === 'roberta';
-  const b = new ModelBuilder(folder, 42, opts.weights, opts.build);
+  const b = new ModelBuilder(folder, 42, opts.weights, opts.build, opts.precision);
   const g = b.g;
   const D = cfg.num('hidden_size'), H = cfg.num('num_attention_heads'), L = cfg.num('num_hidden_layers');
   const F = cfg.num('intermediate_size'), V = cfg.num('vocab_size');

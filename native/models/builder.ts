@@ -1,6 +1,7 @@
 // Building blocks shared by the architectures: weights by Hugging Face name (checked against the shapes the
 // architecture expects), modules recorded with their names, types, parameters and graph values, and masks.
-import { DTYPES, type DType } from '../onnx/dtype.js';
+import { DTYPES, toFloat16Bits, toFloat32, type DType } from '../onnx/dtype.js';
+import { readTensorBytes } from '../onnx/safetensors.js';
 import { Graph, type HostTensor, type Value } from '../onnx/graph.js';
 import { fmtShape, type Dim } from '../onnx/shape.js';
 import { Rng } from '../rng.js';
@@ -43,8 +44,48 @@ export class ModelBuilder {
   /** Parameters that build-time deltas (a soft prompt) created, by name. */
   readonly deltaWeights = new Map<string, Value>();
 
-  constructor(readonly folder: ModelFolder, seed = 42, private readonly overrides: Record<string, HostTensor> = {}, readonly build: BuildDeltas = {}) {
+  /** Mixed precision: frozen matrices in float16, multiplied in float16. */
+  readonly half: boolean;
+
+  constructor(readonly folder: ModelFolder, seed = 42, private readonly overrides: Record<string, HostTensor> = {}, readonly build: BuildDeltas = {}, precision: 'float32' | 'float16' = 'float32') {
     this.rng = new Rng(seed);
+    this.half = precision === 'float16';
+  }
+
+  /** A frozen matrix for products: float32 normally; float16 in mixed precision (converted once, if stored wider). */
+  matrix(name: string, shape: number[]): Value {
+    if (!this.half || this.overrides[name]) return this.weight(name, shape);
+    const hit = this.weightValues.get(name);
+    if (hit) return hit;
+    const ref = this.folder.weights.get(name);
+    if (!ref) return this.weight(name, shape); // reports the missing tensor
+    this.weight(name, shape); // checks shape and dtype
+    this.weightValues.delete(name);
+    // The float32 upcast weight() added is not wanted here.
+    const upcast = this.g.nodes.findIndex((n) => n.outputs[0] === `${name}::float32`);
+    if (upcast >= 0) {
+      this.g.nodes.splice(upcast, 1);
+      this.g.values.delete(`${name}::float32`);
+    }
+    let v: Value;
+    if (ref.dtype === 'float16') v = this.g.value(name);
+    else {
+      const bits = toFloat16Bits(toFloat32(ref.dtype, readTensorBytes(ref)));
+      this.g.initializers.delete(name);
+      this.g.values.delete(name);
+      v = this.g.initializer(name, { dtype: 'float16', shape, data: bits });
+    }
+    this.weightValues.set(name, v);
+    return v;
+  }
+
+  /** x·Wᵀ (transB) or x·W for a frozen matrix, in float16 under mixed precision; float32 in and out. */
+  product(x: Value, w: Value, transB: boolean): Value {
+    const g = this.g;
+    if (w.dtype !== 'float16') return transB ? g.op1('FusedMatMul', [x, w], { transB: 1 }) : g.op1('MatMul', [x, w]);
+    const x16 = g.op1('Cast', [x], { to: DTYPES.float16.onnx });
+    const y16 = transB ? g.op1('FusedMatMul', [x16, w], { transB: 1 }) : g.op1('MatMul', [x16, w]);
+    return g.op1('Cast', [y16], { to: DTYPES.float32.onnx });
   }
 
   private prefixKv?: Value;
@@ -214,9 +255,10 @@ export class ModelBuilder {
   linear(name: string, x: Value, inF: number, outF: number, bias: boolean, opts: { create?: { normal: number } } = {}): Value {
     return this.g.scope(name, () => {
       const get = (n: string, s: number[], init: { normal: number } | 'zeros'): Value => (opts.create ? this.weightOrNew(n, s, init) : this.weight(n, s));
-      const w = get(`${name}.weight`, [outF, inF], opts.create ?? 'zeros');
-      let y = this.g.op1('FusedMatMul', [x, w], { transB: 1 });
-      const entry = this.g.nodes[this.g.nodes.length - 1].name;
+      const w = opts.create ? get(`${name}.weight`, [outF, inF], opts.create) : this.matrix(`${name}.weight`, [outF, inF]);
+      const before = this.g.nodes.length;
+      let y = this.product(x, w, true);
+      const entry = this.g.nodes[before].name;
       if (bias) y = this.g.op1('Add', [y, get(`${name}.bias`, [outF], 'zeros')]);
       const params = [this.param(`${name}.weight`, [outF, inF]), ...(bias ? [this.param(`${name}.bias`, [outF])] : [])];
       this.record({ name, type: 'Linear', params, input: x.name, output: y.name, in: inF, out: outF, entry });
@@ -227,8 +269,10 @@ export class ModelBuilder {
   /** GPT-2's Conv1D: weight [in, out], y = x·W + b. */
   conv1d(name: string, x: Value, inF: number, outF: number): Value {
     return this.g.scope(name, () => {
-      const mm = this.g.op1('MatMul', [x, this.weight(`${name}.weight`, [inF, outF])]);
-      const entry = this.g.nodes[this.g.nodes.length - 1].name;
+      const w = this.matrix(`${name}.weight`, [inF, outF]);
+      const before = this.g.nodes.length;
+      const mm = this.product(x, w, false);
+      const entry = this.g.nodes[before].name;
       const y = this.g.op1('Add', [mm, this.weight(`${name}.bias`, [outF])]);
       this.record({ name, type: 'Conv1D', params: [this.param(`${name}.weight`, [inF, outF]), this.param(`${name}.bias`, [outF])], input: x.name, output: y.name, in: inF, out: outF, entry });
       return y;
@@ -236,8 +280,9 @@ export class ModelBuilder {
   }
 
   embedding(name: string, ids: Value, rows: number, dim: number): Value {
-    const w = this.weight(`${name}.weight`, [rows, dim]);
-    const y = this.g.op1('Gather', [w, ids], { axis: 0 });
+    const w = this.matrix(`${name}.weight`, [rows, dim]);
+    let y = this.g.op1('Gather', [w, ids], { axis: 0 });
+    if (w.dtype === 'float16') y = this.g.op1('Cast', [y], { to: DTYPES.float32.onnx });
     this.record({ name, type: 'Embedding', params: [this.param(`${name}.weight`, [rows, dim])], input: ids.name, output: y.name, in: rows, out: dim });
     return y;
   }

@@ -6,7 +6,7 @@ import type { Architecture, BuiltModel, ModelOptions, Task } from './types.js';
 import { headLoss, numLabelsOf } from './bert.js';
 
 export function buildGpt2(folder: ModelFolder, cfg: ConfigReader, opts: { task: Task } & ModelOptions): BuiltModel {
-  const b = new ModelBuilder(folder, 42, opts.weights, opts.build);
+  const b = new ModelBuilder(folder, 42, opts.weights, opts.build, opts.precision);
   const g = b.g;
   const D = cfg.num('n_embd'), H = cfg.num('n_head'), L = cfg.num('n_layer'), V = cfg.num('vocab_size'), P = cfg.num('n_positions');
   const F = cfg.num('n_inner', 4 * D), eps = cfg.num('layer_norm_epsilon', 1e-5);
@@ -44,8 +44,8 @@ export function buildGpt2(folder: ModelFolder, cfg: ConfigReader, opts: { task: 
   }
   x = b.layerNorm(`${pre}ln_f`, x, D, eps);
   if (opts.task === 'causal-lm') {
-    const head = folder.weights.has('lm_head.weight') ? b.weight('lm_head.weight', [V, D]) : b.weight(`${pre}wte.weight`, [V, D]);
-    const full = g.op1('FusedMatMul', [x, head], { transB: 1 });
+    const head = folder.weights.has('lm_head.weight') ? b.matrix('lm_head.weight', [V, D]) : b.matrix(`${pre}wte.weight`, [V, D]);
+    const full = b.product(x, head, true);
     b.record({ name: 'lm_head', type: 'Linear', params: folder.weights.has('lm_head.weight') ? [{ name: 'lm_head.weight', shape: [V, D], dtype: 'float32' }] : [], input: x.name, output: full.name, in: D, out: V });
     g.output(b.realPositions(full), 'logits');
     const labels = g.input('labels', 'int64', ['batch', 'seq']);

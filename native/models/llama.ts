@@ -14,7 +14,7 @@ const NAMES: Record<string, [string, string]> = {
 
 export function buildLlama(folder: ModelFolder, cfg: ConfigReader, opts: { task: Task } & ModelOptions): BuiltModel {
   const type = cfg.str('model_type');
-  const b = new ModelBuilder(folder, 42, opts.weights, opts.build);
+  const b = new ModelBuilder(folder, 42, opts.weights, opts.build, opts.precision);
   const g = b.g;
   const D = cfg.num('hidden_size'), H = cfg.num('num_attention_heads'), L = cfg.num('num_hidden_layers');
   const KV = cfg.num('num_key_value_heads', H), F = cfg.num('intermediate_size'), V = cfg.num('vocab_size');
@@ -79,8 +79,8 @@ export function buildLlama(folder: ModelFolder, cfg: ConfigReader, opts: { task:
   if (opts.task === 'causal-lm') {
     const tied = !folder.weights.has('lm_head.weight');
     if (tied && !cfg.bool('tie_word_embeddings', false)) throw new Error(`${folder.dir}: tensor "lm_head.weight" is missing and tie_word_embeddings is false`);
-    const head = tied ? b.weight(`${pre}embed_tokens.weight`, [V, D]) : b.weight('lm_head.weight', [V, D]);
-    const full = g.op1('FusedMatMul', [x, head], { transB: 1 });
+    const head = tied ? b.matrix(`${pre}embed_tokens.weight`, [V, D]) : b.matrix('lm_head.weight', [V, D]);
+    const full = b.product(x, head, true);
     b.record({ name: 'lm_head', type: 'Linear', params: tied ? [] : [{ name: 'lm_head.weight', shape: [V, D], dtype: folder.weights.get('lm_head.weight')!.dtype }], input: x.name, output: full.name, in: D, out: V });
     g.output(b.realPositions(full), 'logits');
     const loss = b.causalLmLoss(full, b.promptLabels(g.input('labels', 'int64', ['batch', 'seq'])), V);

@@ -34,7 +34,7 @@ export function relativePositionBucket(b: ModelBuilder, rel: Value, bidirectiona
 
 export function buildT5(folder: ModelFolder, cfg: ConfigReader, opts: { task: Task } & ModelOptions): BuiltModel {
   if (opts.task !== 'seq2seq-lm') throw new Error(`${folder.dir}: T5 models support the seq2seq-lm task here (asked: ${opts.task})`);
-  const b = new ModelBuilder(folder, 42, opts.weights, opts.build);
+  const b = new ModelBuilder(folder, 42, opts.weights, opts.build, opts.precision);
   const g = b.g;
   const D = cfg.num('d_model'), dkv = cfg.num('d_kv'), H = cfg.num('num_heads'), F = cfg.num('d_ff'), V = cfg.num('vocab_size');
   const Le = cfg.num('num_layers'), Ld = cfg.num('num_decoder_layers', Le);
@@ -52,7 +52,11 @@ export function buildT5(folder: ModelFolder, cfg: ConfigReader, opts: { task: Ta
   const mask0 = g.input('attention_mask', 'int64', ['batch', 'seq']);
   const dIds = g.input('decoder_input_ids', 'int64', ['batch', 'target']);
   const dMask = g.input('decoder_attention_mask', 'int64', ['batch', 'target']);
-  const shared = b.weight('shared.weight', [V, D]);
+  const shared = b.matrix('shared.weight', [V, D]);
+  const embed = (t: Value): Value => {
+    const e = g.op1('Gather', [shared, t], { axis: 0 });
+    return shared.dtype === 'float16' ? g.op1('Cast', [e], { to: 1 }) : e;
+  };
   b.record({ name: 'shared', type: 'Embedding', params: [{ name: 'shared.weight', shape: [V, D], dtype: folder.weights.get('shared.weight')!.dtype }], in: V, out: D });
 
   const act = (x: Value): Value => (actName === 'relu' ? g.op1('Relu', [x]) : actName === 'gelu' ? g.op1('Gelu', [x]) : g.op1('Gelu', [x], { approximate: 'tanh' }));
@@ -92,7 +96,7 @@ export function buildT5(folder: ModelFolder, cfg: ConfigReader, opts: { task: Ta
 
   // Encoder.
   // A soft prompt goes before the encoder's tokens; its mask also governs the decoder's cross-attention.
-  const prompted = b.prependPrompt(g.op1('Gather', [shared, ids], { axis: 0 }), mask0, D);
+  const prompted = b.prependPrompt(embed(ids), mask0, D);
   const mask = prompted.mask;
   let x = prompted.emb;
   b.initPrefix(Le + Ld, H, dkv, D);
@@ -108,7 +112,7 @@ export function buildT5(folder: ModelFolder, cfg: ConfigReader, opts: { task: Ta
   const enc = b.rmsNorm('encoder.final_layer_norm', x, D, eps);
 
   // Decoder.
-  let y = g.op1('Gather', [shared, dIds], { axis: 0 });
+  let y = embed(dIds);
   const selfBias = g.op1('Add', [positionBias('decoder', dIds, dIds, false), b.prefixBias(b.attentionBias(dMask, true))]);
   const crossBias = b.attentionBias(mask, false);
   for (let l = 0; l < Ld; l++) {
@@ -126,9 +130,9 @@ export function buildT5(folder: ModelFolder, cfg: ConfigReader, opts: { task: Ta
     out = g.op1('Mul', [out, b.f32(D ** -0.5)]); // tied embeddings: rescale before projecting onto the vocabulary
     head = shared;
   } else {
-    head = b.weight('lm_head.weight', [V, D]);
+    head = b.matrix('lm_head.weight', [V, D]);
   }
-  const logits = g.op1('FusedMatMul', [out, head], { transB: 1 }, { names: ['logits'] });
+  const logits = g.op1('Identity', [b.product(out, head, true)], {}, { names: ['logits'] });
   b.record({ name: 'lm_head', type: 'Linear', params: tied ? [] : [{ name: 'lm_head.weight', shape: [V, D], dtype: folder.weights.get('lm_head.weight')!.dtype }], input: out.name, output: logits.name, in: D, out: V });
   g.output(logits);
   const loss = b.crossEntropy(logits, g.input('labels', 'int64', ['batch', 'target']), V);

@@ -13,6 +13,11 @@ export interface ModelOptions {
   weights?: Record<string, HostTensor>;
   /** Deltas that change how the graph is built rather than a module's output (see native/delta). */
   build?: BuildDeltas;
+  /**
+   * 'float16': mixed precision — frozen matrices are kept in float16 and multiplied in float16 (what a GPU is fast
+   * at); activations, norms, the loss, deltas and optimizer state stay float32. Default 'float32'.
+   */
+  precision?: 'float32' | 'float16';
 }
 
 export interface BuildDeltas {

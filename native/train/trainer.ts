@@ -41,6 +41,8 @@ export interface TrainConfig {
   maxLength: number;
   seed: number;
   device?: Device;
+  /** 'float16': mixed precision (frozen matrices in float16; deltas and optimizer in float32). */
+  precision?: 'float32' | 'float16';
   evalEvery?: number;
   earlyStopping?: { metric: string; patience: number };
   checkpointEvery?: number;
@@ -78,7 +80,7 @@ const HIGHER = new Set(['accuracy', 'macro_f1', 'mcc', 'pearson', 'spearman', 'e
 export async function train(cfg: TrainConfig, data: { train: Example[]; validation?: Example[] }, emit: (e: TrainEvent) => void = () => {}, signal?: AbortSignal, gate?: () => Promise<void>): Promise<TrainResult> {
   if (data.train.length === 0) throw new Error('no training examples');
   const acc = cfg.accumulation ?? 1;
-  const { model, applied } = loadWithDeltas(cfg.model, { task: cfg.task, numLabels: cfg.labels?.length }, cfg.deltas, cfg.seed);
+  const { model, applied } = loadWithDeltas(cfg.model, { task: cfg.task, numLabels: cfg.labels?.length, precision: cfg.precision }, cfg.deltas, cfg.seed);
   const tok = TextTokenizer.fromFolder(cfg.model);
   const collate = makeCollator(model, tok, { maxLength: cfg.maxLength, labels: cfg.labels });
   const lengths = collate.lengths(data.train);

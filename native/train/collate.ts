@@ -3,16 +3,9 @@
 import type { HostTensor } from '../onnx/graph.js';
 import type { BuiltModel } from '../models/types.js';
 import type { TextTokenizer } from '../models/tokenizer.js';
+import type { Example } from '../data/types.js';
 
-export interface Example {
-  text?: string;
-  text_pair?: string;
-  label?: string | number;
-  prompt?: string;
-  completion?: string;
-  source?: string;
-  target?: string;
-}
+export type { Example };
 
 export interface Collator {
   /** Token count of each example (for length bucketing). */

@@ -1,5 +1,6 @@
 import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
+import { crashPoint } from './crash.js';
 
 /** Writes `chunks` to `path` so that a crash leaves either the old file or the whole new one: temp file, fsync, rename, fsync dir. */
 export function writeFileAtomic(path: string, chunks: Uint8Array | Uint8Array[]): void {
@@ -11,6 +12,7 @@ export function writeFileAtomic(path: string, chunks: Uint8Array | Uint8Array[])
       let off = 0;
       while (off < part.byteLength) off += writeSync(fd, part, off, part.byteLength - off);
     }
+    crashPoint(`written, not synced: ${path}`);
     fsyncSync(fd);
   } catch (e) {
     closeSync(fd);
@@ -19,7 +21,9 @@ export function writeFileAtomic(path: string, chunks: Uint8Array | Uint8Array[])
   }
   try {
     closeSync(fd);
+    crashPoint(`synced, not renamed: ${path}`);
     renameSync(tmp, path);
+    crashPoint(`renamed: ${path}`);
   } catch (e) {
     try { unlinkSync(tmp); } catch { /* already gone */ }
     throw e;

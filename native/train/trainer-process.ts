@@ -23,4 +23,7 @@ process.on('message', (msg: { type: string; config?: TrainConfig; data?: { train
     (e: Error) => process.send!({ type: 'error', message: e.message }, () => process.exit(1)),
   );
 });
+// The parent is gone (killed, or closed): nobody records this run any more. Stop; its last checkpoint stands and the
+// run, marked interrupted when its workspace is next opened, resumes from there.
+process.on('disconnect', () => process.exit(3));
 process.send!({ type: 'ready' });

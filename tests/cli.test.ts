@@ -34,23 +34,24 @@ describe('delta-studio CLI', () => {
     assert.ok(lora.accuracy >= 0.95, `LoRA on the pretrained backbone: ${lora.accuracy}`);
     assert.ok(untrained.accuracy < 0.7, `LoRA on the untrained backbone: ${untrained.accuracy}`);
     assert.ok(full.accuracy >= 0.9, `full fine-tuning: ${full.accuracy}`);
-    assert.ok(r.plugin.endsWith('delta.safetensors'));
+    assert.ok(r.plugin.endsWith('demo-reviews-lora-v1.delta'), r.plugin);
   });
 
-  test('train --json imports the data, trains in its own process and saves the delta; resume of a finished run ends the same', () => {
+  test('train --json imports the data, trains in its own process and registers the delta as a plugin; a finished run is not resumed', () => {
     const ws = mkdtempSync(join(tmpdir(), 'ds-ws-'));
     const demo = fileURLToPath(new URL('../native/demo/', import.meta.url));
     const args = ['train', '--model', join(demo, 'backbone'), '--data', join(demo, 'reviews-train.csv'), '--validation', join(demo, 'reviews-test.csv'),
       '--method', 'lora', '--r', '4', '--epochs', '1', '--max-steps', '12', '--batch-size', '16', '--lr', '5e-3', '--max-length', '32', '--device', 'cpu', '--workspace', ws, '--checkpoint-every', '4', '--json'];
-    const r = lastJson(execFileSync(process.execPath, [bin, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })) as { status: string; steps: number; metrics: Record<string, number>; plugin: string; run_dir: string; device: string };
+    const r = lastJson(execFileSync(process.execPath, [bin, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })) as { status: string; steps: number; metrics: Record<string, number>; plugin: { name: string; version: number; file: string }; run_dir: string; device: string };
     assert.equal(r.status, 'finished');
     assert.equal(r.steps, 12);
     assert.equal(r.device, 'cpu');
     assert.ok(r.metrics.accuracy > 0 && r.metrics.accuracy <= 1);
-    assert.ok(existsSync(r.plugin));
-    const again = lastJson(execFileSync(process.execPath, [bin, 'resume', r.run_dir, '--json'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })) as typeof r;
-    assert.equal(again.steps, 12);
-    assert.deepEqual(again.metrics, r.metrics);
+    assert.ok(existsSync(r.plugin.file));
+    assert.deepEqual([r.plugin.name, r.plugin.version], ['reviews-train-lora', 1]);
+    const again = spawnSync(process.execPath, [bin, 'resume', r.run_dir, '--json'], { encoding: 'utf8' });
+    assert.equal(again.status, 1);
+    assert.match(again.stderr, /has already finished \(plugin reviews-train-lora\); start a new run/);
     const ev = lastJson(execFileSync(process.execPath, [bin, 'eval', r.run_dir, '--json'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })) as { rows: number; metrics: Record<string, number> };
     assert.equal(ev.rows, 600);
     assert.ok(Math.abs(ev.metrics.accuracy - r.metrics.accuracy) < 1e-12, 'eval of the saved delta reproduces the final metrics');

@@ -14,6 +14,8 @@ import { loadModel, type BuiltModel, type Task } from '../native/models/index.js
 import type { ModelFolder } from '../native/models/folder.js';
 import { openInline } from '../native/runtime/host.js';
 import { StepRunner } from '../native/train/runner.js';
+import { evaluationGraph } from '../native/train/trainer.js';
+import { Rng } from '../native/rng.js';
 import { buildTrainStep } from '../native/train/step.js';
 import { f64, readReference, relErr } from './support/reference.js';
 import { toFloat32, viewAs } from '../native/onnx/dtype.js';
@@ -157,6 +159,29 @@ describe('merging', () => {
       const e = relErr(out.logits, ref.get('lora_logits')!, realPositions(plain, ref));
       assert.ok(e < 1e-5, `${name}: merged logits relative error ${e}`);
     }
+  });
+
+  test('LoRA and input-scaling (IA)³ on one module merge in graph order (the vector scales only the base weight)', async () => {
+    const dir = join(FIXTURES, 'llama');
+    const cfgs = parseDeltaConfig([{ method: 'lora', r: 2, alpha: 4, target_modules: ['down_proj'] }, { method: 'ia3', target_modules: ['down_proj'], feedforward_modules: ['down_proj'] }]);
+    const { model, applied } = loadWithDeltas(dir, { task: 'causal-lm' }, cfgs, 0);
+    const rng = new Rng(3);
+    const values: Record<string, HostTensor> = {};
+    for (const p of applied.params) {
+      const t = applied.initial[p.value];
+      values[p.value] = { ...t, data: Float32Array.from(t.data as Float32Array, (x) => x + 0.3 * rng.normal()) };
+    }
+    const ids = BigInt64Array.from([1n, 5n, 9n, 3n, 7n]);
+    const batch = { input_ids: { dtype: 'int64' as const, shape: [1, 5], data: ids }, attention_mask: { dtype: 'int64' as const, shape: [1, 5], data: new BigInt64Array(5).fill(1n) }, labels: { dtype: 'int64' as const, shape: [1, 5], data: ids } };
+    const s1 = await openInline(evaluationGraph(model, applied.trainable), { device: 'cpu' });
+    const want = (await s1.run({ ...batch, ...values })).logits.data as Float32Array;
+    const plain = loadModel(dir, { task: 'causal-lm', weights: mergeDeltas(model, applied, values) });
+    const s2 = await openInline(evaluationGraph(plain, []), { device: 'cpu' });
+    const got = (await s2.run(batch)).logits.data as Float32Array;
+    await s1.release();
+    await s2.release();
+    const diff = Math.max(...want.map((x, i) => Math.abs(x - got[i])));
+    assert.ok(diff < 1e-4, `merged logits differ by ${diff}`);
   });
 
   test('methods that cannot be merged are refused', () => {

@@ -4,8 +4,9 @@ import { doctor } from './doctor.js';
 import { demo } from './demo.js';
 import { inspect } from './inspect.js';
 import { resumeCommand, trainCommand } from './train.js';
-import { evalCommand, predictCommand } from './predict.js';
+import { evalCommand, predictCommand, predictWithPlugins } from './predict.js';
 import { passed } from '../autodiff/gradcheck.js';
+import { exportCommand, importPeftCommand, pluginsCommand, runsCommand, workspaceCommand } from './library.js';
 
 const HELP = `delta-studio — delta tuning of pretrained language models, on your own machine
 
@@ -18,12 +19,17 @@ Commands:
   predict   Run a run's delta on one input
   inspect   Show a Hugging Face model folder's module tree: names, types, parameter shapes and counts
   demo      The embedded default: LoRA on the built-in pretrained backbone and reviews, with baselines
+  workspace init [DIR] | check [DIR] [--repair]   Create a workspace; verify its database and files
+  runs      list | show <id> | compare <id>…      Recorded runs, their metrics and configs
+  plugins   list | show | tag | alias | notes | import   The plugin library: versions, aliases, tags
+  export    Export a plugin version: PEFT adapter, merged model, ONNX, or a bundle (zip with a model card)
+  import-peft  Import a PEFT LoRA adapter folder as a plugin
   doctor    Show the runtime (onnxruntime version, providers, CUDA status and why not) and check the
             gradient of every op rule on every usable provider
 
 Run 'delta-studio <command> --help' for a command's options.`;
 
-const COMMANDS: Record<string, { help: string; positionals?: boolean; options: Record<string, { type: 'string' | 'boolean'; default?: string | boolean }>; run(v: Record<string, string | boolean | undefined>, positionals: string[]): Promise<number> }> = {
+const COMMANDS: Record<string, { help: string; positionals?: boolean; options: Record<string, { type: 'string' | 'boolean'; default?: string | boolean; multiple?: boolean }>; run(v: Record<string, string | boolean | undefined>, positionals: string[]): Promise<number> }> = {
   inspect: {
     help: `Usage: delta-studio inspect <model-dir> [--delta config.json] [--task T] [--num-labels N] [--json]
 
@@ -110,14 +116,19 @@ Options:
   --max-length N (128)  --seed N (0)  --device auto|cpu|cuda (auto)  --eval-every N  --checkpoint-every N (50)
   --precision fp32|fp16  fp16: mixed precision — frozen matrices in float16 (half the memory, the GPU's fast
                        path), deltas and optimizer in float32 (default fp32)
-  --workspace DIR      datasets/ and runs/ go here (default ./delta-studio-workspace)
-  --json               one JSON object as the last line: { run_id, run_dir, status, steps, metrics, best, plugin,
-                       tokens_per_sec, device }`,
+  --plugin NAME        the plugin its delta becomes a new version of (default <dataset>-<method>)
+  --copy-model         copy the model folder into the workspace (default: reference it where it is)
+  --dataset-name NAME  the dataset's name in the workspace (default: the data file's name)
+  --name TEXT          a name for the run
+  --workspace DIR      the workspace (created if missing; default ./delta-studio-workspace or $DELTA_STUDIO_WORKSPACE)
+  --json               one JSON object as the last line: { run_id, run_dir, workspace, status, steps, metrics, best,
+                       delta, plugin: {name, version, file, sha256}, tokens_per_sec, device }`,
     options: Object.fromEntries([
       ...['model', 'data', 'validation', 'task', 'text', 'text-pair', 'label', 'prompt', 'completion', 'source', 'target', 'method', 'r', 'alpha', 'delta',
-        'epochs', 'max-steps', 'batch-size', 'accumulation', 'lr', 'schedule', 'warmup', 'max-length', 'seed', 'device', 'eval-every', 'checkpoint-every', 'workspace', 'precision']
+        'epochs', 'max-steps', 'batch-size', 'accumulation', 'lr', 'schedule', 'warmup', 'max-length', 'seed', 'device', 'eval-every', 'checkpoint-every', 'workspace', 'precision', 'plugin', 'dataset-name', 'name']
         .map((k) => [k, { type: 'string' as const }]),
       ['json', { type: 'boolean' as const, default: false }],
+      ['copy-model', { type: 'boolean' as const, default: false }],
     ]),
     run: (v) => trainCommand(v),
   },
@@ -131,21 +142,106 @@ MCC (classification), Pearson, Spearman and MSE (regression), or perplexity (lan
     run: (v, pos) => evalCommand(pos[0], v),
   },
   predict: {
-    help: `Usage: delta-studio predict <run-dir> --text "…" [--text-pair "…"] [--max-new-tokens N] [--best] [--json]
+    help: `Usage: delta-studio predict --plugin NAME[@VERSION] [--plugin …] --text "…" [options]
+       delta-studio predict <run-dir> --text "…" [--best]
 
-Runs a run's delta on one input: a classification's label and probabilities, a regression's value, or a language
-model's greedy continuation (up to --max-new-tokens, default 32).`,
+Runs plugins on one input: a classification's label and probabilities, a regression's value, or a language model's
+greedy continuation. Several --plugin attach together to one base (combination: e.g. a LoRA plugin and an (IA)³
+plugin); a .delta file path works as well as a workspace name. The base is the one recorded for the plugins' run, or
+--model; a plugin trained on another base is refused unless --force.
+
+Options:
+  --plugin REF         a plugin version of the workspace ("name", "name@3", "name@best") or a .delta file; repeatable
+  --model DIR          the base model folder (default: the plugins' own)
+  --text-pair "…"      the second text of a pair task
+  --compare-base       also show the bare base model's answer
+  --max-new-tokens N   language models (default 32)
+  --device auto|cpu|cuda, --force, --workspace DIR, --json`,
     positionals: true,
-    options: { text: { type: 'string' }, 'text-pair': { type: 'string' }, 'max-new-tokens': { type: 'string' }, best: { type: 'boolean', default: false }, json: { type: 'boolean', default: false } },
-    run: (v, pos) => predictCommand(pos[0], v),
+    options: { text: { type: 'string' }, 'text-pair': { type: 'string' }, 'max-new-tokens': { type: 'string' }, best: { type: 'boolean', default: false }, json: { type: 'boolean', default: false },
+      plugin: { type: 'string', multiple: true }, model: { type: 'string' }, device: { type: 'string' }, workspace: { type: 'string' }, force: { type: 'boolean', default: false }, 'compare-base': { type: 'boolean', default: false } },
+    // --plugin is repeatable: parseArgs gives it as a list.
+    run: (v, pos) => (v.plugin ? predictWithPlugins(v as Record<string, string | boolean | string[] | undefined>) : predictCommand(pos[0], v)),
+  },
+  workspace: {
+    help: `Usage: delta-studio workspace init [DIR] [--json]
+       delta-studio workspace check [DIR] [--repair] [--json]
+
+init creates a workspace (a folder with workspace.db and datasets/, runs/, plugins/, exports/, models/), or opens and
+migrates an existing one. check verifies it: SQLite's integrity and foreign-key checks, every plugin file's size and
+sha256 against the database, datasets and copied models present, runs left running by a dead process (marked
+interrupted), and leftovers of interrupted writes: temp files and orphans (files whose record was never committed).
+--repair deletes temp files and moves orphans to lost+found/; damage it cannot repair is reported. Exit status 1 when
+errors remain. DIR defaults to --workspace, $DELTA_STUDIO_WORKSPACE, or ./delta-studio-workspace.`,
+    positionals: true,
+    options: { json: { type: 'boolean', default: false }, repair: { type: 'boolean', default: false }, workspace: { type: 'string' } },
+    run: async (v, pos) => workspaceCommand(pos, v),
+  },
+  runs: {
+    help: `Usage: delta-studio runs list [--status S] | show <run-id> | compare <run-id> <run-id>… [--workspace DIR] [--json]
+
+list: every run with status (queued, running, paused, finished, failed, diverged, interrupted, cancelled), method,
+steps and latest evaluation metrics. show: one run's config, timings and metric series. compare: runs side by side —
+trainable parameters and %, time, and every evaluation metric.`,
+    positionals: true,
+    options: { json: { type: 'boolean', default: false }, workspace: { type: 'string' }, status: { type: 'string' } },
+    run: async (v, pos) => runsCommand(pos, v),
+  },
+  plugins: {
+    help: `Usage: delta-studio plugins list
+       delta-studio plugins show <name>
+       delta-studio plugins tag <name[@version]> <tag>… [--remove TAG]
+       delta-studio plugins alias <name@version> <alias> [--delete]
+       delta-studio plugins notes <name@version> "text"
+       delta-studio plugins import <file.delta> [--name NAME]
+Options: --workspace DIR, --json
+
+A plugin is a named series of versions (v1, v2, …), each one .delta file (safetensors: only the delta parameters
+and a trained head, with its method, config, task, labels, base-model fingerprint, run and metrics). Aliases name
+versions: "latest" (always the newest), "best" (best evaluation metric), and your own. A version is named
+"name@3", "name@best" or just "name" (the latest).`,
+    positionals: true,
+    options: { json: { type: 'boolean', default: false }, workspace: { type: 'string' }, remove: { type: 'string' }, delete: { type: 'boolean', default: false }, name: { type: 'string' } },
+    run: async (v, pos) => pluginsCommand(pos, v),
+  },
+  export: {
+    help: `Usage: delta-studio export <name[@version]> --format peft|merged|onnx|bundle [--out DIR] [--name NAME] [options]
+
+Writes a plugin version for use elsewhere, into DIR (default: the workspace's exports/) as NAME (default
+<plugin>-v<version>-<format>); a NAME that leaves DIR is refused. Nothing is left half-written.
+  peft     adapter_config.json + adapter_model.safetensors as PEFT saves them (LoRA, (IA)³, prompt and prefix tuning)
+  merged   a Hugging Face model folder with the delta merged into the weights (LoRA, (IA)³ and weight-replacing
+           methods), sharded like save_pretrained, config and tokenizer files copied
+  onnx     an inference model (logits) of base + delta for plain onnxruntime; --mode inputs keeps the delta as
+           graph inputs so another plugin of the same structure can be fed (hot-swap)
+  bundle   a zip: the .delta file, a model card (README.md), the run's config and the plugin's metadata
+Options:
+  --model DIR       the base model folder (default: the one recorded for the plugin's run)
+  --mode baked|inputs   (onnx)     --dtype source|float32   (merged; default source: each weight's own dtype)
+  --overwrite       replace an existing export of that name
+  --force           export onto a base model other than the one the plugin was trained on
+  --workspace DIR, --json`,
+    positionals: true,
+    options: Object.fromEntries([...['format', 'out', 'name', 'model', 'mode', 'dtype', 'workspace'].map((k) => [k, { type: 'string' as const }]), ...['json', 'overwrite', 'force'].map((k) => [k, { type: 'boolean' as const, default: false }])]),
+    run: async (v, pos) => exportCommand(pos, v),
+  },
+  'import-peft': {
+    help: `Usage: delta-studio import-peft <peft-adapter-dir> --model <base-model-dir> [--name NAME] [--task T] [--labels a,b] [--workspace DIR] [--json]
+
+Reads a PEFT adapter folder (adapter_config.json + adapter_model.safetensors; LoRA, and (IA)³, prompt and prefix
+tuning) and registers it as a plugin version on that base model. adapter_model.bin is refused: it is a pickle and
+loading it can run code.`,
+    positionals: true,
+    options: { model: { type: 'string' }, name: { type: 'string' }, task: { type: 'string' }, labels: { type: 'string' }, workspace: { type: 'string' }, json: { type: 'boolean', default: false } },
+    run: async (v, pos) => importPeftCommand(pos, v),
   },
   resume: {
-    help: `Usage: delta-studio resume <run-dir> [--json]
+    help: `Usage: delta-studio resume <run-id> [--workspace DIR] [--json]     (or: resume <workspace>/runs/<run-id>)
 
-Continues a run that was stopped or killed from its last checkpoint; it ends with the metrics an uninterrupted run
-with the same seed would have.`,
+Continues a run that was stopped, cancelled or killed (status interrupted) from its last checkpoint; it ends with the
+metrics an uninterrupted run with the same seed would have, and its delta becomes a plugin version.`,
     positionals: true,
-    options: { json: { type: 'boolean', default: false } },
+    options: { json: { type: 'boolean', default: false }, workspace: { type: 'string' } },
     run: (v, pos) => resumeCommand(pos[0], v),
   },
 };
@@ -169,7 +265,7 @@ async function main(argv: string[]): Promise<number> {
   let positionals: string[];
   try {
     const parsed = parseArgs({ args: rest, options: c.options, strict: true, allowPositionals: !!c.positionals });
-    values = parsed.values;
+    values = parsed.values as Record<string, string | boolean | undefined>; // lists only for "multiple" options (predict --plugin)
     positionals = parsed.positionals;
   } catch (e) {
     process.stderr.write(`delta-studio ${cmd}: ${(e as Error).message}\n${c.help}\n`);

@@ -13,6 +13,10 @@ import { makeCollator } from '../train/collate.js';
 import { evaluateRows, evaluationGraph } from '../train/trainer.js';
 import { Generator } from '../train/generate.js';
 import type { RunFile } from './train.js';
+import { PluginSession, type Prediction } from '../plugins/session.js';
+import { PLUGIN_EXTENSION, readPlugin } from '../plugins/format.js';
+import { Workspace } from '../store/workspace.js';
+import { workspaceDir } from './library.js';
 
 async function open(runDir: string | undefined, best: boolean) {
   if (!runDir) throw new Error('give the run folder: delta-studio eval|predict <run-dir>');
@@ -78,4 +82,42 @@ export async function predictCommand(runDir: string | undefined, v: Record<strin
   if (v.json) process.stdout.write(`${JSON.stringify({ label, probabilities: probs })}\n`);
   else process.stdout.write(`${label}  (${Object.entries(probs).map(([l, p]) => `${l} ${(100 * p).toFixed(1)}%`).join(', ')})\n`);
   return 0;
+}
+
+/**
+ * `predict --plugin REF [--plugin REF …]`: plugins from the workspace (or .delta files) attached together to their
+ * base model, on one input; with --compare-base the bare base's answer too, side by side.
+ */
+export async function predictWithPlugins(v: Record<string, string | boolean | string[] | undefined>): Promise<number> {
+  const refs = v.plugin as string[];
+  if (typeof v.text !== 'string' || !v.text) throw new Error('predict needs --text "…" (and --text-pair for a pair task)');
+  const isFile = (r: string): boolean => r.endsWith(PLUGIN_EXTENSION) && existsSync(r);
+  // .delta files with --model need no workspace.
+  const ws = refs.every(isFile) && typeof v.model === 'string' ? undefined : Workspace.open(workspaceDir(v as Record<string, string | boolean | undefined>));
+  let session: PluginSession | undefined;
+  try {
+    const plugins = refs.map((r) => (isFile(r) ? { ...readPlugin(r), row: undefined } : ws!.loadPlugin(r)));
+    let model = typeof v.model === 'string' ? v.model : undefined;
+    if (!model) {
+      const id = plugins.find((p) => p.row?.model_id != null)?.row?.model_id;
+      if (id == null) throw new Error('the plugins do not record their base model; give it with --model <dir>');
+      model = ws!.modelPath(ws!.getModel(id));
+    }
+    session = await PluginSession.open(model, { device: (v.device as 'auto' | 'cpu' | 'cuda' | undefined) ?? 'auto' });
+    session.attach(plugins, { force: v.force === true });
+    const input = { text: v.text, ...(typeof v['text-pair'] === 'string' ? { text_pair: v['text-pair'] } : {}) };
+    const maxNewTokens = v['max-new-tokens'] === undefined ? 32 : Number(v['max-new-tokens']);
+    const [withPlugins] = await session.predict([input], { maxNewTokens });
+    const base = v['compare-base'] === true ? (await session.predict([input], { base: true, maxNewTokens }))[0] : undefined;
+    const show = (p: Prediction): string => ('label' in p ? `${p.label}  (${Object.entries(p.probabilities).map(([l, x]) => `${l} ${(100 * x).toFixed(1)}%`).join(', ')})` : 'value' in p ? String(p.value) : p.generated);
+    if (v.json) process.stdout.write(`${JSON.stringify({ plugins: session.attached.map((a) => a.name), prediction: withPlugins, base: base ?? null })}\n`);
+    else {
+      process.stdout.write(`${session.attached.map((a) => a.name).join(' + ')}: ${show(withPlugins)}\n`);
+      if (base) process.stdout.write(`base: ${show(base)}\n`);
+    }
+    return 0;
+  } finally {
+    await session?.close();
+    ws?.close();
+  }
 }

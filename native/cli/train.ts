@@ -1,19 +1,17 @@
 // `delta-studio train` and `resume`: import the data, train a delta in the trainer process, evaluate, save it.
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { basename, dirname, extname, join, relative, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { importDataset, loadSplit, type ColumnMapping, type DatasetVersion, type TaskKind } from '../data/index.js';
+import { importDataset, type ColumnMapping, type DatasetVersion, type TaskKind } from '../data/index.js';
 import { parseDeltaConfig, type DeltaConfig } from '../delta/index.js';
 import { writeFileAtomic } from '../files/atomic.js';
-import { startTrainer } from '../train/process.js';
+import { safeName } from '../files/paths.js';
 import type { TrainConfig, TrainEvent, TrainResult } from '../train/trainer.js';
+import { trackRun, writeRunFile, type RunFile } from '../store/track.js';
+import { Workspace, type PluginVersionRow } from '../store/workspace.js';
 import type { Task } from '../models/types.js';
 
-export interface RunFile {
-  id: string;
-  dataset: { dir: string; digest: string; task: TaskKind };
-  config: TrainConfig;
-}
+export type { RunFile } from '../store/track.js';
 
 const MODEL_TASK: Record<TaskKind, Task> = { classification: 'classification', 'pair-classification': 'classification', regression: 'regression', 'causal-lm': 'causal-lm', seq2seq: 'seq2seq-lm' };
 
@@ -62,29 +60,34 @@ function progressPrinter(json: boolean, total: () => number): (e: TrainEvent) =>
   };
 }
 
-export async function runJob(run: RunFile, runDir: string, json: boolean): Promise<TrainResult> {
+export async function runJob(ws: Workspace, run: RunFile, runDir: string, json: boolean): Promise<{ result: TrainResult; plugin?: PluginVersionRow }> {
   let total = 0;
-  const data = { train: loadSplit(run.dataset.dir, 'train'), validation: loadSplit(run.dataset.dir, 'validation') };
   const show = progressPrinter(json, () => total);
-  const job = startTrainer(run.config, data, (e) => {
+  const { job, done } = trackRun(ws, run, (e) => {
     if (e.type === 'start') total = e.totalSteps;
     show(e);
   });
   // Ctrl-C stops after the current step and saves the delta; `resume` continues from the last checkpoint.
   const onInt = (): void => {
-    process.stderr.write('\nstopping after this step (resume with: delta-studio resume ' + runDir + ')\n');
+    process.stderr.write(`\nstopping after this step (resume with: delta-studio resume ${run.id} --workspace ${ws.dir})\n`);
     job.cancel();
   };
   process.once('SIGINT', onInt);
-  const r = await job.result.finally(() => process.off('SIGINT', onInt));
-  writeFileAtomic(join(runDir, 'result.json'), new TextEncoder().encode(`${JSON.stringify(r, null, 2)}\n`));
+  const r = await done.finally(() => process.off('SIGINT', onInt));
+  writeFileAtomic(join(runDir, 'result.json'), new TextEncoder().encode(`${JSON.stringify(r.result, null, 2)}\n`));
   return r;
 }
 
-export function report(run: RunFile, runDir: string, r: TrainResult, json: boolean): number {
-  const summary = { run_id: run.id, run_dir: runDir, status: r.status, steps: r.steps, metrics: r.metrics, best: r.best ?? null, plugin: r.deltaFile, tokens_per_sec: r.tokensPerSec, device: r.device, reason: r.reason ?? null };
+export function report(ws: Workspace, run: RunFile, runDir: string, out: { result: TrainResult; plugin?: PluginVersionRow }, json: boolean): number {
+  const r = out.result;
+  const p = out.plugin;
+  const summary = { run_id: run.id, run_dir: runDir, workspace: ws.dir, status: r.status, steps: r.steps, metrics: r.metrics, best: r.best ?? null, delta: r.deltaFile, plugin: p ? { name: p.plugin, version: p.version, file: ws.path(p.file), sha256: p.sha256 } : null, tokens_per_sec: r.tokensPerSec, device: r.device, reason: r.reason ?? null };
   if (json) process.stdout.write(`${JSON.stringify(summary)}\n`);
-  else process.stdout.write(`run ${run.id} ${r.status} after ${r.steps} steps; ${Object.entries(r.metrics).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ')}\ndelta saved to ${r.deltaFile}\n`);
+  else {
+    process.stdout.write(`run ${run.id} ${r.status} after ${r.steps} steps; ${Object.entries(r.metrics).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ')}\n`);
+    if (p) process.stdout.write(`plugin ${p.plugin} v${p.version} saved to ${ws.path(p.file)}\n`);
+    else if (r.status === 'cancelled') process.stdout.write(`resume with: delta-studio resume ${run.id} --workspace ${ws.dir}\n`);
+  }
   return r.status === 'diverged' ? 1 : 0;
 }
 
@@ -110,12 +113,17 @@ export async function trainCommand(v: Record<string, string | boolean | undefine
     deltas = parseDeltaConfig(cfg);
   }
   const seed = int(v.seed, 'seed', 0, 0);
+  const ws = Workspace.init(workspace);
+  const model = ws.addModel(v.model, { copy: v['copy-model'] === true });
+  const modelDir = ws.modelPath(model);
   const { dir, version } = await importInto(workspace, v.data, task, columns, typeof v.validation === 'string' ? v.validation : undefined, seed);
-  const id = `${new Date().toISOString().replace(/[-:]/g, '').slice(0, 15)}-${randomBytes(2).toString('hex')}`;
+  const datasetName = typeof v['dataset-name'] === 'string' ? v['dataset-name'] : safeName(basename(v.data, extname(v.data)));
+  const { versionId } = ws.addDatasetVersion(datasetName, relative(workspace, dir), version);
+  const id = Workspace.newRunId();
   const runDir = join(workspace, 'runs', id);
   mkdirSync(runDir, { recursive: true });
   const config: TrainConfig = {
-    model: resolve(v.model), task: MODEL_TASK[task], labels: version.labels, deltas,
+    model: modelDir, task: MODEL_TASK[task], labels: version.labels, deltas,
     epochs: int(v.epochs, 'epochs', 3), maxSteps: v['max-steps'] === undefined ? undefined : int(v['max-steps'], 'max-steps', 0),
     batchSize: int(v['batch-size'], 'batch-size', 16), accumulation: int(v.accumulation, 'accumulation', 1),
     lr: num(v.lr, 'lr', 1e-3), schedule: (v.schedule as TrainConfig['schedule']) ?? 'linear', warmup: num(v.warmup, 'warmup', 0.06),
@@ -127,16 +135,40 @@ export async function trainCommand(v: Record<string, string | boolean | undefine
   if (!['linear', 'cosine', 'constant'].includes(config.schedule!)) throw new Error(`--schedule must be linear, cosine or constant, got "${config.schedule}"`);
   if (v.precision !== undefined && !['fp16', 'float16', 'fp32', 'float32'].includes(String(v.precision))) throw new Error(`--precision must be fp32 or fp16, got "${v.precision}"`);
   if (!['auto', 'cpu', 'cuda'].includes(config.device!)) throw new Error(`--device must be auto, cpu or cuda, got "${config.device}"`);
-  const run: RunFile = { id, dataset: { dir, digest: version.digest, task }, config };
-  writeFileAtomic(join(runDir, 'run.json'), new TextEncoder().encode(`${JSON.stringify(run, null, 2)}\n`));
-  (json ? process.stderr : process.stdout).write(`dataset ${version.digest.slice(0, 16)}: ${version.rows.train} train, ${version.rows.validation} validation rows${version.labels ? `; labels ${version.labels.join(', ')}` : ''}\nrun ${id} in ${runDir}\n`);
-  return report(run, runDir, await runJob(run, runDir, json), json);
+  const methodName = deltas.map((d) => d.method).join('+');
+  const pluginName = typeof v.plugin === 'string' ? v.plugin : safeName(`${datasetName}-${methodName}`);
+  if (pluginName !== safeName(pluginName)) throw new Error(`--plugin "${pluginName}" must hold only letters, digits, ".", "-" and "_" (for example "${safeName(pluginName)}")`);
+  const run: RunFile = { id, dataset: { dir, digest: version.digest, task }, config, plugin: pluginName };
+  writeRunFile(runDir, run);
+  ws.createRun({ id, name: typeof v.name === 'string' ? v.name : undefined, config, method: methodName, modelId: model.id, datasetVersionId: versionId, dir: relative(workspace, runDir), totalParams: model.params ?? undefined });
+  (json ? process.stderr : process.stdout).write(`dataset ${datasetName} ${version.digest.slice(0, 16)}: ${version.rows.train} train, ${version.rows.validation} validation rows${version.labels ? `; labels ${version.labels.join(', ')}` : ''}\nrun ${id} in ${runDir}\n`);
+  try {
+    return report(ws, run, runDir, await runJob(ws, run, runDir, json), json);
+  } finally {
+    ws.close();
+  }
 }
 
-export async function resumeCommand(runDir: string | undefined, v: Record<string, string | boolean | undefined>): Promise<number> {
-  if (!runDir) throw new Error('resume needs the run folder: delta-studio resume <run-dir>');
+/** The workspace and run a `resume` argument names: a run id (with --workspace) or a run folder (runs/<id>). */
+export function findRun(arg: string, workspace: string | undefined): { ws: Workspace; run: RunFile; runDir: string } {
+  const asDir = resolve(arg);
+  const fromDir = existsSync(join(asDir, 'run.json')) && basename(dirname(asDir)) === 'runs';
+  const ws = Workspace.open(workspace ?? (fromDir ? dirname(dirname(asDir)) : 'delta-studio-workspace'));
+  const row = ws.getRun(fromDir ? basename(asDir) : arg);
+  const runDir = ws.path(row.dir);
   const file = join(runDir, 'run.json');
-  if (!existsSync(file)) throw new Error(`${runDir}: no run.json (not a run folder)`);
-  const run = JSON.parse(readFileSync(file, 'utf8')) as RunFile;
-  return report(run, runDir, await runJob(run, resolve(runDir), v.json === true), v.json === true);
+  if (!existsSync(file)) throw new Error(`${runDir}: no run.json: the run's folder is gone, it cannot be resumed`);
+  return { ws, run: JSON.parse(readFileSync(file, 'utf8')) as RunFile, runDir };
+}
+
+export async function resumeCommand(arg: string | undefined, v: Record<string, string | boolean | undefined>): Promise<number> {
+  if (!arg) throw new Error('resume needs the run: delta-studio resume <run-id> [--workspace DIR] (or the run folder)');
+  const { ws, run, runDir } = findRun(arg, typeof v.workspace === 'string' ? v.workspace : undefined);
+  try {
+    const row = ws.getRun(run.id);
+    if (row.status === 'finished') throw new Error(`run ${run.id} has already finished (plugin ${run.plugin ?? ''}); start a new run to train again`);
+    return report(ws, run, runDir, await runJob(ws, run, runDir, v.json === true), v.json === true);
+  } finally {
+    ws.close();
+  }
 }

@@ -5,7 +5,7 @@
 import type { HostTensor } from '../onnx/graph.js';
 import { loadModel } from '../models/index.js';
 import type { BuildDeltas, BuiltModel, ModelOptions } from '../models/types.js';
-import { DeltaContext, METHODS, validateConfig, type DeltaParam } from './registry.js';
+import { DeltaContext, METHODS, validateConfig, type DeltaParam, type DeltaScope } from './registry.js';
 import './methods/lora.js';
 import './methods/bitfit.js';
 import './methods/ia3.js';
@@ -45,8 +45,18 @@ export function parseDeltaConfig(raw: unknown, where = 'delta config'): DeltaCon
   });
 }
 
-export function applyDeltas(model: BuiltModel, configs: DeltaConfig[], seed = 0): AppliedDelta {
-  const ctx = new DeltaContext(model, seed);
+export interface ApplyOptions extends DeltaScope {
+  /** Train a task head the folder lacked (default true); false for every set but the one that carries the head. */
+  newHead?: boolean;
+}
+
+/**
+ * Applies one set of delta configs. Several sets (plugins) can go on one model, each under its own `namespace`:
+ * their new parameters do not collide, a method may appear once per set, and a backbone weight trained by two
+ * sets is refused.
+ */
+export function applyDeltas(model: BuiltModel, configs: DeltaConfig[], seed = 0, opts: ApplyOptions = {}): AppliedDelta {
+  const ctx = new DeltaContext(model, seed, '', opts);
   const sorted = configs.map((c, i) => ({ c, i, m: METHODS.get(c.method)! })).sort((a, b) => ORDER[a.m.kind] - ORDER[b.m.kind] || a.i - b.i);
   const methods: AppliedDelta['methods'] = [];
   const seen = new Set<string>();
@@ -59,11 +69,11 @@ export function applyDeltas(model: BuiltModel, configs: DeltaConfig[], seed = 0)
     methods.push({ method: m.name, config: c, modules: [...ctx.marked.entries()].filter(([k, v]) => v.includes(m.name) || (!before.has(k) && v.includes(m.name))).map(([k]) => k) });
   }
   ctx.method = 'new head';
-  for (const name of Object.keys(model.created)) if (!ctx.params.some((p) => p.name === name)) ctx.trainWeight(name);
+  if (opts.newHead !== false) for (const name of Object.keys(model.created)) if (!ctx.params.some((p) => p.name === name)) ctx.trainWeight(name);
   return { methods, params: ctx.params, trainable: ctx.params.map((p) => p.value), initial: ctx.initial, marked: ctx.marked };
 }
 
-export { METHODS } from './registry.js';
+export { METHODS, type DeltaScope } from './registry.js';
 
 /** What the configs need the graph to be built with (a soft prompt's virtual tokens). */
 export function deltaBuildOptions(configs: DeltaConfig[]): BuildDeltas {

@@ -31,49 +31,64 @@ export function mergeDeltas(model: BuiltModel, applied: AppliedDelta, values: Re
     if (!t) throw new Error(`merge: no value for delta parameter "${name}"`);
     return t.data as Float32Array;
   };
-  const methods = sign === 1 ? applied.methods : [...applied.methods].reverse();
-  for (const m of methods) {
+  // Fold in graph order: an (IA)³ vector on a module's input scales only the base weight (LoRA reads the unscaled
+  // input), so it goes first; LoRA and output-scaling (IA)³ wrap each other in the order they were applied.
+  const steps: { m: AppliedDelta['methods'][number]; modName: string; phase: number }[] = [];
+  for (const m of applied.methods) {
     for (const modName of m.modules) {
-      const rec = model.modules.find((r) => r.name === modName)!;
-      const conv = rec.type === 'Conv1D';
-      const inF = rec.in!, outF = rec.out!;
-      const wName = `${modName}.weight`;
-      const W = baseWeight(model, wName, out);
-      // Element (o, i) of the math-sense weight [out, in], in the stored layout.
-      const at = (o: number, i: number): number => (conv ? i * outF + o : o * inF + i);
-      if (m.method === 'lora') {
-        const r = m.config.r as number;
-        const s = sign * loraScale({ r, alpha: m.config.alpha as number, rslora: m.config.rslora as boolean });
-        const A = val(`${modName}.lora_A`), B = val(`${modName}.lora_B`);
-        for (let o = 0; o < outF; o++) for (let i = 0; i < inF; i++) {
-          let d = 0;
-          for (let k = 0; k < r; k++) d += B[o * r + k] * A[k * inF + i];
-          W[at(o, i)] += s * d;
-        }
-      } else {
-        const l = val(`${modName}.ia3_l`);
-        const onInput = l.length === inF && !(l.length === outF && isOutputScaled(model, modName));
-        for (let o = 0; o < outF; o++) for (let i = 0; i < inF; i++) {
-          const f = onInput ? l[i] : l[o];
-          W[at(o, i)] = sign === 1 ? W[at(o, i)] * f : W[at(o, i)] / f;
-        }
-        const bName = `${modName}.bias`;
-        if (!onInput && rec.params.some((p) => p.name === bName)) {
-          const b = baseWeight(model, bName, out);
-          for (let o = 0; o < outF; o++) b[o] = sign === 1 ? b[o] * l[o] : b[o] / l[o];
-          out[bName] = { dtype: 'float32', shape: [outF], data: b };
-        }
+      let phase = 1;
+      if (m.method === 'ia3') {
+        const rec = model.modules.find((r) => r.name === modName)!;
+        const p = applied.params.find((q) => q.name === `${modName}.ia3_l`);
+        const len = p ? (values[p.value] ?? applied.initial[p.value]).data.length : 0;
+        if (p && len === rec.in && !(len === rec.out && isOutputScaled(model, modName, p.value))) phase = 0;
       }
-      out[wName] = { dtype: 'float32', shape: conv ? [inF, outF] : [outF, inF], data: W };
+      steps.push({ m, modName, phase });
     }
+  }
+  steps.sort((a, b) => a.phase - b.phase);
+  if (sign === -1) steps.reverse();
+  for (const { m, modName } of steps) {
+    const rec = model.modules.find((r) => r.name === modName)!;
+    const conv = rec.type === 'Conv1D';
+    const inF = rec.in!, outF = rec.out!;
+    const wName = `${modName}.weight`;
+    const W = baseWeight(model, wName, out);
+    // Element (o, i) of the math-sense weight [out, in], in the stored layout.
+    const at = (o: number, i: number): number => (conv ? i * outF + o : o * inF + i);
+    if (m.method === 'lora') {
+      const r = m.config.r as number;
+      const s = sign * loraScale({ r, alpha: m.config.alpha as number, rslora: m.config.rslora as boolean });
+      const A = val(`${modName}.lora_A`), B = val(`${modName}.lora_B`);
+      for (let o = 0; o < outF; o++) for (let i = 0; i < inF; i++) {
+        let d = 0;
+        for (let k = 0; k < r; k++) d += B[o * r + k] * A[k * inF + i];
+        W[at(o, i)] += s * d;
+      }
+    } else {
+      const l = val(`${modName}.ia3_l`);
+      const lValue = applied.params.find((q) => q.name === `${modName}.ia3_l`)!.value;
+      const onInput = l.length === inF && !(l.length === outF && isOutputScaled(model, modName, lValue));
+      for (let o = 0; o < outF; o++) for (let i = 0; i < inF; i++) {
+        const f = onInput ? l[i] : l[o];
+        W[at(o, i)] = sign === 1 ? W[at(o, i)] * f : W[at(o, i)] / f;
+      }
+      const bName = `${modName}.bias`;
+      if (!onInput && rec.params.some((p) => p.name === bName)) {
+        const b = baseWeight(model, bName, out);
+        for (let o = 0; o < outF; o++) b[o] = sign === 1 ? b[o] * l[o] : b[o] / l[o];
+        out[bName] = { dtype: 'float32', shape: [outF], data: b };
+      }
+    }
+    out[wName] = { dtype: 'float32', shape: conv ? [inF, outF] : [outF, inF], data: W };
   }
   return out;
 }
 
-/** Whether an (IA)³ vector of a square module scales its output: the graph says, by where the vector is read. */
-function isOutputScaled(model: BuiltModel, modName: string): boolean {
+/** Whether an (IA)³ vector (graph value `lValue`) of a square module scales its output: the graph says, by where it is read. */
+function isOutputScaled(model: BuiltModel, modName: string, lValue: string): boolean {
   const g = model.graph;
   const rec = model.modules.find((r) => r.name === modName)!;
   const entry = g.nodes.find((n) => n.name === rec.entry);
-  return !entry?.inputs.some((i) => g.nodes.some((n) => n.outputs.includes(i) && n.op === 'Mul' && n.inputs.includes(`${modName}.ia3_l`)));
+  return !entry?.inputs.some((i) => g.nodes.some((n) => n.outputs.includes(i) && n.op === 'Mul' && n.inputs.includes(lValue)));
 }

@@ -35,14 +35,41 @@ export interface DeltaParam {
   existing: boolean;
 }
 
+/** Where a set of deltas lives on a graph that may carry several (plugins combined on one base). */
+export interface DeltaScope {
+  /** New parameters become graph values `<namespace>/<name>`, so two sets may use the same method on one module. */
+  namespace?: string;
+  /** Who the set belongs to, for errors (e.g. 'plugin "sentiment"'); default: 'delta set "<namespace>"'. */
+  owner?: string;
+}
+
+// Which delta set took over each backbone weight (or build-time parameter) of a model: a weight has one value, so
+// two sets that both train it cannot be combined.
+const CLAIMS = new WeakMap<BuiltModel, Map<string, { ctx: DeltaContext; method: string }>>();
+
 export class DeltaContext {
   readonly params: DeltaParam[] = [];
   readonly initial: Record<string, HostTensor> = {};
   /** Module name → methods that modified it. */
   readonly marked = new Map<string, string[]>();
   readonly rng: Rng;
-  constructor(readonly model: BuiltModel, seed: number, public method = '') {
+  constructor(readonly model: BuiltModel, seed: number, public method = '', readonly scope: DeltaScope = {}) {
     this.rng = new Rng(seed);
+  }
+
+  /** This set's name in errors. */
+  get owner(): string {
+    return this.scope.owner ?? (this.scope.namespace !== undefined ? `delta set "${this.scope.namespace}"` : 'a delta config');
+  }
+
+  private claim(name: string): void {
+    let claims = CLAIMS.get(this.model);
+    if (!claims) CLAIMS.set(this.model, (claims = new Map()));
+    const prior = claims.get(name);
+    if (prior && prior.ctx !== this) {
+      throw new Error(`${prior.ctx.owner} (${prior.method}) and ${this.owner} (${this.method}) both train "${name}": one weight cannot take two trained values; use them one at a time`);
+    }
+    claims.set(name, { ctx: this, method: this.method });
   }
 
   get g() {
@@ -59,7 +86,10 @@ export class DeltaContext {
   /** A new trainable parameter, stored in the plugin under `name`. */
   newParam(name: string, t: HostTensor): Value {
     if (this.params.some((p) => p.name === name)) throw new Error(`${this.method}: parameter "${name}" is added twice (two methods on one module?)`);
-    const v = this.g.initializer(name, t);
+    const ns = this.scope.namespace;
+    const valueName = ns !== undefined ? `${ns}/${name}` : name;
+    if (this.g.values.has(valueName)) throw new Error(`${this.method}: the graph already has a value "${valueName}" (a second delta set on one model needs its own namespace)`);
+    const v = this.g.initializer(valueName, t);
     this.params.push({ name, value: v.name, method: this.method, existing: false });
     this.initial[v.name] = t;
     return v;
@@ -69,6 +99,7 @@ export class DeltaContext {
   adoptParam(name: string, t: HostTensor): Value {
     const v = this.model.builder.deltaWeights.get(name);
     if (!v) throw new Error(`${this.method}: the model was built without "${name}"; build it with deltaBuildOptions(configs) (loadWithDeltas does)`);
+    this.claim(name);
     this.g.initializers.set(v.name, { kind: 'host', tensor: t });
     this.params.push({ name, value: v.name, method: this.method, existing: false });
     this.initial[v.name] = t;
@@ -83,6 +114,7 @@ export class DeltaContext {
     const v = b.weightValues.get(name);
     if (!v) throw new Error(`${this.method}: weight "${name}" is not used by this ${this.model.architecture}`);
     if (v.dtype === 'float16') throw new Error(`${this.method}: weight "${name}" is kept in float16 by mixed precision; training backbone weights needs precision float32`);
+    this.claim(name);
     let trainable = v;
     if (this.g.initializers.has(v.name)) {
       const init = this.g.initializers.get(v.name)!;

@@ -64,7 +64,8 @@ export function trackRun(ws: Workspace, run: RunFile, onEvent: (e: TrainEvent) =
     } else if (e.type === 'eval') {
       pending.push(...Object.entries(e.metrics).map(([k, v]) => ({ key: `eval/${k}`, step: e.step, value: v })));
       flush();
-    } else if (e.type === 'paused') ws.setRunStatus(run.id, 'paused');
+    } else if (e.type === 'checkpoint') flush(); // what a resume starts from is always recorded
+    else if (e.type === 'paused') ws.setRunStatus(run.id, 'paused');
     else if (e.type === 'resumed') ws.setRunStatus(run.id, 'running');
     onEvent(e);
   });

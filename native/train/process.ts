@@ -20,7 +20,8 @@ export function startTrainer(config: TrainConfig, data: { train: Example[]; vali
   const fromSource = import.meta.url.endsWith('.ts');
   const entry = fileURLToPath(new URL(`./trainer-process${fromSource ? '.ts' : '.js'}`, import.meta.url));
   const child: ChildProcess = fork(entry, [], {
-    execArgv: fromSource ? ['--import', 'tsx'] : [],
+    // tsx by absolute URL: the user's working folder need not hold our node_modules.
+    execArgv: fromSource ? ['--import', import.meta.resolve('tsx')] : [],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   const result = new Promise<TrainResult>((resolve, reject) => {

@@ -15,10 +15,12 @@ ack({ opened: ws.recovered });
 for (let it = 0; it < iterations; it++) {
   const id = Workspace.newRunId();
   const config = { model: '/models/m', deltas: [{ method: 'lora', r: 2, alpha: 4 }], epochs: 1, batchSize: 4, lr: 1e-3, maxLength: 16, seed: it, runDir: join(dir, 'runs', id) };
-  ws.createRun({ id, config, method: 'lora', dir: `runs/${id}` });
-  ack({ run: id });
+  // Files before the row that names them, as the CLI does: a kill in between leaves an orphan folder, never a row
+  // without its folder.
   mkdirSync(join(dir, 'runs', id), { recursive: true });
   writeRunFile(join(dir, 'runs', id), { id, dataset: { dir: '/nowhere', digest: 'd', task: 'classification' }, config: config as never });
+  ws.createRun({ id, config, method: 'lora', dir: `runs/${id}` });
+  ack({ run: id });
   ws.startRun(id, { device: 'cpu', totalSteps: 15 });
   for (let k = 0; k < 3; k++) {
     const points = Array.from({ length: 5 }, (_, i) => ({ key: 'train/loss', step: k * 5 + i + 1, value: 1 / (k * 5 + i + 1) }));

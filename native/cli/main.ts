@@ -6,6 +6,7 @@ import { inspect } from './inspect.js';
 import { resumeCommand, trainCommand } from './train.js';
 import { evalCommand, predictCommand, predictWithPlugins } from './predict.js';
 import { passed } from '../autodiff/gradcheck.js';
+import { serveCommand } from './serve.js';
 import { exportCommand, importPeftCommand, pluginsCommand, runsCommand, workspaceCommand } from './library.js';
 
 const HELP = `delta-studio — delta tuning of pretrained language models, on your own machine
@@ -24,6 +25,7 @@ Commands:
   plugins   list | show | tag | alias | notes | import   The plugin library: versions, aliases, tags
   export    Export a plugin version: PEFT adapter, merged model, ONNX, or a bundle (zip with a model card)
   import-peft  Import a PEFT LoRA adapter folder as a plugin
+  serve     The engine and the UI over HTTP + WebSocket (headless, e.g. on a GPU server), token-protected
   doctor    Show the runtime (onnxruntime version, providers, CUDA status and why not) and check the
             gradient of every op rule on every usable provider
 
@@ -234,6 +236,26 @@ loading it can run code.`,
     positionals: true,
     options: { model: { type: 'string' }, name: { type: 'string' }, task: { type: 'string' }, labels: { type: 'string' }, workspace: { type: 'string' }, json: { type: 'boolean', default: false } },
     run: async (v, pos) => importPeftCommand(pos, v),
+  },
+  serve: {
+    help: `Usage: delta-studio serve [--workspace DIR] [--host H] [--port N] [--allow DIR]… [--token T] [--json]
+
+Serves the engine and the UI over HTTP + WebSocket (headless mode: the engine on a GPU server, the UI in your
+browser). Prints the URL with its token; every request needs the token (a cookie the URL sets, or
+Authorization: Bearer <token>). Paths the UI names (models, data, exports) must lie in the workspace or a
+folder given with --allow. Ctrl-C stops it; a training run stops after its step and can be resumed.
+
+Options:
+  --workspace DIR   a workspace to open (created if new); its folder is allowed
+  --host H          address to listen on (default 127.0.0.1; anything else is reachable from the network:
+                    prefer an SSH tunnel, ssh -L 8470:127.0.0.1:8470 server)
+  --port N          port (default 8470; 0 picks a free one)
+  --allow DIR       a folder the UI may import models and data from or export to; repeatable
+  --token T         the access token (default: 32 random bytes, hex; at least 16 characters)
+  --json            print {"url", "token", "port"} as one JSON line`,
+    options: { workspace: { type: 'string' }, host: { type: 'string' }, port: { type: 'string' }, allow: { type: 'string', multiple: true }, token: { type: 'string' }, json: { type: 'boolean', default: false } },
+    // --allow is repeatable: parseArgs gives it as a list.
+    run: (v) => serveCommand(v as Record<string, string | boolean | string[] | undefined>),
   },
   resume: {
     help: `Usage: delta-studio resume <run-id> [--workspace DIR] [--json]     (or: resume <workspace>/runs/<run-id>)

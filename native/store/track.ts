@@ -45,7 +45,7 @@ export function writeRunFile(runDir: string, run: RunFile): void {
  * Progress metrics are written in batches (at most every `flushMs`, and at every evaluation and at the end), each
  * batch one transaction.
  */
-export function trackRun(ws: Workspace, run: RunFile, onEvent: (e: TrainEvent) => void = () => {}, opts: { flushMs?: number } = {}): TrackedRun {
+export function trackRun(ws: Workspace, run: RunFile, onEvent: (e: TrainEvent) => void = () => {}, opts: { flushMs?: number; startTrainer?: typeof startTrainer } = {}): TrackedRun {
   const row = ws.getRun(run.id);
   const data = { train: loadSplit(run.dataset.dir, 'train'), validation: loadSplit(run.dataset.dir, 'validation') };
   const pending: { key: string; step: number; value: number }[] = [];
@@ -56,7 +56,8 @@ export function trackRun(ws: Workspace, run: RunFile, onEvent: (e: TrainEvent) =
   };
   const t0 = performance.now();
   ACTIVE_RUNS.add(run.id);
-  const job = startTrainer(run.config, data, (e) => {
+  // The desktop app hosts the trainer in an Electron utilityProcess; the CLI and `serve` fork a Node child.
+  const job = (opts.startTrainer ?? startTrainer)(run.config, data, (e) => {
     if (e.type === 'start') ws.startRun(run.id, { device: e.device, totalSteps: e.totalSteps, trainableParams: e.trainable });
     else if (e.type === 'progress') {
       pending.push({ key: 'train/loss', step: e.step, value: e.loss }, { key: 'train/lr', step: e.step, value: e.lr }, { key: 'train/grad_norm', step: e.step, value: e.gradNorm }, { key: 'train/tokens_per_sec', step: e.step, value: e.tokensPerSec });

@@ -1,0 +1,28 @@
+// Bundles the Electron main process, the sandboxed preload and the utilityProcess trainer into dist-electron/ (CommonJS:
+// a sandboxed preload cannot load ES modules, and one format for all three keeps __dirname meaningful).
+// Native modules stay external: electron-builder ships them (asarUnpack) rebuilt for Electron's ABI.
+import { build } from 'esbuild';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const external = ['electron', 'onnxruntime-node', 'better-sqlite3'];
+const common = {
+  absWorkingDir: root,
+  bundle: true,
+  platform: 'node',
+  format: 'cjs',
+  target: 'node22', // Electron 39 ships Node 22
+  sourcemap: 'linked',
+  logLevel: 'info',
+  external,
+  // import.meta.url has no CommonJS meaning: point it at the bundle's own file.
+  define: { 'import.meta.url': '__importMetaUrl' },
+  banner: { js: "const __importMetaUrl = require('url').pathToFileURL(__filename).href;" },
+};
+
+await Promise.all([
+  build({ ...common, entryPoints: { main: 'electron/entry.ts', trainer: 'electron/trainer-entry.ts' }, outdir: 'dist-electron', outExtension: { '.js': '.cjs' } }),
+  // The preload needs only the contract's names and zod, never node built-ins beyond what the sandbox offers.
+  build({ ...common, entryPoints: { preload: 'electron/preload-entry.ts' }, outdir: 'dist-electron', outExtension: { '.js': '.cjs' }, platform: 'browser', define: {}, banner: {}, external: ['electron'] }),
+]);

@@ -1,0 +1,17 @@
+// Bundled as dist-electron/main.cjs, Electron's main entry ("main" in the packaged package.json): the real electron
+// modules and the engine's service handed to createApp.
+import { join } from 'node:path';
+import { app, BrowserWindow, dialog, ipcMain, Menu, protocol, session, shell, utilityProcess } from 'electron';
+import { createService } from '../native/api/service.js';
+import { createApp, type AppDeps } from './main.js';
+import { utilityTrainer, type UtilityProcessLike } from './trainer-host.js';
+
+// dist-electron/ sits beside renderer/dist in the app (asar or not).
+const here = __dirname;
+createApp({
+  app, BrowserWindow, ipcMain, dialog, shell, Menu, protocol, session, utilityProcess,
+  createService: createService as unknown as AppDeps['createService'],
+  makeTrainerStarter: (u: unknown) => utilityTrainer(u as UtilityProcessLike, join(here, 'trainer.cjs')),
+  rendererDir: join(here, '..', 'renderer', 'dist'),
+  preloadPath: join(here, 'preload.cjs'),
+} as unknown as AppDeps);

@@ -1,0 +1,163 @@
+// The real UI end to end: `delta-studio serve` on a temporary folder, driven by playwright-core in Debian's Chromium.
+// Create a workspace → import the demo model and data → start a LoRA run → the loss chart gets points → the run
+// finishes → plugin v1 appears → export PEFT → the files exist; a sweep of two methods puts two points on the scatter
+// plot; the playground answers base vs base + plugin. Screenshots of every screen go to out/screenshots/.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium, type Browser, type Page } from 'playwright-core';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const demo = join(root, 'native/demo');
+const shots = join(root, 'out/screenshots');
+const CHROMIUM = '/usr/bin/chromium';
+
+describe('the UI through delta-studio serve', () => {
+  let server: ChildProcess;
+  let browser: Browser;
+  let page: Page;
+  let url = '';
+  let token = '';
+  const dir = mkdtempSync(join(tmpdir(), 'ds-e2e-'));
+  const ws = join(dir, 'workspace');
+  const shot = (name: string) => page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+  const go = async (screen: string) => {
+    await page.getByTestId(`nav-${screen}`).click();
+    await page.waitForFunction((s) => location.hash === `#/${s}`, screen);
+  };
+
+  before(async () => {
+    assert.ok(existsSync(join(root, 'renderer/dist/index.html')), 'renderer/dist is built (npm run build:ui; npm test does it)');
+    assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is installed (apt-get install chromium; .ci/run does it)`);
+    mkdirSync(shots, { recursive: true });
+    server = spawn(process.execPath, [join(root, 'bin/delta-studio.js'), 'serve', '--port', '0', '--allow', dir, '--allow', demo, '--json'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const info = await new Promise<{ url: string; token: string }>((resolve, reject) => {
+      let out = '';
+      server.stdout!.on('data', (d: Buffer) => {
+        out += d.toString();
+        const line = out.split('\n').find((l) => l.startsWith('{'));
+        if (line) resolve(JSON.parse(line) as { url: string; token: string });
+      });
+      server.on('exit', (code) => reject(new Error(`serve exited with ${code}`)));
+    });
+    url = info.url.replace(/\?.*$/, '').replace(/\/$/, '');
+    token = info.token;
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-default-apps', '--disable-sync', '--no-first-run', '--metrics-recording-only', '--disable-dev-shm-usage'] });
+    page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
+    page.setDefaultTimeout(60_000);
+  });
+
+  after(async () => {
+    await browser?.close();
+    server?.kill('SIGINT');
+    await new Promise((r) => (server.exitCode !== null ? r(null) : server.on('exit', r)));
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('without the token the server refuses; with it the app loads', async () => {
+    const res = await fetch(`${url}/api/app.info`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    assert.equal(res.status, 401);
+    await page.goto(`${url}/?token=${token}`);
+    await page.getByTestId('workspace-path').waitFor();
+    await shot('01-workspaces');
+  });
+
+  test('create a workspace, import the demo model and dataset', async () => {
+    await page.getByTestId('workspace-path').fill(ws);
+    await page.getByTestId('workspace-create').click();
+    // Opening a workspace moves on to the models screen; the workspaces screen then names it.
+    await page.waitForFunction(() => location.hash === '#/models');
+    await go('workspaces');
+    assert.equal(await page.getByTestId('workspace-current').textContent(), ws);
+    assert.ok(existsSync(join(ws, 'workspace.db')));
+
+    await go('models');
+    await page.getByTestId('model-path').fill(join(demo, 'backbone'));
+    await page.getByTestId('model-import-submit').click();
+    await page.getByTestId('model-item').first().click();
+    await page.getByTestId('module-tree').waitFor();
+    await page.getByTestId('target-modules').fill('q_proj, v_proj');
+    await page.getByTestId('report-trainable').waitFor();
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid="module-tree"] .delta, [data-testid="module-tree"] [data-delta]').length > 0 || /lora/i.test(document.querySelector('[data-testid="module-tree"]')?.textContent ?? ''));
+    await shot('02-models');
+
+    await go('datasets');
+    await page.getByTestId('dataset-path').fill(join(demo, 'reviews-train.csv'));
+    await page.getByTestId('dataset-preview').click();
+    await page.getByTestId('preview-table').waitFor();
+    await page.getByTestId('dataset-name').fill('reviews');
+    await page.getByTestId('dataset-task').selectOption('classification');
+    await page.getByTestId('dataset-import').click();
+    await page.getByTestId('label-bars').waitFor();
+    await shot('03-datasets');
+  });
+
+  test('a LoRA run: estimate, live chart points, finished, plugin v1, PEFT export on disk', async () => {
+    await go('new-run');
+    await page.getByTestId('run-method').selectOption('lora-r8');
+    await page.getByTestId('field-maxSteps').fill('30');
+    await page.getByTestId('field-maxLength').fill('32');
+    await page.getByTestId('field-evalEvery').fill('10');
+    await page.getByTestId('run-estimate').click();
+    await page.getByTestId('estimate-trainable').waitFor();
+    assert.match((await page.getByTestId('estimate-trainable').textContent())!, /14[,.]?592/);
+    await shot('04-new-run');
+    await page.getByTestId('run-start').click();
+    await page.getByTestId('run-view').waitFor();
+    const chart = page.getByTestId('loss-chart');
+    await page.waitForFunction(() => Number(document.querySelector('[data-testid="loss-chart"]')?.getAttribute('data-points') ?? 0) > 0);
+    await page.waitForFunction(() => document.querySelector('[data-testid="run-status"]')?.textContent === 'finished', null, { timeout: 120_000 });
+    assert.ok(Number(await chart.getAttribute('data-points')) >= 20, `loss chart points: ${await chart.getAttribute('data-points')}`);
+    await shot('05-run');
+
+    await go('plugins');
+    await page.getByTestId('plugin-item').first().click();
+    await page.getByTestId('plugin-detail').waitFor();
+    assert.match((await page.getByTestId('plugin-version').textContent())!, /v1/);
+    await page.getByTestId('export-peft').click();
+    await page.getByTestId('export-done').waitFor();
+    const exportsDir = join(ws, 'exports');
+    const peft = readdirSync(exportsDir).find((f) => f.endsWith('-peft'));
+    assert.ok(peft, `a PEFT export in ${exportsDir}: ${readdirSync(exportsDir).join(', ')}`);
+    assert.ok(existsSync(join(exportsDir, peft, 'adapter_config.json')));
+    assert.ok(existsSync(join(exportsDir, peft, 'adapter_model.safetensors')));
+    await shot('06-plugins');
+  });
+
+  test('a sweep of two methods shows both points on the scatter plot', async () => {
+    await go('compare');
+    for (const id of ['lora-r8', 'ia3', 'bitfit']) {
+      const box = page.getByTestId(`sweep-method-${id}`);
+      if (await box.isChecked() !== (id !== 'ia3')) await box.click();
+    }
+    await page.getByTestId('sweep-max-steps').fill('12');
+    await page.getByTestId('sweep-max-length').fill('32');
+    await page.getByTestId('sweep-start').click();
+    await page.waitForFunction(() => [...document.querySelectorAll('[data-testid="sweep-point"]')].filter((r) => /finished/.test(r.textContent ?? '')).length === 2, null, { timeout: 180_000 });
+    await page.waitForFunction(() => Number(document.querySelector('[data-testid="sweep-scatter"]')?.getAttribute('data-points') ?? 0) === 2);
+    await shot('07-compare');
+  });
+
+  test('the playground shows base and base + plugin side by side', async () => {
+    await go('playground');
+    await page.getByTestId('playground-plugin').first().check();
+    await page.getByTestId('playground-input').fill('a superb, wonderful film');
+    await page.getByTestId('playground-run').click();
+    await page.getByTestId('prediction-plugins').waitFor();
+    await page.waitForFunction(() => /positive|negative/.test(document.querySelector('[data-testid="prediction-plugins"]')?.textContent ?? ''));
+    await shot('08-playground');
+  });
+
+  test('runs screen after a reload still shows the finished run and its chart', async () => {
+    await go('runs');
+    await page.reload();
+    await page.getByTestId('run-item').first().click();
+    await page.waitForFunction(() => document.querySelector('[data-testid="run-status"]')?.textContent === 'finished');
+    await page.waitForFunction(() => Number(document.querySelector('[data-testid="loss-chart"]')?.getAttribute('data-points') ?? 0) > 0);
+    await shot('09-runs-after-reload');
+  });
+});

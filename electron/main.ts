@@ -126,8 +126,6 @@ export interface AppDeps {
   rendererDir: string;
   preloadPath: string;
   platform?: NodeJS.Platform;
-  /** How long quitting waits for cancelled runs to stop (ms). */
-  quitTimeoutMs?: number;
 }
 
 /** Whether a URL is ours: the app:// origin exactly (scheme, host, no port or credentials). */
@@ -331,14 +329,6 @@ export function createApp(deps: AppDeps): StudioApp {
     else active.delete(p.runId);
   };
 
-  /** Cancels every active run (each stops after its current step, checkpointed, resumable) and waits a while. */
-  const cancelRuns = async (): Promise<void> => {
-    const ids = [...active.keys()];
-    await Promise.allSettled(ids.map((runId) => call('runs.cancel', { runId })));
-    const deadline = Date.now() + (deps.quitTimeoutMs ?? 15_000);
-    while (active.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-  };
-
   app.on('before-quit', (event: { preventDefault(): void }) => {
     if (quitting) return;
     event.preventDefault();
@@ -348,11 +338,12 @@ export function createApp(deps: AppDeps): StudioApp {
         const r = await dialog.showMessageBox(win, {
           type: 'question', buttons: ['Stop and quit', 'Keep training'], defaultId: 1, cancelId: 1,
           message: `${n} training run${n > 1 ? 's are' : ' is'} still going.`,
-          detail: 'Quitting stops after the current step and keeps the last checkpoint: resume the run later from the Runs page.',
+          detail: 'Quitting stops after the current step and keeps the last checkpoint: the run is marked interrupted; resume it later from the Runs page.',
         });
         if (r.response !== 0) return;
-        await cancelRuns();
       }
+      // Closing the service stops a training run after its step and records it (and any queued one) as
+      // interrupted: the Runs page offers to resume it next time.
       quitting = true;
       try {
         await service?.close();

@@ -257,3 +257,30 @@ test('static files: content types, client routes, no traversal', async () => {
     await s2.close();
   }
 });
+
+test('closing the service during a run leaves it interrupted and resumable', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ds-api-close-'));
+  const service = createService({ stateDir: join(dir, 'state'), workspace: join(dir, 'ws') });
+  const h = service.handlers;
+  await h['workspace.create']({ path: join(dir, 'ws') });
+  const model = await h['models.import']({ path: join(DEMO, 'backbone'), copy: false });
+  const seen: string[] = [];
+  service.events.on('run.progress', () => { seen.push('progress'); });
+  const { jobId } = await h['datasets.import']({ path: join(DEMO, 'reviews-train.csv'), name: 'reviews', task: 'classification', columns: {}, validationFraction: 0.1, seed: 0 });
+  const done = new Promise<{ versionId?: number; version?: { id: number } }>((resolve) => service.events.on('job.done', (e) => { if (e.jobId === jobId) resolve(e.result as never); }));
+  const imported = await done;
+  const versionId = imported.versionId ?? imported.version?.id;
+  assert.ok(versionId, `dataset version id in ${JSON.stringify(imported)}`);
+  const { runId } = await h['runs.start']({ modelId: model.id, datasetVersionId: versionId, deltas: [{ method: 'lora' }], epochs: 50, batchSize: 8, accumulation: 1, lr: 1e-3, schedule: 'linear', warmup: 0, weightDecay: 0, maxLength: 32, seed: 0, device: 'cpu', precision: 'float32', checkpointEvery: 5 } as never) as { runId: string };
+  const t0 = Date.now();
+  while (seen.length < 3 && Date.now() - t0 < 60_000) await new Promise((r) => setTimeout(r, 20));
+  await service.close();
+  const again = createService({ stateDir: join(dir, 'state'), workspace: join(dir, 'ws') });
+  await again.handlers['workspace.open']({ path: join(dir, 'ws') });
+  const { run } = await again.handlers['runs.get']({ runId });
+  assert.equal(run.status, 'interrupted');
+  assert.match(run.reason ?? '', /app was closed during the run; resume it/);
+  assert.ok(run.steps >= 1 && run.steps < 50 * 90, `stopped part way: ${run.steps} steps`);
+  await again.close();
+  rmSync(dir, { recursive: true, force: true });
+});

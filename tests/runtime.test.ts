@@ -43,7 +43,8 @@ describe('sessions', () => {
   });
 
   test('run() in a worker leaves this thread responsive; in this thread it blocks it', async () => {
-    const g = chain(384, 24);
+    // Long enough (~0.3 s) that a responsive thread fires many timers even on a busy 2-core machine.
+    const g = chain(384, 96);
     const x: HostTensor = { dtype: 'float32', shape: [384, 384], data: Float32Array.from({ length: 384 * 384 }, (_, i) => Math.cos(i) / 64) };
     const ticksDuring = async (run: () => Promise<unknown>): Promise<number> => {
       let ticks = 0, done = false;

@@ -663,13 +663,20 @@ export function createService(opts: ServiceOptions): Service {
     async close() {
       if (closed) return;
       closed = true;
-      // Queued runs stay queued in the store; the training one stops after its step (resumable).
+      // The app is closing: the training run stops after its step and, like the queued ones, is recorded as
+      // interrupted (not cancelled: nobody chose to stop it), so the Runs page offers to resume it.
+      const stopped = [...queue, ...(current ? [current.runId] : [])];
       queue.length = 0;
       if (current) {
         current.tracked.job.cancel();
         current.tracked.job.resume();
       }
       await Promise.allSettled([...finished]);
+      for (const id of stopped) {
+        try {
+          if (ws && ['queued', 'cancelled'].includes(ws.getRun(id).status)) ws.setRunStatus(id, 'interrupted', 'the app was closed during the run; resume it');
+        } catch { /* the store is what it is; check reports the rest */ }
+      }
       await closeSessions();
       ws?.close();
       ws = null;

@@ -7,6 +7,7 @@ import { resumeCommand, trainCommand } from './train.js';
 import { evalCommand, predictCommand, predictWithPlugins } from './predict.js';
 import { passed } from '../autodiff/gradcheck.js';
 import { serveCommand } from './serve.js';
+import { gpuCommand } from './gpu.js';
 import { exportCommand, importPeftCommand, pluginsCommand, runsCommand, workspaceCommand } from './library.js';
 
 const HELP = `delta-studio — delta tuning of pretrained language models, on your own machine
@@ -26,6 +27,7 @@ Commands:
   export    Export a plugin version: PEFT adapter, merged model, ONNX, or a bundle (zip with a model card)
   import-peft  Import a PEFT LoRA adapter folder as a plugin
   serve     The engine and the UI over HTTP + WebSocket (headless, e.g. on a GPU server), token-protected
+  gpu       NVIDIA GPU and CUDA provider status; --install fetches the pinned CUDA provider in one step
   doctor    Show the runtime (onnxruntime version, providers, CUDA status and why not) and check the
             gradient of every op rule on every usable provider
 
@@ -256,6 +258,16 @@ Options:
     options: { workspace: { type: 'string' }, host: { type: 'string' }, port: { type: 'string' }, allow: { type: 'string', multiple: true }, token: { type: 'string' }, json: { type: 'boolean', default: false } },
     // --allow is repeatable: parseArgs gives it as a list.
     run: (v) => serveCommand(v as Record<string, string | boolean | string[] | undefined>),
+  },
+  gpu: {
+    help: `Usage: delta-studio gpu [--install] [--data-dir DIR] [--json]
+
+Says whether this machine can train on an NVIDIA GPU: the GPU and its driver, the CUDA provider of onnxruntime
+(present next to its core library? does a CUDA session load?), and what is missing. With --install: downloads the
+pinned provider (onnxruntime 1.29.0, CUDA 13, from the npm registry; sha256 and sha512 checked), unpacks it into the
+data folder (default: the app's, ~/.config/delta-studio) and copies it next to onnxruntime's core library.`,
+    options: { install: { type: 'boolean', default: false }, 'data-dir': { type: 'string' }, json: { type: 'boolean', default: false } },
+    run: (v) => gpuCommand(v),
   },
   resume: {
     help: `Usage: delta-studio resume <run-id> [--workspace DIR] [--json]     (or: resume <workspace>/runs/<run-id>)

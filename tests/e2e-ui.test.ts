@@ -5,7 +5,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { Workspace } from '../native/store/workspace.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -34,7 +35,7 @@ describe('the UI through delta-studio serve', () => {
     assert.ok(existsSync(join(root, 'renderer/dist/index.html')), 'renderer/dist is built (npm run build:ui; npm test does it)');
     assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is installed (apt-get install chromium; .ci/run does it)`);
     mkdirSync(shots, { recursive: true });
-    server = spawn(process.execPath, [join(root, 'bin/delta-studio.js'), 'serve', '--port', '0', '--allow', dir, '--allow', demo, '--json'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    server = spawn(process.execPath, [join(root, 'bin/delta-studio.js'), 'serve', '--port', '0', '--allow', dir, '--allow', demo, '--json'], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, XDG_CONFIG_HOME: join(dir, 'config'), APPDATA: join(dir, 'config') } });
     const info = await new Promise<{ url: string; token: string }>((resolve, reject) => {
       let out = '';
       server.stdout!.on('data', (d: Buffer) => {
@@ -159,5 +160,38 @@ describe('the UI through delta-studio serve', () => {
     await page.waitForFunction(() => document.querySelector('[data-testid="run-status"]')?.textContent === 'finished');
     await page.waitForFunction(() => Number(document.querySelector('[data-testid="loss-chart"]')?.getAttribute('data-points') ?? 0) > 0);
     await shot('09-runs-after-reload');
+  });
+
+  test('opening a damaged workspace offers the workspace check, which reports the damage', async () => {
+    const broken = join(dir, 'broken');
+    Workspace.init(broken).close();
+    const db = join(broken, 'workspace.db');
+    const bytes = readFileSync(db);
+    bytes.fill(0x41, 4096, 12288);
+    writeFileSync(db, bytes);
+    rmSync(`${db}-wal`, { force: true });
+    await go('workspaces');
+    await page.getByTestId('workspace-path').fill(broken);
+    await page.getByTestId('workspace-open').click();
+    await page.getByTestId('workspace-check-damaged').click();
+    await page.getByTestId('check-report').waitFor();
+    assert.match((await page.getByTestId('check-report').textContent())!, /problem/);
+    await shot('10-damaged-workspace');
+  });
+
+  test('the screens are reachable from the keyboard', async () => {
+    await page.goto(`${url}/#/workspaces`);
+    await page.getByTestId('workspace-path').waitFor();
+    let focused = '';
+    for (let i = 0; i < 30 && focused !== 'nav-plugins'; i++) {
+      await page.keyboard.press('Tab');
+      focused = await page.evaluate(() => document.activeElement?.getAttribute('data-testid') ?? '');
+    }
+    assert.equal(focused, 'nav-plugins', 'Tab reaches the navigation');
+    await page.keyboard.press('Enter');
+    await page.waitForFunction(() => location.hash === '#/plugins');
+    await page.getByTestId('plugin-item').first().focus();
+    await page.keyboard.press('Enter');
+    await page.getByTestId('plugin-detail').waitFor();
   });
 });

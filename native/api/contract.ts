@@ -56,7 +56,7 @@ export const METHODS = {
   'workspace.create': method({ params: z.object({ path }).strict(), doc: 'create (or open) a workspace folder', paths: (p) => [p.path] }),
   'workspace.open': method({ params: z.object({ path }).strict(), doc: 'open a workspace (migrating an older one); runs left running are marked interrupted', paths: (p) => [p.path] }),
   'workspace.recent': method({ params: none, doc: 'recently opened workspaces, newest first' }),
-  'workspace.check': method({ params: z.object({ repair: z.boolean().default(false) }).strict(), doc: 'verify database and files; repair what is safe' }),
+  'workspace.check': method({ params: z.object({ path: path.optional(), repair: z.boolean().default(false) }).strict(), doc: 'verify database and files (the open workspace, or one that failed to open); repair what is safe', paths: (p) => [p.path] }),
 
   'models.import': method({ params: z.object({ path, copy: z.boolean().default(false), name: text(100).optional() }).strict(), doc: 'record a Hugging Face model folder', paths: (p) => [p.path] }),
   'models.list': method({ params: none, doc: 'models of the workspace' }),
@@ -110,7 +110,7 @@ export const EVENT_NAMES: EventName[] = ['run.status', 'run.progress', 'run.eval
 
 /** An error as it crosses a transport: a stable code and a message that says what to do next. */
 export interface ApiError {
-  code: 'bad-params' | 'not-found' | 'path-outside' | 'unauthorized' | 'conflict' | 'failed' | 'unknown-method';
+  code: 'bad-params' | 'not-found' | 'path-outside' | 'unauthorized' | 'conflict' | 'failed' | 'unknown-method' | 'damaged';
   message: string;
   /** For bad-params: which parameter, and what was expected. */
   issues?: { path: string; message: string }[];

@@ -28,7 +28,7 @@ export interface ServerOptions {
 export interface RunningServer { url: string; token: string; port: number; close(): Promise<void> }
 
 const COOKIE = 'ds_token';
-const STATUS: Record<ApiError['code'], number> = { 'bad-params': 400, 'unknown-method': 404, 'not-found': 404, 'path-outside': 403, unauthorized: 401, conflict: 409, failed: 500 };
+const STATUS: Record<ApiError['code'], number> = { 'bad-params': 400, 'unknown-method': 404, 'not-found': 404, 'path-outside': 403, unauthorized: 401, conflict: 409, failed: 500, damaged: 409 };
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.mjs': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8',
   '.json': 'application/json; charset=utf-8', '.svg': 'image/svg+xml', '.png': 'image/png', '.jpg': 'image/jpeg', '.ico': 'image/x-icon',

@@ -108,7 +108,7 @@ export interface ServiceOptions {
 
 // ——— errors ———
 
-const WS_CODES: Partial<Record<WorkspaceError['code'], ApiError['code']>> = { 'not-found': 'not-found', exists: 'conflict', conflict: 'conflict', 'bad-input': 'bad-params' };
+const WS_CODES: Partial<Record<WorkspaceError['code'], ApiError['code']>> = { 'not-found': 'not-found', exists: 'conflict', conflict: 'conflict', 'bad-input': 'bad-params', damaged: 'damaged' };
 
 /** Any error as a ContractError: engine messages already say what to do next, so they pass through. */
 export function toContractError(e: unknown): ContractError {
@@ -410,7 +410,8 @@ export function createService(opts: ServiceOptions): Service {
     'workspace.create': async (p) => useWorkspace(p.path, true),
     'workspace.open': async (p) => useWorkspace(p.path, false),
     'workspace.recent': async () => recent(),
-    'workspace.check': async (p) => checkWorkspace(need().dir, { repair: p.repair }),
+    // A workspace that failed to open (damaged) is checked by its path.
+    'workspace.check': async (p) => checkWorkspace(p.path ?? need().dir, { repair: p.repair }),
 
     'models.import': async (p) => need().addModel(resolve(p.path), { copy: p.copy, name: p.name }),
     'models.list': async () => need().listModels(),

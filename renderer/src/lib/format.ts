@@ -40,6 +40,7 @@ export function nextStep(code: string): string {
     case 'unauthorized': return 'Reopen the address with the ?token= that `delta-studio serve` printed.';
     case 'conflict': return 'Something else changed it: refresh and try again.';
     case 'unknown-method': return 'The engine is older than this UI: update Delta Studio.';
+    case 'damaged': return 'Run the workspace check: it reports what is damaged and repairs what it safely can.';
     default: return 'Try again; if it keeps failing, run the workspace check.';
   }
 }

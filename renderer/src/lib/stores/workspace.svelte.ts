@@ -22,8 +22,9 @@ export class WorkspaceStore {
     return this.current;
   }
 
-  async runCheck(repair = false): Promise<CheckReport> {
-    this.check = await this.api.call('workspace.check', { repair });
+  /** Checks the open workspace, or `path` (one that failed to open). */
+  async runCheck(repair = false, path?: string): Promise<CheckReport> {
+    this.check = await this.api.call('workspace.check', path ? { repair, path } : { repair });
     return this.check;
   }
 

@@ -13,6 +13,12 @@ export default tseslint.config(
     },
   },
   {
+    // CommonJS, as electron-builder loads its hooks.
+    files: ['**/*.cjs'],
+    languageOptions: { sourceType: 'commonjs', globals: { require: 'readonly', module: 'writable', __dirname: 'readonly' } },
+    rules: { '@typescript-eslint/no-require-imports': 'off' },
+  },
+  {
     files: ['native/**/*.ts'],
     rules: {
       'no-restricted-imports': ['error', { patterns: [{ group: ['electron', '**/electron/**', '**/renderer/**'], message: 'native/ is the engine: plain Node, no Electron or UI imports' }] }],

@@ -2,6 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { EventEmitter } from 'node:events';
 import { METHODS } from '../native/api/contract.js';
 import { CSP, createApp, isAllowedExternal, SECURE_WEB_PREFERENCES, type AppDeps, type IpcEventLike, type ServiceLike, type WebContentsLike } from '../electron/main.js';
@@ -255,4 +256,21 @@ test('electron-builder config: native modules unpacked, rebuilt at packaging, no
   const png = readFileSync(new URL('../build/icon.png', import.meta.url));
   assert.equal(png.readUInt32BE(16), 512);
   assert.equal(png.readUInt32BE(20), 512);
+});
+
+test('the afterPack hook flips the fuses: no RunAsNode, no NODE_OPTIONS or inspect flags, app only from its asar', async () => {
+  const c = JSON.parse(readFileSync(new URL('../build/electron-builder.json', import.meta.url), 'utf8'));
+  assert.equal(c.afterPack, 'build/after-pack.cjs');
+  const require = createRequire(import.meta.url);
+  const hook = require('../build/after-pack.cjs') as { fuseSettings(p: string): Record<string | number, unknown> };
+  const { FuseV1Options } = await import('@electron/fuses');
+  for (const platform of ['linux', 'win32', 'darwin']) {
+    const f = hook.fuseSettings(platform);
+    assert.equal(f[FuseV1Options.RunAsNode], false);
+    assert.equal(f[FuseV1Options.EnableNodeOptionsEnvironmentVariable], false);
+    assert.equal(f[FuseV1Options.EnableNodeCliInspectArguments], false);
+    assert.equal(f[FuseV1Options.OnlyLoadAppFromAsar], true);
+    assert.equal(f[FuseV1Options.GrantFileProtocolExtraPrivileges], false);
+    assert.equal(f[FuseV1Options.EnableEmbeddedAsarIntegrityValidation], platform !== 'linux');
+  }
 });

@@ -166,6 +166,11 @@ test('the main flow over HTTP: model, data, LoRA run with events, plugin, export
   const metrics = await ok('runs.metrics', { runId: started.runId, keys: ['train/loss'] });
   assert.ok(metrics.series['train/loss'].length > 0);
   assert.equal((await ok('runs.get', { runId: started.runId })).plugin?.version, 1);
+  // The run's log, from its folder: status changes, progress and evaluations, the last line the finish.
+  const log = await ok('runs.log', { runId: started.runId });
+  assert.ok(log.lines.some((l) => / step 1\/\d+ epoch 0 loss /.test(l)), log.lines.join('\n'));
+  assert.match(log.lines.at(-1)!, /status finished; plugin \S+@1$/);
+  assert.ok(events.some((e) => e.event === 'run.log' && (e.data as Events['run.log']).runId === started.runId));
   assert.equal((await call('runs.pause', { runId: started.runId })).error?.code, 'conflict');
 
   const plugin = await ok('plugins.get', { name: 'reviews-lora' });

@@ -159,6 +159,9 @@ describe('the UI through delta-studio serve', () => {
     await page.getByTestId('run-item').first().click();
     await page.waitForFunction(() => document.querySelector('[data-testid="run-status"]')?.textContent === 'finished');
     await page.waitForFunction(() => Number(document.querySelector('[data-testid="loss-chart"]')?.getAttribute('data-points') ?? 0) > 0);
+    // The log comes back from the run's folder.
+    await page.waitForFunction(() => /status finished; plugin \S+@\d/.test(document.querySelector('[data-testid="run-logs"]')?.textContent ?? ''));
+    await page.locator('summary', { hasText: 'Logs' }).click();
     await shot('09-runs-after-reload');
   });
 

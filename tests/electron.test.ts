@@ -14,7 +14,7 @@ const VALID: Record<string, unknown> = {
   'workspace.create': { path: '/tmp/ws' }, 'workspace.open': { path: '/tmp/ws' }, 'models.import': { path: '/tmp/m' },
   'models.tree': { modelId: 1 }, 'datasets.preview': { path: '/tmp/d.csv' }, 'datasets.import': { path: '/tmp/d.csv', name: 'd', task: 'classification' },
   'datasets.stats': { versionId: 1 }, 'runs.estimate': { modelId: 1, datasetVersionId: 1, deltas: [{ method: 'lora' }] },
-  'runs.start': { modelId: 1, datasetVersionId: 1, deltas: [{ method: 'lora' }] }, 'runs.get': { runId: 'r1' }, 'runs.metrics': { runId: 'r1' },
+  'runs.start': { modelId: 1, datasetVersionId: 1, deltas: [{ method: 'lora' }] }, 'runs.get': { runId: 'r1' }, 'runs.log': { runId: 'r1' }, 'runs.metrics': { runId: 'r1' },
   'runs.pause': { runId: 'r1' }, 'runs.resume': { runId: 'r1' }, 'runs.cancel': { runId: 'r1' }, 'runs.compare': { runIds: ['r1'] },
   'sweeps.start': { base: { modelId: 1, datasetVersionId: 1, deltas: [{ method: 'lora' }] }, variants: [{ lr: 0.01 }] },
   'plugins.get': { name: 'p' }, 'plugins.tag': { ref: 'p@1' }, 'plugins.alias': { ref: 'p@1', alias: 'best' }, 'plugins.notes': { ref: 'p@1', notes: 'x' },

@@ -71,6 +71,7 @@ export const METHODS = {
   'runs.start': method({ params: runConfig, doc: 'queue a run (it starts when the trainer is free)' }),
   'runs.list': method({ params: z.object({ status: runStatus.optional() }).strict(), doc: 'runs with status, method and latest metrics' }),
   'runs.get': method({ params: z.object({ runId: z.string().min(1).max(64) }).strict(), doc: 'one run: config, status, timings, metric keys' }),
+  'runs.log': method({ params: z.object({ runId: z.string().min(1).max(64), tail: z.number().int().min(1).max(100_000).default(2000) }).strict(), doc: 'the last lines of a run\'s log (status changes, progress, evaluations)' }),
   'runs.metrics': method({ params: z.object({ runId: z.string().min(1).max(64), keys: z.array(z.string()).max(64).optional(), afterStep: z.number().int().min(0).optional() }).strict(), doc: 'metric series (steps and values) after a step' }),
   'runs.pause': method({ params: z.object({ runId: z.string().min(1).max(64) }).strict(), doc: 'hold a running run between steps' }),
   'runs.resume': method({ params: z.object({ runId: z.string().min(1).max(64) }).strict(), doc: 'continue a paused run, or an interrupted or cancelled one from its checkpoint' }),

@@ -2,7 +2,7 @@
 // queue, exports and the plugin playground, and one event emitter for the UI. Both transports (Electron IPC and
 // `delta-studio serve`) wrap this; they validate parameters (validateCall) before a handler sees them.
 import { EventEmitter } from 'node:events';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { basename, join, relative, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { z } from 'zod';
@@ -50,6 +50,7 @@ export interface Handlers {
   'runs.start': (p: In<'runs.start'>) => Promise<T.RunStarted>;
   'runs.list': (p: In<'runs.list'>) => Promise<T.RunSummary[]>;
   'runs.get': (p: In<'runs.get'>) => Promise<T.RunDetail>;
+  'runs.log': (p: In<'runs.log'>) => Promise<{ lines: string[] }>;
   'runs.metrics': (p: In<'runs.metrics'>) => Promise<T.RunMetrics>;
   'runs.pause': (p: In<'runs.pause'>) => Promise<T.RunControl>;
   'runs.resume': (p: In<'runs.resume'>) => Promise<T.RunControl>;
@@ -124,6 +125,29 @@ export function toContractError(e: unknown): ContractError {
 const notFound = (message: string): ContractError => new ContractError({ code: 'not-found', message });
 const conflict = (message: string): ContractError => new ContractError({ code: 'conflict', message });
 
+// ——— run logs ———
+
+const LOG_FILE = 'train.log';
+
+/** The log line of an event (progress about 50 times a run), or null. */
+function logLine(event: EventName, data: unknown): string | null {
+  if (event === 'run.status') {
+    const d = data as Events['run.status'];
+    return `status ${d.status}${d.reason ? ` — ${d.reason}` : ''}${d.plugin ? `; plugin ${d.plugin.name}@${d.plugin.version}` : ''}`;
+  }
+  if (event === 'run.progress') {
+    const d = data as Events['run.progress'];
+    const every = Math.max(1, Math.floor(d.totalSteps / 50));
+    if (d.step % every !== 0 && d.step !== d.totalSteps && d.step !== 1) return null;
+    return `step ${d.step}/${d.totalSteps} epoch ${d.epoch} loss ${d.loss.toFixed(4)} lr ${d.lr.toExponential(2)} grad-norm ${d.gradNorm.toFixed(3)} ${Math.round(d.tokensPerSec)} tok/s ETA ${Math.round(d.etaSeconds)} s`;
+  }
+  if (event === 'run.eval') {
+    const d = data as Events['run.eval'];
+    return `eval at step ${d.step}: ${Object.entries(d.metrics).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ')}`;
+  }
+  return null;
+}
+
 // ——— helpers ———
 
 const MODEL_TASK: Record<TaskKind, Task> = { classification: 'classification', 'pair-classification': 'classification', regression: 'regression', 'causal-lm': 'causal-lm', seq2seq: 'seq2seq-lm' };
@@ -195,6 +219,16 @@ export function createService(opts: ServiceOptions): Service {
   emitter.setMaxListeners(100);
   const emit = <E extends EventName>(event: E, data: Events[E]): void => {
     emitter.emit(event, data);
+    const line = logLine(event, data);
+    if (line) writeLog((data as { runId: string }).runId, line);
+  };
+  /** A run's log: one line per event worth reading later, appended to <run>/train.log and sent as run.log. */
+  const writeLog = (runId: string, line: string): void => {
+    const text = `${new Date().toISOString()} ${line}`;
+    try {
+      if (ws) appendFileSync(join(ws.path(ws.getRun(runId).dir), LOG_FILE), `${text}\n`);
+    } catch { /* a log line is not worth failing a run for */ }
+    emitter.emit('run.log', { runId, line: text });
   };
   const recentFile = join(opts.stateDir, 'recent-workspaces.json');
   const tps = opts.defaultTokensPerSec ?? { cpu: 2_000, cuda: 40_000 };
@@ -468,6 +502,12 @@ export function createService(opts: ServiceOptions): Service {
     'runs.estimate': async (p) => estimate(need(), p),
     'runs.start': async (p) => createRun(need(), p),
     'runs.list': async (p) => need().listRuns({ status: p.status }),
+    'runs.log': async (p) => {
+      const w = need();
+      const file = join(w.path(w.getRun(p.runId).dir), LOG_FILE);
+      const lines = existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter(Boolean) : [];
+      return { lines: lines.slice(-p.tail) };
+    },
     'runs.get': async (p) => {
       const w = need();
       const run = w.getRun(p.runId);

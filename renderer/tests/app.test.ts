@@ -11,6 +11,7 @@ describe('app shell', () => {
       'models.list': [], 'datasets.list': [], 'runs.list': [{ id: 'r1', name: 'first', status: 'finished', method: 'lora' }], 'plugins.list': [],
       'runs.get': { run: { id: 'r1', status: 'finished', reason: null, name: 'first' }, config: {}, metricKeys: [], latest: {}, plugin: null, queuePosition: null },
       'runs.metrics': { runId: 'r1', series: { 'train/loss': [{ step: 1, value: 1, nan: false }] } },
+      'runs.log': { lines: [] },
     });
     render(App, { props: { studio: createStudio(api) } });
     expect(await screen.findByTestId('recent-item')).toBeTruthy();

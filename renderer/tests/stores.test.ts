@@ -29,11 +29,12 @@ describe('runs store', () => {
     expect(v.logs).toEqual(['hello']);
   });
 
-  it('rebuilds a run after a reload from runs.get + runs.metrics', async () => {
+  it('rebuilds a run after a reload from runs.get + runs.metrics + runs.log', async () => {
     const api = fakeApi({
       'runs.list': [],
       'runs.get': { run: { id: 'r2', status: 'paused', reason: null }, config: {}, metricKeys: [], latest: {}, plugin: null, queuePosition: null },
       'runs.metrics': { runId: 'r2', series: { 'train/loss': [{ step: 1, value: 2, nan: false }, { step: 2, value: null, nan: true }], 'eval/accuracy': [{ step: 2, value: 0.5, nan: false }], 'train/grad_norm': [{ step: 1, value: 3, nan: false }] } },
+      'runs.log': { lines: ['t0 status running', 't1 step 1/2 epoch 0 loss 2.0000'] },
     });
     const runs = new RunsStore(api);
     const v = await runs.load('r2');
@@ -42,6 +43,7 @@ describe('runs store', () => {
     expect(Number.isNaN(v.loss.ys[1])).toBe(true);
     expect(v.evalKeys).toEqual(['accuracy']);
     expect(v.latestEval).toEqual({ accuracy: 0.5 });
+    expect(v.logs).toEqual(['t0 status running', 't1 step 1/2 epoch 0 loss 2.0000']);
   });
 
   it('control calls set the returned status', async () => {

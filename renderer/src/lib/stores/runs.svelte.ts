@@ -115,6 +115,10 @@ export class RunsStore {
       if (key.startsWith('eval/') && points.length) latest[key.slice(5)] = points[points.length - 1].value ?? NaN;
     }
     v.latestEval = latest;
+    // The log so far, from the run's folder (lines that arrive later come as run.log events).
+    const { lines } = await this.api.call('runs.log', { runId, tail: MAX_LOG_LINES });
+    v.logs.splice(0, v.logs.length, ...lines);
+    v.logVersion++;
     v.version++;
     return v;
   }

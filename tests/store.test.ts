@@ -164,6 +164,15 @@ describe('runs and metrics', () => {
     assert.match(again.getRun('dead-run').reason!, /stopped without finishing.*resume it/);
     assert.equal(again.getRun('live-run').status, 'running');
     again.close();
+    // A worker thread of this process (an export) opens without recovery: our own running run stays running.
+    const mine = Workspace.open(dir);
+    mine.createRun({ id: 'mine', config: {}, method: 'lora', dir: 'runs/mine' });
+    mine.startRun('mine');
+    mine.close();
+    const helper = Workspace.open(dir, { recover: false });
+    assert.deepEqual(helper.recovered, []);
+    assert.equal(helper.getRun('mine').status, 'running');
+    helper.close();
     live.kill();
     await new Promise((r) => live.on('close', r));
   });

@@ -6,23 +6,23 @@ import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync
 import { basename, join, relative, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { z } from 'zod';
-import { ContractError, METHODS, type ApiError, type Events, type EventName, type MethodName, type RunConfig } from './contract.js';
+import { ContractError, METHODS, type Events, type EventName, type MethodName, type RunConfig } from './contract.js';
 import type * as T from './types.js';
-import { importDataset, readDatasetVersion, resolveColumns, tokenLengthStats, DEFAULT_MAX_BYTES, DatasetError, type ColumnMapping, type DatasetVersion, type TaskKind } from '../data/index.js';
+import { importDataset, readDatasetVersion, resolveColumns, tokenLengthStats, DEFAULT_MAX_BYTES, type ColumnMapping, type DatasetVersion, type TaskKind } from '../data/index.js';
 import { formatOf, readRows } from '../data/readers.js';
 import { loadWithDeltas, parseDeltaConfig, type DeltaConfig } from '../delta/index.js';
 import { deltaReport } from '../delta/report.js';
 import { loadModel, type Task } from '../models/index.js';
 import { moduleTree } from '../models/tree.js';
 import { TextTokenizer } from '../models/tokenizer.js';
-import { exportPlugin } from '../export/index.js';
+import { exportInWorker } from '../export/in-worker.js';
 import { importPeft } from '../export/peft.js';
-import { PathEscapeError, safeName } from '../files/paths.js';
+import { safeName } from '../files/paths.js';
 import { writeFileAtomic } from '../files/atomic.js';
 import { PluginSession } from '../plugins/session.js';
 import { checkWorkspace } from '../store/check.js';
 import { trackRun, writeRunFile, type RunFile, type TrackedRun } from '../store/track.js';
-import { Workspace, WorkspaceError, type RunStatus } from '../store/workspace.js';
+import { Workspace, type RunStatus } from '../store/workspace.js';
 import type { TrainConfig, TrainEvent } from '../train/trainer.js';
 import type { startTrainer } from '../train/process.js';
 import { activateCudaProvider, gpuStatus, installCudaProvider } from '../runtime/cuda-install.js';
@@ -109,18 +109,9 @@ export interface ServiceOptions {
 
 // ——— errors ———
 
-const WS_CODES: Partial<Record<WorkspaceError['code'], ApiError['code']>> = { 'not-found': 'not-found', exists: 'conflict', conflict: 'conflict', 'bad-input': 'bad-params', damaged: 'damaged' };
+import { toContractError } from './errors.js';
 
-/** Any error as a ContractError: engine messages already say what to do next, so they pass through. */
-export function toContractError(e: unknown): ContractError {
-  if (e instanceof ContractError) return e;
-  const err = e instanceof Error ? e : new Error(String(e));
-  if (err instanceof WorkspaceError) return new ContractError({ code: WS_CODES[err.code] ?? 'failed', message: err.message });
-  if (err instanceof PathEscapeError) return new ContractError({ code: 'path-outside', message: err.message });
-  if (err instanceof DatasetError) return new ContractError({ code: 'failed', message: err.message });
-  if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new ContractError({ code: 'not-found', message: err.message });
-  return new ContractError({ code: 'failed', message: err.message });
-}
+export { toContractError };
 
 const notFound = (message: string): ContractError => new ContractError({ code: 'not-found', message });
 const conflict = (message: string): ContractError => new ContractError({ code: 'conflict', message });
@@ -616,7 +607,8 @@ export function createService(opts: ServiceOptions): Service {
     'plugins.export': async (p) => {
       const w = need();
       w.resolvePlugin(p.ref); // an unknown plugin is an answer, not a failed job
-      return startJob(async (progress) => exportPlugin(w, { plugin: p.ref, format: p.format, folder: p.folder ? resolve(p.folder) : undefined, name: p.name, onnxMode: p.onnxMode, dtype: p.dtype, overwrite: p.overwrite }, progress));
+      // In a worker thread: a multi-GB export must not stall the thread that answers the UI.
+      return startJob(async (progress) => exportInWorker(w.dir, { plugin: p.ref, format: p.format, folder: p.folder ? resolve(p.folder) : undefined, name: p.name, onnxMode: p.onnxMode, dtype: p.dtype, overwrite: p.overwrite }, progress));
     },
     'plugins.importPeft': async (p) => {
       const w = need();

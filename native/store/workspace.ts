@@ -92,20 +92,22 @@ export class Workspace {
   }
 
   /** Opens an existing workspace: migrates an older one (after a backup), refuses a newer one, recovers crashed runs. */
-  static open(dir: string): Workspace {
+  static open(dir: string, opts: { recover?: boolean } = {}): Workspace {
     const root = resolve(dir);
     if (!existsSync(join(root, DB_FILE))) {
       throw new WorkspaceError(existsSync(root) ? 'not-a-workspace' : 'not-found', `${root}: not a Delta Studio workspace (no ${DB_FILE}); create one with 'delta-studio workspace init ${dir}'`);
     }
     checkWritable(root);
-    return Workspace.openAt(root);
+    return Workspace.openAt(root, opts.recover ?? true);
   }
 
-  private static openAt(root: string, targetVersion?: number): Workspace {
+  private static openAt(root: string, recover = true): Workspace {
     for (const f of FOLDERS) mkdirSync(join(root, f), { recursive: true });
-    const { db, migratedFrom, backup } = openDatabase(join(root, DB_FILE), { targetVersion });
+    const { db, migratedFrom, backup } = openDatabase(join(root, DB_FILE));
     const ws = new Workspace(root, db, migratedFrom, backup);
-    ws.recoverInterrupted();
+    // A helper thread of the process that runs the runs (an export worker) must not judge them: it cannot see
+    // which runs its process is driving.
+    if (recover) ws.recoverInterrupted();
     return ws;
   }
 

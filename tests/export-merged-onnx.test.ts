@@ -159,8 +159,11 @@ describe('merged Hugging Face folder', () => {
   test('sharding: small shards, an index that covers every tensor, total_size right', async () => {
     const plugin = makePlugin('llama', { method: 'lora', r: 4, alpha: 8 }, 3);
     const out = join(tmp, 'merged-sharded');
-    const r = exportMerged(plugin, join(FIXTURES, 'llama'), out, { dtype: 'float32', shardBytes: 40_000 });
+    const reports: number[] = [];
+    const r = exportMerged(plugin, join(FIXTURES, 'llama'), out, { dtype: 'float32', shardBytes: 40_000, onProgress: (f) => reports.push(f) });
     assert.ok(r.files.length >= 2, `${r.files.length} shards`);
+    assert.ok(reports.length >= 5 && reports.every((f, i) => f > 0 && f <= 1 && (i === 0 || f > reports[i - 1])), `progress rises: ${reports.join(', ')}`);
+    assert.equal(reports.at(-1), 1);
     const index = JSON.parse(readFileSync(join(out, 'model.safetensors.index.json'), 'utf8'));
     const shards = readdirSync(out).filter((f) => f.endsWith('.safetensors')).sort();
     assert.deepEqual(shards, r.files.map((_, i) => `model-${String(i + 1).padStart(5, '0')}-of-${String(r.files.length).padStart(5, '0')}.safetensors`));

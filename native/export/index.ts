@@ -69,7 +69,7 @@ export function exportPlugin(ws: Workspace, req: ExportRequest, progress: (fract
       files = exportPeft(plugin, model!, out, { overwrite: req.overwrite, force: req.force }).files;
       break;
     case 'merged': {
-      const r = exportMerged(plugin, model!, out, { overwrite: req.overwrite, force: req.force, dtype: req.dtype });
+      const r = exportMerged(plugin, model!, out, { overwrite: req.overwrite, force: req.force, dtype: req.dtype, onProgress: (f, m) => progress(0.98 * f, m) });
       files = r.files;
       options = { dtype: r.dtype };
       break;

@@ -165,6 +165,8 @@ export interface MergedExportOptions {
   overwrite?: boolean;
   /** Export even if the plugin was trained on another base model. */
   force?: boolean;
+  /** Called as weights are written: the fraction of weight bytes done. */
+  onProgress?: (fraction: number, message: string) => void;
 }
 
 export interface MergedExportResult {
@@ -272,7 +274,7 @@ export function exportMerged(plugin: Plugin, modelDir: string, outDir: string, o
   const tmp = siblingTemp(dest, 'partial');
   mkdirSync(tmp);
   try {
-    const written = writeWeights(tmp, plan.weights, shardBytes);
+    const written = writeWeights(tmp, plan.weights, shardBytes, opts.onProgress);
     const cfg = exportConfig(pm, plan.torchDtype, plan.notes);
     writeDurable(join(tmp, 'config.json'), `${JSON.stringify(sortKeys(cfg), null, 2)}\n`);
     for (const f of readdirSync(pm.folder.dir)) {
@@ -513,7 +515,7 @@ function shard(weights: Planned[], max: number): Planned[][] {
   return shards;
 }
 
-function writeWeights(dir: string, weights: Planned[], max: number): { files: string[]; totalSize: number } {
+function writeWeights(dir: string, weights: Planned[], max: number, onProgress: (fraction: number, message: string) => void = () => {}): { files: string[]; totalSize: number } {
   const shards = shard(weights, max);
   const N = shards.length;
   const pad = (i: number): string => String(i).padStart(5, '0');
@@ -521,6 +523,8 @@ function writeWeights(dir: string, weights: Planned[], max: number): { files: st
   const weightMap: Record<string, string> = {};
   let totalSize = 0;
   const buf = Buffer.allocUnsafe(COPY_CHUNK);
+  const allBytes = weights.reduce((a, w) => a + w.shape.reduce((x, c) => x * c, 1) * bytesOf(w.dtype), 0) || 1;
+  let done = 0, lastReport = 0;
   shards.forEach((list, s) => {
     const header: Record<string, unknown> = { __metadata__: { format: 'pt' } };
     let off = 0;
@@ -547,6 +551,12 @@ function writeWeights(dir: string, weights: Planned[], max: number): { files: st
           writeAll(fd, bytes);
         } else {
           copyRange(fd, w.ref!.realFile, w.ref!.offset, w.ref!.length, buf);
+        }
+        done += w.shape.reduce((a, c) => a * c, 1) * bytesOf(w.dtype);
+        // At most ~100 reports per export, however many weights.
+        if (done / allBytes - lastReport >= 0.01 || done === allBytes) {
+          lastReport = done / allBytes;
+          onProgress(lastReport, `${files[s]}: ${(done / 1e6).toFixed(0)} of ${(allBytes / 1e6).toFixed(0)} MB`);
         }
       }
       fsyncSync(fd);

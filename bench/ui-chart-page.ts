@@ -4,12 +4,33 @@
 import uPlot from 'uplot';
 import { Series } from '../renderer/src/lib/series.js';
 
-interface Result { frames: number; events: number; p50: number; p95: number; max: number; meanFrameMs: number }
+interface Result {
+  frames: number;
+  events: number;
+  p50: number;
+  p95: number;
+  max: number;
+  meanFrameMs: number;
+}
 
-const opts = (): uPlot.Options => ({ width: 900, height: 260, scales: { x: { time: false } }, series: [{}, { stroke: '#5e6ad2', points: { show: false } }], axes: [{}, {}], legend: { show: false } });
+const opts = (): uPlot.Options => ({
+  width: 900,
+  height: 260,
+  scales: { x: { time: false } },
+  series: [{}, { stroke: '#5e6ad2', points: { show: false } }],
+  axes: [{}, {}],
+  legend: { show: false },
+});
 const stats = (times: number[], events: number): Result => {
   const s = [...times].sort((a, b) => a - b);
-  return { frames: times.length, events, p50: s[Math.floor(s.length * 0.5)], p95: s[Math.floor(s.length * 0.95)], max: s[s.length - 1], meanFrameMs: times.reduce((a, b) => a + b, 0) / times.length };
+  return {
+    frames: times.length,
+    events,
+    p50: s[Math.floor(s.length * 0.5)],
+    p95: s[Math.floor(s.length * 0.95)],
+    max: s[s.length - 1],
+    meanFrameMs: times.reduce((a, b) => a + b, 0) / times.length,
+  };
 };
 const loss = (i: number): number => 2 * Math.exp(-i / 20000) + 0.05 * Math.sin(i / 7);
 

@@ -22,9 +22,12 @@ function fuseSettings(platform) {
 function executable(context) {
   const name = context.packager.appInfo.productFilename;
   switch (context.electronPlatformName) {
-    case 'darwin': return path.join(context.appOutDir, `${name}.app`, 'Contents', 'MacOS', name);
-    case 'win32': return path.join(context.appOutDir, `${name}.exe`);
-    default: return path.join(context.appOutDir, context.packager.executableName ?? name.toLowerCase());
+    case 'darwin':
+      return path.join(context.appOutDir, `${name}.app`, 'Contents', 'MacOS', name);
+    case 'win32':
+      return path.join(context.appOutDir, `${name}.exe`);
+    default:
+      return path.join(context.appOutDir, context.packager.executableName ?? name.toLowerCase());
   }
 }
 

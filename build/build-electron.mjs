@@ -22,7 +22,21 @@ const common = {
 };
 
 await Promise.all([
-  build({ ...common, entryPoints: { main: 'electron/entry.ts', trainer: 'electron/trainer-entry.ts' }, outdir: 'dist-electron', outExtension: { '.js': '.cjs' } }),
+  build({
+    ...common,
+    entryPoints: { main: 'electron/entry.ts', trainer: 'electron/trainer-entry.ts' },
+    outdir: 'dist-electron',
+    outExtension: { '.js': '.cjs' },
+  }),
   // The preload needs only the contract's names and zod, never node built-ins beyond what the sandbox offers.
-  build({ ...common, entryPoints: { preload: 'electron/preload-entry.ts' }, outdir: 'dist-electron', outExtension: { '.js': '.cjs' }, platform: 'browser', define: {}, banner: {}, external: ['electron'] }),
+  build({
+    ...common,
+    entryPoints: { preload: 'electron/preload-entry.ts' },
+    outdir: 'dist-electron',
+    outExtension: { '.js': '.cjs' },
+    platform: 'browser',
+    define: {},
+    banner: {},
+    external: ['electron'],
+  }),
 ]);

@@ -9,7 +9,15 @@ import { utilityTrainer, type UtilityProcessLike } from './trainer-host.js';
 // dist-electron/ sits beside renderer/dist in the app (asar or not).
 const here = __dirname;
 createApp({
-  app, BrowserWindow, ipcMain, dialog, shell, Menu, protocol, session, utilityProcess,
+  app,
+  BrowserWindow,
+  ipcMain,
+  dialog,
+  shell,
+  Menu,
+  protocol,
+  session,
+  utilityProcess,
   createService: createService as unknown as AppDeps['createService'],
   makeTrainerStarter: (u: unknown) => utilityTrainer(u as UtilityProcessLike, join(here, 'trainer.cjs')),
   rendererDir: join(here, '..', 'renderer', 'dist'),

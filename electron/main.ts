@@ -3,9 +3,22 @@
 // policy, menus, dialogs and one IPC channel that adapts the contract (native/api/contract.ts) to Electron.
 import { readFile } from 'node:fs/promises';
 import { extname, join, resolve } from 'node:path';
-import { ContractError, EVENT_NAMES, METHODS, validateCall, type ApiError, type EventName } from '../native/api/contract.js';
+import {
+  ContractError,
+  EVENT_NAMES,
+  METHODS,
+  validateCall,
+  type ApiError,
+  type EventName,
+} from '../native/api/contract.js';
 import { isInside } from '../native/files/paths.js';
-import { CALL_CHANNEL, EVENT_CHANNEL, PICK_FILE_CHANNEL, PICK_FOLDER_CHANNEL, SHELL_WORKSPACE_EVENT } from './channels.js';
+import {
+  CALL_CHANNEL,
+  EVENT_CHANNEL,
+  PICK_FILE_CHANNEL,
+  PICK_FOLDER_CHANNEL,
+  SHELL_WORKSPACE_EVENT,
+} from './channels.js';
 
 export { CALL_CHANNEL, EVENT_CHANNEL, PICK_FILE_CHANNEL, PICK_FOLDER_CHANNEL, SHELL_WORKSPACE_EVENT };
 
@@ -61,9 +74,18 @@ export interface WindowLike {
   isDestroyed(): boolean;
 }
 export interface SessionLike {
-  setPermissionRequestHandler(h: ((wc: unknown, permission: string, callback: (granted: boolean) => void) => void) | null): void;
+  setPermissionRequestHandler(
+    h: ((wc: unknown, permission: string, callback: (granted: boolean) => void) => void) | null,
+  ): void;
   setPermissionCheckHandler(h: ((wc: unknown, permission: string) => boolean) | null): void;
-  webRequest: { onHeadersReceived(listener: (details: { url: string; responseHeaders?: Record<string, string[] | string> }, callback: (r: { responseHeaders?: Record<string, string[] | string> }) => void) => void): void };
+  webRequest: {
+    onHeadersReceived(
+      listener: (
+        details: { url: string; responseHeaders?: Record<string, string[] | string> },
+        callback: (r: { responseHeaders?: Record<string, string[] | string> }) => void,
+      ) => void,
+    ): void;
+  };
   protocol: { handle(scheme: string, handler: (request: Request) => Response | Promise<Response>): void };
 }
 export interface IpcMainLike {
@@ -86,7 +108,10 @@ export interface MenuItemSpec {
 export interface ServiceLike {
   handlers: Partial<Record<string, (params: any) => unknown>>; // eslint-disable-line @typescript-eslint/no-explicit-any
   /** The engine's event stream: on(name, fn) and returns an unsubscribe, or an EventEmitter (then off is used). */
-  events: { on(name: EventName, fn: (payload: unknown) => void): unknown; off?(name: EventName, fn: (payload: unknown) => void): unknown };
+  events: {
+    on(name: EventName, fn: (payload: unknown) => void): unknown;
+    off?(name: EventName, fn: (payload: unknown) => void): unknown;
+  };
   close(): unknown;
 }
 /** What createService (native/api/service.ts) is given. */
@@ -111,8 +136,21 @@ export interface AppDeps {
   BrowserWindow: new (options: Record<string, unknown>) => WindowLike;
   ipcMain: IpcMainLike;
   dialog: {
-    showOpenDialog(win: WindowLike, options: { properties: string[]; filters?: { name: string; extensions: string[] }[]; title?: string }): Promise<{ canceled: boolean; filePaths: string[] }>;
-    showMessageBox(win: WindowLike | undefined, options: { type?: string; buttons: string[]; defaultId?: number; cancelId?: number; message: string; detail?: string }): Promise<{ response: number }>;
+    showOpenDialog(
+      win: WindowLike,
+      options: { properties: string[]; filters?: { name: string; extensions: string[] }[]; title?: string },
+    ): Promise<{ canceled: boolean; filePaths: string[] }>;
+    showMessageBox(
+      win: WindowLike | undefined,
+      options: {
+        type?: string;
+        buttons: string[];
+        defaultId?: number;
+        cancelId?: number;
+        message: string;
+        detail?: string;
+      },
+    ): Promise<{ response: number }>;
   };
   shell: { openExternal(url: string): Promise<void>; showItemInFolder?(path: string): void };
   Menu: { buildFromTemplate(template: MenuItemSpec[]): unknown; setApplicationMenu(menu: unknown): void };
@@ -150,9 +188,16 @@ export function isAllowedExternal(url: string): boolean {
 }
 
 const MIME: Record<string, string> = {
-  '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.mjs': 'text/javascript; charset=utf-8',
-  '.css': 'text/css; charset=utf-8', '.json': 'application/json', '.svg': 'image/svg+xml', '.png': 'image/png',
-  '.woff2': 'font/woff2', '.wasm': 'application/wasm', '.ico': 'image/x-icon',
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.json': 'application/json',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.woff2': 'font/woff2',
+  '.wasm': 'application/wasm',
+  '.ico': 'image/x-icon',
 };
 
 /** The app:// handler: files of renderer/dist only (no traversal), with the CSP on every response. */
@@ -167,7 +212,13 @@ export function serveRenderer(rendererDir: string): (request: Request) => Promis
     if (rel.includes('\0') || !isInside(root, file)) return new Response('forbidden', { status: 403 });
     try {
       const body = await readFile(file);
-      return new Response(body, { headers: { 'content-type': MIME[extname(file)] ?? 'application/octet-stream', 'content-security-policy': CSP, 'x-content-type-options': 'nosniff' } });
+      return new Response(body, {
+        headers: {
+          'content-type': MIME[extname(file)] ?? 'application/octet-stream',
+          'content-security-policy': CSP,
+          'x-content-type-options': 'nosniff',
+        },
+      });
     } catch {
       return new Response('not found', { status: 404 });
     }
@@ -196,7 +247,9 @@ export interface StudioApp {
 
 /** Must run before `app.whenReady()`: app:// behaves like https (standard origin, secure context, fetch allowed). */
 export function registerScheme(protocol: AppDeps['protocol']): void {
-  protocol.registerSchemesAsPrivileged([{ scheme: APP_SCHEME, privileges: { standard: true, secure: true, supportFetchAPI: true, codeCache: true } }]);
+  protocol.registerSchemesAsPrivileged([
+    { scheme: APP_SCHEME, privileges: { standard: true, secure: true, supportFetchAPI: true, codeCache: true } },
+  ]);
 }
 
 export function createApp(deps: AppDeps): StudioApp {
@@ -208,10 +261,15 @@ export function createApp(deps: AppDeps): StudioApp {
   let quitting = false;
 
   const isTrustedSender = (event: IpcEventLike): boolean =>
-    !!win && !win.isDestroyed() && event.sender === win.webContents && !!event.senderFrame && isAppUrl(event.senderFrame.url);
+    !!win &&
+    !win.isDestroyed() &&
+    event.sender === win.webContents &&
+    !!event.senderFrame &&
+    isAppUrl(event.senderFrame.url);
 
   const send = (name: string, payload: unknown): void => {
-    if (win && !win.isDestroyed() && !win.webContents.isDestroyed?.()) win.webContents.send(EVENT_CHANNEL, { name, payload });
+    if (win && !win.isDestroyed() && !win.webContents.isDestroyed?.())
+      win.webContents.send(EVENT_CHANNEL, { name, payload });
   };
 
   const call = async (method: string, params: unknown): Promise<unknown> => {
@@ -222,8 +280,13 @@ export function createApp(deps: AppDeps): StudioApp {
   };
 
   const handleCall = async (event: IpcEventLike, method: unknown, params: unknown): Promise<CallResult> => {
-    if (!isTrustedSender(event)) return { ok: false, error: { code: 'unauthorized', message: 'refused: the call did not come from the Delta Studio window' } };
-    if (typeof method !== 'string') return { ok: false, error: { code: 'unknown-method', message: 'the method name must be a string' } };
+    if (!isTrustedSender(event))
+      return {
+        ok: false,
+        error: { code: 'unauthorized', message: 'refused: the call did not come from the Delta Studio window' },
+      };
+    if (typeof method !== 'string')
+      return { ok: false, error: { code: 'unknown-method', message: 'the method name must be a string' } };
     try {
       return { ok: true, result: await call(method, params) };
     } catch (e) {
@@ -234,21 +297,46 @@ export function createApp(deps: AppDeps): StudioApp {
   const pick = async (event: IpcEventLike, kind: 'folder' | 'file', filters?: unknown): Promise<string | null> => {
     if (!isTrustedSender(event) || !win) return null;
     const f = Array.isArray(filters)
-      ? filters.filter((x): x is { name: string; extensions: string[] } => !!x && typeof x.name === 'string' && Array.isArray(x.extensions) && x.extensions.every((e: unknown) => typeof e === 'string' && /^[\w*]{1,16}$/.test(e))).slice(0, 16)
+      ? filters
+          .filter(
+            (x): x is { name: string; extensions: string[] } =>
+              !!x &&
+              typeof x.name === 'string' &&
+              Array.isArray(x.extensions) &&
+              x.extensions.every((e: unknown) => typeof e === 'string' && /^[\w*]{1,16}$/.test(e)),
+          )
+          .slice(0, 16)
       : undefined;
-    const r = await dialog.showOpenDialog(win, { properties: kind === 'folder' ? ['openDirectory', 'createDirectory'] : ['openFile'], filters: f });
+    const r = await dialog.showOpenDialog(win, {
+      properties: kind === 'folder' ? ['openDirectory', 'createDirectory'] : ['openFile'],
+      filters: f,
+    });
     return r.canceled ? null : (r.filePaths[0] ?? null);
   };
 
   const openWorkspace = async (method: 'workspace.create' | 'workspace.open', path?: string): Promise<void> => {
-    const folder = path ?? (win ? (await dialog.showOpenDialog(win, { properties: ['openDirectory', 'createDirectory'], title: method === 'workspace.create' ? 'New workspace' : 'Open workspace' })).filePaths[0] : undefined);
+    const folder =
+      path ??
+      (win
+        ? (
+            await dialog.showOpenDialog(win, {
+              properties: ['openDirectory', 'createDirectory'],
+              title: method === 'workspace.create' ? 'New workspace' : 'Open workspace',
+            })
+          ).filePaths[0]
+        : undefined);
     if (!folder) return;
     try {
       const result = await call(method, { path: folder });
       send(SHELL_WORKSPACE_EVENT, { path: folder, result });
       await buildMenu();
     } catch (e) {
-      await dialog.showMessageBox(win, { type: 'error', buttons: ['OK'], message: `Could not open ${folder}`, detail: toApiError(e).message });
+      await dialog.showMessageBox(win, {
+        type: 'error',
+        buttons: ['OK'],
+        message: `Could not open ${folder}`,
+        detail: toApiError(e).message,
+      });
     }
   };
 
@@ -256,8 +344,15 @@ export function createApp(deps: AppDeps): StudioApp {
     let recent: string[] = [];
     try {
       const r = (await call('workspace.recent', {})) as unknown;
-      const list = Array.isArray(r) ? r : (r as { recent?: unknown[]; workspaces?: unknown[] })?.recent ?? (r as { workspaces?: unknown[] })?.workspaces ?? [];
-      recent = list.map((x) => (typeof x === 'string' ? x : (x as { path?: string })?.path)).filter((x): x is string => typeof x === 'string').slice(0, 10);
+      const list = Array.isArray(r)
+        ? r
+        : ((r as { recent?: unknown[]; workspaces?: unknown[] })?.recent ??
+          (r as { workspaces?: unknown[] })?.workspaces ??
+          []);
+      recent = list
+        .map((x) => (typeof x === 'string' ? x : (x as { path?: string })?.path))
+        .filter((x): x is string => typeof x === 'string')
+        .slice(0, 10);
     } catch {
       // no recent list yet: the submenu stays empty
     }
@@ -267,18 +362,49 @@ export function createApp(deps: AppDeps): StudioApp {
         submenu: [
           { label: 'New Workspace…', accelerator: 'CmdOrCtrl+N', click: () => void openWorkspace('workspace.create') },
           { label: 'Open Workspace…', accelerator: 'CmdOrCtrl+O', click: () => void openWorkspace('workspace.open') },
-          { label: 'Recent Workspaces', submenu: recent.length ? recent.map((p) => ({ label: p, click: () => void openWorkspace('workspace.open', p) })) : [{ label: 'None', enabled: false }] },
+          {
+            label: 'Recent Workspaces',
+            submenu: recent.length
+              ? recent.map((p) => ({ label: p, click: () => void openWorkspace('workspace.open', p) }))
+              : [{ label: 'None', enabled: false }],
+          },
           { type: 'separator' },
           { role: 'quit', label: 'Quit' },
         ],
       },
-      { label: 'Edit', submenu: [{ role: 'undo' }, { role: 'redo' }, { type: 'separator' }, { role: 'cut' }, { role: 'copy' }, { role: 'paste' }, { role: 'selectAll' }] },
-      { label: 'View', submenu: [{ role: 'reload' }, { role: 'toggleDevTools' }, { type: 'separator' }, { role: 'resetZoom' }, { role: 'zoomIn' }, { role: 'zoomOut' }, { role: 'togglefullscreen' }] },
+      {
+        label: 'Edit',
+        submenu: [
+          { role: 'undo' },
+          { role: 'redo' },
+          { type: 'separator' },
+          { role: 'cut' },
+          { role: 'copy' },
+          { role: 'paste' },
+          { role: 'selectAll' },
+        ],
+      },
+      {
+        label: 'View',
+        submenu: [
+          { role: 'reload' },
+          { role: 'toggleDevTools' },
+          { type: 'separator' },
+          { role: 'resetZoom' },
+          { role: 'zoomIn' },
+          { role: 'zoomOut' },
+          { role: 'togglefullscreen' },
+        ],
+      },
       {
         label: 'Help',
         submenu: [
           { label: 'Delta Studio on GitHub', click: () => void openExternal('https://github.com/') },
-          { label: 'GPU setup (onnxruntime CUDA)', click: () => void openExternal('https://onnxruntime.ai/docs/execution-providers/CUDA-ExecutionProvider.html') },
+          {
+            label: 'GPU setup (onnxruntime CUDA)',
+            click: () =>
+              void openExternal('https://onnxruntime.ai/docs/execution-providers/CUDA-ExecutionProvider.html'),
+          },
         ],
       },
     ];
@@ -297,7 +423,8 @@ export function createApp(deps: AppDeps): StudioApp {
     ses.setPermissionCheckHandler(() => false);
     ses.webRequest.onHeadersReceived((details, callback) => {
       const headers = { ...(details.responseHeaders ?? {}) };
-      if (details.url.startsWith(`${APP_SCHEME}:`) || details.url.startsWith('file:')) headers['Content-Security-Policy'] = [CSP];
+      if (details.url.startsWith(`${APP_SCHEME}:`) || details.url.startsWith('file:'))
+        headers['Content-Security-Policy'] = [CSP];
       callback({ responseHeaders: headers });
     });
     ses.protocol.handle(APP_SCHEME, serveRenderer(deps.rendererDir));
@@ -336,9 +463,13 @@ export function createApp(deps: AppDeps): StudioApp {
       if (active.size > 0) {
         const n = active.size;
         const r = await dialog.showMessageBox(win, {
-          type: 'question', buttons: ['Stop and quit', 'Keep training'], defaultId: 1, cancelId: 1,
+          type: 'question',
+          buttons: ['Stop and quit', 'Keep training'],
+          defaultId: 1,
+          cancelId: 1,
           message: `${n} training run${n > 1 ? 's are' : ' is'} still going.`,
-          detail: 'Quitting stops after the current step and keeps the last checkpoint: the run is marked interrupted; resume it later from the Runs page.',
+          detail:
+            'Quitting stops after the current step and keeps the last checkpoint: the run is marked interrupted; resume it later from the Runs page.',
         });
         if (r.response !== 0) return;
       }
@@ -358,7 +489,8 @@ export function createApp(deps: AppDeps): StudioApp {
   const ready = (async (): Promise<WindowLike> => {
     await app.whenReady();
     hardenSession(deps.session.defaultSession);
-    const startTrainer = deps.utilityProcess && deps.makeTrainerStarter ? deps.makeTrainerStarter(deps.utilityProcess) : undefined;
+    const startTrainer =
+      deps.utilityProcess && deps.makeTrainerStarter ? deps.makeTrainerStarter(deps.utilityProcess) : undefined;
     const dataDir = app.getPath('userData');
     const showInFolder = shell.showItemInFolder ? (p: string) => shell.showItemInFolder!(p) : undefined;
     service = deps.createService({ stateDir: dataDir, dataDir, transport: 'ipc', showInFolder, startTrainer });
@@ -372,7 +504,12 @@ export function createApp(deps: AppDeps): StudioApp {
     ipcMain.handle(PICK_FOLDER_CHANNEL, (event) => pick(event, 'folder'));
     ipcMain.handle(PICK_FILE_CHANNEL, (event, filters) => pick(event, 'file', filters));
     win = new deps.BrowserWindow({
-      width: 1280, height: 820, minWidth: 900, minHeight: 600, show: true, title: 'Delta Studio',
+      width: 1280,
+      height: 820,
+      minWidth: 900,
+      minHeight: 600,
+      show: true,
+      title: 'Delta Studio',
       backgroundColor: '#101418',
       webPreferences: { ...SECURE_WEB_PREFERENCES, preload: deps.preloadPath },
     });

@@ -1,7 +1,13 @@
 // The preload script: exposes one narrow object, window.studio, and nothing of Electron or Node. It runs sandboxed
 // (no require but electron's renderer modules), so build/build-electron.mjs bundles it with the contract's method list.
 import { METHODS, EVENT_NAMES } from '../native/api/contract.js';
-import { CALL_CHANNEL, EVENT_CHANNEL, PICK_FILE_CHANNEL, PICK_FOLDER_CHANNEL, SHELL_WORKSPACE_EVENT } from './channels.js';
+import {
+  CALL_CHANNEL,
+  EVENT_CHANNEL,
+  PICK_FILE_CHANNEL,
+  PICK_FOLDER_CHANNEL,
+  SHELL_WORKSPACE_EVENT,
+} from './channels.js';
 
 export interface ContextBridgeLike {
   exposeInMainWorld(key: string, api: unknown): void;
@@ -17,7 +23,12 @@ export interface FileFilter {
 }
 export interface StudioBridge {
   /** A result or an ApiError as plain data: Error objects lose their fields when they cross contextBridge. */
-  call(method: string, params?: unknown): Promise<{ result: unknown } | { error: { code: string; message: string; issues?: { path: string; message: string }[] } }>;
+  call(
+    method: string,
+    params?: unknown,
+  ): Promise<
+    { result: unknown } | { error: { code: string; message: string; issues?: { path: string; message: string }[] } }
+  >;
   on(event: string, fn: (payload: unknown) => void): () => void;
   pickFolder(): Promise<string | null>;
   pickFile(filters?: FileFilter[]): Promise<string | null>;
@@ -26,20 +37,34 @@ export interface StudioBridge {
 
 /** A refused or failed call, as the renderer sees it: the contract's ApiError fields on an Error. */
 export class StudioError extends Error {
-  constructor(readonly code: string, message: string, readonly issues?: { path: string; message: string }[]) {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly issues?: { path: string; message: string }[],
+  ) {
     super(message);
     this.name = 'StudioError';
   }
 }
 
 /** Builds the bridge (exported for tests) and exposes it as window.studio. */
-export function exposeStudio(contextBridge: ContextBridgeLike, ipcRenderer: IpcRendererLike, methodNames: readonly string[], platform: string): StudioBridge {
+export function exposeStudio(
+  contextBridge: ContextBridgeLike,
+  ipcRenderer: IpcRendererLike,
+  methodNames: readonly string[],
+  platform: string,
+): StudioBridge {
   const methods = new Set(methodNames);
   const events = new Set<string>([...EVENT_NAMES, SHELL_WORKSPACE_EVENT]);
   const api: StudioBridge = {
     async call(method, params) {
-      if (typeof method !== 'string' || !methods.has(method)) return { error: { code: 'unknown-method', message: `unknown method "${String(method)}"` } };
-      const r = (await ipcRenderer.invoke(CALL_CHANNEL, method, params ?? {})) as { ok: boolean; result?: unknown; error?: { code: string; message: string; issues?: { path: string; message: string }[] } };
+      if (typeof method !== 'string' || !methods.has(method))
+        return { error: { code: 'unknown-method', message: `unknown method "${String(method)}"` } };
+      const r = (await ipcRenderer.invoke(CALL_CHANNEL, method, params ?? {})) as {
+        ok: boolean;
+        result?: unknown;
+        error?: { code: string; message: string; issues?: { path: string; message: string }[] };
+      };
       if (r && r.ok) return { result: r.result };
       return { error: r?.error ?? { code: 'failed', message: 'the call failed' } };
     },
@@ -65,6 +90,9 @@ export function exposeStudio(contextBridge: ContextBridgeLike, ipcRenderer: IpcR
 }
 
 /** The real wiring, run by the bundled preload (electron/preload-entry.ts). */
-export function install(electron: { contextBridge: ContextBridgeLike; ipcRenderer: IpcRendererLike }, platform: string): StudioBridge {
+export function install(
+  electron: { contextBridge: ContextBridgeLike; ipcRenderer: IpcRendererLike },
+  platform: string,
+): StudioBridge {
   return exposeStudio(electron.contextBridge, electron.ipcRenderer, Object.keys(METHODS), platform);
 }

@@ -13,9 +13,17 @@ export interface UtilityChildLike {
   kill(): boolean;
 }
 export interface UtilityProcessLike {
-  fork(modulePath: string, args?: string[], options?: { serviceName?: string; stdio?: 'inherit' | 'pipe' | 'ignore'; env?: Record<string, string | undefined> }): UtilityChildLike;
+  fork(
+    modulePath: string,
+    args?: string[],
+    options?: { serviceName?: string; stdio?: 'inherit' | 'pipe' | 'ignore'; env?: Record<string, string | undefined> },
+  ): UtilityChildLike;
 }
-export type StartTrainer = (config: TrainConfig, data: { train: Example[]; validation?: Example[] }, onEvent?: (e: TrainEvent) => void) => TrainerJob;
+export type StartTrainer = (
+  config: TrainConfig,
+  data: { train: Example[]; validation?: Example[] },
+  onEvent?: (e: TrainEvent) => void,
+) => TrainerJob;
 
 /** A startTrainer for the service that forks `entry` (dist-electron/trainer.cjs) with Electron's utilityProcess. */
 export function utilityTrainer(utilityProcess: UtilityProcessLike, entry: string): StartTrainer {
@@ -27,11 +35,21 @@ export function utilityTrainer(utilityProcess: UtilityProcessLike, entry: string
         const m = raw as { type: string; event?: TrainEvent; result?: TrainResult; message?: string };
         if (m.type === 'ready') child.postMessage({ type: 'train', config, data });
         else if (m.type === 'event') onEvent(m.event!);
-        else if (m.type === 'result') { settled = true; resolve(m.result!); }
-        else if (m.type === 'error') { settled = true; reject(new Error(m.message)); }
+        else if (m.type === 'result') {
+          settled = true;
+          resolve(m.result!);
+        } else if (m.type === 'error') {
+          settled = true;
+          reject(new Error(m.message));
+        }
       });
       child.on('exit', (code) => {
-        if (!settled) reject(new Error(`the trainer process ended without a result (exit code ${code}); resume the run from its last checkpoint`));
+        if (!settled)
+          reject(
+            new Error(
+              `the trainer process ended without a result (exit code ${code}); resume the run from its last checkpoint`,
+            ),
+          );
       });
     });
     return {

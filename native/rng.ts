@@ -3,7 +3,7 @@
 export class Rng {
   private s: number;
   constructor(seed: number) {
-    this.s = (seed >>> 0) || 0x9e3779b9;
+    this.s = seed >>> 0 || 0x9e3779b9;
   }
   /** Uniform in [0, 1) (mulberry32). */
   next(): number {
@@ -16,7 +16,8 @@ export class Rng {
     return lo + (hi - lo) * this.next();
   }
   normal(): number {
-    const u = Math.max(this.next(), 1e-12), v = this.next();
+    const u = Math.max(this.next(), 1e-12),
+      v = this.next();
     return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
   }
   int(n: number): number {

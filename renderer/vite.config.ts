@@ -10,6 +10,11 @@ export default defineConfig({
   root,
   base: './',
   plugins: [svelte()],
-  build: { outDir: fileURLToPath(new URL('./dist', import.meta.url)), emptyOutDir: true, target: 'es2022', sourcemap: true },
+  build: {
+    outDir: fileURLToPath(new URL('./dist', import.meta.url)),
+    emptyOutDir: true,
+    target: 'es2022',
+    sourcemap: true,
+  },
   server: { proxy: { '/api': { target: 'http://127.0.0.1:7860', ws: true } } },
 });

@@ -13,8 +13,19 @@ const lastJson = (out: string): Record<string, unknown> => JSON.parse(out.trim()
 
 describe('delta-studio CLI', () => {
   test('doctor --json reports the runtime and checks every rule with no failure', () => {
-    const out = execFileSync(process.execPath, [bin, 'doctor', '--json'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-    const r = lastJson(out) as { ort: string; providers: string[]; rules: number; checked: number; failed: string[]; max_rel_err: number; cuda: { usable: boolean; reason?: string } };
+    const out = execFileSync(process.execPath, [bin, 'doctor', '--json'], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const r = lastJson(out) as {
+      ort: string;
+      providers: string[];
+      rules: number;
+      checked: number;
+      failed: string[];
+      max_rel_err: number;
+      cuda: { usable: boolean; reason?: string };
+    };
     assert.equal(r.ort, '1.29.0');
     assert.ok(r.providers.includes('cpu'));
     assert.equal(r.rules, RULES.size);
@@ -25,12 +36,23 @@ describe('delta-studio CLI', () => {
   });
 
   test('demo --json: LoRA on the pretrained demo backbone beats chance by far; on an untrained copy it does not', () => {
-    const out = execFileSync(process.execPath, [bin, 'demo', '--device', 'cpu', '--json'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-    const r = lastJson(out) as { device: string; plugin: string; runs: { name: string; trainable_params: number; accuracy: number; macro_f1: number }[] };
+    const out = execFileSync(process.execPath, [bin, 'demo', '--device', 'cpu', '--json'], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const r = lastJson(out) as {
+      device: string;
+      plugin: string;
+      runs: { name: string; trainable_params: number; accuracy: number; macro_f1: number }[];
+    };
     assert.equal(r.device, 'cpu');
     assert.equal(r.runs.length, 3);
     const [lora, untrained, full] = r.runs;
-    assert.equal(lora.trainable_params, 4 * (8 * 128 + 128 * 8 + 8 * 128 + 64 * 8) + 2 * 128, 'LoRA r=8 on q and v, and the new 2-class head');
+    assert.equal(
+      lora.trainable_params,
+      4 * (8 * 128 + 128 * 8 + 8 * 128 + 64 * 8) + 2 * 128,
+      'LoRA r=8 on q and v, and the new 2-class head',
+    );
     assert.ok(lora.accuracy >= 0.95, `LoRA on the pretrained backbone: ${lora.accuracy}`);
     assert.ok(untrained.accuracy < 0.7, `LoRA on the untrained backbone: ${untrained.accuracy}`);
     assert.ok(full.accuracy >= 0.9, `full fine-tuning: ${full.accuracy}`);
@@ -40,9 +62,46 @@ describe('delta-studio CLI', () => {
   test('train --json imports the data, trains in its own process and registers the delta as a plugin; a finished run is not resumed', () => {
     const ws = mkdtempSync(join(tmpdir(), 'ds-ws-'));
     const demo = fileURLToPath(new URL('../native/demo/', import.meta.url));
-    const args = ['train', '--model', join(demo, 'backbone'), '--data', join(demo, 'reviews-train.csv'), '--validation', join(demo, 'reviews-test.csv'),
-      '--method', 'lora', '--r', '4', '--epochs', '1', '--max-steps', '12', '--batch-size', '16', '--lr', '5e-3', '--max-length', '32', '--device', 'cpu', '--workspace', ws, '--checkpoint-every', '4', '--json'];
-    const r = lastJson(execFileSync(process.execPath, [bin, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })) as { status: string; steps: number; metrics: Record<string, number>; plugin: { name: string; version: number; file: string }; run_dir: string; device: string };
+    const args = [
+      'train',
+      '--model',
+      join(demo, 'backbone'),
+      '--data',
+      join(demo, 'reviews-train.csv'),
+      '--validation',
+      join(demo, 'reviews-test.csv'),
+      '--method',
+      'lora',
+      '--r',
+      '4',
+      '--epochs',
+      '1',
+      '--max-steps',
+      '12',
+      '--batch-size',
+      '16',
+      '--lr',
+      '5e-3',
+      '--max-length',
+      '32',
+      '--device',
+      'cpu',
+      '--workspace',
+      ws,
+      '--checkpoint-every',
+      '4',
+      '--json',
+    ];
+    const r = lastJson(
+      execFileSync(process.execPath, [bin, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }),
+    ) as {
+      status: string;
+      steps: number;
+      metrics: Record<string, number>;
+      plugin: { name: string; version: number; file: string };
+      run_dir: string;
+      device: string;
+    };
     assert.equal(r.status, 'finished');
     assert.equal(r.steps, 12);
     assert.equal(r.device, 'cpu');
@@ -52,15 +111,35 @@ describe('delta-studio CLI', () => {
     const again = spawnSync(process.execPath, [bin, 'resume', r.run_dir, '--json'], { encoding: 'utf8' });
     assert.equal(again.status, 1);
     assert.match(again.stderr, /has already finished \(plugin reviews-train-lora\); start a new run/);
-    const ev = lastJson(execFileSync(process.execPath, [bin, 'eval', r.run_dir, '--json'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })) as { rows: number; metrics: Record<string, number> };
+    const ev = lastJson(
+      execFileSync(process.execPath, [bin, 'eval', r.run_dir, '--json'], {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'pipe'],
+      }),
+    ) as { rows: number; metrics: Record<string, number> };
     assert.equal(ev.rows, 600);
-    assert.ok(Math.abs(ev.metrics.accuracy - r.metrics.accuracy) < 1e-12, 'eval of the saved delta reproduces the final metrics');
-    const pr = lastJson(execFileSync(process.execPath, [bin, 'predict', r.run_dir, '--text', 'the movie was superb', '--json'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })) as { label: string; probabilities: Record<string, number> };
+    assert.ok(
+      Math.abs(ev.metrics.accuracy - r.metrics.accuracy) < 1e-12,
+      'eval of the saved delta reproduces the final metrics',
+    );
+    const pr = lastJson(
+      execFileSync(process.execPath, [bin, 'predict', r.run_dir, '--text', 'the movie was superb', '--json'], {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'pipe'],
+      }),
+    ) as { label: string; probabilities: Record<string, number> };
     assert.ok(['negative', 'positive'].includes(pr.label));
     assert.ok(Math.abs(pr.probabilities.negative + pr.probabilities.positive - 1) < 1e-6);
-    const bad = spawnSync(process.execPath, [bin, 'train', '--model', join(demo, 'backbone'), '--data', join(demo, 'reviews-train.csv'), '--task', 'poetry'], { encoding: 'utf8' });
+    const bad = spawnSync(
+      process.execPath,
+      [bin, 'train', '--model', join(demo, 'backbone'), '--data', join(demo, 'reviews-train.csv'), '--task', 'poetry'],
+      { encoding: 'utf8' },
+    );
     assert.equal(bad.status, 1);
-    assert.match(bad.stderr, /--task must be one of classification, pair-classification, regression, causal-lm, seq2seq, got "poetry"/);
+    assert.match(
+      bad.stderr,
+      /--task must be one of classification, pair-classification, regression, causal-lm, seq2seq, got "poetry"/,
+    );
     rmSync(ws, { recursive: true });
   });
 

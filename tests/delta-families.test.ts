@@ -31,14 +31,44 @@ const REFUSED: Record<string, RegExp> = {
 };
 
 function batch(m: BuiltModel): Record<string, HostTensor> {
-  const ids = (rows: number[][]): HostTensor => ({ dtype: 'int64', shape: [rows.length, rows[0].length], data: BigInt64Array.from(rows.flat().map(BigInt)) });
-  const f: Record<string, HostTensor> = { input_ids: ids([[5, 6, 7, 8], [9, 10, 11, 0]]), attention_mask: ids([[1, 1, 1, 1], [1, 1, 1, 0]]) };
-  if (m.inputs.includes('token_type_ids')) f.token_type_ids = ids([[0, 0, 0, 0], [0, 0, 0, 0]]);
+  const ids = (rows: number[][]): HostTensor => ({
+    dtype: 'int64',
+    shape: [rows.length, rows[0].length],
+    data: BigInt64Array.from(rows.flat().map(BigInt)),
+  });
+  const f: Record<string, HostTensor> = {
+    input_ids: ids([
+      [5, 6, 7, 8],
+      [9, 10, 11, 0],
+    ]),
+    attention_mask: ids([
+      [1, 1, 1, 1],
+      [1, 1, 1, 0],
+    ]),
+  };
+  if (m.inputs.includes('token_type_ids'))
+    f.token_type_ids = ids([
+      [0, 0, 0, 0],
+      [0, 0, 0, 0],
+    ]);
   if (m.task === 'seq2seq-lm') {
-    f.decoder_input_ids = ids([[0, 5, 6], [0, 7, 0]]);
-    f.decoder_attention_mask = ids([[1, 1, 1], [1, 1, 0]]);
-    f.labels = ids([[5, 6, 1], [7, 1, -100]]);
-  } else if (m.task === 'causal-lm') f.labels = ids([[5, 6, 7, 8], [9, 10, 11, -100]]);
+    f.decoder_input_ids = ids([
+      [0, 5, 6],
+      [0, 7, 0],
+    ]);
+    f.decoder_attention_mask = ids([
+      [1, 1, 1],
+      [1, 1, 0],
+    ]);
+    f.labels = ids([
+      [5, 6, 1],
+      [7, 1, -100],
+    ]);
+  } else if (m.task === 'causal-lm')
+    f.labels = ids([
+      [5, 6, 7, 8],
+      [9, 10, 11, -100],
+    ]);
   else f.labels = ids([[1], [0]]).shape && { dtype: 'int64', shape: [2], data: BigInt64Array.of(1n, 0n) };
   return f;
 }
@@ -48,12 +78,21 @@ for (const family of FAMILIES) {
     for (const [name, cfg] of Object.entries(METHODS)) {
       const refused = REFUSED[`${family}/${name}`];
       if (refused) {
-        assert.throws(() => loadWithDeltas(join(FIXTURES, family), {}, parseDeltaConfig(cfg)), refused, `${family}/${name}`);
+        assert.throws(
+          () => loadWithDeltas(join(FIXTURES, family), {}, parseDeltaConfig(cfg)),
+          refused,
+          `${family}/${name}`,
+        );
         continue;
       }
       const { model, applied } = loadWithDeltas(join(FIXTURES, family), {}, parseDeltaConfig(cfg));
       assert.ok(applied.trainable.length > 0, `${family}/${name} trains something`);
-      const graphs = buildTrainStep({ forward: model.graph, loss: model.loss, trainable: applied.trainable, optimizer: { weightDecay: 0 } });
+      const graphs = buildTrainStep({
+        forward: model.graph,
+        loss: model.loss,
+        trainable: applied.trainable,
+        optimizer: { weightDecay: 0 },
+      });
       const runner = await StepRunner.open(graphs, applied.initial, { inWorker: false });
       const f = batch(model);
       const a = await runner.step([f], 0.05);

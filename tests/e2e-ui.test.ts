@@ -32,10 +32,20 @@ describe('the UI through delta-studio serve', () => {
   };
 
   before(async () => {
-    assert.ok(existsSync(join(root, 'renderer/dist/index.html')), 'renderer/dist is built (npm run build:ui; npm test does it)');
+    assert.ok(
+      existsSync(join(root, 'renderer/dist/index.html')),
+      'renderer/dist is built (npm run build:ui; npm test does it)',
+    );
     assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is installed (apt-get install chromium; .ci/run does it)`);
     mkdirSync(shots, { recursive: true });
-    server = spawn(process.execPath, [join(root, 'bin/delta-studio.js'), 'serve', '--port', '0', '--allow', dir, '--allow', demo, '--json'], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, XDG_CONFIG_HOME: join(dir, 'config'), APPDATA: join(dir, 'config') } });
+    server = spawn(
+      process.execPath,
+      [join(root, 'bin/delta-studio.js'), 'serve', '--port', '0', '--allow', dir, '--allow', demo, '--json'],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+        env: { ...process.env, XDG_CONFIG_HOME: join(dir, 'config'), APPDATA: join(dir, 'config') },
+      },
+    );
     const info = await new Promise<{ url: string; token: string }>((resolve, reject) => {
       let out = '';
       server.stdout!.on('data', (d: Buffer) => {
@@ -47,7 +57,21 @@ describe('the UI through delta-studio serve', () => {
     });
     url = info.url.replace(/\?.*$/, '').replace(/\/$/, '');
     token = info.token;
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-default-apps', '--disable-sync', '--no-first-run', '--metrics-recording-only', '--disable-dev-shm-usage'] });
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-default-apps',
+        '--disable-sync',
+        '--no-first-run',
+        '--metrics-recording-only',
+        '--disable-dev-shm-usage',
+      ],
+    });
     page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
     page.setDefaultTimeout(60_000);
   });
@@ -60,7 +84,11 @@ describe('the UI through delta-studio serve', () => {
   });
 
   test('without the token the server refuses; with it the app loads', async () => {
-    const res = await fetch(`${url}/api/app.info`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    const res = await fetch(`${url}/api/app.info`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{}',
+    });
     assert.equal(res.status, 401);
     await page.goto(`${url}/?token=${token}`);
     await page.getByTestId('workspace-path').waitFor();
@@ -83,7 +111,11 @@ describe('the UI through delta-studio serve', () => {
     await page.getByTestId('module-tree').waitFor();
     await page.getByTestId('target-modules').fill('q_proj, v_proj');
     await page.getByTestId('report-trainable').waitFor();
-    await page.waitForFunction(() => document.querySelectorAll('[data-testid="module-tree"] .delta, [data-testid="module-tree"] [data-delta]').length > 0 || /lora/i.test(document.querySelector('[data-testid="module-tree"]')?.textContent ?? ''));
+    await page.waitForFunction(
+      () =>
+        document.querySelectorAll('[data-testid="module-tree"] .delta, [data-testid="module-tree"] [data-delta]')
+          .length > 0 || /lora/i.test(document.querySelector('[data-testid="module-tree"]')?.textContent ?? ''),
+    );
     await shot('02-models');
 
     await go('datasets');
@@ -110,9 +142,18 @@ describe('the UI through delta-studio serve', () => {
     await page.getByTestId('run-start').click();
     await page.getByTestId('run-view').waitFor();
     const chart = page.getByTestId('loss-chart');
-    await page.waitForFunction(() => Number(document.querySelector('[data-testid="loss-chart"]')?.getAttribute('data-points') ?? 0) > 0);
-    await page.waitForFunction(() => document.querySelector('[data-testid="run-status"]')?.textContent === 'finished', null, { timeout: 120_000 });
-    assert.ok(Number(await chart.getAttribute('data-points')) >= 20, `loss chart points: ${await chart.getAttribute('data-points')}`);
+    await page.waitForFunction(
+      () => Number(document.querySelector('[data-testid="loss-chart"]')?.getAttribute('data-points') ?? 0) > 0,
+    );
+    await page.waitForFunction(
+      () => document.querySelector('[data-testid="run-status"]')?.textContent === 'finished',
+      null,
+      { timeout: 120_000 },
+    );
+    assert.ok(
+      Number(await chart.getAttribute('data-points')) >= 20,
+      `loss chart points: ${await chart.getAttribute('data-points')}`,
+    );
     await shot('05-run');
 
     await go('plugins');
@@ -133,13 +174,22 @@ describe('the UI through delta-studio serve', () => {
     await go('compare');
     for (const id of ['lora-r8', 'ia3', 'bitfit']) {
       const box = page.getByTestId(`sweep-method-${id}`);
-      if (await box.isChecked() !== (id !== 'ia3')) await box.click();
+      if ((await box.isChecked()) !== (id !== 'ia3')) await box.click();
     }
     await page.getByTestId('sweep-max-steps').fill('12');
     await page.getByTestId('sweep-max-length').fill('32');
     await page.getByTestId('sweep-start').click();
-    await page.waitForFunction(() => [...document.querySelectorAll('[data-testid="sweep-point"]')].filter((r) => /finished/.test(r.textContent ?? '')).length === 2, null, { timeout: 180_000 });
-    await page.waitForFunction(() => Number(document.querySelector('[data-testid="sweep-scatter"]')?.getAttribute('data-points') ?? 0) === 2);
+    await page.waitForFunction(
+      () =>
+        [...document.querySelectorAll('[data-testid="sweep-point"]')].filter((r) =>
+          /finished/.test(r.textContent ?? ''),
+        ).length === 2,
+      null,
+      { timeout: 180_000 },
+    );
+    await page.waitForFunction(
+      () => Number(document.querySelector('[data-testid="sweep-scatter"]')?.getAttribute('data-points') ?? 0) === 2,
+    );
     await shot('07-compare');
   });
 
@@ -149,7 +199,9 @@ describe('the UI through delta-studio serve', () => {
     await page.getByTestId('playground-input').fill('a superb, wonderful film');
     await page.getByTestId('playground-run').click();
     await page.getByTestId('prediction-plugins').waitFor();
-    await page.waitForFunction(() => /positive|negative/.test(document.querySelector('[data-testid="prediction-plugins"]')?.textContent ?? ''));
+    await page.waitForFunction(() =>
+      /positive|negative/.test(document.querySelector('[data-testid="prediction-plugins"]')?.textContent ?? ''),
+    );
     await shot('08-playground');
   });
 
@@ -158,9 +210,13 @@ describe('the UI through delta-studio serve', () => {
     await page.reload();
     await page.getByTestId('run-item').first().click();
     await page.waitForFunction(() => document.querySelector('[data-testid="run-status"]')?.textContent === 'finished');
-    await page.waitForFunction(() => Number(document.querySelector('[data-testid="loss-chart"]')?.getAttribute('data-points') ?? 0) > 0);
+    await page.waitForFunction(
+      () => Number(document.querySelector('[data-testid="loss-chart"]')?.getAttribute('data-points') ?? 0) > 0,
+    );
     // The log comes back from the run's folder.
-    await page.waitForFunction(() => /status finished; plugin \S+@\d/.test(document.querySelector('[data-testid="run-logs"]')?.textContent ?? ''));
+    await page.waitForFunction(() =>
+      /status finished; plugin \S+@\d/.test(document.querySelector('[data-testid="run-logs"]')?.textContent ?? ''),
+    );
     await page.locator('summary', { hasText: 'Logs' }).click();
     await shot('09-runs-after-reload');
   });

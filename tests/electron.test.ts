@@ -5,20 +5,45 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { EventEmitter } from 'node:events';
 import { METHODS } from '../native/api/contract.js';
-import { CSP, createApp, isAllowedExternal, SECURE_WEB_PREFERENCES, type AppDeps, type IpcEventLike, type ServiceLike, type WebContentsLike } from '../electron/main.js';
+import {
+  CSP,
+  createApp,
+  isAllowedExternal,
+  SECURE_WEB_PREFERENCES,
+  type AppDeps,
+  type IpcEventLike,
+  type ServiceLike,
+  type WebContentsLike,
+} from '../electron/main.js';
 import { exposeStudio } from '../electron/preload.js';
 import { utilityTrainer, type UtilityChildLike } from '../electron/trainer-host.js';
 
 // A handful of valid parameters per method, so every method can be called for real through the channel.
 const VALID: Record<string, unknown> = {
-  'workspace.create': { path: '/tmp/ws' }, 'workspace.open': { path: '/tmp/ws' }, 'models.import': { path: '/tmp/m' },
-  'models.tree': { modelId: 1 }, 'datasets.preview': { path: '/tmp/d.csv' }, 'datasets.import': { path: '/tmp/d.csv', name: 'd', task: 'classification' },
-  'datasets.stats': { versionId: 1 }, 'runs.estimate': { modelId: 1, datasetVersionId: 1, deltas: [{ method: 'lora' }] },
-  'runs.start': { modelId: 1, datasetVersionId: 1, deltas: [{ method: 'lora' }] }, 'runs.get': { runId: 'r1' }, 'runs.log': { runId: 'r1' }, 'runs.metrics': { runId: 'r1' },
-  'runs.pause': { runId: 'r1' }, 'runs.resume': { runId: 'r1' }, 'runs.cancel': { runId: 'r1' }, 'runs.compare': { runIds: ['r1'] },
+  'workspace.create': { path: '/tmp/ws' },
+  'workspace.open': { path: '/tmp/ws' },
+  'models.import': { path: '/tmp/m' },
+  'models.tree': { modelId: 1 },
+  'datasets.preview': { path: '/tmp/d.csv' },
+  'datasets.import': { path: '/tmp/d.csv', name: 'd', task: 'classification' },
+  'datasets.stats': { versionId: 1 },
+  'runs.estimate': { modelId: 1, datasetVersionId: 1, deltas: [{ method: 'lora' }] },
+  'runs.start': { modelId: 1, datasetVersionId: 1, deltas: [{ method: 'lora' }] },
+  'runs.get': { runId: 'r1' },
+  'runs.log': { runId: 'r1' },
+  'runs.metrics': { runId: 'r1' },
+  'runs.pause': { runId: 'r1' },
+  'runs.resume': { runId: 'r1' },
+  'runs.cancel': { runId: 'r1' },
+  'runs.compare': { runIds: ['r1'] },
   'sweeps.start': { base: { modelId: 1, datasetVersionId: 1, deltas: [{ method: 'lora' }] }, variants: [{ lr: 0.01 }] },
-  'plugins.get': { name: 'p' }, 'plugins.tag': { ref: 'p@1' }, 'plugins.alias': { ref: 'p@1', alias: 'best' }, 'plugins.notes': { ref: 'p@1', notes: 'x' },
-  'plugins.export': { ref: 'p@1', format: 'peft' }, 'plugins.importPeft': { path: '/tmp/a', modelId: 1 }, 'plugins.showInFolder': { path: '/tmp/a' },
+  'plugins.get': { name: 'p' },
+  'plugins.tag': { ref: 'p@1' },
+  'plugins.alias': { ref: 'p@1', alias: 'best' },
+  'plugins.notes': { ref: 'p@1', notes: 'x' },
+  'plugins.export': { ref: 'p@1', format: 'peft' },
+  'plugins.importPeft': { path: '/tmp/a', modelId: 1 },
+  'plugins.showInFolder': { path: '/tmp/a' },
   'playground.predict': { modelId: 1, plugins: [], inputs: ['hi'] },
 };
 
@@ -26,16 +51,37 @@ function fakes() {
   const calls: { method: string; params: unknown }[] = [];
   const emitter = new EventEmitter();
   const handlers: ServiceLike['handlers'] = {};
-  for (const m of Object.keys(METHODS)) handlers[m] = async (params: unknown) => { calls.push({ method: m, params }); return m === 'workspace.recent' ? [] : { method: m }; };
-  const service: ServiceLike = { handlers, events: { on: (n, fn) => emitter.on(n, fn) }, close: async () => { closed = true; } };
+  for (const m of Object.keys(METHODS))
+    handlers[m] = async (params: unknown) => {
+      calls.push({ method: m, params });
+      return m === 'workspace.recent' ? [] : { method: m };
+    };
+  const service: ServiceLike = {
+    handlers,
+    events: { on: (n, fn) => emitter.on(n, fn) },
+    close: async () => {
+      closed = true;
+    },
+  };
   let closed = false;
-  const mkContents = (id: number): WebContentsLike & { listeners: Map<string, (...a: unknown[]) => void>; openHandler?: (d: { url: string }) => { action: string }; sent: unknown[][] } => {
+  const mkContents = (
+    id: number,
+  ): WebContentsLike & {
+    listeners: Map<string, (...a: unknown[]) => void>;
+    openHandler?: (d: { url: string }) => { action: string };
+    sent: unknown[][];
+  } => {
     const listeners = new Map<string, (...a: unknown[]) => void>();
     const wc = {
-      id, listeners, sent: [] as unknown[][], openHandler: undefined as undefined | ((d: { url: string }) => { action: string }),
+      id,
+      listeners,
+      sent: [] as unknown[][],
+      openHandler: undefined as undefined | ((d: { url: string }) => { action: string }),
       send: (...a: unknown[]) => void wc.sent.push(a),
       on: (e: string, l: (...a: unknown[]) => void) => void listeners.set(e, l),
-      setWindowOpenHandler: (h: (d: { url: string }) => { action: 'deny' | 'allow' }) => { wc.openHandler = h; },
+      setWindowOpenHandler: (h: (d: { url: string }) => { action: 'deny' | 'allow' }) => {
+        wc.openHandler = h;
+      },
       isDestroyed: () => false,
     };
     return wc;
@@ -45,26 +91,64 @@ function fakes() {
   const opened: string[] = [];
   const appEvents = new Map<string, (...a: unknown[]) => void>();
   type PermissionHandler = (wc: unknown, p: string, cb: (g: boolean) => void) => void;
-  type HeadersListener = (d: { url: string; responseHeaders?: Record<string, string[] | string> }, cb: (r: { responseHeaders?: Record<string, string[] | string> }) => void) => void;
-  const session: { permission?: PermissionHandler; headers?: HeadersListener; schemes: string[]; setPermissionRequestHandler(h: PermissionHandler | null): void; setPermissionCheckHandler(): void; webRequest: { onHeadersReceived(l: HeadersListener): void }; protocol: { handle(s: string): void } } = {
+  type HeadersListener = (
+    d: { url: string; responseHeaders?: Record<string, string[] | string> },
+    cb: (r: { responseHeaders?: Record<string, string[] | string> }) => void,
+  ) => void;
+  const session: {
+    permission?: PermissionHandler;
+    headers?: HeadersListener;
+    schemes: string[];
+    setPermissionRequestHandler(h: PermissionHandler | null): void;
+    setPermissionCheckHandler(): void;
+    webRequest: { onHeadersReceived(l: HeadersListener): void };
+    protocol: { handle(s: string): void };
+  } = {
     schemes: [],
-    setPermissionRequestHandler(h) { session.permission = h ?? undefined; },
+    setPermissionRequestHandler(h) {
+      session.permission = h ?? undefined;
+    },
     setPermissionCheckHandler() {},
-    webRequest: { onHeadersReceived(l) { session.headers = l; } },
-    protocol: { handle(s) { session.schemes.push(s); } },
+    webRequest: {
+      onHeadersReceived(l) {
+        session.headers = l;
+      },
+    },
+    protocol: {
+      handle(s) {
+        session.schemes.push(s);
+      },
+    },
   };
   const privileged: { scheme: string; privileges: Record<string, boolean> }[] = [];
   const deps: AppDeps = {
-    app: { whenReady: async () => {}, on: (e, l) => void appEvents.set(e, l as (...a: unknown[]) => void), quit: () => {}, exit: () => {}, getPath: () => '/tmp/user', getVersion: () => '0.1.0', isPackaged: false },
+    app: {
+      whenReady: async () => {},
+      on: (e, l) => void appEvents.set(e, l as (...a: unknown[]) => void),
+      quit: () => {},
+      exit: () => {},
+      getPath: () => '/tmp/user',
+      getVersion: () => '0.1.0',
+      isPackaged: false,
+    },
     BrowserWindow: class {
       webContents = mkContents(1);
-      constructor(public options: Record<string, unknown>) { windows.push(this); }
-      async loadURL(url: string) { (this as unknown as { url: string }).url = url; }
+      constructor(public options: Record<string, unknown>) {
+        windows.push(this);
+      }
+      async loadURL(url: string) {
+        (this as unknown as { url: string }).url = url;
+      }
       on() {}
-      isDestroyed() { return false; }
+      isDestroyed() {
+        return false;
+      }
     } as unknown as AppDeps['BrowserWindow'],
     ipcMain: { handle: (c, l) => void ipc.set(c, l), removeHandler: (c) => void ipc.delete(c) },
-    dialog: { showOpenDialog: async () => ({ canceled: false, filePaths: ['/tmp/picked'] }), showMessageBox: async () => ({ response: 0 }) },
+    dialog: {
+      showOpenDialog: async () => ({ canceled: false, filePaths: ['/tmp/picked'] }),
+      showMessageBox: async () => ({ response: 0 }),
+    },
     shell: { openExternal: async (u) => void opened.push(u) },
     Menu: { buildFromTemplate: (t) => t, setApplicationMenu: () => {} },
     protocol: { registerSchemesAsPrivileged: (s) => void privileged.push(...s) },
@@ -73,7 +157,19 @@ function fakes() {
     rendererDir: '/nonexistent/renderer/dist',
     preloadPath: '/tmp/preload.cjs',
   };
-  return { deps, calls, emitter, windows, ipc, opened, session, privileged, appEvents, mkContents, isClosed: () => closed };
+  return {
+    deps,
+    calls,
+    emitter,
+    windows,
+    ipc,
+    opened,
+    session,
+    privileged,
+    appEvents,
+    mkContents,
+    isClosed: () => closed,
+  };
 }
 
 async function started() {
@@ -90,7 +186,10 @@ test('every contract method is reachable through studio:call, with defaults fill
   for (const m of Object.keys(METHODS)) {
     const r = (await h(good, m, VALID[m] ?? {})) as { ok: boolean; error?: unknown };
     assert.equal(r.ok, true, `${m}: ${JSON.stringify(r.error)}`);
-    assert.ok(calls.some((c) => c.method === m), m);
+    assert.ok(
+      calls.some((c) => c.method === m),
+      m,
+    );
   }
   const check = calls.find((c) => c.method === 'workspace.check')!;
   assert.deepEqual(check.params, { repair: false });
@@ -100,11 +199,17 @@ test('bad arguments are refused with bad-params naming the parameter; unknown me
   const { ipc, good, calls } = await started();
   const h = ipc.get('studio:call')!;
   const n = calls.length;
-  const r = (await h(good, 'runs.get', { runId: 42 })) as { ok: false; error: { code: string; issues: { path: string }[] } };
+  const r = (await h(good, 'runs.get', { runId: 42 })) as {
+    ok: false;
+    error: { code: string; issues: { path: string }[] };
+  };
   assert.equal(r.ok, false);
   assert.equal(r.error.code, 'bad-params');
   assert.equal(r.error.issues[0].path, 'runId');
-  const extra = (await h(good, 'workspace.open', { path: '/x', evil: 1 })) as { ok: false; error: { code: string; message: string } };
+  const extra = (await h(good, 'workspace.open', { path: '/x', evil: 1 })) as {
+    ok: false;
+    error: { code: string; message: string };
+  };
   assert.equal(extra.error.code, 'bad-params');
   assert.match(extra.error.message, /evil/);
   const unknown = (await h(good, 'fs.readFile', { path: '/etc/passwd' })) as { ok: false; error: { code: string } };
@@ -145,13 +250,20 @@ test('the window is secure: isolation, sandbox, no node, web security, CSP, perm
   assert.equal(wp.allowRunningInsecureContent, false);
   assert.equal(wp.preload, '/tmp/preload.cjs');
   assert.equal(windows[0].url ?? (windows[0] as unknown as { url: string }).url, 'app://studio/index.html');
-  assert.deepEqual(privileged[0], { scheme: 'app', privileges: { standard: true, secure: true, supportFetchAPI: true, codeCache: true } });
+  assert.deepEqual(privileged[0], {
+    scheme: 'app',
+    privileges: { standard: true, secure: true, supportFetchAPI: true, codeCache: true },
+  });
   assert.deepEqual(session.schemes, ['app']);
   let granted: boolean | undefined;
-  session.permission!(null, 'media', (g) => { granted = g; });
+  session.permission!(null, 'media', (g) => {
+    granted = g;
+  });
   assert.equal(granted, false);
   let headers: Record<string, string[] | string> | undefined;
-  session.headers!({ url: 'app://studio/index.html', responseHeaders: {} }, (r) => { headers = r.responseHeaders; });
+  session.headers!({ url: 'app://studio/index.html', responseHeaders: {} }, (r) => {
+    headers = r.responseHeaders;
+  });
   assert.deepEqual(headers!['Content-Security-Policy'], [CSP]);
   assert.match(CSP, /script-src 'self'(;|$)/);
   assert.doesNotMatch(CSP, /unsafe-eval/);
@@ -159,8 +271,22 @@ test('the window is secure: isolation, sandbox, no node, web security, CSP, perm
 
 test('navigation away from the app is blocked; new windows are denied; only allow-listed https goes to the browser', async () => {
   const { win, opened } = await started();
-  const wc = win.webContents as unknown as { listeners: Map<string, (...a: unknown[]) => void>; openHandler: (d: { url: string }) => { action: string } };
-  const nav = (url: string) => { let prevented = false; wc.listeners.get('will-navigate')!({ preventDefault: () => { prevented = true; } }, url); return prevented; };
+  const wc = win.webContents as unknown as {
+    listeners: Map<string, (...a: unknown[]) => void>;
+    openHandler: (d: { url: string }) => { action: string };
+  };
+  const nav = (url: string) => {
+    let prevented = false;
+    wc.listeners.get('will-navigate')!(
+      {
+        preventDefault: () => {
+          prevented = true;
+        },
+      },
+      url,
+    );
+    return prevented;
+  };
   assert.equal(nav('https://evil.example/'), true);
   assert.equal(nav('file:///etc/passwd'), true);
   assert.equal(nav('app://studio/runs'), false);
@@ -169,8 +295,18 @@ test('navigation away from the app is blocked; new windows are denied; only allo
   assert.equal(wc.openHandler({ url: 'https://evil.example/' }).action, 'deny');
   await new Promise((r) => setImmediate(r));
   assert.deepEqual(opened, ['https://github.com/x/y']);
-  for (const ok of ['https://github.com/', 'https://huggingface.co/bert-base-uncased', 'https://onnxruntime.ai/docs/']) assert.equal(isAllowedExternal(ok), true, ok);
-  for (const bad of ['http://github.com/', 'https://github.com.evil.example/', 'https://user:pw@github.com/', 'javascript:alert(1)', 'file:///etc/passwd', 'https://evilgithub.com/', 'not a url']) assert.equal(isAllowedExternal(bad), false, bad);
+  for (const ok of ['https://github.com/', 'https://huggingface.co/bert-base-uncased', 'https://onnxruntime.ai/docs/'])
+    assert.equal(isAllowedExternal(ok), true, ok);
+  for (const bad of [
+    'http://github.com/',
+    'https://github.com.evil.example/',
+    'https://user:pw@github.com/',
+    'javascript:alert(1)',
+    'file:///etc/passwd',
+    'https://evilgithub.com/',
+    'not a url',
+  ])
+    assert.equal(isAllowedExternal(bad), false, bad);
 });
 
 test('events are forwarded to the window; quitting with a run going asks, then closes the service (the run is left interrupted)', async () => {
@@ -179,10 +315,18 @@ test('events are forwarded to the window; quitting with a run going asks, then c
   const sent = (win.webContents as unknown as { sent: unknown[][] }).sent;
   assert.deepEqual(sent.at(-1), ['studio:event', { name: 'run.status', payload: { runId: 'r7', status: 'running' } }]);
   let prevented = false;
-  appEvents.get('before-quit')!({ preventDefault: () => { prevented = true; } });
+  appEvents.get('before-quit')!({
+    preventDefault: () => {
+      prevented = true;
+    },
+  });
   assert.equal(prevented, true);
   await new Promise((r) => setTimeout(r, 100));
-  assert.equal(calls.find((c) => c.method === 'runs.cancel'), undefined, 'not cancelled by the user: the service marks it interrupted');
+  assert.equal(
+    calls.find((c) => c.method === 'runs.cancel'),
+    undefined,
+    'not cancelled by the user: the service marks it interrupted',
+  );
   assert.equal(isClosed(), true);
 });
 
@@ -190,15 +334,36 @@ test('the preload exposes exactly { call, on, pickFolder, pickFile, platform } a
   const exposed: Record<string, unknown> = {};
   const invoked: unknown[][] = [];
   const listeners = new Map<string, (e: unknown, ...a: unknown[]) => void>();
-  const bridge = { exposeInMainWorld: (k: string, v: unknown) => { exposed[k] = v; } };
+  const bridge = {
+    exposeInMainWorld: (k: string, v: unknown) => {
+      exposed[k] = v;
+    },
+  };
   const ipcRenderer = {
-    invoke: async (...a: unknown[]) => { invoked.push(a); return a[0] === 'studio:call' ? (a[1] === 'runs.get' ? { ok: false, error: { code: 'bad-params', message: 'runId: expected string', issues: [{ path: 'runId', message: 'x' }] } } : { ok: true, result: 42 }) : '/picked'; },
+    invoke: async (...a: unknown[]) => {
+      invoked.push(a);
+      return a[0] === 'studio:call'
+        ? a[1] === 'runs.get'
+          ? {
+              ok: false,
+              error: {
+                code: 'bad-params',
+                message: 'runId: expected string',
+                issues: [{ path: 'runId', message: 'x' }],
+              },
+            }
+          : { ok: true, result: 42 }
+        : '/picked';
+    },
     on: (c: string, l: (e: unknown, ...a: unknown[]) => void) => void listeners.set(c, l),
     removeListener: (c: string) => void listeners.delete(c),
   };
   exposeStudio(bridge, ipcRenderer, Object.keys(METHODS), 'linux');
   assert.deepEqual(Object.keys(exposed), ['studio']);
-  const s = exposed.studio as Record<string, unknown> & { call: (m: string, p?: unknown) => Promise<unknown>; on: (e: string, f: (p: unknown) => void) => () => void };
+  const s = exposed.studio as Record<string, unknown> & {
+    call: (m: string, p?: unknown) => Promise<unknown>;
+    on: (e: string, f: (p: unknown) => void) => () => void;
+  };
   assert.deepEqual(Object.keys(s).sort(), ['call', 'on', 'pickFile', 'pickFolder', 'platform']);
   assert.equal(s.platform, 'linux');
   assert.deepEqual(await s.call('app.info'), { result: 42 });
@@ -220,10 +385,15 @@ test('the preload exposes exactly { call, on, pickFolder, pickFile, platform } a
   assert.ok(!Object.values(s).some((v) => v === ipcRenderer || v === bridge));
 });
 
-test('the utilityProcess trainer host speaks trainer-process.ts\'s protocol', async () => {
+test("the utilityProcess trainer host speaks trainer-process.ts's protocol", async () => {
   const posted: unknown[] = [];
   const handlers = new Map<string, (a: unknown) => void>();
-  const child: UtilityChildLike = { pid: 123, postMessage: (m) => void posted.push(m), on: ((e: string, l: (a: unknown) => void) => void handlers.set(e, l)) as UtilityChildLike['on'], kill: () => true };
+  const child: UtilityChildLike = {
+    pid: 123,
+    postMessage: (m) => void posted.push(m),
+    on: ((e: string, l: (a: unknown) => void) => void handlers.set(e, l)) as UtilityChildLike['on'],
+    kill: () => true,
+  };
   const start = utilityTrainer({ fork: () => child }, '/x/trainer.cjs');
   const events: unknown[] = [];
   const job = start({} as never, { train: [] }, (e) => events.push(e));
@@ -236,7 +406,15 @@ test('the utilityProcess trainer host speaks trainer-process.ts\'s protocol', as
   handlers.get('message')!({ type: 'result', result: { status: 'cancelled' } });
   assert.deepEqual(await job.result, { status: 'cancelled' });
   assert.deepEqual(events, [{ type: 'step' }]);
-  const job2 = utilityTrainer({ fork: () => ({ ...child, on: ((e: string, l: (a: unknown) => void) => void handlers.set(e, l)) as UtilityChildLike['on'] }) }, '/x')({} as never, { train: [] });
+  const job2 = utilityTrainer(
+    {
+      fork: () => ({
+        ...child,
+        on: ((e: string, l: (a: unknown) => void) => void handlers.set(e, l)) as UtilityChildLike['on'],
+      }),
+    },
+    '/x',
+  )({} as never, { train: [] });
   handlers.get('exit')!(9);
   await assert.rejects(job2.result, /ended without a result/);
 });

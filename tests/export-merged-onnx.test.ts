@@ -1,7 +1,17 @@
 // Exports of a plugin: a merged Hugging Face folder (LoRA, (IA)³, BitFit folded into the weights) and an inference
 // ONNX model (baked or with the delta as inputs), each compared with what the engine computes for base + plugin.
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -27,8 +37,12 @@ const TASK: Record<string, Task> = { bert: 'classification', gpt2: 'causal-lm', 
 const LABELS = ['negative', 'positive'];
 
 let tmp = '';
-before(() => { tmp = mkdtempSync(join(os.tmpdir(), 'ds-export-')); });
-after(() => { rmSync(tmp, { recursive: true, force: true }); });
+before(() => {
+  tmp = mkdtempSync(join(os.tmpdir(), 'ds-export-'));
+});
+after(() => {
+  rmSync(tmp, { recursive: true, force: true });
+});
 
 let made = 0;
 /** A plugin with random non-trivial delta values (no training), written and read back as a .delta file. */
@@ -45,12 +59,30 @@ function makePlugin(name: string, config: unknown, seed: number, dir = join(FIXT
     const data = new Float32Array(x.length);
     for (let i = 0; i < data.length; i++) {
       const r = rng.normal();
-      data[i] = p.name.endsWith('.ia3_l') ? 1 + 0.3 * r : p.existing ? x[i] + 0.05 * r : p.name.startsWith('prefix.') ? r : 0.2 * r;
+      data[i] = p.name.endsWith('.ia3_l')
+        ? 1 + 0.3 * r
+        : p.existing
+          ? x[i] + 0.05 * r
+          : p.name.startsWith('prefix.')
+            ? r
+            : 0.2 * r;
     }
     tensors[p.name] = { dtype: 'float32', shape: init.shape, data };
   }
   const file = join(tmp, `plugin-${made++}.delta`);
-  writePlugin(file, { methods, task, labels, base: { fingerprint: modelFingerprint(dir), modelType: model.modelType, name }, metrics: {}, createdAt: '2025-01-01T00:00:00Z', maxLength: 16 }, tensors);
+  writePlugin(
+    file,
+    {
+      methods,
+      task,
+      labels,
+      base: { fingerprint: modelFingerprint(dir), modelType: model.modelType, name },
+      metrics: {},
+      createdAt: '2025-01-01T00:00:00Z',
+      maxLength: 16,
+    },
+    tensors,
+  );
   return readPlugin(file);
 }
 
@@ -59,15 +91,23 @@ function batch(name: string): Record<string, HostTensor> {
   const ref = readReference(join(FIXTURES, name));
   const out: Record<string, HostTensor> = {};
   for (const k of ['input_ids', 'attention_mask', 'token_type_ids']) if (ref.has(k)) out[k] = ref.get(k)!;
-  out.labels = TASK[name] === 'classification' ? { dtype: 'int64', shape: [2], data: BigInt64Array.of(0n, 1n) } : ref.get('input_ids')!;
+  out.labels =
+    TASK[name] === 'classification'
+      ? { dtype: 'int64', shape: [2], data: BigInt64Array.of(0n, 1n) }
+      : ref.get('input_ids')!;
   return out;
 }
 
-const withoutLabels = (f: Record<string, HostTensor>): Record<string, HostTensor> => Object.fromEntries(Object.entries(f).filter(([k]) => k !== 'labels'));
+const withoutLabels = (f: Record<string, HostTensor>): Record<string, HostTensor> =>
+  Object.fromEntries(Object.entries(f).filter(([k]) => k !== 'labels'));
 
 /** The engine: the evaluation graph of base + the plugin's methods, fed the plugin's tensors. */
 async function engineLogits(name: string, plugin: Plugin, dir = join(FIXTURES, name)): Promise<HostTensor> {
-  const { model, applied } = loadWithDeltas(dir, { task: plugin.meta.task, numLabels: plugin.meta.labels?.length }, plugin.meta.methods);
+  const { model, applied } = loadWithDeltas(
+    dir,
+    { task: plugin.meta.task, numLabels: plugin.meta.labels?.length },
+    plugin.meta.methods,
+  );
   const s = await openInline(evaluationGraph(model, applied.trainable), { device: 'cpu' });
   const feeds: Record<string, HostTensor> = {};
   const b = batch(name);
@@ -89,7 +129,10 @@ async function folderLogits(dir: string, name: string): Promise<HostTensor> {
 }
 
 /** A plain onnxruntime-node session on the written file. */
-async function ortRun(file: string, feeds: Record<string, HostTensor>): Promise<{ logits: HostTensor; inputNames: readonly string[]; outputNames: readonly string[] }> {
+async function ortRun(
+  file: string,
+  feeds: Record<string, HostTensor>,
+): Promise<{ logits: HostTensor; inputNames: readonly string[]; outputNames: readonly string[] }> {
   const s = await ort.InferenceSession.create(file);
   const f: Record<string, ort.Tensor> = {};
   for (const n of s.inputNames) {
@@ -97,7 +140,11 @@ async function ortRun(file: string, feeds: Record<string, HostTensor>): Promise<
     f[n] = new ort.Tensor(feeds[n].dtype as ort.Tensor.Type, feeds[n].data as ort.Tensor.DataType, feeds[n].shape);
   }
   const out = await s.run(f);
-  const r = { logits: { dtype: 'float32' as const, shape: [...out.logits.dims], data: out.logits.data as Float32Array }, inputNames: s.inputNames, outputNames: s.outputNames };
+  const r = {
+    logits: { dtype: 'float32' as const, shape: [...out.logits.dims], data: out.logits.data as Float32Array },
+    inputNames: s.inputNames,
+    outputNames: s.outputNames,
+  };
   await s.release();
   return r;
 }
@@ -115,15 +162,25 @@ function range(a: HostTensor): number {
   return m;
 }
 
-const log = (s: string): void => { if (process.env.EXPORT_TEST_VERBOSE) console.log(s); };
+const log = (s: string): void => {
+  if (process.env.EXPORT_TEST_VERBOSE) console.log(s);
+};
 
 describe('merged Hugging Face folder', () => {
   const cases: [string, string, unknown][] = [
     ['bert', 'lora + new head', { method: 'lora', r: 4, alpha: 8 }],
     ['bert', '(IA)³ (square attention.output.dense scaled on its input)', { method: 'ia3' }],
     ['bert', 'BitFit (existing biases, norm biases folded)', { method: 'bitfit' }],
-    ['llama', 'lora + (IA)³ on the same modules', [{ method: 'lora', r: 4, alpha: 8, target_modules: ['q_proj', 'v_proj', 'down_proj'] }, { method: 'ia3' }]],
-    ['gpt2', 'lora + (IA)³ on Conv1D', [{ method: 'lora', r: 4, alpha: 8, target_modules: ['c_attn', 'c_proj'] }, { method: 'ia3' }]],
+    [
+      'llama',
+      'lora + (IA)³ on the same modules',
+      [{ method: 'lora', r: 4, alpha: 8, target_modules: ['q_proj', 'v_proj', 'down_proj'] }, { method: 'ia3' }],
+    ],
+    [
+      'gpt2',
+      'lora + (IA)³ on Conv1D',
+      [{ method: 'lora', r: 4, alpha: 8, target_modules: ['c_attn', 'c_proj'] }, { method: 'ia3' }],
+    ],
   ];
   for (const [name, what, config] of cases) {
     test(`${name}, ${what}: the merged folder gives base + plugin's logits`, async () => {
@@ -136,23 +193,38 @@ describe('merged Hugging Face folder', () => {
       const want = await engineLogits(name, plugin);
       const got = await folderLogits(out, name);
       const d = maxDiff(got, want);
-      log(`merged ${name} ${what}: max |Δlogits| ${d.toExponential(2)} (logits up to ${range(want).toFixed(2)}), ${ms.toFixed(0)} ms, ${r.totalSize} bytes, merged ${r.merged.length}, replaced ${r.replaced.length}`);
+      log(
+        `merged ${name} ${what}: max |Δlogits| ${d.toExponential(2)} (logits up to ${range(want).toFixed(2)}), ${ms.toFixed(0)} ms, ${r.totalSize} bytes, merged ${r.merged.length}, replaced ${r.replaced.length}`,
+      );
       assert.ok(d < 1e-4, `max logit difference ${d}`);
       // The delta is not a no-op (bert's base head has another number of labels).
       if (name !== 'bert') assert.ok(maxDiff(await folderLogits(join(FIXTURES, name), name), want) > 1e-3);
       const cfg = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));
       assert.deepEqual(cfg.architectures, [r.architecture]);
       assert.equal(cfg.torch_dtype, 'float32');
-      assert.ok(existsSync(join(out, 'tokenizer.json')) && existsSync(join(out, 'tokenizer_config.json')) && existsSync(join(out, 'special_tokens_map.json')));
-      assert.ok(!existsSync(join(out, 'reference.safetensors')) && !readdirSync(out).some((f) => f.startsWith('delta-')));
+      assert.ok(
+        existsSync(join(out, 'tokenizer.json')) &&
+          existsSync(join(out, 'tokenizer_config.json')) &&
+          existsSync(join(out, 'special_tokens_map.json')),
+      );
+      assert.ok(
+        !existsSync(join(out, 'reference.safetensors')) && !readdirSync(out).some((f) => f.startsWith('delta-')),
+      );
       if (name === 'bert') {
         assert.equal(cfg.architectures[0], 'BertForSequenceClassification');
         assert.deepEqual(cfg.id2label, { 0: 'negative', 1: 'positive' });
         assert.deepEqual(cfg.label2id, { negative: 0, positive: 1 });
         assert.equal(cfg.num_labels, 2);
-        assert.deepEqual(readSafetensorsHeader(join(out, 'model.safetensors')).tensors.get('classifier.weight')!.shape, [2, 32]);
+        assert.deepEqual(
+          readSafetensorsHeader(join(out, 'model.safetensors')).tensors.get('classifier.weight')!.shape,
+          [2, 32],
+        );
       }
-      assert.deepEqual(readdirSync(tmp).filter((f) => f.startsWith('.')), [], 'no temporary folder left');
+      assert.deepEqual(
+        readdirSync(tmp).filter((f) => f.startsWith('.')),
+        [],
+        'no temporary folder left',
+      );
     });
   }
 
@@ -160,13 +232,27 @@ describe('merged Hugging Face folder', () => {
     const plugin = makePlugin('llama', { method: 'lora', r: 4, alpha: 8 }, 3);
     const out = join(tmp, 'merged-sharded');
     const reports: number[] = [];
-    const r = exportMerged(plugin, join(FIXTURES, 'llama'), out, { dtype: 'float32', shardBytes: 40_000, onProgress: (f) => reports.push(f) });
+    const r = exportMerged(plugin, join(FIXTURES, 'llama'), out, {
+      dtype: 'float32',
+      shardBytes: 40_000,
+      onProgress: (f) => reports.push(f),
+    });
     assert.ok(r.files.length >= 2, `${r.files.length} shards`);
-    assert.ok(reports.length >= 5 && reports.every((f, i) => f > 0 && f <= 1 && (i === 0 || f > reports[i - 1])), `progress rises: ${reports.join(', ')}`);
+    assert.ok(
+      reports.length >= 5 && reports.every((f, i) => f > 0 && f <= 1 && (i === 0 || f > reports[i - 1])),
+      `progress rises: ${reports.join(', ')}`,
+    );
     assert.equal(reports.at(-1), 1);
     const index = JSON.parse(readFileSync(join(out, 'model.safetensors.index.json'), 'utf8'));
-    const shards = readdirSync(out).filter((f) => f.endsWith('.safetensors')).sort();
-    assert.deepEqual(shards, r.files.map((_, i) => `model-${String(i + 1).padStart(5, '0')}-of-${String(r.files.length).padStart(5, '0')}.safetensors`));
+    const shards = readdirSync(out)
+      .filter((f) => f.endsWith('.safetensors'))
+      .sort();
+    assert.deepEqual(
+      shards,
+      r.files.map(
+        (_, i) => `model-${String(i + 1).padStart(5, '0')}-of-${String(r.files.length).padStart(5, '0')}.safetensors`,
+      ),
+    );
     let total = 0;
     const seen = new Map<string, string>();
     for (const s of shards) {
@@ -185,13 +271,15 @@ describe('merged Hugging Face folder', () => {
     assert.ok(maxDiff(await folderLogits(out, 'llama'), await engineLogits('llama', plugin)) < 1e-4);
   });
 
-  test('a folder saved without the backbone prefix (as GPT2Model saves) is written with the task class\'s names', async () => {
+  test("a folder saved without the backbone prefix (as GPT2Model saves) is written with the task class's names", async () => {
     const src = join(FIXTURES, 'gpt2');
     const bare = join(tmp, 'gpt2-bare');
     mkdirSync(bare);
-    for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json']) copyFileSync(join(src, f), join(bare, f));
+    for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'])
+      copyFileSync(join(src, f), join(bare, f));
     const tensors: Record<string, { dtype: DType; shape: number[]; data: Uint8Array }> = {};
-    for (const [n, t] of readModelFolder(src).weights) tensors[n.replace(/^transformer\./, '')] = { dtype: t.dtype, shape: t.shape, data: readTensorBytes(t) };
+    for (const [n, t] of readModelFolder(src).weights)
+      tensors[n.replace(/^transformer\./, '')] = { dtype: t.dtype, shape: t.shape, data: readTensorBytes(t) };
     writeSafetensors(join(bare, 'model.safetensors'), tensors, { format: 'pt' });
     const plugin = makePlugin('gpt2', { method: 'lora', r: 4, alpha: 8 }, 9, bare);
     const out = join(tmp, 'merged-gpt2-bare');
@@ -212,14 +300,17 @@ describe('merged Hugging Face folder', () => {
     const dst = readModelFolder(out);
     for (const [n, t] of dst.weights) {
       assert.equal(t.dtype, 'bfloat16', n);
-      if (!r.merged.includes(n)) assert.deepEqual(readTensorBytes(t), readTensorBytes(src.weights.get(n)!), `${n} copied as stored`);
+      if (!r.merged.includes(n))
+        assert.deepEqual(readTensorBytes(t), readTensorBytes(src.weights.get(n)!), `${n} copied as stored`);
     }
     const want = await engineLogits('llama', plugin);
     const d = maxDiff(await folderLogits(out, 'llama'), want);
     log(`merged llama bf16: max |Δlogits| ${d.toExponential(2)} of ${range(want).toFixed(2)}`);
     assert.ok(d < 0.02 * range(want), `bf16 rounding moved logits by ${d}`);
     // Each rounded weight is the float32 export's, rounded to nearest even.
-    const f32 = readModelFolder(exportMerged(plugin, join(FIXTURES, 'llama'), join(tmp, 'merged-bf16-f32'), { dtype: 'float32' }).dir);
+    const f32 = readModelFolder(
+      exportMerged(plugin, join(FIXTURES, 'llama'), join(tmp, 'merged-bf16-f32'), { dtype: 'float32' }).dir,
+    );
     for (const n of r.rounded) {
       const exact = toFloat32('float32', readTensorBytes(f32.weights.get(n)!));
       const got = toFloat32('bfloat16', readTensorBytes(dst.weights.get(n)!));
@@ -245,7 +336,9 @@ describe('ONNX export', () => {
       assert.deepEqual([...run.outputNames], ['logits']);
       assert.deepEqual([...run.inputNames].sort(), Object.keys(withoutLabels(b)).sort());
       const d = maxDiff(run.logits, await engineLogits(name, plugin));
-      log(`onnx baked ${name}: max |Δlogits| ${d.toExponential(2)}, ${ms.toFixed(0)} ms, ${r.bytes} + ${r.dataBytes} bytes, custom ops ${r.customOps.join(' ')}`);
+      log(
+        `onnx baked ${name}: max |Δlogits| ${d.toExponential(2)}, ${ms.toFixed(0)} ms, ${r.bytes} + ${r.dataBytes} bytes, custom ops ${r.customOps.join(' ')}`,
+      );
       assert.ok(d < 1e-4, `max logit difference ${d}`);
       const bytes = readFileSync(file);
       for (const f of readModelFolder(join(FIXTURES, name)).files) {
@@ -264,7 +357,10 @@ describe('ONNX export', () => {
       const meta = JSON.parse(proto.metadataProps.find((m) => m.key === 'delta_studio')!.value!);
       assert.equal(meta.task, TASK[name]);
       assert.equal(meta.mode, 'baked');
-      assert.deepEqual(r.inputs.map((i) => i.shape), r.inputs.map(() => ['batch', 'seq']));
+      assert.deepEqual(
+        r.inputs.map((i) => i.shape),
+        r.inputs.map(() => ['batch', 'seq']),
+      );
       assert.equal(r.outputs[0].shape[0], 'batch');
     });
 
@@ -299,15 +395,24 @@ describe('ONNX export', () => {
     const prefix = makePlugin('bert', { method: 'prefix', prefix_token_num: 2, mid_dim: 16 }, 32);
     const f2 = join(tmp, 'bert-prefix.onnx');
     exportOnnx(prefix, join(FIXTURES, 'bert'), f2, { mode: 'inputs' });
-    const d2 = maxDiff((await ortRun(f2, { ...withoutLabels(batch('bert')), ...prefix.tensors })).logits, await engineLogits('bert', prefix));
+    const d2 = maxDiff(
+      (await ortRun(f2, { ...withoutLabels(batch('bert')), ...prefix.tensors })).logits,
+      await engineLogits('bert', prefix),
+    );
     // A plugin that keeps the projected prefixes (key_values) under a reparameterised config is built without the MLP.
     const kv = makePlugin('llama', { method: 'prefix', prefix_token_num: 2, reparameterize: false }, 33);
     const file = join(tmp, 'plugin-projected.delta');
-    writePlugin(file, { ...kv.meta, methods: kv.meta.methods.map((c) => ({ ...c, reparameterize: true })) }, kv.tensors);
+    writePlugin(
+      file,
+      { ...kv.meta, methods: kv.meta.methods.map((c) => ({ ...c, reparameterize: true })) },
+      kv.tensors,
+    );
     const f3 = join(tmp, 'llama-prefix.onnx');
     exportOnnx(readPlugin(file), join(FIXTURES, 'llama'), f3);
     const d3 = maxDiff((await ortRun(f3, withoutLabels(batch('llama')))).logits, await engineLogits('llama', kv));
-    log(`onnx soft prompt llama ${d1.toExponential(2)}, prefix bert ${d2.toExponential(2)}, projected prefix llama ${d3.toExponential(2)}`);
+    log(
+      `onnx soft prompt llama ${d1.toExponential(2)}, prefix bert ${d2.toExponential(2)}, projected prefix llama ${d3.toExponential(2)}`,
+    );
     assert.ok(d1 < 1e-4 && d2 < 1e-4 && d3 < 1e-4, `${d1}, ${d2}, ${d3}`);
   });
 });
@@ -317,7 +422,10 @@ describe('refusals leave nothing behind', () => {
     const plugin = makePlugin('bert', { method: 'adapter', bottleneck_dim: 8 }, 41);
     const parent = join(tmp, 'refused');
     mkdirSync(parent);
-    assert.throws(() => exportMerged(plugin, join(FIXTURES, 'bert'), join(parent, 'out')), /adapter cannot be merged into the base weights: it inserts bottleneck adapter layers.*ONNX/);
+    assert.throws(
+      () => exportMerged(plugin, join(FIXTURES, 'bert'), join(parent, 'out')),
+      /adapter cannot be merged into the base weights: it inserts bottleneck adapter layers.*ONNX/,
+    );
     assert.deepEqual(readdirSync(parent), []);
   });
 
@@ -333,7 +441,10 @@ describe('refusals leave nothing behind', () => {
     exportMerged(plugin, join(FIXTURES, 'bert'), out, { overwrite: true, dtype: 'float32' });
     assert.ok(!existsSync(join(out, 'keep.txt')) && existsSync(join(out, 'model.safetensors')));
     assert.deepEqual(readdirSync(parent), ['out']);
-    assert.throws(() => exportMerged(plugin, join(FIXTURES, 'bert'), FIXTURES + 'bert', { overwrite: true }), /replace the model folder it reads/);
+    assert.throws(
+      () => exportMerged(plugin, join(FIXTURES, 'bert'), FIXTURES + 'bert', { overwrite: true }),
+      /replace the model folder it reads/,
+    );
   });
 
   test('a failure while writing removes the partial folder; an ONNX export onto an existing file or another base is refused', () => {

@@ -21,7 +21,16 @@
 //  - src/peft/utils/constants.py: CONFIG_NAME adapter_config.json, SAFETENSORS_WEIGHTS_NAME adapter_model.safetensors,
 //    WEIGHTS_NAME adapter_model.bin.
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -40,7 +49,9 @@ import { Rng } from '../native/rng.js';
 import { readReference, relErr } from './support/reference.js';
 
 const FIX = fileURLToPath(new URL('./fixtures/models/', import.meta.url));
-const BERT = join(FIX, 'bert'), LLAMA = join(FIX, 'llama'), GPT2 = join(FIX, 'gpt2');
+const BERT = join(FIX, 'bert'),
+  LLAMA = join(FIX, 'llama'),
+  GPT2 = join(FIX, 'gpt2');
 const TMP = mkdtempSync(join(tmpdir(), 'delta-peft-'));
 after(() => rmSync(TMP, { recursive: true, force: true }));
 
@@ -53,25 +64,59 @@ function makePlugin(name: string, dir: string, task: Task, raw: unknown, seed: n
   for (const p of applied.params) {
     const init = applied.initial[p.value];
     const base = p.name.endsWith('.ia3_l') ? 1 : 0;
-    tensors[p.name] = { dtype: 'float32', shape: [...init.shape], data: Float32Array.from({ length: init.data.length }, () => base + 0.3 * rng.normal()) };
+    tensors[p.name] = {
+      dtype: 'float32',
+      shape: [...init.shape],
+      data: Float32Array.from({ length: init.data.length }, () => base + 0.3 * rng.normal()),
+    };
   }
   const file = join(TMP, `${name}.delta`);
-  writePlugin(file, { methods, task, labels, base: { fingerprint: modelFingerprint(dir), modelType: model.modelType, name: basename(dir) }, metrics: {}, createdAt: '2024-01-01T00:00:00.000Z' }, tensors);
+  writePlugin(
+    file,
+    {
+      methods,
+      task,
+      labels,
+      base: { fingerprint: modelFingerprint(dir), modelType: model.modelType, name: basename(dir) },
+      metrics: {},
+      createdAt: '2024-01-01T00:00:00.000Z',
+    },
+    tensors,
+  );
   return readPlugin(file);
 }
 
-function readAdapter(dir: string): { config: Record<string, unknown>; configKeys: string[]; keys: string[]; tensors: Map<string, HostTensor>; metadata: Record<string, string> } {
+function readAdapter(dir: string): {
+  config: Record<string, unknown>;
+  configKeys: string[];
+  keys: string[];
+  tensors: Map<string, HostTensor>;
+  metadata: Record<string, string>;
+} {
   const text = readFileSync(join(dir, 'adapter_config.json'), 'utf8');
   const h = readSafetensorsHeader(join(dir, 'adapter_model.safetensors'));
   const tensors = new Map<string, HostTensor>();
-  for (const [k, ref] of h.tensors) tensors.set(k, { dtype: ref.dtype, shape: ref.shape, data: viewAs(ref.dtype, readTensorBytes(ref)) });
-  return { config: JSON.parse(text), configKeys: Object.keys(JSON.parse(text)), keys: [...tensors.keys()].sort(), tensors, metadata: h.metadata };
+  for (const [k, ref] of h.tensors)
+    tensors.set(k, { dtype: ref.dtype, shape: ref.shape, data: viewAs(ref.dtype, readTensorBytes(ref)) });
+  return {
+    config: JSON.parse(text),
+    configKeys: Object.keys(JSON.parse(text)),
+    keys: [...tensors.keys()].sort(),
+    tensors,
+    metadata: h.metadata,
+  };
 }
 
 let outN = 0;
 const newOut = (): string => join(TMP, `out-${outN++}`);
 
-async function logits(dir: string, task: Task, methods: DeltaConfig[], values: Record<string, HostTensor>, numLabels?: number): Promise<HostTensor> {
+async function logits(
+  dir: string,
+  task: Task,
+  methods: DeltaConfig[],
+  values: Record<string, HostTensor>,
+  numLabels?: number,
+): Promise<HostTensor> {
   const { model, applied } = loadWithDeltas(dir, { task, numLabels }, methods);
   const s = await openInline(evaluationGraph(model, applied.trainable), { device: 'cpu' });
   const ref = readReference(dir);
@@ -87,7 +132,11 @@ function assertSameTensors(got: Record<string, HostTensor>, want: Record<string,
   assert.deepEqual(Object.keys(got).sort(), Object.keys(want).sort());
   for (const k of Object.keys(want)) {
     assert.deepEqual(got[k].shape, want[k].shape, k);
-    assert.deepEqual(Float32Array.from(got[k].data as Float32Array), Float32Array.from(want[k].data as Float32Array), k);
+    assert.deepEqual(
+      Float32Array.from(got[k].data as Float32Array),
+      Float32Array.from(want[k].data as Float32Array),
+      k,
+    );
   }
 }
 
@@ -105,16 +154,21 @@ function headlessBert(): string {
   const dir = join(TMP, 'bert-headless');
   if (existsSync(dir)) return dir;
   mkdirSync(dir);
-  for (const f of readdirSync(BERT)) if (f.endsWith('.json') || f === 'reference.safetensors') copyFileSync(join(BERT, f), join(dir, f));
+  for (const f of readdirSync(BERT))
+    if (f.endsWith('.json') || f === 'reference.safetensors') copyFileSync(join(BERT, f), join(dir, f));
   const h = readSafetensorsHeader(join(BERT, 'model.safetensors'));
   const t: Record<string, HostTensor> = {};
-  for (const [k, ref] of h.tensors) if (!k.startsWith('classifier.')) t[k] = { dtype: ref.dtype, shape: ref.shape, data: viewAs(ref.dtype, readTensorBytes(ref)) };
+  for (const [k, ref] of h.tensors)
+    if (!k.startsWith('classifier.'))
+      t[k] = { dtype: ref.dtype, shape: ref.shape, data: viewAs(ref.dtype, readTensorBytes(ref)) };
   writeSafetensors(join(dir, 'model.safetensors'), t, { format: 'pt' });
   return dir;
 }
 
 const loraKeys = (pre: string, layers: number[], mods: string[]): string[] =>
-  layers.flatMap((l) => mods.flatMap((m) => ['A', 'B'].map((ab) => `base_model.model.${pre}${l}.${m}.lora_${ab}.weight`)));
+  layers.flatMap((l) =>
+    mods.flatMap((m) => ['A', 'B'].map((ab) => `base_model.model.${pre}${l}.${m}.lora_${ab}.weight`)),
+  );
 
 describe('PEFT export: files, keys and config as save_pretrained writes them', () => {
   test('LoRA on bert (SEQ_CLS): lora_A/lora_B per module, the classifier in modules_to_save', () => {
@@ -123,17 +177,46 @@ describe('PEFT export: files, keys and config as save_pretrained writes them', (
     const { files } = exportPeft(plugin, BERT, out);
     assert.deepEqual(files, [join(out, 'adapter_config.json'), join(out, 'adapter_model.safetensors')]);
     const a = checkFileBasics(out);
-    assert.deepEqual(a.keys, [...loraKeys('bert.encoder.layer.', [0, 1], ['attention.self.query', 'attention.self.value']), 'base_model.model.classifier.bias', 'base_model.model.classifier.weight'].sort());
-    assert.deepEqual(a.tensors.get('base_model.model.bert.encoder.layer.0.attention.self.query.lora_A.weight')!.shape, [4, 32]);
-    assert.deepEqual(a.tensors.get('base_model.model.bert.encoder.layer.0.attention.self.query.lora_B.weight')!.shape, [32, 4]);
-    assert.deepEqual(a.tensors.get('base_model.model.bert.encoder.layer.1.attention.self.value.lora_B.weight')!.data, plugin.tensors['bert.encoder.layer.1.attention.self.value.lora_B'].data);
+    assert.deepEqual(
+      a.keys,
+      [
+        ...loraKeys('bert.encoder.layer.', [0, 1], ['attention.self.query', 'attention.self.value']),
+        'base_model.model.classifier.bias',
+        'base_model.model.classifier.weight',
+      ].sort(),
+    );
+    assert.deepEqual(
+      a.tensors.get('base_model.model.bert.encoder.layer.0.attention.self.query.lora_A.weight')!.shape,
+      [4, 32],
+    );
+    assert.deepEqual(
+      a.tensors.get('base_model.model.bert.encoder.layer.0.attention.self.query.lora_B.weight')!.shape,
+      [32, 4],
+    );
+    assert.deepEqual(
+      a.tensors.get('base_model.model.bert.encoder.layer.1.attention.self.value.lora_B.weight')!.data,
+      plugin.tensors['bert.encoder.layer.1.attention.self.value.lora_B'].data,
+    );
     // The head was not trained: PEFT saves the copy of the folder's classifier.
     const ref = readSafetensorsHeader(join(BERT, 'model.safetensors')).tensors.get('classifier.weight')!;
-    assert.deepEqual(a.tensors.get('base_model.model.classifier.weight')!.data, toFloat32(ref.dtype, readTensorBytes(ref)));
+    assert.deepEqual(
+      a.tensors.get('base_model.model.classifier.weight')!.data,
+      toFloat32(ref.dtype, readTensorBytes(ref)),
+    );
     assert.deepEqual(a.config, {
-      base_model_name_or_path: resolve(BERT), bias: 'none', fan_in_fan_out: false, inference_mode: true, init_lora_weights: true,
-      lora_alpha: 8, lora_dropout: 0, modules_to_save: ['classifier', 'score'], peft_type: 'LORA', r: 4, revision: null,
-      target_modules: ['query', 'value'], task_type: 'SEQ_CLS',
+      base_model_name_or_path: resolve(BERT),
+      bias: 'none',
+      fan_in_fan_out: false,
+      inference_mode: true,
+      init_lora_weights: true,
+      lora_alpha: 8,
+      lora_dropout: 0,
+      modules_to_save: ['classifier', 'score'],
+      peft_type: 'LORA',
+      r: 4,
+      revision: null,
+      target_modules: ['query', 'value'],
+      task_type: 'SEQ_CLS',
     });
   });
 
@@ -146,9 +229,19 @@ describe('PEFT export: files, keys and config as save_pretrained writes them', (
     assert.deepEqual(a.tensors.get('base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight')!.shape, [32, 4]);
     assert.deepEqual(a.tensors.get('base_model.model.model.layers.0.self_attn.v_proj.lora_B.weight')!.shape, [16, 4]);
     assert.deepEqual(a.config, {
-      base_model_name_or_path: resolve(LLAMA), bias: 'none', fan_in_fan_out: false, inference_mode: true, init_lora_weights: true,
-      lora_alpha: 16, lora_dropout: 0.05, modules_to_save: null, peft_type: 'LORA', r: 4, revision: null,
-      target_modules: ['q_proj', 'v_proj'], task_type: 'CAUSAL_LM',
+      base_model_name_or_path: resolve(LLAMA),
+      bias: 'none',
+      fan_in_fan_out: false,
+      inference_mode: true,
+      init_lora_weights: true,
+      lora_alpha: 16,
+      lora_dropout: 0.05,
+      modules_to_save: null,
+      peft_type: 'LORA',
+      r: 4,
+      revision: null,
+      target_modules: ['q_proj', 'v_proj'],
+      task_type: 'CAUSAL_LM',
     });
   });
 
@@ -161,9 +254,20 @@ describe('PEFT export: files, keys and config as save_pretrained writes them', (
     assert.deepEqual(a.tensors.get('base_model.model.transformer.h.0.attn.c_attn.lora_A.weight')!.shape, [4, 32]);
     assert.deepEqual(a.tensors.get('base_model.model.transformer.h.0.attn.c_attn.lora_B.weight')!.shape, [96, 4]);
     assert.deepEqual(a.config, {
-      base_model_name_or_path: 'gpt2', bias: 'none', fan_in_fan_out: true, inference_mode: true, init_lora_weights: true,
-      lora_alpha: 8, lora_dropout: 0, modules_to_save: null, peft_type: 'LORA', r: 4, revision: null,
-      target_modules: ['c_attn'], task_type: 'CAUSAL_LM', use_rslora: true,
+      base_model_name_or_path: 'gpt2',
+      bias: 'none',
+      fan_in_fan_out: true,
+      inference_mode: true,
+      init_lora_weights: true,
+      lora_alpha: 8,
+      lora_dropout: 0,
+      modules_to_save: null,
+      peft_type: 'LORA',
+      r: 4,
+      revision: null,
+      target_modules: ['c_attn'],
+      task_type: 'CAUSAL_LM',
+      use_rslora: true,
     });
   });
 
@@ -173,13 +277,40 @@ describe('PEFT export: files, keys and config as save_pretrained writes them', (
     exportPeft(plugin, BERT, out);
     const a = checkFileBasics(out);
     const mods = ['attention.self.key', 'attention.self.value', 'attention.output.dense', 'output.dense'];
-    assert.deepEqual(a.keys, [...[0, 1].flatMap((l) => mods.map((m) => `base_model.model.bert.encoder.layer.${l}.${m}.ia3_l`)), 'base_model.model.classifier.bias', 'base_model.model.classifier.weight'].sort());
+    assert.deepEqual(
+      a.keys,
+      [
+        ...[0, 1].flatMap((l) => mods.map((m) => `base_model.model.bert.encoder.layer.${l}.${m}.ia3_l`)),
+        'base_model.model.classifier.bias',
+        'base_model.model.classifier.weight',
+      ].sort(),
+    );
     const shape = (m: string): number[] => a.tensors.get(`base_model.model.bert.encoder.layer.1.${m}.ia3_l`)!.shape;
-    assert.deepEqual([shape('attention.self.key'), shape('attention.self.value'), shape('attention.output.dense'), shape('output.dense')], [[32, 1], [32, 1], [1, 32], [1, 64]]);
+    assert.deepEqual(
+      [
+        shape('attention.self.key'),
+        shape('attention.self.value'),
+        shape('attention.output.dense'),
+        shape('output.dense'),
+      ],
+      [
+        [32, 1],
+        [32, 1],
+        [1, 32],
+        [1, 64],
+      ],
+    );
     assert.deepEqual(a.config, {
-      base_model_name_or_path: resolve(BERT), fan_in_fan_out: false, feedforward_modules: ['output.dense'], inference_mode: true,
-      init_ia3_weights: true, modules_to_save: ['classifier', 'score'], peft_type: 'IA3', revision: null,
-      target_modules: ['key', 'output.dense', 'value'], task_type: 'SEQ_CLS',
+      base_model_name_or_path: resolve(BERT),
+      fan_in_fan_out: false,
+      feedforward_modules: ['output.dense'],
+      inference_mode: true,
+      init_ia3_weights: true,
+      modules_to_save: ['classifier', 'score'],
+      peft_type: 'IA3',
+      revision: null,
+      target_modules: ['key', 'output.dense', 'value'],
+      task_type: 'SEQ_CLS',
     });
   });
 
@@ -192,9 +323,19 @@ describe('PEFT export: files, keys and config as save_pretrained writes them', (
     assert.deepEqual(a.tensors.get('prompt_embeddings')!.shape, [3, 32]);
     assert.deepEqual(a.tensors.get('prompt_embeddings')!.data, plugin.tensors['soft_prompt.embedding'].data);
     assert.deepEqual(a.config, {
-      base_model_name_or_path: resolve(LLAMA), inference_mode: true, num_attention_heads: 4, num_layers: 2, num_transformer_submodules: 1,
-      num_virtual_tokens: 3, peft_type: 'PROMPT_TUNING', prompt_tuning_init: 'RANDOM', prompt_tuning_init_text: null, revision: null,
-      task_type: 'CAUSAL_LM', token_dim: 32, tokenizer_name_or_path: null,
+      base_model_name_or_path: resolve(LLAMA),
+      inference_mode: true,
+      num_attention_heads: 4,
+      num_layers: 2,
+      num_transformer_submodules: 1,
+      num_virtual_tokens: 3,
+      peft_type: 'PROMPT_TUNING',
+      prompt_tuning_init: 'RANDOM',
+      prompt_tuning_init_text: null,
+      revision: null,
+      task_type: 'CAUSAL_LM',
+      token_dim: 32,
+      tokenizer_name_or_path: null,
     });
     const cls = makePlugin('bert-prompt', BERT, 'classification', { method: 'soft_prompt', soft_token_num: 2 }, 6);
     const out2 = newOut();
@@ -206,23 +347,43 @@ describe('PEFT export: files, keys and config as save_pretrained writes them', (
   });
 
   test('prefix tuning on llama: the projected prefixes as a prefix_projection=false table, per key/value head; same logits after import', async () => {
-    const plugin = makePlugin('llama-prefix', LLAMA, 'causal-lm', { method: 'prefix', prefix_token_num: 2, mid_dim: 8 }, 7);
+    const plugin = makePlugin(
+      'llama-prefix',
+      LLAMA,
+      'causal-lm',
+      { method: 'prefix', prefix_token_num: 2, mid_dim: 8 },
+      7,
+    );
     const out = newOut();
     exportPeft(plugin, LLAMA, out);
     const a = checkFileBasics(out);
     assert.deepEqual(a.keys, ['prompt_embeddings']);
     const emb = a.tensors.get('prompt_embeddings')!;
     assert.deepEqual(emb.shape, [2, 2 * 2 * 2 * 8]); // layers × (key, value) × kv heads × head dim
-    const projected = projectPrefix((n) => ({ data: plugin.tensors[n].data as Float32Array, shape: plugin.tensors[n].shape }));
+    const projected = projectPrefix((n) => ({
+      data: plugin.tensors[n].data as Float32Array,
+      shape: plugin.tensors[n].shape,
+    }));
     assert.deepEqual(emb.data, projected.data);
     assert.deepEqual(a.config, {
-      base_model_name_or_path: resolve(LLAMA), encoder_hidden_size: 16, inference_mode: true, num_attention_heads: 2, num_layers: 2,
-      num_transformer_submodules: 1, num_virtual_tokens: 2, peft_type: 'PREFIX_TUNING', prefix_projection: false, revision: null,
-      task_type: 'CAUSAL_LM', token_dim: 16,
+      base_model_name_or_path: resolve(LLAMA),
+      encoder_hidden_size: 16,
+      inference_mode: true,
+      num_attention_heads: 2,
+      num_layers: 2,
+      num_transformer_submodules: 1,
+      num_virtual_tokens: 2,
+      peft_type: 'PREFIX_TUNING',
+      prefix_projection: false,
+      revision: null,
+      task_type: 'CAUSAL_LM',
+      token_dim: 16,
     });
     // Imported, the table becomes the prefixes themselves (no MLP): the model computes the same.
     const imp = importPeft(out, LLAMA);
-    assert.deepEqual(imp.meta.methods, [{ method: 'prefix', prefix_token_num: 2, mid_dim: 512, reparameterize: false }]);
+    assert.deepEqual(imp.meta.methods, [
+      { method: 'prefix', prefix_token_num: 2, mid_dim: 512, reparameterize: false },
+    ]);
     assert.deepEqual(imp.tensors['prefix.key_values'].shape, [2, 2, 2, 2, 8]);
     const want = await logits(LLAMA, 'causal-lm', plugin.meta.methods, plugin.tensors);
     const got = await logits(LLAMA, 'causal-lm', imp.meta.methods, imp.tensors);
@@ -236,11 +397,43 @@ describe('PEFT export: files, keys and config as save_pretrained writes them', (
 });
 
 describe('PEFT LoRA round trip: plugin → PEFT folder → importPeft', () => {
-  const cases: { name: string; dir: () => string; task: Task; raw: unknown; labels?: string[]; headCreated: boolean }[] = [
-    { name: 'bert (a created classifier head)', dir: headlessBert, task: 'classification', raw: { method: 'lora', r: 4, alpha: 8 }, labels: ['neg', 'neu', 'pos'], headCreated: true },
-    { name: 'bert (the folder\'s head)', dir: () => BERT, task: 'classification', raw: { method: 'lora', r: 2, alpha: 4, target_modules: ['query', 'key', 'value'] }, headCreated: false },
-    { name: 'llama', dir: () => LLAMA, task: 'causal-lm', raw: { method: 'lora', r: 4, alpha: 8, target_modules: ['q_proj', 'k_proj', 'v_proj', 'o_proj'] }, headCreated: false },
-    { name: 'gpt2', dir: () => GPT2, task: 'causal-lm', raw: { method: 'lora', r: 4, alpha: 8, exclude_modules: ['h.1'] }, headCreated: false },
+  const cases: {
+    name: string;
+    dir: () => string;
+    task: Task;
+    raw: unknown;
+    labels?: string[];
+    headCreated: boolean;
+  }[] = [
+    {
+      name: 'bert (a created classifier head)',
+      dir: headlessBert,
+      task: 'classification',
+      raw: { method: 'lora', r: 4, alpha: 8 },
+      labels: ['neg', 'neu', 'pos'],
+      headCreated: true,
+    },
+    {
+      name: "bert (the folder's head)",
+      dir: () => BERT,
+      task: 'classification',
+      raw: { method: 'lora', r: 2, alpha: 4, target_modules: ['query', 'key', 'value'] },
+      headCreated: false,
+    },
+    {
+      name: 'llama',
+      dir: () => LLAMA,
+      task: 'causal-lm',
+      raw: { method: 'lora', r: 4, alpha: 8, target_modules: ['q_proj', 'k_proj', 'v_proj', 'o_proj'] },
+      headCreated: false,
+    },
+    {
+      name: 'gpt2',
+      dir: () => GPT2,
+      task: 'causal-lm',
+      raw: { method: 'lora', r: 4, alpha: 8, exclude_modules: ['h.1'] },
+      headCreated: false,
+    },
   ];
   for (const c of cases) {
     test(`${c.name}: identical tensors and logits`, async () => {
@@ -253,9 +446,15 @@ describe('PEFT LoRA round trip: plugin → PEFT folder → importPeft', () => {
       assertSameTensors(imp.tensors, plugin.tensors);
       assert.equal(imp.meta.task, c.task);
       assert.equal(imp.meta.base.fingerprint, plugin.meta.base.fingerprint);
-      assert.deepEqual(imp.meta.labels, c.task === 'classification' ? c.labels ?? ['LABEL_0', 'LABEL_1', 'LABEL_2'] : undefined);
+      assert.deepEqual(
+        imp.meta.labels,
+        c.task === 'classification' ? (c.labels ?? ['LABEL_0', 'LABEL_1', 'LABEL_2']) : undefined,
+      );
       const m = imp.meta.methods[0];
-      assert.deepEqual([m.method, m.r, m.alpha, m.rslora], ['lora', plugin.meta.methods[0].r, plugin.meta.methods[0].alpha, false]);
+      assert.deepEqual(
+        [m.method, m.r, m.alpha, m.rslora],
+        ['lora', plugin.meta.methods[0].r, plugin.meta.methods[0].alpha, false],
+      );
       const want = await logits(dir, c.task, plugin.meta.methods, plugin.tensors, c.labels?.length);
       const got = await logits(dir, c.task, imp.meta.methods, imp.tensors, c.labels?.length);
       assert.deepEqual(got.data, want.data);
@@ -281,7 +480,8 @@ describe('PEFT LoRA round trip: plugin → PEFT folder → importPeft', () => {
     mkdirSync(renamed);
     copyFileSync(join(out, 'adapter_config.json'), join(renamed, 'adapter_config.json'));
     const t: Record<string, HostTensor> = {};
-    for (const [k, v] of a.tensors) t[k.replace('base_model.model.', '').replace(/\.lora_(A|B)\.weight$/, '.lora_$1.default.weight')] = v;
+    for (const [k, v] of a.tensors)
+      t[k.replace('base_model.model.', '').replace(/\.lora_(A|B)\.weight$/, '.lora_$1.default.weight')] = v;
     assert.ok(Object.keys(t).every((k) => k.includes('.default.') && !k.startsWith('base_model')));
     writeSafetensors(join(renamed, 'adapter_model.safetensors'), t, { format: 'pt' });
     assertSameTensors(importPeft(renamed, LLAMA).tensors, plugin.tensors);
@@ -291,7 +491,10 @@ describe('PEFT LoRA round trip: plugin → PEFT folder → importPeft', () => {
 describe('PEFT refusals', () => {
   const llamaPlugin = (): Plugin => makePlugin('bad-llama', LLAMA, 'causal-lm', { method: 'lora', r: 4, alpha: 8 }, 21);
   /** An exported llama LoRA folder with its config or tensors changed. */
-  function variant(edit: { config?: (c: Record<string, unknown>) => void; tensors?: (t: Record<string, HostTensor>) => void }): string {
+  function variant(edit: {
+    config?: (c: Record<string, unknown>) => void;
+    tensors?: (t: Record<string, HostTensor>) => void;
+  }): string {
     const out = newOut();
     exportPeft(llamaPlugin(), LLAMA, out);
     const a = readAdapter(out);
@@ -308,37 +511,78 @@ describe('PEFT refusals', () => {
   }
 
   test('an unknown peft_type names the type found and the supported ones', () => {
-    const dir = variant({ config: (c) => { c.peft_type = 'LOHA'; } });
-    assert.throws(() => importPeft(dir, LLAMA), /adapter_config\.json: peft_type "LOHA" is not supported; Delta Studio imports LORA, IA3, PROMPT_TUNING, PREFIX_TUNING adapters/);
+    const dir = variant({
+      config: (c) => {
+        c.peft_type = 'LOHA';
+      },
+    });
+    assert.throws(
+      () => importPeft(dir, LLAMA),
+      /adapter_config\.json: peft_type "LOHA" is not supported; Delta Studio imports LORA, IA3, PROMPT_TUNING, PREFIX_TUNING adapters/,
+    );
   });
 
   test('a missing tensor names its key and the file', () => {
     const key = 'base_model.model.model.layers.1.self_attn.v_proj.lora_B.weight';
-    const dir = variant({ tensors: (t) => { delete t[key]; } });
-    assert.throws(() => importPeft(dir, LLAMA), (e: Error) => {
-      assert.match(e.message, /adapter_model\.safetensors: "base_model\.model\.model\.layers\.1\.self_attn\.v_proj\.lora_B\.weight" is missing: target_modules \["q_proj","v_proj"\] selects/);
-      return true;
+    const dir = variant({
+      tensors: (t) => {
+        delete t[key];
+      },
     });
+    assert.throws(
+      () => importPeft(dir, LLAMA),
+      (e: Error) => {
+        assert.match(
+          e.message,
+          /adapter_model\.safetensors: "base_model\.model\.model\.layers\.1\.self_attn\.v_proj\.lora_B\.weight" is missing: target_modules \["q_proj","v_proj"\] selects/,
+        );
+        return true;
+      },
+    );
   });
 
   test('a trained embedding in modules_to_save is refused, not dropped', () => {
-    const dir = variant({ tensors: (t) => { t['base_model.model.model.embed_tokens.weight'] = { dtype: 'float32', shape: [326, 32], data: new Float32Array(326 * 32).fill(0.5) }; } });
-    assert.throws(() => importPeft(dir, LLAMA), /"base_model\.model\.model\.embed_tokens\.weight" is a trained model\.embed_tokens\.weight \(modules_to_save\); Delta Studio imports trained task heads only/);
+    const dir = variant({
+      tensors: (t) => {
+        t['base_model.model.model.embed_tokens.weight'] = {
+          dtype: 'float32',
+          shape: [326, 32],
+          data: new Float32Array(326 * 32).fill(0.5),
+        };
+      },
+    });
+    assert.throws(
+      () => importPeft(dir, LLAMA),
+      /"base_model\.model\.model\.embed_tokens\.weight" is a trained model\.embed_tokens\.weight \(modules_to_save\); Delta Studio imports trained task heads only/,
+    );
   });
 
   test('a missing config key is named', () => {
     for (const key of ['lora_alpha', 'r', 'target_modules']) {
-      const dir = variant({ config: (c) => { delete c[key]; } });
-      assert.throws(() => importPeft(dir, LLAMA), new RegExp(`adapter_config\\.json: "${key}" is missing; a LORA adapter_config\\.json needs it`));
+      const dir = variant({
+        config: (c) => {
+          delete c[key];
+        },
+      });
+      assert.throws(
+        () => importPeft(dir, LLAMA),
+        new RegExp(`adapter_config\\.json: "${key}" is missing; a LORA adapter_config\\.json needs it`),
+      );
     }
   });
 
   test('a folder with only adapter_model.bin is refused: pickle', () => {
     const dir = join(TMP, 'bin-only');
     mkdirSync(dir);
-    writeFileSync(join(dir, 'adapter_config.json'), JSON.stringify({ peft_type: 'LORA', r: 4, lora_alpha: 8, target_modules: ['q_proj'] }));
+    writeFileSync(
+      join(dir, 'adapter_config.json'),
+      JSON.stringify({ peft_type: 'LORA', r: 4, lora_alpha: 8, target_modules: ['q_proj'] }),
+    );
     writeFileSync(join(dir, 'adapter_model.bin'), Buffer.from([0x80, 0x02, 0x7d, 0x71, 0x00, 0x2e]));
-    assert.throws(() => importPeft(dir, LLAMA), /adapter_model\.bin: only the pickle format \(torch\.save\) is here, and unpickling can run arbitrary code/);
+    assert.throws(
+      () => importPeft(dir, LLAMA),
+      /adapter_model\.bin: only the pickle format \(torch\.save\) is here, and unpickling can run arbitrary code/,
+    );
   });
 
   test('an existing non-empty folder is refused unless overwrite', () => {
@@ -346,7 +590,10 @@ describe('PEFT refusals', () => {
     mkdirSync(out);
     writeFileSync(join(out, 'notes.txt'), 'mine');
     const plugin = llamaPlugin();
-    assert.throws(() => exportPeft(plugin, LLAMA, out), /already exists and is not empty; choose a new folder, or overwrite it \(overwrite: true\)/);
+    assert.throws(
+      () => exportPeft(plugin, LLAMA, out),
+      /already exists and is not empty; choose a new folder, or overwrite it \(overwrite: true\)/,
+    );
     assert.deepEqual(readdirSync(out), ['notes.txt']);
     exportPeft(plugin, LLAMA, out, { overwrite: true });
     assert.deepEqual(readdirSync(out).sort(), ['adapter_config.json', 'adapter_model.safetensors']);
@@ -355,12 +602,41 @@ describe('PEFT refusals', () => {
   test('methods PEFT cannot hold are refused, and nothing is left behind', () => {
     const before = readdirSync(TMP).filter((f) => f.includes('.peft-'));
     const houlsby = makePlugin('bad-adapter', BERT, 'classification', { method: 'adapter', bottleneck_dim: 8 }, 22);
-    assert.throws(() => exportPeft(houlsby, BERT, newOut()), /adapter \(Adapter \(Houlsby, sequential\)\) has no PEFT equivalent; export 'merged' or 'onnx' instead/);
-    const combo = makePlugin('bad-combo', LLAMA, 'causal-lm', { deltas: [{ method: 'lora', r: 2 }, { method: 'soft_prompt', soft_token_num: 2 }] }, 23);
-    assert.throws(() => exportPeft(combo, LLAMA, newOut()), /combines lora \(LoRA\) and soft_prompt \(Soft prompt \(prompt tuning\)\), but a PEFT adapter holds one method/);
-    const t5 = makePlugin('bad-t5-prefix', join(FIX, 't5'), 'seq2seq-lm', { method: 'prefix', prefix_token_num: 2, mid_dim: 8 }, 24);
-    assert.throws(() => exportPeft(t5, join(FIX, 't5'), newOut()), /prefix on t5 \(seq2seq-lm\): .*export 'onnx' instead/);
+    assert.throws(
+      () => exportPeft(houlsby, BERT, newOut()),
+      /adapter \(Adapter \(Houlsby, sequential\)\) has no PEFT equivalent; export 'merged' or 'onnx' instead/,
+    );
+    const combo = makePlugin(
+      'bad-combo',
+      LLAMA,
+      'causal-lm',
+      {
+        deltas: [
+          { method: 'lora', r: 2 },
+          { method: 'soft_prompt', soft_token_num: 2 },
+        ],
+      },
+      23,
+    );
+    assert.throws(
+      () => exportPeft(combo, LLAMA, newOut()),
+      /combines lora \(LoRA\) and soft_prompt \(Soft prompt \(prompt tuning\)\), but a PEFT adapter holds one method/,
+    );
+    const t5 = makePlugin(
+      'bad-t5-prefix',
+      join(FIX, 't5'),
+      'seq2seq-lm',
+      { method: 'prefix', prefix_token_num: 2, mid_dim: 8 },
+      24,
+    );
+    assert.throws(
+      () => exportPeft(t5, join(FIX, 't5'), newOut()),
+      /prefix on t5 \(seq2seq-lm\): .*export 'onnx' instead/,
+    );
     assert.throws(() => exportPeft(llamaPlugin(), BERT, newOut()), /trained on another base model/);
-    assert.deepEqual(readdirSync(TMP).filter((f) => f.includes('.peft-')), before);
+    assert.deepEqual(
+      readdirSync(TMP).filter((f) => f.includes('.peft-')),
+      before,
+    );
   });
 });

@@ -10,10 +10,46 @@ describe('every gradient rule matches float64 finite differences', () => {
   test('each rule has at least one check case', () => {
     const missing = [...RULES.keys()].filter((k) => !GRAD_CASES.some((c) => c.rule === k));
     assert.deepEqual(missing, []);
-    for (const op of ['MatMul', 'Gemm', 'com.microsoft.FusedMatMul', 'Add', 'Sub', 'Mul', 'Div', 'Neg', 'Pow', 'Sqrt', 'Exp', 'Log', 'Tanh', 'Erf',
-      'Sigmoid', 'Relu', 'Gelu', 'com.microsoft.QuickGelu', 'Softmax', 'LogSoftmax', 'LayerNormalization', 'SimplifiedLayerNormalization',
-      'ReduceSum', 'ReduceMean', 'Reshape', 'Transpose', 'Squeeze', 'Unsqueeze', 'Expand', 'Concat', 'Split', 'Slice', 'Gather', 'Where', 'Cast',
-      'Identity', 'Dropout', 'SoftmaxCrossEntropyLoss']) {
+    for (const op of [
+      'MatMul',
+      'Gemm',
+      'com.microsoft.FusedMatMul',
+      'Add',
+      'Sub',
+      'Mul',
+      'Div',
+      'Neg',
+      'Pow',
+      'Sqrt',
+      'Exp',
+      'Log',
+      'Tanh',
+      'Erf',
+      'Sigmoid',
+      'Relu',
+      'Gelu',
+      'com.microsoft.QuickGelu',
+      'Softmax',
+      'LogSoftmax',
+      'LayerNormalization',
+      'SimplifiedLayerNormalization',
+      'ReduceSum',
+      'ReduceMean',
+      'Reshape',
+      'Transpose',
+      'Squeeze',
+      'Unsqueeze',
+      'Expand',
+      'Concat',
+      'Split',
+      'Slice',
+      'Gather',
+      'Where',
+      'Cast',
+      'Identity',
+      'Dropout',
+      'SoftmaxCrossEntropyLoss',
+    ]) {
       assert.ok(RULES.has(op), `rule for ${op}`);
     }
   });
@@ -37,12 +73,15 @@ describe('the reverse walk', () => {
     const w = g.input('lora_A', 'float32', [3]);
     const y = g.op1('Sin', [g.op1('Mul', [x, w])]);
     const loss = g.op1('ReduceSum', [y], { keepdims: 0 });
-    assert.throws(() => buildGradients(g, { loss: loss.name, wrt: ['lora_A'] }), (e: Error) => {
-      assert.ok(e instanceof NoGradientRuleError);
-      assert.match(e.message, /no gradient rule for op Sin \(node "Sin"\)/);
-      assert.match(e.message, /parameter "lora_A"/);
-      return true;
-    });
+    assert.throws(
+      () => buildGradients(g, { loss: loss.name, wrt: ['lora_A'] }),
+      (e: Error) => {
+        assert.ok(e instanceof NoGradientRuleError);
+        assert.match(e.message, /no gradient rule for op Sin \(node "Sin"\)/);
+        assert.match(e.message, /parameter "lora_A"/);
+        return true;
+      },
+    );
   });
 
   test('an op without a rule off the gradient path is fine', () => {
@@ -66,7 +105,10 @@ describe('the reverse walk', () => {
     buildGradients(g, { loss: loss.name, wrt: ['A'] });
     const added = g.nodes.slice(before);
     // Only A's gradient: one Gemm over the flattened batch; nothing reads W, nothing flows into x.
-    assert.ok(added.every((n) => !n.inputs.includes('W')), 'no gradient node reads the frozen weight');
+    assert.ok(
+      added.every((n) => !n.inputs.includes('W')),
+      'no gradient node reads the frozen weight',
+    );
     assert.equal(added.filter((n) => n.op === 'Gemm').length, 1);
     assert.equal(added.filter((n) => n.op === 'Transpose').length, 0);
   });
@@ -104,7 +146,10 @@ describe('the reverse walk', () => {
     const w = g.input('w', 'float32', [4]);
     g.input('unused', 'float32', [4]);
     const loss = g.op1('ReduceSum', [w], { keepdims: 0 });
-    assert.throws(() => buildGradients(g, { loss: loss.name, wrt: ['w', 'unused'] }), /parameter "unused" does not affect loss/);
+    assert.throws(
+      () => buildGradients(g, { loss: loss.name, wrt: ['w', 'unused'] }),
+      /parameter "unused" does not affect loss/,
+    );
   });
 
   test('a non-scalar loss is refused', () => {

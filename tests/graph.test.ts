@@ -22,7 +22,13 @@ describe('graph builder', () => {
     const scores = g.op1('FusedMatMul', [t, t], { transB: 1 });
     assert.deepEqual(scores.shape, ['batch', 2, 'seq', 'seq']);
     const [a, b] = g.op('Split', [y, g.constant([2, 4], 'int64')], { axis: -1 }, { outputs: 2 });
-    assert.deepEqual([a.shape, b.shape], [['batch', 'seq', 2], ['batch', 'seq', 4]]);
+    assert.deepEqual(
+      [a.shape, b.shape],
+      [
+        ['batch', 'seq', 2],
+        ['batch', 'seq', 4],
+      ],
+    );
     const cat = g.op1('Concat', [g.input('prefix', 'float32', ['batch', 5, 6]), y], { axis: 1 });
     assert.deepEqual(cat.shape, ['batch', '5+seq', 6]);
     const red = g.op1('ReduceMean', [y, g.constant([1], 'int64')], { keepdims: 0 });
@@ -35,34 +41,72 @@ describe('graph builder', () => {
     const x = g.input('x', 'float32', ['batch', 8]);
     const w = g.initializer('w', { dtype: 'float32', shape: [7, 6], data: new Float32Array(42) });
     assert.throws(() => g.op1('MatMul', [x, w]), /MatMul \(MatMul\): inner dimensions differ: \[batch, 8\] @ \[7, 6\]/);
-    assert.throws(() => g.op1('Add', [x, g.input('z', 'float32', [3])]), /shapes \[batch, 8\] and \[3\] do not broadcast/);
+    assert.throws(
+      () => g.op1('Add', [x, g.input('z', 'float32', [3])]),
+      /shapes \[batch, 8\] and \[3\] do not broadcast/,
+    );
     assert.throws(() => g.op1('Add', [x, g.input('i', 'int64', [8])]), /inputs mix float32 and int64/);
     assert.throws(() => g.op1('NoSuchOp', [x]), /unknown op "NoSuchOp"/);
     assert.throws(() => g.op1('Softmax', [x], { axes: 1 }), /op Softmax has no attribute "axes"/);
-    assert.throws(() => g.initializer('w2', { dtype: 'float32', shape: [2, 2], data: new Float32Array(3) }), /weight "w2": 3 elements for shape \[2, 2\]/);
-    assert.throws(() => broadcast([[2, 3], [4, 3]], 'here'), /here: shapes \[2, 3\] and \[4, 3\] do not broadcast \(dim 0: 2 vs 4\)/);
+    assert.throws(
+      () => g.initializer('w2', { dtype: 'float32', shape: [2, 2], data: new Float32Array(3) }),
+      /weight "w2": 3 elements for shape \[2, 2\]/,
+    );
+    assert.throws(
+      () =>
+        broadcast(
+          [
+            [2, 3],
+            [4, 3],
+          ],
+          'here',
+        ),
+      /here: shapes \[2, 3\] and \[4, 3\] do not broadcast \(dim 0: 2 vs 4\)/,
+    );
   });
 
   test('serialised models carry symbolic dims, opsets and attributes that onnxruntime accepts', async () => {
     const g = new Graph();
     const x = g.input('x', 'float32', ['batch', 4]);
-    g.output(g.op1('FusedMatMul', [x, g.initializer('w', { dtype: 'float32', shape: [3, 4], data: Float32Array.from({ length: 12 }, (_, i) => i) })], { transB: 1, alpha: 0.5 }), 'y');
+    g.output(
+      g.op1(
+        'FusedMatMul',
+        [
+          x,
+          g.initializer('w', { dtype: 'float32', shape: [3, 4], data: Float32Array.from({ length: 12 }, (_, i) => i) }),
+        ],
+        { transB: 1, alpha: 0.5 },
+      ),
+      'y',
+    );
     const { bytes } = serialize(g);
     const m = onnxProto.onnx.ModelProto.decode(bytes);
-    assert.deepEqual(m.opsetImport.map((o) => [o.domain, Number(o.version)]), [['', 20], ['com.microsoft', 1]]);
+    assert.deepEqual(
+      m.opsetImport.map((o) => [o.domain, Number(o.version)]),
+      [
+        ['', 20],
+        ['com.microsoft', 1],
+      ],
+    );
     assert.equal(m.graph!.input![0].type!.tensorType!.shape!.dim![0].dimParam, 'batch');
     const s = await openInline(g, { device: 'cpu' });
-    const y = (await s.run({ x: { dtype: 'float32', shape: [2, 4], data: Float32Array.of(1, 0, 0, 0, 0, 1, 0, 0) } })).y;
+    const y = (await s.run({ x: { dtype: 'float32', shape: [2, 4], data: Float32Array.of(1, 0, 0, 0, 0, 1, 0, 0) } }))
+      .y;
     assert.deepEqual(Array.from(y.data as Float32Array), [0, 2, 4, 0.5, 2.5, 4.5]);
   });
 
   test('prune drops nodes and weights no output needs', () => {
     const g = new Graph();
     const x = g.input('x', 'float32', [2]);
-    g.op1('Exp', [g.op1('Mul', [x, g.initializer('unused', { dtype: 'float32', shape: [2], data: new Float32Array(2) })])]);
+    g.op1('Exp', [
+      g.op1('Mul', [x, g.initializer('unused', { dtype: 'float32', shape: [2], data: new Float32Array(2) })]),
+    ]);
     g.output(g.op1('Tanh', [x]));
     g.prune();
-    assert.deepEqual(g.nodes.map((n) => n.op), ['Tanh']);
+    assert.deepEqual(
+      g.nodes.map((n) => n.op),
+      ['Tanh'],
+    );
     assert.equal(g.initializers.has('unused'), false);
   });
 });

@@ -16,11 +16,22 @@ import { readReference, relErr } from './support/reference.js';
 const FIX = (n: string): string => fileURLToPath(new URL(`./fixtures/models/${n}`, import.meta.url));
 
 test('float16 bits round to nearest even, with subnormals and overflow', () => {
-  assert.deepEqual(Array.from(toFloat16Bits(Float32Array.of(1, -2, 0.5, 65504, 70000, 2 ** -24, 2 ** -25 * 1.5, 0, 1 + 2 ** -11, 1 + 3 * 2 ** -11))),
-    [0x3c00, 0xc000, 0x3800, 0x7bff, 0x7c00, 0x0001, 0x0001, 0x0000, 0x3c00, 0x3c02]);
+  assert.deepEqual(
+    Array.from(
+      toFloat16Bits(
+        Float32Array.of(1, -2, 0.5, 65504, 70000, 2 ** -24, 2 ** -25 * 1.5, 0, 1 + 2 ** -11, 1 + 3 * 2 ** -11),
+      ),
+    ),
+    [0x3c00, 0xc000, 0x3800, 0x7bff, 0x7c00, 0x0001, 0x0001, 0x0000, 0x3c00, 0x3c02],
+  );
 });
 
-for (const [name, task] of [['bert', 'classification'], ['gpt2', 'causal-lm'], ['llama', 'causal-lm'], ['t5', 'seq2seq-lm']] as const) {
+for (const [name, task] of [
+  ['bert', 'classification'],
+  ['gpt2', 'causal-lm'],
+  ['llama', 'causal-lm'],
+  ['t5', 'seq2seq-lm'],
+] as const) {
   test(`${name} in mixed precision: matrices in float16, logits and LoRA gradients close to float32`, async () => {
     const dir = FIX(name);
     const ref = readReference(dir);
@@ -29,18 +40,31 @@ for (const [name, task] of [['bert', 'classification'], ['gpt2', 'causal-lm'], [
       const { model, applied } = loadWithDeltas(dir, { task, precision }, parseDeltaConfig({ method: 'lora', r: 4 }));
       const g = model.graph;
       if (precision === 'float16') {
-        const half = [...g.initializers.values()].filter((i) => (i.kind === 'host' ? i.tensor : i.ref).dtype === 'float16' && (i.kind === 'host' ? i.tensor : i.ref).shape.length === 2).length;
+        const half = [...g.initializers.values()].filter(
+          (i) =>
+            (i.kind === 'host' ? i.tensor : i.ref).dtype === 'float16' &&
+            (i.kind === 'host' ? i.tensor : i.ref).shape.length === 2,
+        ).length;
         // Task heads (classifier, pooler, score) stay float32: they are small and often trained.
-        const matrices = [...model.builder.folder.weights.values()].filter((r) => r.shape.length === 2 && !/classifier|pooler|score/.test(r.name) && !r.name.includes('relative_attention_bias')).length;
+        const matrices = [...model.builder.folder.weights.values()].filter(
+          (r) =>
+            r.shape.length === 2 &&
+            !/classifier|pooler|score/.test(r.name) &&
+            !r.name.includes('relative_attention_bias'),
+        ).length;
         assert.equal(half, matrices, 'every frozen matrix of the backbone is float16');
-        const copies = g.nodes.filter((n) => n.op === 'Cast' && n.outputs[0].endsWith('::float32') && g.value(n.inputs[0]).shape.length === 2);
+        const copies = g.nodes.filter(
+          (n) => n.op === 'Cast' && n.outputs[0].endsWith('::float32') && g.value(n.inputs[0]).shape.length === 2,
+        );
         assert.equal(copies.length, 0, 'no float32 copies of weight matrices (vectors are upcast: they are small)');
       }
       // Non-zero LoRA B so that A has a gradient too.
       const values: Record<string, HostTensor> = {};
       for (const p of applied.params) {
         const t = applied.initial[p.value];
-        values[p.value] = p.name.endsWith('lora_B') ? { ...t, data: Float32Array.from({ length: t.data.length }, (_, i) => Math.sin(i) * 0.1) } : t;
+        values[p.value] = p.name.endsWith('lora_B')
+          ? { ...t, data: Float32Array.from({ length: t.data.length }, (_, i) => Math.sin(i) * 0.1) }
+          : t;
         g.promoteToInput(p.value);
       }
       const grads = buildGradients(g, { loss: model.loss, wrt: applied.trainable });
@@ -49,7 +73,12 @@ for (const [name, task] of [['bert', 'classification'], ['gpt2', 'causal-lm'], [
       const feeds: Record<string, HostTensor> = { ...values };
       for (const n of model.inputs) {
         if (ref.has(n)) feeds[n] = ref.get(n)!;
-        else if (n === 'decoder_attention_mask') feeds[n] = { dtype: 'int64', shape: ref.get('decoder_input_ids')!.shape, data: new BigInt64Array(ref.get('decoder_input_ids')!.data.length).fill(1n) };
+        else if (n === 'decoder_attention_mask')
+          feeds[n] = {
+            dtype: 'int64',
+            shape: ref.get('decoder_input_ids')!.shape,
+            data: new BigInt64Array(ref.get('decoder_input_ids')!.data.length).fill(1n),
+          };
       }
       out[precision] = await s.run(feeds);
       await s.release();
@@ -64,14 +93,32 @@ for (const [name, task] of [['bert', 'classification'], ['gpt2', 'causal-lm'], [
 }
 
 test('training backbone weights is refused in mixed precision; LoRA trains as well as in float32', async () => {
-  assert.throws(() => loadWithDeltas(FIX('bert'), { precision: 'float16' }, parseDeltaConfig({ method: 'full' })), /kept in float16 by mixed precision; training backbone weights needs precision float32/);
+  assert.throws(
+    () => loadWithDeltas(FIX('bert'), { precision: 'float16' }, parseDeltaConfig({ method: 'full' })),
+    /kept in float16 by mixed precision; training backbone weights needs precision float32/,
+  );
   const backbone = fileURLToPath(new URL('../native/demo/backbone', import.meta.url));
-  const lab = (xs: { text: string; label: number }[]) => xs.map((x) => ({ text: x.text, label: x.label ? 'positive' : 'negative' }));
+  const lab = (xs: { text: string; label: number }[]) =>
+    xs.map((x) => ({ text: x.text, label: x.label ? 'positive' : 'negative' }));
   const dir = mkdtempSync(join(tmpdir(), 'ds-fp16-'));
-  const r = await train({
-    model: backbone, task: 'classification', labels: ['negative', 'positive'], deltas: [{ method: 'lora', r: 8, alpha: 16 }], epochs: 15, batchSize: 32, lr: 5e-3,
-    warmup: 0.1, maxLength: 32, seed: 1, device: 'cpu', precision: 'float16', runDir: dir,
-  }, { train: lab(reviews(800, 2025, 'seen')), validation: lab(reviews(300, 2026, 'unseen')) });
+  const r = await train(
+    {
+      model: backbone,
+      task: 'classification',
+      labels: ['negative', 'positive'],
+      deltas: [{ method: 'lora', r: 8, alpha: 16 }],
+      epochs: 15,
+      batchSize: 32,
+      lr: 5e-3,
+      warmup: 0.1,
+      maxLength: 32,
+      seed: 1,
+      device: 'cpu',
+      precision: 'float16',
+      runDir: dir,
+    },
+    { train: lab(reviews(800, 2025, 'seen')), validation: lab(reviews(300, 2026, 'unseen')) },
+  );
   assert.equal(r.status, 'finished');
   assert.ok(r.metrics.accuracy >= 0.95, `held-out accuracy in mixed precision ${r.metrics.accuracy}`);
   rmSync(dir, { recursive: true });

@@ -11,7 +11,9 @@ import { moduleTree } from '../native/models/tree.js';
 
 const FIXTURES = fileURLToPath(new URL('./fixtures/models/', import.meta.url));
 const bin = fileURLToPath(new URL('../bin/delta-studio.js', import.meta.url));
-const names = existsSync(FIXTURES) ? readdirSync(FIXTURES).filter((n) => existsSync(join(FIXTURES, n, 'config.json'))) : [];
+const names = existsSync(FIXTURES)
+  ? readdirSync(FIXTURES).filter((n) => existsSync(join(FIXTURES, n, 'config.json')))
+  : [];
 
 // Parameter counts of the fixtures (tied weights once), as make_models.py reports them.
 const EXPECTED: Record<string, { arch: string; params: number }> = {
@@ -28,7 +30,9 @@ describe('delta-studio inspect', () => {
   for (const name of names) {
     test(`${name}: the tree and the exact parameter count`, () => {
       const dir = join(FIXTURES, name);
-      const json = JSON.parse(execFileSync(process.execPath, [bin, 'inspect', dir, '--json'], { encoding: 'utf8' }).trim().split('\n').pop()!);
+      const json = JSON.parse(
+        execFileSync(process.execPath, [bin, 'inspect', dir, '--json'], { encoding: 'utf8' }).trim().split('\n').pop()!,
+      );
       const folder = readModelFolder(dir);
       const stored = [...folder.weights.values()].reduce((a, r) => a + r.shape.reduce((x, y) => x * y, 1), 0);
       assert.equal(json.params_total, stored, 'every stored tensor counted once');
@@ -36,7 +40,9 @@ describe('delta-studio inspect', () => {
       assert.equal(json.architecture, EXPECTED[name].arch);
       assert.equal(json.params_new, 0);
       // Every stored weight belongs to exactly one module of the tree.
-      const listed = json.modules.flatMap((m: { name: string; shapes: Record<string, number[]> }) => Object.keys(m.shapes).map((k) => `${m.name}.${k}`));
+      const listed = json.modules.flatMap((m: { name: string; shapes: Record<string, number[]> }) =>
+        Object.keys(m.shapes).map((k) => `${m.name}.${k}`),
+      );
       assert.ok(listed.length > 0);
       const text = execFileSync(process.execPath, [bin, 'inspect', dir], { encoding: 'utf8' });
       assert.match(text, new RegExp(`— ${EXPECTED[name].params.toLocaleString('en-US')} parameters`));
@@ -54,7 +60,9 @@ describe('delta-studio inspect', () => {
     assert.deepEqual(q.shapes, { weight: [32, 32], bias: [32] });
     assert.equal(q.type, 'Linear');
     assert.equal(q.params, 32 * 32 + 32, 'counts inside a folded block are per block');
-    const block = t.modules.filter((m) => m.name.startsWith('bert.encoder.layer.0-1.') && m.shapes && Object.keys(m.shapes).length).reduce((a, m) => a + m.params, 0);
+    const block = t.modules
+      .filter((m) => m.name.startsWith('bert.encoder.layer.0-1.') && m.shapes && Object.keys(m.shapes).length)
+      .reduce((a, m) => a + m.params, 0);
     assert.equal(layers.params, 2 * block, 'the folded node counts every block');
   });
 
@@ -87,15 +95,24 @@ describe('bad model folders are clear errors before anything runs', () => {
 
   test('an unsupported architecture names the supported ones', () => {
     const d = copy('bert');
-    writeFileSync(join(d, 'config.json'), JSON.stringify({ ...JSON.parse(readFileSync(join(d, 'config.json'), 'utf8')), model_type: 'mamba' }));
-    assert.throws(() => loadModel(d), /model_type "mamba" is not supported \(supported: bert, roberta, gpt2, llama, mistral, qwen2, t5\)/);
+    writeFileSync(
+      join(d, 'config.json'),
+      JSON.stringify({ ...JSON.parse(readFileSync(join(d, 'config.json'), 'utf8')), model_type: 'mamba' }),
+    );
+    assert.throws(
+      () => loadModel(d),
+      /model_type "mamba" is not supported \(supported: bert, roberta, gpt2, llama, mistral, qwen2, t5\)/,
+    );
     rmSync(d, { recursive: true });
   });
 
   test('an index naming a missing shard', () => {
     const d = copy('llama');
     unlinkSync(join(d, 'model-00002-of-00002.safetensors'));
-    assert.throws(() => loadModel(d), /model\.safetensors\.index\.json names shard "model-00002-of-00002\.safetensors", which is missing/);
+    assert.throws(
+      () => loadModel(d),
+      /model\.safetensors\.index\.json names shard "model-00002-of-00002\.safetensors", which is missing/,
+    );
     rmSync(d, { recursive: true });
   });
 
@@ -103,14 +120,19 @@ describe('bad model folders are clear errors before anything runs', () => {
     const d = copy('bert');
     const cfg = JSON.parse(readFileSync(join(d, 'config.json'), 'utf8'));
     writeFileSync(join(d, 'config.json'), JSON.stringify({ ...cfg, intermediate_size: cfg.intermediate_size * 2 }));
-    assert.throws(() => loadModel(d), /tensor "bert\.encoder\.layer\.0\.intermediate\.dense\.weight" has shape \[64, 32\], the architecture expects \[128, 32\]/);
+    assert.throws(
+      () => loadModel(d),
+      /tensor "bert\.encoder\.layer\.0\.intermediate\.dense\.weight" has shape \[64, 32\], the architecture expects \[128, 32\]/,
+    );
     writeFileSync(join(d, 'config.json'), JSON.stringify({ ...cfg, num_hidden_layers: 3 }));
     assert.throws(() => loadModel(d), /tensor "bert\.encoder\.layer\.2\.attention\.self\.query\.weight" is missing/);
     rmSync(d, { recursive: true });
   });
 
   test('the CLI reports them with exit status 1', () => {
-    const r = spawnSync(process.execPath, [bin, 'inspect', join(tmpdir(), 'no-such-model-folder')], { encoding: 'utf8' });
+    const r = spawnSync(process.execPath, [bin, 'inspect', join(tmpdir(), 'no-such-model-folder')], {
+      encoding: 'utf8',
+    });
     assert.equal(r.status, 1);
     assert.match(r.stderr, /no-such-model-folder: not a folder/);
   });

@@ -12,7 +12,9 @@ import { openInline } from '../native/runtime/host.js';
 import { f64, readReference } from './support/reference.js';
 
 const FIXTURES = fileURLToPath(new URL('./fixtures/models/', import.meta.url));
-const names = existsSync(FIXTURES) ? readdirSync(FIXTURES).filter((n) => existsSync(join(FIXTURES, n, 'reference.safetensors'))) : [];
+const names = existsSync(FIXTURES)
+  ? readdirSync(FIXTURES).filter((n) => existsSync(join(FIXTURES, n, 'reference.safetensors')))
+  : [];
 
 describe('tokenizing the reference texts gives the ids PyTorch was run on', () => {
   for (const name of names) {
@@ -34,7 +36,11 @@ describe('tokenizing the reference texts gives the ids PyTorch was run on', () =
         if (types) assert.deepEqual(e.typeIds, Array.from(types.slice(row * S, row * S + n)), `row ${row} token types`);
       }
       if (!meta.text_pair_0) {
-        const enc = tok.encodeBatch([meta.text_0, meta.text_1], { padding: 'max_length', maxLength: S, paddingSide: 'right' });
+        const enc = tok.encodeBatch([meta.text_0, meta.text_1], {
+          padding: 'max_length',
+          maxLength: S,
+          paddingSide: 'right',
+        });
         assert.deepEqual(Array.from(f64(enc.attention_mask)), Array.from(mask));
         const got = f64(enc.input_ids);
         for (let i = 0; i < want.length; i++) if (mask[i] === 1) assert.equal(got[i], want[i], `token ${i}`);
@@ -44,7 +50,8 @@ describe('tokenizing the reference texts gives the ids PyTorch was run on', () =
         const T = ref.get('labels')!.shape[1];
         const tgt = tok.encodeBatch([meta.target_0, meta.target_1], { padding: 'max_length', maxLength: T });
         const t = f64(tgt.input_ids);
-        for (let i = 0; i < labels.length; i++) if (labels[i] !== -100) assert.equal(t[i], labels[i], `target token ${i}`);
+        for (let i = 0; i < labels.length; i++)
+          if (labels[i] !== -100) assert.equal(t[i], labels[i], `target token ${i}`);
       }
       const V = Number(readModelFolder(dir).config.vocab_size);
       assert.ok(tok.vocabSize <= V, `tokenizer has ${tok.vocabSize} ids, the model ${V} rows`);
@@ -52,7 +59,7 @@ describe('tokenizing the reference texts gives the ids PyTorch was run on', () =
   }
 });
 
-test('T5 relative position buckets equal transformers\' for offsets −200…200 (exact, log-spaced and clamped)', async () => {
+test("T5 relative position buckets equal transformers' for offsets −200…200 (exact, log-spaced and clamped)", async () => {
   const ref = readReference(join(FIXTURES, 't5'));
   const rel = ref.get('rel_bucket.relative_position')!;
   const b = new ModelBuilder(readModelFolder(join(FIXTURES, 't5')));

@@ -11,8 +11,18 @@ import { addLowRank } from './support/lowrank.js';
 import { f64, readReference, relErr } from './support/reference.js';
 
 const FIXTURES = fileURLToPath(new URL('./fixtures/models/', import.meta.url));
-const TASK: Record<string, Task> = { bert: 'classification', roberta: 'classification', gpt2: 'causal-lm', llama: 'causal-lm', qwen2: 'causal-lm', t5: 'seq2seq-lm', 't5-gated': 'seq2seq-lm' };
-const names = existsSync(FIXTURES) ? readdirSync(FIXTURES).filter((n) => existsSync(join(FIXTURES, n, 'reference.safetensors'))) : [];
+const TASK: Record<string, Task> = {
+  bert: 'classification',
+  roberta: 'classification',
+  gpt2: 'causal-lm',
+  llama: 'causal-lm',
+  qwen2: 'causal-lm',
+  t5: 'seq2seq-lm',
+  't5-gated': 'seq2seq-lm',
+};
+const names = existsSync(FIXTURES)
+  ? readdirSync(FIXTURES).filter((n) => existsSync(join(FIXTURES, n, 'reference.safetensors')))
+  : [];
 
 function feedsFrom(m: BuiltModel, ref: Map<string, HostTensor>): Record<string, HostTensor> {
   const feeds: Record<string, HostTensor> = {};
@@ -55,10 +65,14 @@ for (const name of names) {
       assert.ok(le < 1e-4, `logits relative error ${le}`);
       const lossErr = Math.abs(f64(out[m.loss])[0] - f64(ref.get('loss')!)[0]) / Math.abs(f64(ref.get('loss')!)[0]);
       assert.ok(lossErr < 1e-4, `loss ${f64(out[m.loss])[0]} vs ${f64(ref.get('loss')!)[0]}`);
-      let worst = 0, worstName = '';
+      let worst = 0,
+        worstName = '';
       for (const [n] of wrt) {
         const e = relErr(out[`grad.${n}`], ref.get(`grad.${n}`)!, undefined, 1e-5);
-        if (e > worst) { worst = e; worstName = n; }
+        if (e > worst) {
+          worst = e;
+          worstName = n;
+        }
       }
       assert.ok(worst < 1e-3, `gradient of ${worstName}: relative error ${worst}`);
       await s.release();
@@ -67,7 +81,9 @@ for (const name of names) {
     test('a low-rank branch on two projections: logits, loss and branch gradients', async () => {
       const m = loadModel(dir, { task: TASK[name] });
       const g = m.graph;
-      const modules = [...ref.keys()].filter((k) => k.startsWith('lora.') && k.endsWith('.lora_A')).map((k) => k.slice(5, -7));
+      const modules = [...ref.keys()]
+        .filter((k) => k.startsWith('lora.') && k.endsWith('.lora_A'))
+        .map((k) => k.slice(5, -7));
       assert.ok(modules.length >= 2, `reference has low-rank modules (${modules.length})`);
       const r = ref.get(`lora.${modules[0]}.lora_A`)!.shape[0];
       const wrt: string[] = [];
@@ -81,7 +97,8 @@ for (const name of names) {
       const logitsOut = out.logits ?? out[g.outputs.find((o) => o.includes('logits'))!];
       const le = relErr(logitsOut, ref.get('lora_logits')!, realPositions(m, ref));
       assert.ok(le < 1e-4, `logits relative error ${le}`);
-      const l = f64(out[m.loss])[0], lr = f64(ref.get('lora_loss')!)[0];
+      const l = f64(out[m.loss])[0],
+        lr = f64(ref.get('lora_loss')!)[0];
       assert.ok(Math.abs(l - lr) / Math.abs(lr) < 1e-4, `loss ${l} vs ${lr}`);
       for (const w of wrt) {
         const e = relErr(out[`grad::${w}`], ref.get(`lora_grad.${w.slice(5)}`)!);

@@ -41,7 +41,14 @@ interface Made {
 }
 
 /** A plugin with random, non-trivial values for every parameter its methods add on `modelDir` (no training). */
-function makePlugin(name: string, modelDir: string, task: Task, raw: unknown, seed: number, opts: { labels?: string[]; base?: BaseModelInfo } = {}): Made {
+function makePlugin(
+  name: string,
+  modelDir: string,
+  task: Task,
+  raw: unknown,
+  seed: number,
+  opts: { labels?: string[]; base?: BaseModelInfo } = {},
+): Made {
   const configs = parseDeltaConfig(raw);
   const { applied } = loadWithDeltas(modelDir, { task, numLabels: opts.labels?.length }, configs, seed);
   const rng = new Rng(seed + 7919);
@@ -49,16 +56,40 @@ function makePlugin(name: string, modelDir: string, task: Task, raw: unknown, se
   for (const p of applied.params) {
     const init = applied.initial[p.value];
     const base = p.name.endsWith('.ia3_l') ? () => 1 : (i: number) => Number(init.data[i]);
-    tensors[p.name] = { dtype: 'float32', shape: [...init.shape], data: Float32Array.from({ length: init.data.length }, (_, i) => base(i) + 0.3 * rng.normal()) };
+    tensors[p.name] = {
+      dtype: 'float32',
+      shape: [...init.shape],
+      data: Float32Array.from({ length: init.data.length }, (_, i) => base(i) + 0.3 * rng.normal()),
+    };
   }
   const file = join(dir, `${name}.delta`);
-  const base = opts.base ?? { fingerprint: modelFingerprint(modelDir), modelType: String(readModelFolder(modelDir).config.model_type), name: basename(modelDir) };
-  writePlugin(file, { methods: configs, task, labels: opts.labels, base, metrics: {}, createdAt: new Date(0).toISOString(), maxLength: MAX_LENGTH }, tensors);
+  const base = opts.base ?? {
+    fingerprint: modelFingerprint(modelDir),
+    modelType: String(readModelFolder(modelDir).config.model_type),
+    name: basename(modelDir),
+  };
+  writePlugin(
+    file,
+    {
+      methods: configs,
+      task,
+      labels: opts.labels,
+      base,
+      metrics: {},
+      createdAt: new Date(0).toISOString(),
+      maxLength: MAX_LENGTH,
+    },
+    tensors,
+  );
   return { file, configs, tensors };
 }
 
 /** Logits of a freshly built model: `configs` applied in one go, their parameters set to `values` (by plugin name). */
-async function referenceLogits(model: BuiltModel, values: Record<string, HostTensor>, trainable: { name: string; value: string }[] = []): Promise<Float32Array> {
+async function referenceLogits(
+  model: BuiltModel,
+  values: Record<string, HostTensor>,
+  trainable: { name: string; value: string }[] = [],
+): Promise<Float32Array> {
   const g = withoutDropout(model.graph);
   for (const p of trainable) if (g.initializers.has(p.value)) g.promoteToInput(p.value);
   g.outputs.length = 0;
@@ -74,7 +105,11 @@ async function referenceLogits(model: BuiltModel, values: Record<string, HostTen
   return out[model.logits].data as Float32Array;
 }
 
-async function reference(configs: DeltaConfig[], values: Record<string, HostTensor>, numLabels = 3): Promise<Float32Array> {
+async function reference(
+  configs: DeltaConfig[],
+  values: Record<string, HostTensor>,
+  numLabels = 3,
+): Promise<Float32Array> {
   const { model, applied } = loadWithDeltas(BERT, { task: 'classification', numLabels }, configs);
   return referenceLogits(model, values, applied.params);
 }
@@ -138,9 +173,17 @@ describe('plugin session', () => {
   test('LoRA + (IA)³ plugins equal one graph with both configs; two LoRA plugins equal W x + s1 B1 A1 x + s2 B2 A2 x', async () => {
     const s = await PluginSession.open(BERT, { device: 'cpu' });
     s.attach([loraA.file, ia3.file]);
-    assert.deepEqual(s.attached.map((p) => p.name), ['lora-a', 'ia3']);
+    assert.deepEqual(
+      s.attached.map((p) => p.name),
+      ['lora-a', 'ia3'],
+    );
     const combo = probsOf(await s.predict(TEXTS));
-    assertClose(combo, softmaxRows(await reference([...loraA.configs, ...ia3.configs], { ...loraA.tensors, ...ia3.tensors }), 3), 1e-5, 'lora + ia3');
+    assertClose(
+      combo,
+      softmaxRows(await reference([...loraA.configs, ...ia3.configs], { ...loraA.tensors, ...ia3.tensors }), 3),
+      1e-5,
+      'lora + ia3',
+    );
 
     s.detach();
     s.attach([loraA.file, loraB.file]);
@@ -155,12 +198,14 @@ describe('plugin session', () => {
       const W = toFloat32(ref.dtype, readTensorBytes(ref));
       const [outF, inF] = ref.shape;
       for (const p of [loraA, loraB]) {
-        const A = p.tensors[`${mod}.lora_A`].data as Float32Array, B = p.tensors[`${mod}.lora_B`].data as Float32Array;
-        for (let o = 0; o < outF; o++) for (let i = 0; i < inF; i++) {
-          let d = 0;
-          for (let k = 0; k < 4; k++) d += B[o * 4 + k] * A[k * inF + i];
-          W[o * inF + i] += scale * d;
-        }
+        const A = p.tensors[`${mod}.lora_A`].data as Float32Array,
+          B = p.tensors[`${mod}.lora_B`].data as Float32Array;
+        for (let o = 0; o < outF; o++)
+          for (let i = 0; i < inF; i++) {
+            let d = 0;
+            for (let k = 0; k < 4; k++) d += B[o * 4 + k] * A[k * inF + i];
+            W[o * inF + i] += scale * d;
+          }
       }
       weights[`${mod}.weight`] = { dtype: 'float32', shape: ref.shape, data: W };
     }
@@ -182,12 +227,20 @@ describe('plugin session', () => {
 
   test('merged weights predict as the attached plugins', async () => {
     const s = await PluginSession.open(BERT, { device: 'cpu' });
-    for (const set of [[loraA.file, ia3.file], [loraA.file, loraB.file]]) {
+    for (const set of [
+      [loraA.file, ia3.file],
+      [loraA.file, loraB.file],
+    ]) {
       s.detach();
       s.attach(set);
       const attached = probsOf(await s.predict(TEXTS));
       const merged = await s.mergeInto(set);
-      assertClose(probsOf(await merged.predict(TEXTS)), attached, 1e-5, `merged ${set.map((f) => basename(f)).join(' + ')}`);
+      assertClose(
+        probsOf(await merged.predict(TEXTS)),
+        attached,
+        1e-5,
+        `merged ${set.map((f) => basename(f)).join(' + ')}`,
+      );
       await merged.close();
     }
     const bitfit = makePlugin('bitfit', BERT, 'classification', { method: 'bitfit' }, 4, { labels: LABELS });
@@ -198,14 +251,20 @@ describe('plugin session', () => {
   test('a plugin for another base is refused with both fingerprints, and accepted when forced', async () => {
     const other = join(FIXTURES, 'roberta');
     const fp = modelFingerprint(other);
-    const foreign = makePlugin('foreign', BERT, 'classification', LORA, 5, { labels: LABELS, base: { fingerprint: fp, modelType: 'roberta', name: 'roberta' } });
-    const s = await PluginSession.open(BERT, { device: 'cpu' });
-    assert.throws(() => s.attach([foreign.file]), (e: unknown) => {
-      assert.ok(e instanceof PluginError && e.code === 'wrong-base');
-      assert.match(e.message, new RegExp(fp.slice(0, 16)));
-      assert.match(e.message, new RegExp(modelFingerprint(BERT).slice(0, 16)));
-      return true;
+    const foreign = makePlugin('foreign', BERT, 'classification', LORA, 5, {
+      labels: LABELS,
+      base: { fingerprint: fp, modelType: 'roberta', name: 'roberta' },
     });
+    const s = await PluginSession.open(BERT, { device: 'cpu' });
+    assert.throws(
+      () => s.attach([foreign.file]),
+      (e: unknown) => {
+        assert.ok(e instanceof PluginError && e.code === 'wrong-base');
+        assert.match(e.message, new RegExp(fp.slice(0, 16)));
+        assert.match(e.message, new RegExp(modelFingerprint(BERT).slice(0, 16)));
+        return true;
+      },
+    );
     assert.deepEqual(s.attached, []);
     const [info] = s.attach([foreign.file], { force: true });
     assert.equal(info.baseMatches, false);
@@ -224,7 +283,10 @@ describe('plugin session', () => {
     writeSync(fd, b, 0, 1, at);
     closeSync(fd);
     const s = await PluginSession.open(BERT, { device: 'cpu' });
-    assert.throws(() => s.attach([file]), (e: unknown) => e instanceof PluginError && e.code === 'tampered');
+    assert.throws(
+      () => s.attach([file]),
+      (e: unknown) => e instanceof PluginError && e.code === 'tampered',
+    );
     await s.close();
   });
 
@@ -232,13 +294,23 @@ describe('plugin session', () => {
     const s = await PluginSession.open(BERT, { device: 'cpu' });
     const h1 = makePlugin('head-1', BERT, 'classification', { method: 'head-only' }, 6, { labels: LABELS });
     const h2 = makePlugin('head-2', BERT, 'classification', { method: 'head-only' }, 7, { labels: LABELS });
-    assert.throws(() => s.attach([h1.file, h2.file]), /plugin "head-1" \(head-only\) and plugin "head-2" \(head-only\) both train "(bert\.pooler\.dense|classifier)\.(weight|bias)"/);
+    assert.throws(
+      () => s.attach([h1.file, h2.file]),
+      /plugin "head-1" \(head-only\) and plugin "head-2" \(head-only\) both train "(bert\.pooler\.dense|classifier)\.(weight|bias)"/,
+    );
     // Two new two-label heads: each plugin carries one.
     const n1 = makePlugin('two-a', BERT, 'classification', LORA, 8, { labels: ['no', 'yes'] });
     const n2 = makePlugin('two-b', BERT, 'classification', LORA, 9, { labels: ['no', 'yes'] });
-    assert.throws(() => s.attach([n1.file, n2.file]), /plugin "two-a" \(new head\) and plugin "two-b" \(new head\) both train "classifier\.weight"/);
-    const p1 = makePlugin('prompt-1', BERT, 'classification', { method: 'soft_prompt', soft_token_num: 2 }, 10, { labels: LABELS });
-    const p2 = makePlugin('prompt-2', BERT, 'classification', { method: 'soft_prompt', soft_token_num: 3 }, 11, { labels: LABELS });
+    assert.throws(
+      () => s.attach([n1.file, n2.file]),
+      /plugin "two-a" \(new head\) and plugin "two-b" \(new head\) both train "classifier\.weight"/,
+    );
+    const p1 = makePlugin('prompt-1', BERT, 'classification', { method: 'soft_prompt', soft_token_num: 2 }, 10, {
+      labels: LABELS,
+    });
+    const p2 = makePlugin('prompt-2', BERT, 'classification', { method: 'soft_prompt', soft_token_num: 3 }, 11, {
+      labels: LABELS,
+    });
     assert.throws(() => s.attach([p1.file, p2.file]), /plugins "prompt-1" and "prompt-2" both use a soft prompt/);
     assert.throws(() => s.attach([loraA.file, n1.file]), /disagree on the labels/);
     assert.throws(() => s.attach([loraA.file, loraA.file]), /a plugin named "lora-a" is already attached/);

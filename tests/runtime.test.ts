@@ -32,10 +32,15 @@ describe('sessions', () => {
 
   test('a session in a worker gives the same numbers as one in this thread', async () => {
     const g = chain(16, 3);
-    const x: HostTensor = { dtype: 'float32', shape: [16, 16], data: Float32Array.from({ length: 256 }, (_, i) => Math.sin(i) / 8) };
+    const x: HostTensor = {
+      dtype: 'float32',
+      shape: [16, 16],
+      data: Float32Array.from({ length: 256 }, (_, i) => Math.sin(i) / 8),
+    };
     const a = await openInline(g, { device: 'cpu' });
     const b = await openInWorker(g, { device: 'cpu' });
-    const ya = (await a.run({ x })).y, yb = (await b.run({ x })).y;
+    const ya = (await a.run({ x })).y,
+      yb = (await b.run({ x })).y;
     assert.deepEqual(yb.shape, [16, 16]);
     assert.deepEqual(Array.from(yb.data as Float32Array), Array.from(ya.data as Float32Array));
     await a.release();
@@ -45,10 +50,20 @@ describe('sessions', () => {
   test('run() in a worker leaves this thread responsive; in this thread it blocks it', async () => {
     // Long enough (~0.3 s) that a responsive thread fires many timers even on a busy 2-core machine.
     const g = chain(384, 96);
-    const x: HostTensor = { dtype: 'float32', shape: [384, 384], data: Float32Array.from({ length: 384 * 384 }, (_, i) => Math.cos(i) / 64) };
+    const x: HostTensor = {
+      dtype: 'float32',
+      shape: [384, 384],
+      data: Float32Array.from({ length: 384 * 384 }, (_, i) => Math.cos(i) / 64),
+    };
     const ticksDuring = async (run: () => Promise<unknown>): Promise<number> => {
-      let ticks = 0, done = false;
-      const spin = (): void => { if (!done) { ticks++; setTimeout(spin, 0); } };
+      let ticks = 0,
+        done = false;
+      const spin = (): void => {
+        if (!done) {
+          ticks++;
+          setTimeout(spin, 0);
+        }
+      };
       setTimeout(spin, 0);
       await run();
       done = true;
@@ -73,15 +88,31 @@ describe('sessions', () => {
     const x = g.input('x', 'float32', [4]);
     g.output(g.op1('Add', [g.op1('Cast', [ids], { to: 1 }), mask]), 'y');
     g.output(g.op1('Neg', [x]), 'z');
-    const ok = { ids: { dtype: 'int64' as const, shape: [2, 3], data: new BigInt64Array(6) }, mask: { dtype: 'float32' as const, shape: [2, 3], data: new Float32Array(6) }, x: { dtype: 'float32' as const, shape: [4], data: new Float32Array(4) } };
+    const ok = {
+      ids: { dtype: 'int64' as const, shape: [2, 3], data: new BigInt64Array(6) },
+      mask: { dtype: 'float32' as const, shape: [2, 3], data: new Float32Array(6) },
+      x: { dtype: 'float32' as const, shape: [4], data: new Float32Array(4) },
+    };
     for (const s of [await openInline(g, { device: 'cpu' }), await openInWorker(g, { device: 'cpu' })]) {
       t.after(() => s.release());
       assert.deepEqual((await s.run(ok)).y.shape, [2, 3]);
       await assert.rejects(s.run({ ...ok, x: undefined as never }), /missing input "x"/);
-      await assert.rejects(s.run({ ...ok, ids: { dtype: 'int32', shape: [2, 3], data: new Int32Array(6) } }), /input "ids": got int32, expected int64/);
-      await assert.rejects(s.run({ ...ok, x: { dtype: 'float32', shape: [5], data: new Float32Array(5) } }), /input "x": got shape \[5\], expected \[4\] \(dim 0\)/);
-      await assert.rejects(s.run({ ...ok, mask: { dtype: 'float32', shape: [2, 4], data: new Float32Array(8) } }), /input "mask": dim 1 \(seq\) is 4, but "ids" gave seq = 3/);
-      await assert.rejects(s.run({ ...ok, x: { dtype: 'float32', shape: [4], data: new Float32Array(3) } }), /input "x": 3 elements for shape \[4\]/);
+      await assert.rejects(
+        s.run({ ...ok, ids: { dtype: 'int32', shape: [2, 3], data: new Int32Array(6) } }),
+        /input "ids": got int32, expected int64/,
+      );
+      await assert.rejects(
+        s.run({ ...ok, x: { dtype: 'float32', shape: [5], data: new Float32Array(5) } }),
+        /input "x": got shape \[5\], expected \[4\] \(dim 0\)/,
+      );
+      await assert.rejects(
+        s.run({ ...ok, mask: { dtype: 'float32', shape: [2, 4], data: new Float32Array(8) } }),
+        /input "mask": dim 1 \(seq\) is 4, but "ids" gave seq = 3/,
+      );
+      await assert.rejects(
+        s.run({ ...ok, x: { dtype: 'float32', shape: [4], data: new Float32Array(3) } }),
+        /input "x": 3 elements for shape \[4\]/,
+      );
     }
   });
 });

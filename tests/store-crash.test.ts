@@ -13,13 +13,30 @@ import { Workspace } from '../native/store/workspace.js';
 import { checkWorkspace } from '../native/store/check.js';
 
 const writer = fileURLToPath(new URL('./support/crash-writer.ts', import.meta.url));
-type Ack = { opened?: string[]; run?: string; metrics?: string; steps?: number[]; values?: number[]; plugin?: string; version?: number; sha256?: string; finished?: string };
-const parse = (out: string): Ack[] => out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Ack);
+type Ack = {
+  opened?: string[];
+  run?: string;
+  metrics?: string;
+  steps?: number[];
+  values?: number[];
+  plugin?: string;
+  version?: number;
+  sha256?: string;
+  finished?: string;
+};
+const parse = (out: string): Ack[] =>
+  out
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Ack);
 
 /** Everything acknowledged must be in the workspace, and nothing may be left running. */
 function verify(dir: string, acks: Ack[], label: string): void {
   const report = checkWorkspace(dir, { repair: true });
-  assert.ok(report.ok, `${label}: check found errors: ${JSON.stringify(report.problems.filter((p) => p.severity === 'error'))}`);
+  assert.ok(
+    report.ok,
+    `${label}: check found errors: ${JSON.stringify(report.problems.filter((p) => p.severity === 'error'))}`,
+  );
   const again = checkWorkspace(dir);
   assert.deepEqual(again.problems, [], `${label}: after repair, check is clean`);
   const ws = Workspace.open(dir);
@@ -29,7 +46,9 @@ function verify(dir: string, acks: Ack[], label: string): void {
       if (a.run && !a.plugin) assert.ok(ws.getRun(a.run), `${label}: run ${a.run}`);
       if (a.metrics) {
         const series = new Map(ws.metricSeries(a.metrics, 'train/loss').map((p) => [p.step, p.value]));
-        a.steps!.forEach((s, i) => assert.equal(series.get(s), a.values![i], `${label}: metric step ${s} of ${a.metrics}`));
+        a.steps!.forEach((s, i) =>
+          assert.equal(series.get(s), a.values![i], `${label}: metric step ${s} of ${a.metrics}`),
+        );
       }
       if (a.plugin) {
         const p = ws.loadPlugin(`${a.plugin}@${a.version}`);
@@ -39,7 +58,11 @@ function verify(dir: string, acks: Ack[], label: string): void {
       if (a.finished) assert.equal(ws.getRun(a.finished).status, 'finished', `${label}: run ${a.finished} finished`);
     }
     const versions = ws.showPlugin('crash-test').versions.map((v) => v.version);
-    assert.deepEqual(versions, versions.map((_, i) => i + 1), `${label}: plugin versions are 1..n without gaps`);
+    assert.deepEqual(
+      versions,
+      versions.map((_, i) => i + 1),
+      `${label}: plugin versions are 1..n without gaps`,
+    );
   } catch (e) {
     if ((e as Error).message.includes('no plugin "crash-test"') && !acks.some((a) => a.plugin)) return;
     throw e;
@@ -51,13 +74,19 @@ function verify(dir: string, acks: Ack[], label: string): void {
 test('a process killed at every crash point leaves a consistent workspace that keeps everything it recorded', () => {
   const dir = mkdtempSync(join(tmpdir(), 'ds-crash-'));
   Workspace.init(dir).close();
-  const count = spawnSync(process.execPath, ['--import', 'tsx', writer, dir, '1'], { encoding: 'utf8', env: { ...process.env, DELTA_STUDIO_CRASH_COUNT: '1' } });
+  const count = spawnSync(process.execPath, ['--import', 'tsx', writer, dir, '1'], {
+    encoding: 'utf8',
+    env: { ...process.env, DELTA_STUDIO_CRASH_COUNT: '1' },
+  });
   assert.equal(count.status, 0, count.stderr);
   const points = count.stderr.split('\n').filter((l) => l.startsWith('crash-point ')).length;
   assert.ok(points >= 14, `the writer passes ${points} crash points (temp files, renames, transactions)`);
   const acks: Ack[] = parse(count.stdout);
   for (let n = 1; n <= points; n++) {
-    const r = spawnSync(process.execPath, ['--import', 'tsx', writer, dir, '1'], { encoding: 'utf8', env: { ...process.env, DELTA_STUDIO_CRASH_AT: String(n) } });
+    const r = spawnSync(process.execPath, ['--import', 'tsx', writer, dir, '1'], {
+      encoding: 'utf8',
+      env: { ...process.env, DELTA_STUDIO_CRASH_AT: String(n) },
+    });
     assert.equal(r.signal, 'SIGKILL', `crash point ${n} was reached (${r.stderr})`);
     acks.push(...parse(r.stdout));
     verify(dir, acks, `after a kill at crash point ${n}`);
@@ -74,13 +103,18 @@ test('a process killed at random instants while writing leaves a consistent work
   for (const ms of delays) {
     const child = spawn(process.execPath, ['--import', 'tsx', writer, dir, '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
-    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
     // Kill only once it is writing (after its first ack), at a delay after that.
     await new Promise<void>((resolve) => {
       const started = setInterval(() => {
         if (!out.includes('"opened"')) return;
         clearInterval(started);
-        setTimeout(() => { child.kill('SIGKILL'); resolve(); }, ms - 300);
+        setTimeout(() => {
+          child.kill('SIGKILL');
+          resolve();
+        }, ms - 300);
       }, 5);
     });
     await new Promise((r) => child.on('close', r));

@@ -4,7 +4,17 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,14 +29,28 @@ const fixtures = fileURLToPath(new URL('./fixtures/workspaces/', import.meta.url
 const tmp = (): string => mkdtempSync(join(tmpdir(), 'ds-store-'));
 const schemaOf = (file: string): string[] => {
   const db = new Database(file, { readonly: true });
-  const rows = db.prepare("SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name").all() as { type: string; name: string; sql: string }[];
+  const rows = db
+    .prepare("SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name")
+    .all() as { type: string; name: string; sql: string }[];
   db.close();
   return rows.map((r) => `${r.type} ${r.name}: ${r.sql.replace(/\s+/g, ' ')}`);
 };
-const meta = (metrics: Record<string, number>) => ({ methods: [{ method: 'lora', r: 2, alpha: 4 }], task: 'classification' as const, labels: ['neg', 'pos'], base: { fingerprint: 'a'.repeat(64), modelType: 'llama', name: 'base' }, metrics });
+const meta = (metrics: Record<string, number>) => ({
+  methods: [{ method: 'lora', r: 2, alpha: 4 }],
+  task: 'classification' as const,
+  labels: ['neg', 'pos'],
+  base: { fingerprint: 'a'.repeat(64), modelType: 'llama', name: 'base' },
+  metrics,
+});
 const tensors = (seed: number) => {
   const rng = new Rng(seed);
-  return { 'q.lora_A': { dtype: 'float32' as const, shape: [2, 8], data: Float32Array.from({ length: 16 }, () => rng.normal()) } };
+  return {
+    'q.lora_A': {
+      dtype: 'float32' as const,
+      shape: [2, 8],
+      data: Float32Array.from({ length: 16 }, () => rng.normal()),
+    },
+  };
 };
 
 describe('workspace schema', () => {
@@ -35,18 +59,29 @@ describe('workspace schema', () => {
     const ws = Workspace.init(dir);
     assert.equal(ws.schemaVersion, SCHEMA_VERSION);
     assert.equal(SCHEMA_VERSION, MIGRATIONS.length);
-    for (const f of ['datasets', 'runs', 'plugins', 'exports', 'models', 'lost+found']) assert.ok(statSync(join(dir, f)).isDirectory(), f);
+    for (const f of ['datasets', 'runs', 'plugins', 'exports', 'models', 'lost+found'])
+      assert.ok(statSync(join(dir, f)).isDirectory(), f);
     assert.equal(ws.db.pragma('journal_mode', { simple: true }), 'wal');
     assert.equal(ws.db.pragma('foreign_keys', { simple: true }), 1);
     assert.ok((ws.db.pragma('busy_timeout', { simple: true }) as number) >= 5000);
     ws.close();
     Workspace.init(dir).close();
-    assert.throws(() => Workspace.open(join(dir, 'runs')), (e: Error) => e instanceof WorkspaceError && /not a Delta Studio workspace \(no workspace.db\); create one with 'delta-studio workspace init/.test(e.message));
+    assert.throws(
+      () => Workspace.open(join(dir, 'runs')),
+      (e: Error) =>
+        e instanceof WorkspaceError &&
+        /not a Delta Studio workspace \(no workspace.db\); create one with 'delta-studio workspace init/.test(
+          e.message,
+        ),
+    );
   });
 
   for (let v = 1; v < SCHEMA_VERSION; v++) {
     test(`a workspace written by schema version ${v} migrates to ${SCHEMA_VERSION} without losing anything`, () => {
-      assert.ok(existsSync(join(fixtures, `v${v}`, DB_FILE)), `tests/fixtures/workspaces/v${v} exists (make it with make_workspaces.ts when adding a migration)`);
+      assert.ok(
+        existsSync(join(fixtures, `v${v}`, DB_FILE)),
+        `tests/fixtures/workspaces/v${v} exists (make it with make_workspaces.ts when adding a migration)`,
+      );
       const dir = tmp();
       cpSync(join(fixtures, `v${v}`), dir, { recursive: true });
       const before = readFileSync(join(dir, DB_FILE));
@@ -67,7 +102,13 @@ describe('workspace schema', () => {
       assert.deepEqual(schemaOf(join(dir, DB_FILE)), schemaOf(join(fresh, DB_FILE)));
       const ws2 = Workspace.open(dir);
       const runs = ws2.listRuns();
-      assert.deepEqual(runs.map((r) => [r.id, r.status]), [['20261101T100000-aaaaaa', 'finished'], ['20261101T110000-bbbbbb', 'interrupted']]);
+      assert.deepEqual(
+        runs.map((r) => [r.id, r.status]),
+        [
+          ['20261101T100000-aaaaaa', 'finished'],
+          ['20261101T110000-bbbbbb', 'interrupted'],
+        ],
+      );
       const loss = ws2.metricSeries('20261101T100000-aaaaaa', 'loss');
       assert.equal(loss.length, 150);
       assert.equal(loss[149].value, 0.7 * Math.exp(-150 / 50));
@@ -100,8 +141,15 @@ describe('workspace schema', () => {
     db.pragma('journal_mode = DELETE');
     db.close();
     const before = readFileSync(join(dir, DB_FILE));
-    assert.throws(() => Workspace.open(dir), (e: Error) => e instanceof WorkspaceError && e.code === 'newer-schema'
-      && e.message.includes(`written by a newer Delta Studio (schema version ${SCHEMA_VERSION + 1}; this one knows up to ${SCHEMA_VERSION}). Update Delta Studio`));
+    assert.throws(
+      () => Workspace.open(dir),
+      (e: Error) =>
+        e instanceof WorkspaceError &&
+        e.code === 'newer-schema' &&
+        e.message.includes(
+          `written by a newer Delta Studio (schema version ${SCHEMA_VERSION + 1}; this one knows up to ${SCHEMA_VERSION}). Update Delta Studio`,
+        ),
+    );
     assert.deepEqual(readFileSync(join(dir, DB_FILE)), before);
     assert.ok(!readdirSync(dir).some((f) => f.endsWith('.bak')));
   });
@@ -115,10 +163,16 @@ describe('workspace schema', () => {
     bytes.fill(0x41, 4096, 12288); // overwrite pages 2–3
     writeFileSync(file, bytes);
     rmSync(`${file}-wal`, { force: true });
-    assert.throws(() => Workspace.open(dir), (e: Error) => e instanceof WorkspaceError && e.code === 'damaged' && /workspace check/.test(e.message));
+    assert.throws(
+      () => Workspace.open(dir),
+      (e: Error) => e instanceof WorkspaceError && e.code === 'damaged' && /workspace check/.test(e.message),
+    );
     const r = checkWorkspace(dir);
     assert.equal(r.ok, false);
-    assert.ok(r.problems.some((p) => p.message.includes('workspace.db.v1.bak')), JSON.stringify(r.problems));
+    assert.ok(
+      r.problems.some((p) => p.message.includes('workspace.db.v1.bak')),
+      JSON.stringify(r.problems),
+    );
   });
 });
 
@@ -131,9 +185,17 @@ describe('runs and metrics', () => {
     ws.startRun(id, { device: 'cpu', totalSteps: 10 });
     assert.equal(ws.getRun(id).status, 'running');
     assert.equal(ws.getRun(id).pid, process.pid);
-    ws.appendMetrics(id, [{ key: 'train/loss', step: 1, value: 2 }, { key: 'train/loss', step: 2, value: Number.NaN }, { key: 'train/loss', step: 3, value: Infinity }]);
+    ws.appendMetrics(id, [
+      { key: 'train/loss', step: 1, value: 2 },
+      { key: 'train/loss', step: 2, value: Number.NaN },
+      { key: 'train/loss', step: 3, value: Infinity },
+    ]);
     ws.appendMetrics(id, [{ key: 'train/loss', step: 2, value: 1.5 }]);
-    assert.deepEqual(ws.metricSeries(id, 'train/loss'), [{ step: 1, value: 2, nan: false }, { step: 2, value: 1.5, nan: false }, { step: 3, value: Infinity, nan: false }]);
+    assert.deepEqual(ws.metricSeries(id, 'train/loss'), [
+      { step: 1, value: 2, nan: false },
+      { step: 2, value: 1.5, nan: false },
+      { step: 3, value: Infinity, nan: false },
+    ]);
     assert.equal(ws.latestMetrics(id)['train/loss'], Infinity);
     assert.equal(ws.getRun(id).steps, 3);
     assert.throws(() => ws.db.prepare('UPDATE metrics SET value = 0').run(), /append-only/);
@@ -153,7 +215,10 @@ describe('runs and metrics', () => {
     const ws = Workspace.init(dir);
     const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
     const live = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)']);
-    for (const [id, pid] of [['dead-run', Number(dead.stdout)], ['live-run', live.pid!]] as const) {
+    for (const [id, pid] of [
+      ['dead-run', Number(dead.stdout)],
+      ['live-run', live.pid!],
+    ] as const) {
       ws.createRun({ id, config: {}, method: 'lora', dir: `runs/${id}` });
       ws.startRun(id, { pid });
     }
@@ -182,9 +247,14 @@ describe('plugin library', () => {
   test('versions number themselves, latest and best move, aliases and tags are kept', () => {
     const ws = Workspace.init(tmp());
     const accs = [0.8, 0.9, 0.85];
-    accs.forEach((a, i) => ws.registerPlugin({ name: 'sst2-lora', tensors: tensors(i), meta: meta({ accuracy: a, loss: 1 - a }) }));
+    accs.forEach((a, i) =>
+      ws.registerPlugin({ name: 'sst2-lora', tensors: tensors(i), meta: meta({ accuracy: a, loss: 1 - a }) }),
+    );
     const shown = ws.showPlugin('sst2-lora');
-    assert.deepEqual(shown.versions.map((v) => v.version), [1, 2, 3]);
+    assert.deepEqual(
+      shown.versions.map((v) => v.version),
+      [1, 2, 3],
+    );
     assert.deepEqual(shown.aliases, { best: 2, latest: 3 });
     assert.equal(ws.resolvePlugin('sst2-lora').version, 3);
     assert.equal(ws.resolvePlugin('sst2-lora@best').version, 2);
@@ -199,7 +269,10 @@ describe('plugin library', () => {
     assert.equal(ws.showPlugin('sst2-lora').versions[1].notes, 'lr 5e-3');
     assert.throws(() => ws.resolvePlugin('sst2-lora@9'), /has no version "9"/);
     assert.throws(() => ws.resolvePlugin('nope'), /no plugin "nope" .*\(plugins: sst2-lora\)/);
-    assert.throws(() => ws.registerPlugin({ name: '../evil', tensors: tensors(0), meta: meta({}) }), /must be letters, digits/);
+    assert.throws(
+      () => ws.registerPlugin({ name: '../evil', tensors: tensors(0), meta: meta({}) }),
+      /must be letters, digits/,
+    );
     const p = ws.loadPlugin('sst2-lora@2');
     assert.deepEqual(Array.from(p.tensors['q.lora_A'].data as Float32Array), Array.from(tensors(1)['q.lora_A'].data));
     assert.equal(p.meta.version, 2);
@@ -212,17 +285,25 @@ describe('plugin library', () => {
     const ws = Workspace.init(dir);
     const v1 = ws.registerPlugin({ name: 'p', tensors: tensors(1), meta: meta({ accuracy: 0.5 }) });
     const v2 = ws.registerPlugin({ name: 'p', tensors: tensors(2), meta: meta({ accuracy: 0.6 }) });
-    const f1 = ws.path(v1.file), f2 = ws.path(v2.file);
+    const f1 = ws.path(v1.file),
+      f2 = ws.path(v2.file);
     const b = readFileSync(f1);
     b[b.length - 3] ^= 0x10;
     writeFileSync(f1, b);
-    assert.throws(() => ws.loadPlugin('p@1'), (e: Error) => e instanceof PluginError && e.code === 'tampered' && /damaged or changed after it was written/.test(e.message));
+    assert.throws(
+      () => ws.loadPlugin('p@1'),
+      (e: Error) =>
+        e instanceof PluginError && e.code === 'tampered' && /damaged or changed after it was written/.test(e.message),
+    );
     writeFileSync(f2, readFileSync(f2).subarray(0, 200));
     assert.throws(() => ws.loadPlugin('p@2'), /has 200 bytes, the workspace recorded \d+: it is truncated/);
     ws.close();
     const r = checkWorkspace(dir);
     assert.equal(r.ok, false);
-    assert.deepEqual(r.problems.map((p) => [p.kind, p.path]).sort(), [['corrupt', v1.file], ['corrupt', v2.file]]);
+    assert.deepEqual(r.problems.map((p) => [p.kind, p.path]).sort(), [
+      ['corrupt', v1.file],
+      ['corrupt', v2.file],
+    ]);
   });
 
   test('concurrent processes registering versions of one plugin get distinct versions, never "database is locked"', async () => {
@@ -233,13 +314,19 @@ describe('plugin library', () => {
       const ws = Workspace.open(process.argv[1]);
       for (let i = 0; i < 15; i++) ws.registerPlugin({ name: 'shared', tensors: { w: { dtype: 'float32', shape: [4], data: new Float32Array([i, 1, 2, 3]) } }, meta: { methods: [{ method: 'bitfit' }], task: 'regression', base: { fingerprint: 'b'.repeat(64), modelType: 'bert', name: 'b' }, metrics: {} } });
       ws.close();`;
-    const run = () => new Promise<number>((resolve) => {
-      const c = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script, dir], { stdio: ['ignore', 'inherit', 'inherit'] });
-      c.on('close', (code) => resolve(code ?? -1));
-    });
+    const run = () =>
+      new Promise<number>((resolve) => {
+        const c = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script, dir], {
+          stdio: ['ignore', 'inherit', 'inherit'],
+        });
+        c.on('close', (code) => resolve(code ?? -1));
+      });
     assert.deepEqual(await Promise.all([run(), run(), run()]), [0, 0, 0]);
     const ws = Workspace.open(dir);
-    assert.deepEqual(ws.showPlugin('shared').versions.map((v) => v.version), Array.from({ length: 45 }, (_, i) => i + 1));
+    assert.deepEqual(
+      ws.showPlugin('shared').versions.map((v) => v.version),
+      Array.from({ length: 45 }, (_, i) => i + 1),
+    );
     ws.close();
     assert.ok(checkWorkspace(dir).ok);
   });
@@ -260,10 +347,18 @@ describe('read-only disks', () => {
     writeFileSync(script, js);
     const node = `'${process.execPath}' --import tsx '${script}'`;
     if (process.getuid?.() === 0) {
-      return spawnSync('unshare', ['-m', 'sh', '-c', `mount --bind ${dir} ${dir} && mount -o remount,ro,bind ${dir} && ${node}`], { encoding: 'utf8' });
+      return spawnSync(
+        'unshare',
+        ['-m', 'sh', '-c', `mount --bind ${dir} ${dir} && mount -o remount,ro,bind ${dir} && ${node}`],
+        { encoding: 'utf8' },
+      );
     }
     spawnSync('chmod', ['-R', 'a-w', dir]);
-    try { return spawnSync('sh', ['-c', node], { encoding: 'utf8' }); } finally { spawnSync('chmod', ['-R', 'u+w', dir]); }
+    try {
+      return spawnSync('sh', ['-c', node], { encoding: 'utf8' });
+    } finally {
+      spawnSync('chmod', ['-R', 'u+w', dir]);
+    }
   };
 
   test('opening or creating a workspace on a read-only disk fails clearly and writes nothing', () => {
@@ -275,7 +370,10 @@ describe('read-only disks', () => {
     assert.equal(r.status, 0, r.stderr);
     const out = JSON.parse(r.stdout) as Record<string, { code: string; message: string }>;
     assert.equal(out.open.code, 'read-only');
-    assert.match(out.open.message, /cannot be written \((EROFS: read-only file system|EACCES)\); choose a writable folder/);
+    assert.match(
+      out.open.message,
+      /cannot be written \((EROFS: read-only file system|EACCES)\); choose a writable folder/,
+    );
     assert.equal(out.init.code, 'read-only');
     assert.match(out.init.message, /sub: cannot create the workspace folder \((EROFS: read-only file system|EACCES)\)/);
     assert.deepEqual(listing(), before);

@@ -12,7 +12,16 @@
 //    ▁The280 ▁o281 ▁on282 ▁m283 ▁mat284; template <s> A (<s>:1 B:1); padding_side left; no pad token.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -133,33 +142,44 @@ test('Metaspace + byte_fallback (Llama): <s> prepended, unknown characters becom
   assert.deepEqual(p.typeIds, [0, 0, 0, 1, 1, 1]);
 });
 
-test('a Sequence post-processor [ByteLevel, TemplateProcessing] (Llama 3 / Qwen style) applies the template', withTmp((dir) => {
-  const json = JSON.parse(readFileSync(join(FIX, 'gpt2', 'tokenizer.json'), 'utf8')) as Record<string, unknown>;
-  const eot = { SpecialToken: { id: '<|endoftext|>', type_id: 0 } };
-  json.post_processor = {
-    type: 'Sequence',
-    processors: [
-      { type: 'ByteLevel', add_prefix_space: true, trim_offsets: false, use_regex: true },
-      {
-        type: 'TemplateProcessing',
-        single: [eot, { Sequence: { id: 'A', type_id: 0 } }],
-        pair: [eot, { Sequence: { id: 'A', type_id: 0 } }, { SpecialToken: { id: '<|endoftext|>', type_id: 1 } }, { Sequence: { id: 'B', type_id: 1 } }],
-        special_tokens: { '<|endoftext|>': { id: '<|endoftext|>', ids: [269], tokens: ['<|endoftext|>'] } },
-      },
-    ],
-  };
-  writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(json));
-  const t = TextTokenizer.fromFolder(dir);
-  assert.deepEqual([t.numSpecialTokens(false), t.numSpecialTokens(true)], [1, 2]);
-  assert.deepEqual(t.encode('The cat').ids, [269, 264, 261]);
-  const p = t.encode('The cat', 'the mat');
-  assert.deepEqual(p.ids, [269, 264, 261, 269, 83, 257, 268]);
-  assert.deepEqual(p.typeIds, [0, 0, 0, 1, 1, 1, 1]);
-  assert.equal(t.padId, -1); // no tokenizer_config.json here: no eos to fall back on
-}));
+test(
+  'a Sequence post-processor [ByteLevel, TemplateProcessing] (Llama 3 / Qwen style) applies the template',
+  withTmp((dir) => {
+    const json = JSON.parse(readFileSync(join(FIX, 'gpt2', 'tokenizer.json'), 'utf8')) as Record<string, unknown>;
+    const eot = { SpecialToken: { id: '<|endoftext|>', type_id: 0 } };
+    json.post_processor = {
+      type: 'Sequence',
+      processors: [
+        { type: 'ByteLevel', add_prefix_space: true, trim_offsets: false, use_regex: true },
+        {
+          type: 'TemplateProcessing',
+          single: [eot, { Sequence: { id: 'A', type_id: 0 } }],
+          pair: [
+            eot,
+            { Sequence: { id: 'A', type_id: 0 } },
+            { SpecialToken: { id: '<|endoftext|>', type_id: 1 } },
+            { Sequence: { id: 'B', type_id: 1 } },
+          ],
+          special_tokens: { '<|endoftext|>': { id: '<|endoftext|>', ids: [269], tokens: ['<|endoftext|>'] } },
+        },
+      ],
+    };
+    writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(json));
+    const t = TextTokenizer.fromFolder(dir);
+    assert.deepEqual([t.numSpecialTokens(false), t.numSpecialTokens(true)], [1, 2]);
+    assert.deepEqual(t.encode('The cat').ids, [269, 264, 261]);
+    const p = t.encode('The cat', 'the mat');
+    assert.deepEqual(p.ids, [269, 264, 261, 269, 83, 257, 268]);
+    assert.deepEqual(p.typeIds, [0, 0, 0, 1, 1, 1, 1]);
+    assert.equal(t.padId, -1); // no tokenizer_config.json here: no eos to fall back on
+  }),
+);
 
 test('unknown option values are rejected', () => {
-  assert.throws(() => wp.encode('the cat', undefined, { truncation: 'shortest' as never }), /unknown truncation "shortest"/);
+  assert.throws(
+    () => wp.encode('the cat', undefined, { truncation: 'shortest' as never }),
+    /unknown truncation "shortest"/,
+  );
   assert.throws(() => wp.encodeBatch(['the cat'], { padding: 'all' as never }), /unknown padding "all"/);
   assert.throws(() => wp.encodeBatch(['the cat'], { paddingSide: 'up' as never }), /unknown paddingSide "up"/);
 });
@@ -185,14 +205,23 @@ test('longest_first on a pair: cuts the longer part first, then both', () => {
 
 test('longest_first on single texts in a batch; truncated and lengths per row', () => {
   const b = wp.encodeBatch(['the cat sat on the mat', 'a dog'], { maxLength: 5 });
-  assert.deepEqual(rows(b.input_ids), [[2, 5, 6, 7, 3], [2, 10, 11, 3, 0]]);
-  assert.deepEqual(rows(b.attention_mask), [[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]]);
+  assert.deepEqual(rows(b.input_ids), [
+    [2, 5, 6, 7, 3],
+    [2, 10, 11, 3, 0],
+  ]);
+  assert.deepEqual(rows(b.attention_mask), [
+    [1, 1, 1, 1, 1],
+    [1, 1, 1, 1, 0],
+  ]);
   assert.deepEqual(b.lengths, [5, 4]);
   assert.deepEqual(b.truncated, [true, false]);
 });
 
 test('truncationSide left keeps the end of the text', () => {
-  assert.deepEqual(wp.encode('the cat sat on the mat', undefined, { maxLength: 4, truncationSide: 'left' }).ids, [2, 5, 9, 3]);
+  assert.deepEqual(
+    wp.encode('the cat sat on the mat', undefined, { maxLength: 4, truncationSide: 'left' }).ids,
+    [2, 5, 9, 3],
+  );
 });
 
 test('only_second and only_first cut one part only', () => {
@@ -211,10 +240,20 @@ test('only_second / only_first that cannot fit throw a clear error', () => {
     /row 0: truncation 'only_second' cannot fit maxLength 7: the second text has 6 tokens and 6 must go/,
   );
   assert.throws(
-    () => wp.encodeBatch([['the cat', 'a dog'], ['The cat sat.', 'A dog is playing!']], { maxLength: 9, truncation: 'only_first' }),
+    () =>
+      wp.encodeBatch(
+        [
+          ['the cat', 'a dog'],
+          ['The cat sat.', 'A dog is playing!'],
+        ],
+        { maxLength: 9, truncation: 'only_first' },
+      ),
     /row 1: truncation 'only_first' cannot fit maxLength 9: the first text has 4 tokens and 4 must go/,
   );
-  assert.throws(() => wp.encode('the cat sat', undefined, { maxLength: 3, truncation: 'only_second' }), /truncation 'only_second' needs a text pair/);
+  assert.throws(
+    () => wp.encode('the cat sat', undefined, { maxLength: 3, truncation: 'only_second' }),
+    /truncation 'only_second' needs a text pair/,
+  );
 });
 
 test('maxLength smaller than the special tokens is an error; equal to them leaves only the special tokens', () => {
@@ -222,40 +261,73 @@ test('maxLength smaller than the special tokens is an error; equal to them leave
     () => wp.encode('the cat', 'a dog', { maxLength: 2 }),
     /maxLength 2 is smaller than the 3 special tokens the post-processor adds to a pair of texts/,
   );
-  assert.throws(() => roberta.encodeBatch(['the cat'], { maxLength: 1 }), /maxLength 1 is smaller than the 2 special tokens/);
+  assert.throws(
+    () => roberta.encodeBatch(['the cat'], { maxLength: 1 }),
+    /maxLength 1 is smaller than the 2 special tokens/,
+  );
   assert.deepEqual(wp.encode('the cat', undefined, { maxLength: 2 }).ids, [2, 3]);
 });
 
-test("truncation without maxLength uses model_max_length; truncation 'none' keeps everything", withTmp((dir) => {
-  copyFileSync(join(FIX, 'wordpiece', 'tokenizer.json'), join(dir, 'tokenizer.json'));
-  const config = JSON.parse(readFileSync(join(FIX, 'wordpiece', 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
-  writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ ...config, model_max_length: 4 }));
-  const t = TextTokenizer.fromFolder(dir);
-  assert.deepEqual(t.encode('the cat sat on', undefined, { truncation: 'longest_first' }).ids, [2, 5, 6, 3]);
-  assert.deepEqual(t.encode('the cat sat on').ids, [2, 5, 6, 7, 8, 3]); // no truncation unless asked
-  assert.deepEqual(t.encode('the cat sat on', undefined, { maxLength: 3, truncation: 'none' }).ids, [2, 5, 6, 7, 8, 3]);
-}));
+test(
+  "truncation without maxLength uses model_max_length; truncation 'none' keeps everything",
+  withTmp((dir) => {
+    copyFileSync(join(FIX, 'wordpiece', 'tokenizer.json'), join(dir, 'tokenizer.json'));
+    const config = JSON.parse(readFileSync(join(FIX, 'wordpiece', 'tokenizer_config.json'), 'utf8')) as Record<
+      string,
+      unknown
+    >;
+    writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ ...config, model_max_length: 4 }));
+    const t = TextTokenizer.fromFolder(dir);
+    assert.deepEqual(t.encode('the cat sat on', undefined, { truncation: 'longest_first' }).ids, [2, 5, 6, 3]);
+    assert.deepEqual(t.encode('the cat sat on').ids, [2, 5, 6, 7, 8, 3]); // no truncation unless asked
+    assert.deepEqual(
+      t.encode('the cat sat on', undefined, { maxLength: 3, truncation: 'none' }).ids,
+      [2, 5, 6, 7, 8, 3],
+    );
+  }),
+);
 
 // ---------------------------------------------------------------- padding and batches
 
 test('padding longest, right (the default here): pad id, attention mask 0, type ids 0 on padding', () => {
   const b = wp.encodeBatch(['the cat', 'a dog is playing']);
   assert.deepEqual(b.input_ids.shape, [2, 7]);
-  assert.deepEqual(rows(b.input_ids), [[2, 5, 6, 3, 0, 0, 0], [2, 10, 11, 18, 13, 14, 3]]);
-  assert.deepEqual(rows(b.attention_mask), [[1, 1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 1, 1]]);
-  assert.deepEqual(rows(b.token_type_ids), [[0, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0]]);
+  assert.deepEqual(rows(b.input_ids), [
+    [2, 5, 6, 3, 0, 0, 0],
+    [2, 10, 11, 18, 13, 14, 3],
+  ]);
+  assert.deepEqual(rows(b.attention_mask), [
+    [1, 1, 1, 1, 0, 0, 0],
+    [1, 1, 1, 1, 1, 1, 1],
+  ]);
+  assert.deepEqual(rows(b.token_type_ids), [
+    [0, 0, 0, 0, 0, 0, 0],
+    [0, 0, 0, 0, 0, 0, 0],
+  ]);
   assert.deepEqual(b.lengths, [4, 7]);
   assert.deepEqual(b.truncated, [false, false]);
 });
 
 test('padding left puts the pad ids first', () => {
   const b = wp.encodeBatch(['the cat', 'a dog is playing'], { paddingSide: 'left' });
-  assert.deepEqual(rows(b.input_ids), [[0, 0, 0, 2, 5, 6, 3], [2, 10, 11, 18, 13, 14, 3]]);
-  assert.deepEqual(rows(b.attention_mask), [[0, 0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1]]);
+  assert.deepEqual(rows(b.input_ids), [
+    [0, 0, 0, 2, 5, 6, 3],
+    [2, 10, 11, 18, 13, 14, 3],
+  ]);
+  assert.deepEqual(rows(b.attention_mask), [
+    [0, 0, 0, 1, 1, 1, 1],
+    [1, 1, 1, 1, 1, 1, 1],
+  ]);
 });
 
 test('pairs in a batch: type ids 1 on the second text, 0 on padding', () => {
-  const b = wp.encodeBatch([['the cat', 'a dog'], ['it sat', 'the mat is on a cat']], { paddingSide: 'right' });
+  const b = wp.encodeBatch(
+    [
+      ['the cat', 'a dog'],
+      ['it sat', 'the mat is on a cat'],
+    ],
+    { paddingSide: 'right' },
+  );
   assert.deepEqual(rows(b.input_ids), [
     [2, 5, 6, 3, 10, 11, 3, 0, 0, 0, 0],
     [2, 19, 7, 3, 5, 9, 18, 8, 10, 6, 3],
@@ -269,37 +341,74 @@ test('pairs in a batch: type ids 1 on the second text, 0 on padding', () => {
 
 test('padding max_length pads every row to maxLength (and truncates longer ones)', () => {
   const b = wp.encodeBatch(['the cat', 'a dog'], { padding: 'max_length', maxLength: 6 });
-  assert.deepEqual(rows(b.input_ids), [[2, 5, 6, 3, 0, 0], [2, 10, 11, 3, 0, 0]]);
-  assert.deepEqual(rows(b.attention_mask), [[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 0, 0]]);
+  assert.deepEqual(rows(b.input_ids), [
+    [2, 5, 6, 3, 0, 0],
+    [2, 10, 11, 3, 0, 0],
+  ]);
+  assert.deepEqual(rows(b.attention_mask), [
+    [1, 1, 1, 1, 0, 0],
+    [1, 1, 1, 1, 0, 0],
+  ]);
   const c = wp.encodeBatch(['the cat sat on the mat'], { padding: 'max_length', maxLength: 4 });
   assert.deepEqual(rows(c.input_ids), [[2, 5, 6, 3]]);
   // with truncation 'none' a longer row cannot be cut: the batch is as long as it
-  const d = wp.encodeBatch(['the cat sat on the mat', 'a dog'], { padding: 'max_length', maxLength: 4, truncation: 'none' });
-  assert.deepEqual(rows(d.input_ids), [[2, 5, 6, 7, 8, 5, 9, 3], [2, 10, 11, 3, 0, 0, 0, 0]]);
+  const d = wp.encodeBatch(['the cat sat on the mat', 'a dog'], {
+    padding: 'max_length',
+    maxLength: 4,
+    truncation: 'none',
+  });
+  assert.deepEqual(rows(d.input_ids), [
+    [2, 5, 6, 7, 8, 5, 9, 3],
+    [2, 10, 11, 3, 0, 0, 0, 0],
+  ]);
 });
 
 test("padding 'none' needs rows of one length", () => {
   const b = wp.encodeBatch(['the cat', 'a dog'], { padding: 'none' });
-  assert.deepEqual(rows(b.input_ids), [[2, 5, 6, 3], [2, 10, 11, 3]]);
-  assert.throws(() => wp.encodeBatch(['the cat', 'a dog ran'], { padding: 'none' }), /padding 'none' but rows have different lengths/);
+  assert.deepEqual(rows(b.input_ids), [
+    [2, 5, 6, 3],
+    [2, 10, 11, 3],
+  ]);
+  assert.throws(
+    () => wp.encodeBatch(['the cat', 'a dog ran'], { padding: 'none' }),
+    /padding 'none' but rows have different lengths/,
+  );
 });
 
 test('no pad token: GPT-2 pads with eos (mask 0), Llama pads left with eos by its config', () => {
   const g = gpt2.encodeBatch(['The cat', 'The cat sat']);
-  assert.deepEqual(rows(g.input_ids), [[264, 261, 269], [264, 261, 263]]);
-  assert.deepEqual(rows(g.attention_mask), [[1, 1, 0], [1, 1, 1]]);
+  assert.deepEqual(rows(g.input_ids), [
+    [264, 261, 269],
+    [264, 261, 263],
+  ]);
+  assert.deepEqual(rows(g.attention_mask), [
+    [1, 1, 0],
+    [1, 1, 1],
+  ]);
   const l = llama.encodeBatch(['The cat', 'The cat sat on the mat.']);
-  assert.deepEqual(rows(l.input_ids), [[2, 2, 2, 2, 2, 1, 280, 276], [1, 280, 276, 278, 282, 273, 284, 270]]);
-  assert.deepEqual(rows(l.attention_mask), [[0, 0, 0, 0, 0, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1, 1]]);
+  assert.deepEqual(rows(l.input_ids), [
+    [2, 2, 2, 2, 2, 1, 280, 276],
+    [1, 280, 276, 278, 282, 273, 284, 270],
+  ]);
+  assert.deepEqual(rows(l.attention_mask), [
+    [0, 0, 0, 0, 0, 1, 1, 1],
+    [1, 1, 1, 1, 1, 1, 1, 1],
+  ]);
   const r = llama.encodeBatch(['The cat', 'The cat sat'], { paddingSide: 'right' });
-  assert.deepEqual(rows(r.input_ids), [[1, 280, 276, 2], [1, 280, 276, 278]]);
+  assert.deepEqual(rows(r.input_ids), [
+    [1, 280, 276, 2],
+    [1, 280, 276, 278],
+  ]);
 });
 
 test('an empty batch is a [0, 0] tensor; mixed singles and pairs are rejected', () => {
   const b = wp.encodeBatch([]);
   assert.deepEqual(b.input_ids.shape, [0, 0]);
   assert.equal(b.input_ids.data.length, 0);
-  assert.throws(() => wp.encodeBatch(['a', ['b', 'c']] as unknown as string[]), /a batch is all single texts or all pairs/);
+  assert.throws(
+    () => wp.encodeBatch(['a', ['b', 'c']] as unknown as string[]),
+    /a batch is all single texts or all pairs/,
+  );
 });
 
 // ---------------------------------------------------------------- decode
@@ -322,50 +431,82 @@ test('decode round trips, with and without special tokens', () => {
 
 // ---------------------------------------------------------------- errors
 
-test('errors: a missing folder, a folder without tokenizer.json', withTmp((dir) => {
-  assert.throws(() => TextTokenizer.fromFolder(join(dir, 'nope')), new RegExp(`^Error: ${esc(join(dir, 'nope'))}: not a folder$`));
-  assert.throws(() => TextTokenizer.fromFolder(dir), (e: Error) => e.message === `${dir}: no tokenizer.json`);
-}));
+test(
+  'errors: a missing folder, a folder without tokenizer.json',
+  withTmp((dir) => {
+    assert.throws(
+      () => TextTokenizer.fromFolder(join(dir, 'nope')),
+      new RegExp(`^Error: ${esc(join(dir, 'nope'))}: not a folder$`),
+    );
+    assert.throws(
+      () => TextTokenizer.fromFolder(dir),
+      (e: Error) => e.message === `${dir}: no tokenizer.json`,
+    );
+  }),
+);
 
-test('errors: tokenizer.json or tokenizer_config.json that is not JSON', withTmp((dir) => {
-  const file = join(dir, 'tokenizer.json');
-  writeFileSync(file, '{ "model": ');
-  assert.throws(() => TextTokenizer.fromFolder(dir), new RegExp(`^Error: ${esc(file)}: not valid JSON: `));
-  copyFileSync(join(FIX, 'wordpiece', 'tokenizer.json'), file);
-  const cfg = join(dir, 'tokenizer_config.json');
-  writeFileSync(cfg, 'pad_token: [PAD]');
-  assert.throws(() => TextTokenizer.fromFolder(dir), new RegExp(`^Error: ${esc(cfg)}: not valid JSON: `));
-  writeFileSync(file, '[1, 2]');
-  assert.throws(() => TextTokenizer.fromFolder(dir), new RegExp(`${esc(file)}: not valid JSON: expected an object`));
-}));
+test(
+  'errors: tokenizer.json or tokenizer_config.json that is not JSON',
+  withTmp((dir) => {
+    const file = join(dir, 'tokenizer.json');
+    writeFileSync(file, '{ "model": ');
+    assert.throws(() => TextTokenizer.fromFolder(dir), new RegExp(`^Error: ${esc(file)}: not valid JSON: `));
+    copyFileSync(join(FIX, 'wordpiece', 'tokenizer.json'), file);
+    const cfg = join(dir, 'tokenizer_config.json');
+    writeFileSync(cfg, 'pad_token: [PAD]');
+    assert.throws(() => TextTokenizer.fromFolder(dir), new RegExp(`^Error: ${esc(cfg)}: not valid JSON: `));
+    writeFileSync(file, '[1, 2]');
+    assert.throws(() => TextTokenizer.fromFolder(dir), new RegExp(`${esc(file)}: not valid JSON: expected an object`));
+  }),
+);
 
-test('errors: a tokenizer.json the library cannot build', withTmp((dir) => {
-  const file = join(dir, 'tokenizer.json');
-  writeFileSync(file, JSON.stringify({ version: '1.0', added_tokens: [], model: { type: 'Nonsense' } }));
-  assert.throws(() => TextTokenizer.fromFolder(dir), (e: Error) => e.message === `${file}: cannot build the tokenizer: Unknown TokenizerModel type: Nonsense`);
-  writeFileSync(file, JSON.stringify({ version: '1.0', added_tokens: [] }));
-  assert.throws(() => TextTokenizer.fromFolder(dir), new RegExp(`^Error: ${esc(file)}: cannot build the tokenizer: `));
-}));
+test(
+  'errors: a tokenizer.json the library cannot build',
+  withTmp((dir) => {
+    const file = join(dir, 'tokenizer.json');
+    writeFileSync(file, JSON.stringify({ version: '1.0', added_tokens: [], model: { type: 'Nonsense' } }));
+    assert.throws(
+      () => TextTokenizer.fromFolder(dir),
+      (e: Error) => e.message === `${file}: cannot build the tokenizer: Unknown TokenizerModel type: Nonsense`,
+    );
+    writeFileSync(file, JSON.stringify({ version: '1.0', added_tokens: [] }));
+    assert.throws(
+      () => TextTokenizer.fromFolder(dir),
+      new RegExp(`^Error: ${esc(file)}: cannot build the tokenizer: `),
+    );
+  }),
+);
 
-test('errors: no pad token and no eos token to fall back on, when padding is needed', withTmp((dir) => {
-  copyFileSync(join(FIX, 'gpt2', 'tokenizer.json'), join(dir, 'tokenizer.json'));
-  writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ tokenizer_class: 'GPT2Tokenizer' }));
-  const t = TextTokenizer.fromFolder(dir);
-  assert.equal(t.padId, -1);
-  assert.equal(t.eosId, undefined);
-  // rows of one length need no padding
-  assert.deepEqual(rows(t.encodeBatch(['The cat', 'The mat']).input_ids), [[264, 261], [264, 268]]);
-  assert.throws(() => t.encodeBatch(['The cat', 'The cat sat']), /no pad token/);
-  assert.throws(() => t.encodeBatch(['The cat'], { padding: 'max_length', maxLength: 4 }), /no pad token/);
-  // and with no model_max_length, padding 'max_length' / truncation need an explicit maxLength
-  assert.throws(() => t.encodeBatch(['The cat'], { padding: 'max_length' }), /padding 'max_length' needs maxLength/);
-  assert.throws(() => t.encode('The cat', undefined, { truncation: 'longest_first' }), /truncation 'longest_first' needs maxLength/);
-}));
+test(
+  'errors: no pad token and no eos token to fall back on, when padding is needed',
+  withTmp((dir) => {
+    copyFileSync(join(FIX, 'gpt2', 'tokenizer.json'), join(dir, 'tokenizer.json'));
+    writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ tokenizer_class: 'GPT2Tokenizer' }));
+    const t = TextTokenizer.fromFolder(dir);
+    assert.equal(t.padId, -1);
+    assert.equal(t.eosId, undefined);
+    // rows of one length need no padding
+    assert.deepEqual(rows(t.encodeBatch(['The cat', 'The mat']).input_ids), [
+      [264, 261],
+      [264, 268],
+    ]);
+    assert.throws(() => t.encodeBatch(['The cat', 'The cat sat']), /no pad token/);
+    assert.throws(() => t.encodeBatch(['The cat'], { padding: 'max_length', maxLength: 4 }), /no pad token/);
+    // and with no model_max_length, padding 'max_length' / truncation need an explicit maxLength
+    assert.throws(() => t.encodeBatch(['The cat'], { padding: 'max_length' }), /padding 'max_length' needs maxLength/);
+    assert.throws(
+      () => t.encode('The cat', undefined, { truncation: 'longest_first' }),
+      /truncation 'longest_first' needs maxLength/,
+    );
+  }),
+);
 
 // ---------------------------------------------------------------- the model fixtures
 
 test('every tests/fixtures/models/*/tokenizer.json loads and encodes within the model vocab_size', (t) => {
-  const dirs = existsSync(MODELS) ? readdirSync(MODELS).filter((d) => existsSync(join(MODELS, d, 'tokenizer.json'))) : [];
+  const dirs = existsSync(MODELS)
+    ? readdirSync(MODELS).filter((d) => existsSync(join(MODELS, d, 'tokenizer.json')))
+    : [];
   if (dirs.length === 0) {
     t.skip('no model fixtures with a tokenizer.json');
     return;
@@ -374,19 +515,29 @@ test('every tests/fixtures/models/*/tokenizer.json loads and encodes within the 
     const dir = join(MODELS, d);
     const tok = TextTokenizer.fromFolder(dir);
     const configFile = join(dir, 'config.json');
-    const vocab = existsSync(configFile) ? (JSON.parse(readFileSync(configFile, 'utf8')) as { vocab_size?: number }).vocab_size : undefined;
+    const vocab = existsSync(configFile)
+      ? (JSON.parse(readFileSync(configFile, 'utf8')) as { vocab_size?: number }).vocab_size
+      : undefined;
     const e = tok.encode('The cat sat on the mat.');
     assert.ok(e.ids.length > 0, `${d}: no ids`);
     const limit = vocab ?? tok.vocabSize;
-    for (const id of e.ids) assert.ok(Number.isInteger(id) && id >= 0 && id < limit, `${d}: id ${id} outside [0, ${limit})`);
+    for (const id of e.ids)
+      assert.ok(Number.isInteger(id) && id >= 0 && id < limit, `${d}: id ${id} outside [0, ${limit})`);
     const b = tok.encodeBatch(['The cat sat on the mat.', 'A dog.'], { maxLength: 16 });
     assert.equal(b.input_ids.shape[0], 2, d);
-    for (const v of b.input_ids.data) assert.ok(v >= 0n && v < BigInt(limit), `${d}: batch id ${v} outside [0, ${limit})`);
+    for (const v of b.input_ids.data)
+      assert.ok(v >= 0n && v < BigInt(limit), `${d}: batch id ${v} outside [0, ${limit})`);
   }
 });
 
-test('a nested empty folder is a folder without tokenizer.json', withTmp((dir) => {
-  const sub = join(dir, 'model');
-  mkdirSync(sub);
-  assert.throws(() => TextTokenizer.fromFolder(sub), (e: Error) => e.message === `${sub}: no tokenizer.json`);
-}));
+test(
+  'a nested empty folder is a folder without tokenizer.json',
+  withTmp((dir) => {
+    const sub = join(dir, 'model');
+    mkdirSync(sub);
+    assert.throws(
+      () => TextTokenizer.fromFolder(sub),
+      (e: Error) => e.message === `${sub}: no tokenizer.json`,
+    );
+  }),
+);

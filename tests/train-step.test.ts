@@ -8,7 +8,9 @@ import { StepRunner } from '../native/train/runner.js';
 import { buildTrainStep, type AdamWConfig } from '../native/train/step.js';
 
 // Least squares y = x·W + b against targets t, loss = mean((y − t)²): gradients known in closed form.
-const N = 4, I = 3, O = 2;
+const N = 4,
+  I = 3,
+  O = 2;
 function problem(): { g: Graph; loss: string; W0: number[]; b0: number[] } {
   const g = new Graph();
   const x = g.input('x', 'float32', ['batch', I]);
@@ -25,7 +27,10 @@ function problem(): { g: Graph; loss: string; W0: number[]; b0: number[] } {
 
 function batch(seed: number, n = N): { x: number[]; t: number[] } {
   const rng = new Rng(seed);
-  return { x: Array.from({ length: n * I }, () => rng.uniform(-1, 1)), t: Array.from({ length: n * O }, () => rng.uniform(-1, 1)) };
+  return {
+    x: Array.from({ length: n * I }, () => rng.uniform(-1, 1)),
+    t: Array.from({ length: n * O }, () => rng.uniform(-1, 1)),
+  };
 }
 
 const feeds = (b: { x: number[]; t: number[] }, n = N): Record<string, HostTensor> => ({
@@ -34,21 +39,31 @@ const feeds = (b: { x: number[]; t: number[] }, n = N): Record<string, HostTenso
 });
 
 /** torch.optim.AdamW + clip_grad_norm_, in float64. */
-function reference(W: number[], bias: number[], batches: { x: number[]; t: number[] }[][], lr: number, cfg: Required<Omit<AdamWConfig, 'groups'>>, wdBias = 0) {
+function reference(
+  W: number[],
+  bias: number[],
+  batches: { x: number[]; t: number[] }[][],
+  lr: number,
+  cfg: Required<Omit<AdamWConfig, 'groups'>>,
+  wdBias = 0,
+) {
   const p = [W.slice(), bias.slice()];
-  const m = [W.map(() => 0), bias.map(() => 0)], v = [W.map(() => 0), bias.map(() => 0)];
+  const m = [W.map(() => 0), bias.map(() => 0)],
+    v = [W.map(() => 0), bias.map(() => 0)];
   const norms: number[] = [];
   batches.forEach((micro, step) => {
-    const gW = W.map(() => 0), gb = bias.map(() => 0);
+    const gW = W.map(() => 0),
+      gb = bias.map(() => 0);
     for (const bt of micro) {
       const n = bt.x.length / I;
-      for (let r = 0; r < n; r++) for (let o = 0; o < O; o++) {
-        let y = p[1][o];
-        for (let i = 0; i < I; i++) y += bt.x[r * I + i] * p[0][i * O + o];
-        const d = (2 * (y - bt.t[r * O + o])) / (n * O) / micro.length;
-        gb[o] += d;
-        for (let i = 0; i < I; i++) gW[i * O + o] += d * bt.x[r * I + i];
-      }
+      for (let r = 0; r < n; r++)
+        for (let o = 0; o < O; o++) {
+          let y = p[1][o];
+          for (let i = 0; i < I; i++) y += bt.x[r * I + i] * p[0][i * O + o];
+          const d = (2 * (y - bt.t[r * O + o])) / (n * O) / micro.length;
+          gb[o] += d;
+          for (let i = 0; i < I; i++) gW[i * O + o] += d * bt.x[r * I + i];
+        }
     }
     const grads = [gW, gb];
     const norm = Math.sqrt(grads.flat().reduce((a, x) => a + x * x, 0));
@@ -73,7 +88,10 @@ function reference(W: number[], bias: number[], batches: { x: number[]; t: numbe
 function close(actual: ArrayLike<number>, expected: number[], tol: number, what: string): void {
   assert.equal(actual.length, expected.length);
   for (let i = 0; i < expected.length; i++) {
-    assert.ok(Math.abs(actual[i] - expected[i]) <= tol * Math.max(1, Math.abs(expected[i])), `${what}[${i}]: ${actual[i]} vs ${expected[i]}`);
+    assert.ok(
+      Math.abs(actual[i] - expected[i]) <= tol * Math.max(1, Math.abs(expected[i])),
+      `${what}[${i}]: ${actual[i]} vs ${expected[i]}`,
+    );
   }
 }
 
@@ -84,7 +102,14 @@ describe('training step graph: clipping and AdamW', () => {
     const { g, loss, W0, b0 } = problem();
     const graphs = buildTrainStep({ forward: g, loss, trainable: ['W', 'b'], optimizer: cfg });
     assert.deepEqual(graphs.weightDecay, { W: 0.1, b: 0 });
-    const runner = await StepRunner.open(graphs, { W: { dtype: 'float32', shape: [I, O], data: Float32Array.from(W0) }, b: { dtype: 'float32', shape: [O], data: Float32Array.from(b0) } }, { inWorker: false });
+    const runner = await StepRunner.open(
+      graphs,
+      {
+        W: { dtype: 'float32', shape: [I, O], data: Float32Array.from(W0) },
+        b: { dtype: 'float32', shape: [O], data: Float32Array.from(b0) },
+      },
+      { inWorker: false },
+    );
     const bs = [1, 2, 3, 4, 5].map((s) => [batch(s)]);
     const norms: number[] = [];
     for (const b of bs) norms.push((await runner.step([feeds(b[0])], 0.05)).gradNorm);
@@ -97,19 +122,42 @@ describe('training step graph: clipping and AdamW', () => {
     await runner.release();
   });
 
-  test('decay groups: the first matching pattern sets a parameter\'s weight decay', () => {
+  test("decay groups: the first matching pattern sets a parameter's weight decay", () => {
     const { g, loss } = problem();
-    const graphs = buildTrainStep({ forward: g, loss, trainable: ['W', 'b'], optimizer: { weightDecay: 0.1, groups: [{ pattern: '^W$', weightDecay: 0 }, { pattern: '^b', weightDecay: 0.3 }] } });
+    const graphs = buildTrainStep({
+      forward: g,
+      loss,
+      trainable: ['W', 'b'],
+      optimizer: {
+        weightDecay: 0.1,
+        groups: [
+          { pattern: '^W$', weightDecay: 0 },
+          { pattern: '^b', weightDecay: 0.3 },
+        ],
+      },
+    });
     assert.deepEqual(graphs.weightDecay, { W: 0, b: 0.3 });
   });
 
   test('gradient accumulation over two micro-batches equals one batch of both', async () => {
     const { g, loss, W0, b0 } = problem();
-    const init = { W: { dtype: 'float32' as const, shape: [I, O], data: Float32Array.from(W0) }, b: { dtype: 'float32' as const, shape: [O], data: Float32Array.from(b0) } };
-    const acc = await StepRunner.open(buildTrainStep({ forward: g, loss, trainable: ['W', 'b'], optimizer: cfg, accumulation: 2 }), init, { inWorker: false });
-    const whole = await StepRunner.open(buildTrainStep({ forward: g, loss, trainable: ['W', 'b'], optimizer: cfg }), init, { inWorker: false });
+    const init = {
+      W: { dtype: 'float32' as const, shape: [I, O], data: Float32Array.from(W0) },
+      b: { dtype: 'float32' as const, shape: [O], data: Float32Array.from(b0) },
+    };
+    const acc = await StepRunner.open(
+      buildTrainStep({ forward: g, loss, trainable: ['W', 'b'], optimizer: cfg, accumulation: 2 }),
+      init,
+      { inWorker: false },
+    );
+    const whole = await StepRunner.open(
+      buildTrainStep({ forward: g, loss, trainable: ['W', 'b'], optimizer: cfg }),
+      init,
+      { inWorker: false },
+    );
     for (let s = 0; s < 3; s++) {
-      const a = batch(10 + s), b = batch(20 + s);
+      const a = batch(10 + s),
+        b = batch(20 + s);
       const r1 = await acc.step([feeds(a), feeds(b)], 0.05);
       const r2 = await whole.step([feeds({ x: [...a.x, ...b.x], t: [...a.t, ...b.t] }, 2 * N)], 0.05);
       assert.ok(Math.abs(r1.loss - r2.loss) < 1e-6, `loss ${r1.loss} vs ${r2.loss}`);
@@ -123,7 +171,10 @@ describe('training step graph: clipping and AdamW', () => {
 
   test('a trainable parameter that is not in the graph, or listed twice, is refused', () => {
     const { g, loss } = problem();
-    assert.throws(() => buildTrainStep({ forward: g, loss, trainable: ['W', 'nope'] }), /trainable parameter "nope" is not in the graph/);
+    assert.throws(
+      () => buildTrainStep({ forward: g, loss, trainable: ['W', 'nope'] }),
+      /trainable parameter "nope" is not in the graph/,
+    );
     assert.throws(() => buildTrainStep({ forward: g, loss, trainable: ['W', 'W'] }), /listed twice/);
     assert.throws(() => buildTrainStep({ forward: g, loss, trainable: ['W'], accumulation: 0 }), /positive integer/);
   });
@@ -136,12 +187,17 @@ describe('seeded dropout', () => {
     const s = g.input('seed', 'int64', []);
     g.output(seededUniform(g, x, s, 1234), 'u');
     const sess = await openInline(g, { device: 'cpu' });
-    const out = await sess.run({ x: { dtype: 'float32', shape: [n], data: new Float32Array(n) }, seed: { dtype: 'int64', shape: [], data: BigInt64Array.of(BigInt(seed)) } });
+    const out = await sess.run({
+      x: { dtype: 'float32', shape: [n], data: new Float32Array(n) },
+      seed: { dtype: 'int64', shape: [], data: BigInt64Array.of(BigInt(seed)) },
+    });
     return out.u.data as Float32Array;
   }
 
   test('draws are uniform on [0, 1), a function of the seed only', async () => {
-    const a = await draw(7), b = await draw(7), c = await draw(8);
+    const a = await draw(7),
+      b = await draw(7),
+      c = await draw(8);
     assert.deepEqual(a, b);
     assert.notDeepEqual(a, c);
     const mean = a.reduce((s, v) => s + v, 0) / a.length;
@@ -160,10 +216,16 @@ describe('seeded dropout', () => {
     const graphs = buildTrainStep({ forward: g, loss: loss.name, trainable: ['w'] });
     assert.equal(graphs.dropoutNodes, 1);
     assert.equal(graphs.step!.nodes.filter((n) => n.op === 'Dropout').length, 0);
-    const ones: Record<string, HostTensor> = { x: { dtype: 'float32', shape: [64, 64], data: new Float32Array(64 * 64).fill(1) } };
+    const ones: Record<string, HostTensor> = {
+      x: { dtype: 'float32', shape: [64, 64], data: new Float32Array(64 * 64).fill(1) },
+    };
     const losses: number[] = [];
     for (const seed of [3, 3, 4]) {
-      const r = await StepRunner.open(graphs, { w: { dtype: 'float32', shape: [64], data: new Float32Array(64).fill(1) } }, { inWorker: false });
+      const r = await StepRunner.open(
+        graphs,
+        { w: { dtype: 'float32', shape: [64], data: new Float32Array(64).fill(1) } },
+        { inWorker: false },
+      );
       losses.push((await r.step([ones], 0.01, seed)).loss);
       await r.release();
     }

@@ -12,7 +12,7 @@ import { StepRunner } from '../native/train/runner.js';
 import { lrAt } from '../native/train/schedule.js';
 import { buildTrainStep } from '../native/train/step.js';
 
-describe('learning-rate schedules (transformers\' warmup schedules)', () => {
+describe("learning-rate schedules (transformers' warmup schedules)", () => {
   const base = { lr: 1e-3, warmup: 10, total: 100 };
   test('warmup, then constant, linear or cosine decay', () => {
     for (const kind of ['constant', 'linear', 'cosine'] as const) {
@@ -22,14 +22,17 @@ describe('learning-rate schedules (transformers\' warmup schedules)', () => {
     }
     assert.ok(Math.abs(lrAt({ ...base, kind: 'linear' }, 56) - 5e-4) < 1e-15);
     assert.ok(Math.abs(lrAt({ ...base, kind: 'cosine' }, 56) - 5e-4) < 1e-15);
-    assert.ok(Math.abs(lrAt({ ...base, kind: 'cosine' }, 33) - 1e-3 * 0.5 * (1 + Math.cos((Math.PI * 22) / 90))) < 1e-15);
+    assert.ok(
+      Math.abs(lrAt({ ...base, kind: 'cosine' }, 33) - 1e-3 * 0.5 * (1 + Math.cos((Math.PI * 22) / 90))) < 1e-15,
+    );
     assert.equal(lrAt({ ...base, kind: 'linear' }, 101), 0);
     assert.equal(lrAt({ ...base, kind: 'constant' }, 101), 1e-3);
   });
 });
 
 describe('metrics', () => {
-  const gold = [0, 1, 2, 0, 1, 2, 2, 1], pred = [0, 2, 1, 0, 0, 1, 2, 1];
+  const gold = [0, 1, 2, 0, 1, 2, 2, 1],
+    pred = [0, 2, 1, 0, 0, 1, 2, 1];
   test('classification', () => {
     assert.equal(accuracy(pred, gold), 4 / 8);
     assert.ok(Math.abs(macroF1(pred, gold) - 0.5111111111111111) < 1e-12);
@@ -50,14 +53,20 @@ describe('length-bucketed batches', () => {
   const rng = new Rng(5);
   const lengths = Array.from({ length: 1000 }, () => (rng.next() < 0.8 ? 5 + rng.int(10) : 50 + rng.int(200)));
   test('every example once, the same plan for the same seed and epoch, another for the next epoch', () => {
-    const a = planEpoch(lengths, 16, 3, 0), b = planEpoch(lengths, 16, 3, 0), c = planEpoch(lengths, 16, 3, 1);
+    const a = planEpoch(lengths, 16, 3, 0),
+      b = planEpoch(lengths, 16, 3, 0),
+      c = planEpoch(lengths, 16, 3, 1);
     assert.deepEqual(a.batches, b.batches);
     assert.notDeepEqual(a.batches, c.batches);
-    assert.deepEqual(a.batches.flat().sort((x, y) => x - y), lengths.map((_, i) => i));
+    assert.deepEqual(
+      a.batches.flat().sort((x, y) => x - y),
+      lengths.map((_, i) => i),
+    );
     assert.equal(a.batches.length, Math.ceil(1000 / 16));
   });
   test('bucketing cuts padding against a plain shuffle', () => {
-    const bucketed = planEpoch(lengths, 16, 3, 0), plain = planEpoch(lengths, 16, 3, 0, 1);
+    const bucketed = planEpoch(lengths, 16, 3, 0),
+      plain = planEpoch(lengths, 16, 3, 0, 1);
     assert.equal(bucketed.realTokens, plain.realTokens);
     assert.ok(bucketed.padTokens < 0.35 * plain.padTokens, `padding ${bucketed.padTokens} vs ${plain.padTokens}`);
   });
@@ -67,7 +76,12 @@ describe('checkpoints and exact resume', () => {
   async function run(steps: number, from?: string, to?: string, stopAt?: number) {
     const cfg = { ...TINY, dropout: 0.1 };
     const m = buildTinyLm(cfg);
-    const graphs = buildTrainStep({ forward: m.graph, loss: m.loss, trainable: m.trainable, optimizer: { maxGradNorm: 1, weightDecay: 0.01 } });
+    const graphs = buildTrainStep({
+      forward: m.graph,
+      loss: m.loss,
+      trainable: m.trainable,
+      optimizer: { maxGradNorm: 1, weightDecay: 0.01 },
+    });
     const runner = await StepRunner.open(graphs, m.weights, { inWorker: false });
     const task = permutationTask(cfg, 5);
     const rng = new Rng(3);
@@ -82,11 +96,21 @@ describe('checkpoints and exact resume', () => {
     for (let i = start; i < steps; i++) {
       losses.push((await runner.step([task(8, rng)], 0.03, i)).loss);
       if (to && i + 1 === stopAt) {
-        saveCheckpoint(to, { step: runner.t, epoch: 0, cursor: i + 1, params: runner.params, m: runner.m, v: runner.v, extra: { rng: rng.state } });
+        saveCheckpoint(to, {
+          step: runner.t,
+          epoch: 0,
+          cursor: i + 1,
+          params: runner.params,
+          m: runner.m,
+          v: runner.v,
+          extra: { rng: rng.state },
+        });
         break;
       }
     }
-    const params = Object.fromEntries(Object.entries(runner.params).map(([k, t]) => [k, Array.from(t.data as Float32Array)]));
+    const params = Object.fromEntries(
+      Object.entries(runner.params).map(([k, t]) => [k, Array.from(t.data as Float32Array)]),
+    );
     await runner.release();
     return { losses, params };
   }
@@ -104,8 +128,21 @@ describe('checkpoints and exact resume', () => {
   test('only the newest checkpoints are kept, and latest.json names the last one', () => {
     const dir = mkdtempSync(join(tmpdir(), 'ds-ckpt-'));
     const t = { dtype: 'float32' as const, shape: [2], data: Float32Array.of(1, 2) };
-    for (const step of [1, 2, 3]) saveCheckpoint(dir, { step, epoch: 0, cursor: step, params: { w: t }, m: { w: t }, v: { w: t }, extra: { best: step } });
-    assert.deepEqual(readdirSync(dir).sort(), ['latest.json', 'step-00000002.safetensors', 'step-00000003.safetensors']);
+    for (const step of [1, 2, 3])
+      saveCheckpoint(dir, {
+        step,
+        epoch: 0,
+        cursor: step,
+        params: { w: t },
+        m: { w: t },
+        v: { w: t },
+        extra: { best: step },
+      });
+    assert.deepEqual(readdirSync(dir).sort(), [
+      'latest.json',
+      'step-00000002.safetensors',
+      'step-00000003.safetensors',
+    ]);
     const s = loadCheckpoint(dir)!;
     assert.equal(s.step, 3);
     assert.deepEqual(s.extra, { best: 3 });

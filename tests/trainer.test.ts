@@ -25,8 +25,21 @@ function sentiment(n: number, seed: number): Example[] {
 
 const data = { train: sentiment(128, 1), validation: sentiment(64, 2) };
 const config = (runDir: string, over: Partial<TrainConfig> = {}): TrainConfig => ({
-  model: BERT, task: 'classification', labels: ['neg', 'pos'], deltas: [{ method: 'lora', r: 4, alpha: 8 }],
-  epochs: 3, batchSize: 16, lr: 1e-2, warmup: 0.1, maxLength: 16, seed: 1, device: 'cpu', evalEvery: 8, checkpointEvery: 4, runDir, ...over,
+  model: BERT,
+  task: 'classification',
+  labels: ['neg', 'pos'],
+  deltas: [{ method: 'lora', r: 4, alpha: 8 }],
+  epochs: 3,
+  batchSize: 16,
+  lr: 1e-2,
+  warmup: 0.1,
+  maxLength: 16,
+  seed: 1,
+  device: 'cpu',
+  evalEvery: 8,
+  checkpointEvery: 4,
+  runDir,
+  ...over,
 });
 
 describe('the trainer', () => {
@@ -40,7 +53,11 @@ describe('the trainer', () => {
     assert.equal(events.filter((e) => e.type === 'progress').length, 64);
     assert.equal(events.filter((e) => e.type === 'eval').length, 9); // every 8 steps and the final evaluation
     const start = events[0] as Extract<TrainEvent, { type: 'start' }>;
-    assert.equal(start.trainable, 2 * 2 * (4 * 32 + 32 * 4) + 2 * 32 + 2, 'LoRA on query/value plus the new 2-class head');
+    assert.equal(
+      start.trainable,
+      2 * 2 * (4 * 32 + 32 * 4) + 2 * 32 + 2,
+      'LoRA on query/value plus the new 2-class head',
+    );
     assert.ok(existsSync(r.deltaFile) && existsSync(join(dir, 'best.safetensors')));
     rmSync(dir, { recursive: true });
   });
@@ -58,12 +75,25 @@ describe('language-model tasks', () => {
   test('causal LM with prompt/completion: loss on the completion only, greedy generation scored by exact match', async () => {
     const { reviews } = await import('../native/demo/corpus.js');
     const backbone = fileURLToPath(new URL('../native/demo/backbone', import.meta.url));
-    const lm = (xs: { text: string; label: number }[]) => xs.map((x) => ({ prompt: x.text, completion: x.label ? 'we loved it' : 'we hated it' }));
+    const lm = (xs: { text: string; label: number }[]) =>
+      xs.map((x) => ({ prompt: x.text, completion: x.label ? 'we loved it' : 'we hated it' }));
     const dir = mkdtempSync(join(tmpdir(), 'ds-run-'));
-    const r = await train({
-      model: backbone, task: 'causal-lm', deltas: [{ method: 'lora', r: 8, alpha: 16 }], epochs: 12, batchSize: 32, lr: 5e-3, warmup: 0.1,
-      maxLength: 40, seed: 1, device: 'cpu', runDir: dir,
-    }, { train: lm(reviews(800, 21, 'seen')), validation: lm(reviews(64, 22, 'unseen')) });
+    const r = await train(
+      {
+        model: backbone,
+        task: 'causal-lm',
+        deltas: [{ method: 'lora', r: 8, alpha: 16 }],
+        epochs: 12,
+        batchSize: 32,
+        lr: 5e-3,
+        warmup: 0.1,
+        maxLength: 40,
+        seed: 1,
+        device: 'cpu',
+        runDir: dir,
+      },
+      { train: lm(reviews(800, 21, 'seen')), validation: lm(reviews(64, 22, 'unseen')) },
+    );
     assert.equal(r.status, 'finished');
     assert.ok(r.metrics.perplexity > 1 && r.metrics.perplexity < 2, `completion perplexity ${r.metrics.perplexity}`);
     assert.ok(r.metrics.exact_match >= 0.85, `exact match on reviews with unseen adjectives: ${r.metrics.exact_match}`);
@@ -81,7 +111,8 @@ describe('greedy generation', () => {
       const m = loadModel(dir);
       const tok = TextTokenizer.fromFolder(dir);
       const gen = await Generator.open(m, tok, []);
-      const a = await gen.generate('the cat sat', {}, 5), b = await gen.generate('the cat sat', {}, 5);
+      const a = await gen.generate('the cat sat', {}, 5),
+        b = await gen.generate('the cat sat', {}, 5);
       assert.equal(a, b);
       assert.ok(tok.encode(a, undefined, { addSpecialTokens: false }).ids.length <= 5, `${name}: ${JSON.stringify(a)}`);
       await gen.release();
@@ -91,12 +122,17 @@ describe('greedy generation', () => {
 
 describe('the trainer process', () => {
   test('killed with SIGKILL mid-run and resumed, it ends with the metrics and delta of an uninterrupted run', async () => {
-    const a = mkdtempSync(join(tmpdir(), 'ds-run-')), b = mkdtempSync(join(tmpdir(), 'ds-run-'));
+    const a = mkdtempSync(join(tmpdir(), 'ds-run-')),
+      b = mkdtempSync(join(tmpdir(), 'ds-run-'));
     const whole = await startTrainer(config(a), data).result;
-    let job = startTrainer(config(b), data, (e) => { if (e.type === 'checkpoint' && e.step >= 12) job.kill(); });
+    let job = startTrainer(config(b), data, (e) => {
+      if (e.type === 'checkpoint' && e.step >= 12) job.kill();
+    });
     await assert.rejects(job.result, /ended without a result \(signal SIGKILL\); resume the run/);
     let resumedFrom: number | undefined;
-    job = startTrainer(config(b), data, (e) => { if (e.type === 'start') resumedFrom = e.resumedFrom; });
+    job = startTrainer(config(b), data, (e) => {
+      if (e.type === 'start') resumedFrom = e.resumedFrom;
+    });
     const resumed = await job.result;
     assert.ok(resumedFrom !== undefined && resumedFrom >= 12, `resumed from step ${resumedFrom}`);
     assert.equal(resumed.status, 'finished');
@@ -107,10 +143,12 @@ describe('the trainer process', () => {
   });
 
   test('pause holds the run between steps, resume lets it finish as if never paused', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'ds-run-')), ref = mkdtempSync(join(tmpdir(), 'ds-run-'));
+    const dir = mkdtempSync(join(tmpdir(), 'ds-run-')),
+      ref = mkdtempSync(join(tmpdir(), 'ds-run-'));
     const whole = await train(config(ref, { epochs: 4 }), data);
     const steps: number[] = [];
-    let pausedAt = 0, stepsWhilePaused = -1;
+    let pausedAt = 0,
+      stepsWhilePaused = -1;
     const job = startTrainer(config(dir, { epochs: 4 }), data, (e) => {
       if (e.type === 'progress') {
         steps.push(e.step);
@@ -118,7 +156,10 @@ describe('the trainer process', () => {
       }
       if (e.type === 'paused') {
         pausedAt = steps.length;
-        setTimeout(() => { stepsWhilePaused = steps.length - pausedAt; job.resume(); }, 400);
+        setTimeout(() => {
+          stepsWhilePaused = steps.length - pausedAt;
+          job.resume();
+        }, 400);
       }
     });
     const r = await job.result;
@@ -132,7 +173,9 @@ describe('the trainer process', () => {
 
   test('cancel stops after the current step and saves the delta so far', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ds-run-'));
-    const job = startTrainer(config(dir, { epochs: 2 }), data, (e) => { if (e.type === 'progress' && e.step === 3) job.cancel(); });
+    const job = startTrainer(config(dir, { epochs: 2 }), data, (e) => {
+      if (e.type === 'progress' && e.step === 3) job.cancel();
+    });
     const r = await job.result;
     assert.equal(r.status, 'cancelled');
     assert.ok(r.steps >= 3 && r.steps < 16, `stopped at ${r.steps}`);

@@ -8,7 +8,16 @@ import { randomBytes } from 'node:crypto';
 import type { z } from 'zod';
 import { ContractError, METHODS, type Events, type EventName, type MethodName, type RunConfig } from './contract.js';
 import type * as T from './types.js';
-import { importDataset, readDatasetVersion, resolveColumns, tokenLengthStats, DEFAULT_MAX_BYTES, type ColumnMapping, type DatasetVersion, type TaskKind } from '../data/index.js';
+import {
+  importDataset,
+  readDatasetVersion,
+  resolveColumns,
+  tokenLengthStats,
+  DEFAULT_MAX_BYTES,
+  type ColumnMapping,
+  type DatasetVersion,
+  type TaskKind,
+} from '../data/index.js';
 import { formatOf, readRows } from '../data/readers.js';
 import { loadWithDeltas, parseDeltaConfig, type DeltaConfig } from '../delta/index.js';
 import { deltaReport } from '../delta/report.js';
@@ -134,18 +143,27 @@ function logLine(event: EventName, data: unknown): string | null {
   }
   if (event === 'run.eval') {
     const d = data as Events['run.eval'];
-    return `eval at step ${d.step}: ${Object.entries(d.metrics).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ')}`;
+    return `eval at step ${d.step}: ${Object.entries(d.metrics)
+      .map(([k, v]) => `${k} ${v.toFixed(4)}`)
+      .join(', ')}`;
   }
   return null;
 }
 
 // ——— helpers ———
 
-const MODEL_TASK: Record<TaskKind, Task> = { classification: 'classification', 'pair-classification': 'classification', regression: 'regression', 'causal-lm': 'causal-lm', seq2seq: 'seq2seq-lm' };
+const MODEL_TASK: Record<TaskKind, Task> = {
+  classification: 'classification',
+  'pair-classification': 'classification',
+  regression: 'regression',
+  'causal-lm': 'causal-lm',
+  seq2seq: 'seq2seq-lm',
+};
 
 function appVersion(): string {
   try {
-    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string })
+      .version;
   } catch {
     return '0.0.0';
   }
@@ -155,17 +173,26 @@ function deltas(raw: unknown[], where: string): DeltaConfig[] {
   try {
     return parseDeltaConfig(raw, where);
   } catch (e) {
-    throw new ContractError({ code: 'bad-params', message: (e as Error).message, issues: [{ path: 'deltas', message: (e as Error).message }] });
+    throw new ContractError({
+      code: 'bad-params',
+      message: (e as Error).message,
+      issues: [{ path: 'deltas', message: (e as Error).message }],
+    });
   }
 }
 
 /** Guesses the task and column mapping from a header (exact names, then ignoring case). */
-export function guessTask(columns: string[], rows: Record<string, string>[], file: string): { task: TaskKind; columns: ColumnMapping } | null {
+export function guessTask(
+  columns: string[],
+  rows: Record<string, string>[],
+  file: string,
+): { task: TaskKind; columns: ColumnMapping } | null {
   const has = (...names: string[]): boolean => names.some((n) => columns.some((c) => c.toLowerCase() === n));
   const order: TaskKind[] = [];
   if (has('prompt') && has('completion')) order.push('causal-lm');
   if (has('source') && has('target')) order.push('seq2seq');
-  if (has('premise', 'sentence1', 'text_pair') && has('hypothesis', 'sentence2', 'text_pair') && has('label')) order.push('pair-classification');
+  if (has('premise', 'sentence1', 'text_pair') && has('hypothesis', 'sentence2', 'text_pair') && has('label'))
+    order.push('pair-classification');
   if (has('text', 'sentence') && has('label', 'score')) {
     const labelCol = columns.find((c) => ['label', 'score'].includes(c.toLowerCase()));
     const values = rows.map((r) => r[labelCol ?? 'label']).filter((v) => v !== undefined && v !== '');
@@ -186,23 +213,37 @@ export function guessTask(columns: string[], rows: Record<string, string>[], fil
 
 async function previewFile(file: string, n: number): Promise<T.DatasetPreview> {
   const format = formatOf(file);
-  const ctx = { file, format, encoding: undefined, maxBytes: DEFAULT_MAX_BYTES, result: { bytes: 0, sha256: '' }, skipped: 0 };
+  const ctx = {
+    file,
+    format,
+    encoding: undefined,
+    maxBytes: DEFAULT_MAX_BYTES,
+    result: { bytes: 0, sha256: '' },
+    skipped: 0,
+  };
   let columns: string[] = [];
   const rows: Record<string, string>[] = [];
   for await (const ev of readRows(ctx)) {
     if (ev.kind === 'header') columns = ev.columns;
     else {
-      rows.push(Object.fromEntries(columns.map((c) => {
-        const v = ev.get(c);
-        return [c, v === undefined || v === null ? '' : typeof v === 'string' ? v : JSON.stringify(v)];
-      })));
+      rows.push(
+        Object.fromEntries(
+          columns.map((c) => {
+            const v = ev.get(c);
+            return [c, v === undefined || v === null ? '' : typeof v === 'string' ? v : JSON.stringify(v)];
+          }),
+        ),
+      );
       if (rows.length >= n) break; // leaving the loop closes the reader
     }
   }
   return { path: file, format, columns, rows, guess: guessTask(columns, rows, file) };
 }
 
-interface RecentEntry { path: string; openedAt: string }
+interface RecentEntry {
+  path: string;
+  openedAt: string;
+}
 
 /** Creates the engine service. */
 export function createService(opts: ServiceOptions): Service {
@@ -218,7 +259,9 @@ export function createService(opts: ServiceOptions): Service {
     const text = `${new Date().toISOString()} ${line}`;
     try {
       if (ws) appendFileSync(join(ws.path(ws.getRun(runId).dir), LOG_FILE), `${text}\n`);
-    } catch { /* a log line is not worth failing a run for */ }
+    } catch {
+      /* a log line is not worth failing a run for */
+    }
     emitter.emit('run.log', { runId, line: text });
   };
   const recentFile = join(opts.stateDir, 'recent-workspaces.json');
@@ -230,7 +273,10 @@ export function createService(opts: ServiceOptions): Service {
   let current: { runId: string; tracked: TrackedRun } | null = null;
   const finished = new Set<Promise<unknown>>();
   let closed = false;
-  const trackOpts: { flushMs?: number; startTrainer?: typeof startTrainer } = { flushMs: 500, startTrainer: opts.startTrainer };
+  const trackOpts: { flushMs?: number; startTrainer?: typeof startTrainer } = {
+    flushMs: 500,
+    startTrainer: opts.startTrainer,
+  };
 
   const need = (): Workspace => {
     if (!ws) throw conflict('no workspace is open: create or open one first (workspace.create / workspace.open)');
@@ -247,7 +293,10 @@ export function createService(opts: ServiceOptions): Service {
     }
   };
   const remember = (dir: string): void => {
-    const list = [{ path: dir, openedAt: new Date().toISOString() }, ...readRecent().filter((r) => r.path !== dir)].slice(0, 20);
+    const list = [
+      { path: dir, openedAt: new Date().toISOString() },
+      ...readRecent().filter((r) => r.path !== dir),
+    ].slice(0, 20);
     mkdirSync(opts.stateDir, { recursive: true });
     writeFileAtomic(recentFile, new TextEncoder().encode(`${JSON.stringify(list, null, 2)}\n`));
   };
@@ -263,7 +312,9 @@ export function createService(opts: ServiceOptions): Service {
     const abs = resolve(dir);
     if (current || queue.length) {
       if (ws && resolve(ws.dir) === abs) return info(ws, []);
-      throw conflict(`a run is training or queued in ${ws?.dir}: wait for it, or cancel it, before switching workspaces`);
+      throw conflict(
+        `a run is training or queued in ${ws?.dir}: wait for it, or cancel it, before switching workspaces`,
+      );
     }
     const next = create && !existsSync(join(abs, 'workspace.db')) ? Workspace.init(abs) : Workspace.open(abs);
     const interrupted = next.listRuns({ status: 'interrupted' }).map((r) => r.id);
@@ -274,22 +325,33 @@ export function createService(opts: ServiceOptions): Service {
     return info(next, interrupted);
   };
   const info = (w: Workspace, interrupted: string[]): T.WorkspaceInfo => ({
-    path: w.dir, schemaVersion: Workspace.latestSchema, interrupted,
-    counts: { models: w.listModels().length, datasets: w.listDatasets().length, runs: w.listRuns().length, plugins: w.listPlugins().length },
+    path: w.dir,
+    schemaVersion: Workspace.latestSchema,
+    interrupted,
+    counts: {
+      models: w.listModels().length,
+      datasets: w.listDatasets().length,
+      runs: w.listRuns().length,
+      plugins: w.listPlugins().length,
+    },
   });
 
   // ——— jobs ———
-  const startJob = (work: (progress: (fraction: number, message: string) => void) => Promise<unknown>): T.JobStarted => {
+  const startJob = (
+    work: (progress: (fraction: number, message: string) => void) => Promise<unknown>,
+  ): T.JobStarted => {
     const jobId = `job-${randomBytes(6).toString('hex')}`;
     const progress = (fraction: number, message: string): void => emit('job.progress', { jobId, fraction, message });
     // After the reply: the caller learns the id before any event names it.
-    const p = new Promise<void>((r) => setImmediate(r)).then(() => work(progress)).then(
-      (result) => emit('job.done', { jobId, result }),
-      (e: unknown) => {
-        const c = toContractError(e);
-        emit('job.done', { jobId, error: { code: c.error.code, message: c.error.message } });
-      },
-    );
+    const p = new Promise<void>((r) => setImmediate(r))
+      .then(() => work(progress))
+      .then(
+        (result) => emit('job.done', { jobId, result }),
+        (e: unknown) => {
+          const c = toContractError(e);
+          emit('job.done', { jobId, error: { code: c.error.code, message: c.error.message } });
+        },
+      );
     finished.add(p);
     void p.finally(() => finished.delete(p));
     return { jobId };
@@ -303,16 +365,33 @@ export function createService(opts: ServiceOptions): Service {
     return JSON.parse(readFileSync(file, 'utf8')) as RunFile;
   };
 
-  const forward = (runId: string, total: { steps: number }) => (e: TrainEvent): void => {
-    if (e.type === 'start') {
-      total.steps = e.totalSteps;
-      emit('run.status', { runId, status: 'running', reason: e.fallbackReason ? `CUDA not used: ${e.fallbackReason}` : null });
-    } else if (e.type === 'progress') {
-      emit('run.progress', { runId, step: e.step, totalSteps: total.steps, epoch: e.epoch, loss: e.loss, lr: e.lr, gradNorm: e.gradNorm, tokensPerSec: e.tokensPerSec, etaSeconds: e.etaSeconds, rssBytes: e.rssBytes });
-    } else if (e.type === 'eval') emit('run.eval', { runId, step: e.step, metrics: e.metrics });
-    else if (e.type === 'paused') emit('run.status', { runId, status: 'paused' });
-    else if (e.type === 'resumed') emit('run.status', { runId, status: 'running' });
-  };
+  const forward =
+    (runId: string, total: { steps: number }) =>
+    (e: TrainEvent): void => {
+      if (e.type === 'start') {
+        total.steps = e.totalSteps;
+        emit('run.status', {
+          runId,
+          status: 'running',
+          reason: e.fallbackReason ? `CUDA not used: ${e.fallbackReason}` : null,
+        });
+      } else if (e.type === 'progress') {
+        emit('run.progress', {
+          runId,
+          step: e.step,
+          totalSteps: total.steps,
+          epoch: e.epoch,
+          loss: e.loss,
+          lr: e.lr,
+          gradNorm: e.gradNorm,
+          tokensPerSec: e.tokensPerSec,
+          etaSeconds: e.etaSeconds,
+          rssBytes: e.rssBytes,
+        });
+      } else if (e.type === 'eval') emit('run.eval', { runId, step: e.step, metrics: e.metrics });
+      else if (e.type === 'paused') emit('run.status', { runId, status: 'paused' });
+      else if (e.type === 'resumed') emit('run.status', { runId, status: 'running' });
+    };
 
   /** Starts the next queued run when the trainer is free (one trainer at a time). */
   const pump = (): void => {
@@ -325,23 +404,37 @@ export function createService(opts: ServiceOptions): Service {
       tracked = trackRun(w, readRunFile(w, runId), forward(runId, { steps: 0 }), trackOpts);
     } catch (e) {
       const message = toContractError(e).message;
-      try { w.finishRun(runId, { status: 'failed', steps: w.getRun(runId).steps, reason: message }); } catch { /* the event below still tells the UI */ }
+      try {
+        w.finishRun(runId, { status: 'failed', steps: w.getRun(runId).steps, reason: message });
+      } catch {
+        /* the event below still tells the UI */
+      }
       emit('run.status', { runId, status: 'failed', reason: message });
       pump();
       return;
     }
     current = { runId, tracked };
-    const p = tracked.done.then(
-      ({ result, plugin }) => {
-        const row = w.getRun(runId);
-        writeFileAtomic(join(w.path(row.dir), 'result.json'), new TextEncoder().encode(`${JSON.stringify(result, null, 2)}\n`));
-        emit('run.status', { runId, status: row.status, reason: row.reason, plugin: plugin ? { name: plugin.plugin, version: plugin.version } : null });
-      },
-      (e: Error) => emit('run.status', { runId, status: 'failed', reason: e.message }),
-    ).finally(() => {
-      current = null;
-      pump();
-    });
+    const p = tracked.done
+      .then(
+        ({ result, plugin }) => {
+          const row = w.getRun(runId);
+          writeFileAtomic(
+            join(w.path(row.dir), 'result.json'),
+            new TextEncoder().encode(`${JSON.stringify(result, null, 2)}\n`),
+          );
+          emit('run.status', {
+            runId,
+            status: row.status,
+            reason: row.reason,
+            plugin: plugin ? { name: plugin.plugin, version: plugin.version } : null,
+          });
+        },
+        (e: Error) => emit('run.status', { runId, status: 'failed', reason: e.message }),
+      )
+      .finally(() => {
+        current = null;
+        pump();
+      });
     finished.add(p);
     void p.finally(() => finished.delete(p));
   };
@@ -367,14 +460,44 @@ export function createService(opts: ServiceOptions): Service {
     const runDir = join(w.dir, 'runs', id);
     mkdirSync(runDir, { recursive: true });
     const config: TrainConfig = {
-      model: w.modelPath(model), task: MODEL_TASK[version.task], labels: version.labels, deltas: ds,
-      epochs: cfg.epochs, maxSteps: cfg.maxSteps, batchSize: cfg.batchSize, accumulation: cfg.accumulation, lr: cfg.lr, schedule: cfg.schedule,
-      warmup: cfg.warmup, weightDecay: cfg.weightDecay, maxLength: cfg.maxLength, seed: cfg.seed, device: cfg.device, precision: cfg.precision,
-      evalEvery: cfg.evalEvery, earlyStopping: cfg.earlyStopping, checkpointEvery: cfg.checkpointEvery, runDir,
+      model: w.modelPath(model),
+      task: MODEL_TASK[version.task],
+      labels: version.labels,
+      deltas: ds,
+      epochs: cfg.epochs,
+      maxSteps: cfg.maxSteps,
+      batchSize: cfg.batchSize,
+      accumulation: cfg.accumulation,
+      lr: cfg.lr,
+      schedule: cfg.schedule,
+      warmup: cfg.warmup,
+      weightDecay: cfg.weightDecay,
+      maxLength: cfg.maxLength,
+      seed: cfg.seed,
+      device: cfg.device,
+      precision: cfg.precision,
+      evalEvery: cfg.evalEvery,
+      earlyStopping: cfg.earlyStopping,
+      checkpointEvery: cfg.checkpointEvery,
+      runDir,
     };
-    const run: RunFile = { id, dataset: { dir: dsDir, digest: version.digest, task: version.task }, config, plugin: pluginName };
+    const run: RunFile = {
+      id,
+      dataset: { dir: dsDir, digest: version.digest, task: version.task },
+      config,
+      plugin: pluginName,
+    };
     writeRunFile(runDir, run);
-    w.createRun({ id, name: cfg.name ?? (sweep ? `${sweep}: ${methodName}` : undefined), config, method: methodName, modelId: model.id, datasetVersionId: dv.id, dir: relative(w.dir, runDir), totalParams: model.params ?? undefined });
+    w.createRun({
+      id,
+      name: cfg.name ?? (sweep ? `${sweep}: ${methodName}` : undefined),
+      config,
+      method: methodName,
+      modelId: model.id,
+      datasetVersionId: dv.id,
+      dir: relative(w.dir, runDir),
+      totalParams: model.params ?? undefined,
+    });
     const position = enqueue(id);
     return { runId: id, status: current?.runId === id ? 'running' : 'queued', position };
   };
@@ -384,7 +507,12 @@ export function createService(opts: ServiceOptions): Service {
     const dsDir = w.path(w.datasetVersion(cfg.datasetVersionId).dir);
     const version = readDatasetVersion(dsDir);
     const dir = w.modelPath(model);
-    const { model: built, applied } = loadWithDeltas(dir, { task: MODEL_TASK[version.task], numLabels: version.labels?.length }, deltas(cfg.deltas, 'deltas'), cfg.seed);
+    const { model: built, applied } = loadWithDeltas(
+      dir,
+      { task: MODEL_TASK[version.task], numLabels: version.labels?.length },
+      deltas(cfg.deltas, 'deltas'),
+      cfg.seed,
+    );
     const rep = deltaReport(built, applied, { batch: cfg.batchSize, seq: cfg.maxLength });
     const rows = version.rows.train;
     // Mean token length: measured on the train split under the model's tokenizer when it is small enough to read
@@ -402,36 +530,73 @@ export function createService(opts: ServiceOptions): Service {
     const acc = cfg.accumulation;
     const stepsPerEpoch = Math.ceil(Math.ceil(rows / cfg.batchSize) / acc);
     const steps = Math.min(cfg.maxSteps ?? Infinity, cfg.epochs * stepsPerEpoch);
-    const tokens = Math.round(Math.min(steps * cfg.batchSize * acc, rows * cfg.epochs) * Math.min(cfg.maxLength, meanLength));
+    const tokens = Math.round(
+      Math.min(steps * cfg.batchSize * acc, rows * cfg.epochs) * Math.min(cfg.maxLength, meanLength),
+    );
     const device: 'cpu' | 'cuda' = cfg.device === 'cuda' ? 'cuda' : 'cpu';
     // Speed: the fastest finished run of this model on this device, else the default for the device.
-    const measured = w.listRuns({ status: 'finished' }).filter((r) => r.model_id === model.id && r.device === device && (r.tokens_per_sec ?? 0) > 0 && r.method === applied.methods.map((m) => m.config.method).join('+'));
+    const measured = w
+      .listRuns({ status: 'finished' })
+      .filter(
+        (r) =>
+          r.model_id === model.id &&
+          r.device === device &&
+          (r.tokens_per_sec ?? 0) > 0 &&
+          r.method === applied.methods.map((m) => m.config.method).join('+'),
+      );
     const speed = measured.length ? Math.max(...measured.map((r) => r.tokens_per_sec!)) : tps[device];
     const seconds = tokens / speed;
-    const basis = `${tokens.toLocaleString('en-US')} tokens (${steps} steps × batch ${cfg.batchSize * acc}, ${lengthBasis}: ${meanLength.toFixed(1)}, capped at maxLength ${cfg.maxLength}) ` +
+    const basis =
+      `${tokens.toLocaleString('en-US')} tokens (${steps} steps × batch ${cfg.batchSize * acc}, ${lengthBasis}: ${meanLength.toFixed(1)}, capped at maxLength ${cfg.maxLength}) ` +
       `at ${Math.round(speed).toLocaleString('en-US')} tokens/s ${measured.length ? `measured by run ${measured[0].id} on ${device}` : `(an assumed default for ${device}; a finished run of this model and method replaces it with a measured speed)`}` +
       `${cfg.device === 'auto' ? '; device "auto" is estimated as the CPU' : ''}; evaluation and start-up not included`;
     return {
-      trainableParams: rep.trainable_params, trainablePercent: rep.trainable_percent, backboneParams: rep.backbone_params, pluginBytes: rep.plugin_bytes,
-      memoryBytes: rep.estimated_train_memory_bytes, memory: rep.estimate, byMethod: rep.by_method, device, steps, tokens, tokensPerSec: speed, secondsEstimate: seconds, basis,
+      trainableParams: rep.trainable_params,
+      trainablePercent: rep.trainable_percent,
+      backboneParams: rep.backbone_params,
+      pluginBytes: rep.plugin_bytes,
+      memoryBytes: rep.estimated_train_memory_bytes,
+      memory: rep.estimate,
+      byMethod: rep.by_method,
+      device,
+      steps,
+      tokens,
+      tokensPerSec: speed,
+      secondsEstimate: seconds,
+      basis,
     };
   };
 
   // ——— playground ———
-  const sessionFor = async (w: Workspace, modelId: number, device: string): Promise<{ session: PluginSession; device: string; lock: Promise<unknown> }> => {
+  const sessionFor = async (
+    w: Workspace,
+    modelId: number,
+    device: string,
+  ): Promise<{ session: PluginSession; device: string; lock: Promise<unknown> }> => {
     const have = sessions.get(modelId);
     if (have && have.device === device) return have;
     if (have) {
       sessions.delete(modelId);
       await have.session.close();
     }
-    const s = { session: await PluginSession.open(w.modelPath(w.getModel(modelId)), { device: device as 'auto' | 'cpu' | 'cuda' }), device, lock: Promise.resolve() as Promise<unknown> };
+    const s = {
+      session: await PluginSession.open(w.modelPath(w.getModel(modelId)), {
+        device: device as 'auto' | 'cpu' | 'cuda',
+      }),
+      device,
+      lock: Promise.resolve() as Promise<unknown>,
+    };
     sessions.set(modelId, s);
     return s;
   };
 
   const handlers: Handlers = {
-    'app.info': async () => ({ version: appVersion(), transport: opts.transport ?? 'http', workspace: ws?.dir ?? null, recent: recent() }),
+    'app.info': async () => ({
+      version: appVersion(),
+      transport: opts.transport ?? 'http',
+      workspace: ws?.dir ?? null,
+      recent: recent(),
+    }),
     'workspace.create': async (p) => useWorkspace(p.path, true),
     'workspace.open': async (p) => useWorkspace(p.path, false),
     'workspace.recent': async () => recent(),
@@ -444,7 +609,11 @@ export function createService(opts: ServiceOptions): Service {
       const w = need();
       const dir = w.modelPath(w.getModel(p.modelId));
       if (p.deltas?.length) {
-        const { model, applied } = loadWithDeltas(dir, { task: p.task, numLabels: p.numLabels }, deltas(p.deltas, 'deltas'));
+        const { model, applied } = loadWithDeltas(
+          dir,
+          { task: p.task, numLabels: p.numLabels },
+          deltas(p.deltas, 'deltas'),
+        );
         const report = deltaReport(model, applied, { batch: p.batch ?? 8, seq: p.seq ?? 128 });
         return { tree: moduleTree(model, applied.marked), task: model.task, report };
       }
@@ -463,8 +632,10 @@ export function createService(opts: ServiceOptions): Service {
         let version: DatasetVersion;
         try {
           version = await importDataset(resolve(p.path), tmp, {
-            task: p.task, columns: p.columns as ColumnMapping,
-            split: { validation: p.validationPath ? 0 : p.validationFraction, test: 0, seed: p.seed }, files: p.validationPath ? { validation: resolve(p.validationPath) } : undefined,
+            task: p.task,
+            columns: p.columns as ColumnMapping,
+            split: { validation: p.validationPath ? 0 : p.validationFraction, test: 0, seed: p.seed },
+            files: p.validationPath ? { validation: resolve(p.validationPath) } : undefined,
           });
         } catch (e) {
           rmSync(tmp, { recursive: true, force: true });
@@ -477,7 +648,15 @@ export function createService(opts: ServiceOptions): Service {
         else renameSync(tmp, dir);
         const { datasetId, versionId } = w.addDatasetVersion(p.name, relative(w.dir, dir), version);
         progress(1, 'imported');
-        const result: T.DatasetImportResult = { datasetId, versionId, digest: version.digest, task: version.task, rows: version.rows, labels: version.labels ?? null, columns: version.columns };
+        const result: T.DatasetImportResult = {
+          datasetId,
+          versionId,
+          digest: version.digest,
+          task: version.task,
+          rows: version.rows,
+          labels: version.labels ?? null,
+          columns: version.columns,
+        };
         return result;
       });
     },
@@ -486,8 +665,21 @@ export function createService(opts: ServiceOptions): Service {
       const w = need();
       const dir = w.path(w.datasetVersion(p.versionId).dir);
       const v = readDatasetVersion(dir);
-      const tokens = p.modelId !== undefined ? tokenLengthStats(dir, TextTokenizer.fromFolder(w.modelPath(w.getModel(p.modelId)))) : null;
-      return { versionId: p.versionId, task: v.task, rows: v.rows, labels: v.labels ?? null, labelCounts: v.stats.labelCounts ?? null, labelRange: v.stats.labelRange ?? null, fields: v.stats.fields, duplicates: v.stats.duplicates, tokens };
+      const tokens =
+        p.modelId !== undefined
+          ? tokenLengthStats(dir, TextTokenizer.fromFolder(w.modelPath(w.getModel(p.modelId))))
+          : null;
+      return {
+        versionId: p.versionId,
+        task: v.task,
+        rows: v.rows,
+        labels: v.labels ?? null,
+        labelCounts: v.stats.labelCounts ?? null,
+        labelRange: v.stats.labelRange ?? null,
+        fields: v.stats.fields,
+        duplicates: v.stats.duplicates,
+        tokens,
+      };
     },
 
     'runs.estimate': async (p) => estimate(need(), p),
@@ -502,20 +694,36 @@ export function createService(opts: ServiceOptions): Service {
     'runs.get': async (p) => {
       const w = need();
       const run = w.getRun(p.runId);
-      const plugin = w.listPlugins().flatMap((pl) => w.showPlugin(pl.name).versions).find((v) => v.run_id === run.id);
+      const plugin = w
+        .listPlugins()
+        .flatMap((pl) => w.showPlugin(pl.name).versions)
+        .find((v) => v.run_id === run.id);
       const i = queue.indexOf(run.id);
-      return { run, config: JSON.parse(run.config) as Record<string, unknown>, metricKeys: w.metricKeys(run.id), latest: w.latestMetrics(run.id), plugin: plugin ? { name: plugin.plugin, version: plugin.version } : null, queuePosition: i < 0 ? null : i + (current ? 1 : 0) };
+      return {
+        run,
+        config: JSON.parse(run.config) as Record<string, unknown>,
+        metricKeys: w.metricKeys(run.id),
+        latest: w.latestMetrics(run.id),
+        plugin: plugin ? { name: plugin.plugin, version: plugin.version } : null,
+        queuePosition: i < 0 ? null : i + (current ? 1 : 0),
+      };
     },
     'runs.metrics': async (p) => {
       const w = need();
       w.getRun(p.runId);
       const keys = p.keys ?? w.metricKeys(p.runId);
       const after = p.afterStep ?? -1;
-      return { runId: p.runId, series: Object.fromEntries(keys.map((k) => [k, w.metricSeries(p.runId, k).filter((x) => x.step > after)])) };
+      return {
+        runId: p.runId,
+        series: Object.fromEntries(keys.map((k) => [k, w.metricSeries(p.runId, k).filter((x) => x.step > after)])),
+      };
     },
     'runs.pause': async (p) => {
       const w = need();
-      if (current?.runId !== p.runId) throw conflict(`run ${p.runId} is ${w.getRun(p.runId).status}, not training: only the run training now can be paused`);
+      if (current?.runId !== p.runId)
+        throw conflict(
+          `run ${p.runId} is ${w.getRun(p.runId).status}, not training: only the run training now can be paused`,
+        );
       current.tracked.job.pause();
       return { runId: p.runId, status: 'paused' };
     },
@@ -528,7 +736,9 @@ export function createService(opts: ServiceOptions): Service {
       }
       if (queue.includes(p.runId)) return { runId: p.runId, status: 'queued' };
       if (!['interrupted', 'cancelled', 'paused', 'queued'].includes(row.status)) {
-        throw conflict(`run ${p.runId} is ${row.status}: only a paused, interrupted or cancelled run can be resumed${row.status === 'finished' ? '; start a new run to train again' : ''}`);
+        throw conflict(
+          `run ${p.runId} is ${row.status}: only a paused, interrupted or cancelled run can be resumed${row.status === 'finished' ? '; start a new run to train again' : ''}`,
+        );
       }
       // From its last checkpoint: the trainer continues where the run folder says.
       readRunFile(w, p.runId);
@@ -545,7 +755,8 @@ export function createService(opts: ServiceOptions): Service {
         emit('run.status', { runId: p.runId, status: 'cancelled', reason: 'cancelled before it started' });
         return { runId: p.runId, status: 'cancelled' };
       }
-      if (current?.runId !== p.runId) throw conflict(`run ${p.runId} is ${w.getRun(p.runId).status}: it is neither training nor queued`);
+      if (current?.runId !== p.runId)
+        throw conflict(`run ${p.runId} is ${w.getRun(p.runId).status}: it is neither training nor queued`);
       // A paused trainer must step once more to see the cancel.
       current.tracked.job.cancel();
       current.tracked.job.resume();
@@ -557,10 +768,20 @@ export function createService(opts: ServiceOptions): Service {
         const r = w.getRun(id);
         const m = w.latestMetrics(r.id);
         return {
-          id: r.id, name: r.name, method: r.method, status: r.status, trainable_params: r.trainable_params,
+          id: r.id,
+          name: r.name,
+          method: r.method,
+          status: r.status,
+          trainable_params: r.trainable_params,
           trainable_percent: r.trainable_params && r.total_params ? (100 * r.trainable_params) / r.total_params : null,
-          steps: r.steps, train_seconds: r.train_seconds, tokens_per_sec: r.tokens_per_sec,
-          metrics: Object.fromEntries(Object.entries(m).filter(([k]) => k.startsWith('eval/')).map(([k, x]) => [k.slice(5), x])),
+          steps: r.steps,
+          train_seconds: r.train_seconds,
+          tokens_per_sec: r.tokens_per_sec,
+          metrics: Object.fromEntries(
+            Object.entries(m)
+              .filter(([k]) => k.startsWith('eval/'))
+              .map(([k, x]) => [k.slice(5), x]),
+          ),
         };
       });
       return { runs, metricKeys: [...new Set(runs.flatMap((r) => Object.keys(r.metrics)))].sort() };
@@ -569,7 +790,10 @@ export function createService(opts: ServiceOptions): Service {
       const w = need();
       const name = p.name ?? `sweep ${new Date().toISOString().slice(0, 16)}`;
       // Every variant is checked before any is queued, so a bad one queues nothing.
-      const configs = p.variants.map((v) => ({ ...p.base, ...Object.fromEntries(Object.entries(v).filter(([, x]) => x !== undefined)) }) as RunConfig);
+      const configs = p.variants.map(
+        (v) =>
+          ({ ...p.base, ...Object.fromEntries(Object.entries(v).filter(([, x]) => x !== undefined)) }) as RunConfig,
+      );
       configs.forEach((c) => deltas(c.deltas, 'deltas'));
       return { runIds: configs.map((c) => createRun(w, c, name).runId) };
     },
@@ -608,14 +832,34 @@ export function createService(opts: ServiceOptions): Service {
       const w = need();
       w.resolvePlugin(p.ref); // an unknown plugin is an answer, not a failed job
       // In a worker thread: a multi-GB export must not stall the thread that answers the UI.
-      return startJob(async (progress) => exportInWorker(w.dir, { plugin: p.ref, format: p.format, folder: p.folder ? resolve(p.folder) : undefined, name: p.name, onnxMode: p.onnxMode, dtype: p.dtype, overwrite: p.overwrite }, progress));
+      return startJob(async (progress) =>
+        exportInWorker(
+          w.dir,
+          {
+            plugin: p.ref,
+            format: p.format,
+            folder: p.folder ? resolve(p.folder) : undefined,
+            name: p.name,
+            onnxMode: p.onnxMode,
+            dtype: p.dtype,
+            overwrite: p.overwrite,
+          },
+          progress,
+        ),
+      );
     },
     'plugins.importPeft': async (p) => {
       const w = need();
       const m = w.getModel(p.modelId);
       const { meta, tensors } = importPeft(resolve(p.path), w.modelPath(m));
       const name = p.name ?? safeName(`${m.name}-${meta.methods.map((x) => x.method).join('+')}-peft`);
-      return w.registerPlugin({ name, tensors, meta: { ...meta, base: { ...meta.base, name: m.name } }, modelId: m.id, source: `peft:${resolve(p.path)}` });
+      return w.registerPlugin({
+        name,
+        tensors,
+        meta: { ...meta, base: { ...meta.base, name: m.name } },
+        modelId: m.id,
+        source: `peft:${resolve(p.path)}`,
+      });
     },
     'plugins.showInFolder': async (p) => {
       const path = resolve(p.path);
@@ -648,10 +892,17 @@ export function createService(opts: ServiceOptions): Service {
           }
         }
         return {
-          modelId: p.modelId, task: s.session.task,
-          attached: attached.map((a) => ({ name: a.name, task: a.task, methods: a.methods.map((m) => m.method), baseMatches: a.baseMatches })),
+          modelId: p.modelId,
+          task: s.session.task,
+          attached: attached.map((a) => ({
+            name: a.name,
+            task: a.task,
+            methods: a.methods.map((m) => m.method),
+            baseMatches: a.baseMatches,
+          })),
           rows: p.inputs.map((input, i) => ({ input, plugins: withPlugins?.[i] ?? null, base: base?.[i] ?? null })),
-          baseMessage, ms: performance.now() - t0,
+          baseMessage,
+          ms: performance.now() - t0,
         };
       };
       const r = s.lock.then(run, run);
@@ -660,23 +911,36 @@ export function createService(opts: ServiceOptions): Service {
     },
 
     'system.gpu': async (): Promise<T.GpuStatus> => gpuStatus({ dataDir: opts.dataDir ?? opts.stateDir }),
-    'system.installCuda': async () => startJob(async (progress) => {
-      const dataDir = opts.dataDir ?? opts.stateDir;
-      const installed = await installCudaProvider({ dataDir, onProgress: (p) => progress(p.fraction, `${p.phase}: ${(p.bytes / 1e6).toFixed(1)}${p.total ? ` of ${(p.total / 1e6).toFixed(1)}` : ''} MB`) });
-      // Next to onnxruntime's core library is where it loads providers from; a read-only install says why not.
-      return { ...installed, activation: activateCudaProvider(dataDir) };
-    }),
+    'system.installCuda': async () =>
+      startJob(async (progress) => {
+        const dataDir = opts.dataDir ?? opts.stateDir;
+        const installed = await installCudaProvider({
+          dataDir,
+          onProgress: (p) =>
+            progress(
+              p.fraction,
+              `${p.phase}: ${(p.bytes / 1e6).toFixed(1)}${p.total ? ` of ${(p.total / 1e6).toFixed(1)}` : ''} MB`,
+            ),
+        });
+        // Next to onnxruntime's core library is where it loads providers from; a read-only install says why not.
+        return { ...installed, activation: activateCudaProvider(dataDir) };
+      }),
   };
 
   // Every handler's errors leave as ContractErrors.
-  const wrapped = Object.fromEntries(Object.entries(handlers).map(([k, fn]) => [k, async (p: unknown) => {
-    if (closed) throw conflict('the service is closed');
-    try {
-      return await (fn as (p: unknown) => Promise<unknown>)(p);
-    } catch (e) {
-      throw toContractError(e);
-    }
-  }])) as unknown as Handlers;
+  const wrapped = Object.fromEntries(
+    Object.entries(handlers).map(([k, fn]) => [
+      k,
+      async (p: unknown) => {
+        if (closed) throw conflict('the service is closed');
+        try {
+          return await (fn as (p: unknown) => Promise<unknown>)(p);
+        } catch (e) {
+          throw toContractError(e);
+        }
+      },
+    ]),
+  ) as unknown as Handlers;
 
   if (opts.workspace) {
     const dir = resolve(opts.workspace);
@@ -707,8 +971,11 @@ export function createService(opts: ServiceOptions): Service {
       await Promise.allSettled([...finished]);
       for (const id of stopped) {
         try {
-          if (ws && ['queued', 'cancelled'].includes(ws.getRun(id).status)) ws.setRunStatus(id, 'interrupted', 'the app was closed during the run; resume it');
-        } catch { /* the store is what it is; check reports the rest */ }
+          if (ws && ['queued', 'cancelled'].includes(ws.getRun(id).status))
+            ws.setRunStatus(id, 'interrupted', 'the app was closed during the run; resume it');
+        } catch {
+          /* the store is what it is; check reports the rest */
+        }
       }
       await closeSessions();
       ws?.close();

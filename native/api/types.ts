@@ -9,14 +9,36 @@ import type { TokenLengthStats } from '../data/tokens.js';
 import type { ExportResult } from '../export/index.js';
 import type { Prediction } from '../plugins/session.js';
 
-export type { CheckReport, MetricPoint, ModelRow, PluginVersionRow, RunRow, RunStatus, ModelTree, DeltaReport, ExportResult, Prediction };
+export type {
+  CheckReport,
+  MetricPoint,
+  ModelRow,
+  PluginVersionRow,
+  RunRow,
+  RunStatus,
+  ModelTree,
+  DeltaReport,
+  ExportResult,
+  Prediction,
+};
 
 /** What a `job` method returns at once; its outcome comes as job.progress / job.done events with this id. */
-export interface JobStarted { jobId: string }
+export interface JobStarted {
+  jobId: string;
+}
 
-export interface RecentWorkspace { path: string; openedAt: string; exists: boolean }
+export interface RecentWorkspace {
+  path: string;
+  openedAt: string;
+  exists: boolean;
+}
 
-export interface AppInfo { version: string; transport: 'ipc' | 'http'; workspace: string | null; recent: RecentWorkspace[] }
+export interface AppInfo {
+  version: string;
+  transport: 'ipc' | 'http';
+  workspace: string | null;
+  recent: RecentWorkspace[];
+}
 
 export interface WorkspaceInfo {
   path: string;
@@ -57,7 +79,15 @@ export interface DatasetImportResult {
 export interface DatasetSummary {
   id: number;
   name: string;
-  versions: { id: number; digest: string; dir: string; task: string; source: string; stats: unknown; created_at: string }[];
+  versions: {
+    id: number;
+    digest: string;
+    dir: string;
+    task: string;
+    source: string;
+    stats: unknown;
+    created_at: string;
+  }[];
 }
 
 export interface DatasetStatsResult {
@@ -91,7 +121,11 @@ export interface RunEstimate {
   basis: string;
 }
 
-export interface RunStarted { runId: string; status: RunStatus; /** 0 = training now; n = n runs ahead of it. */ position: number }
+export interface RunStarted {
+  runId: string;
+  status: RunStatus;
+  /** 0 = training now; n = n runs ahead of it. */ position: number;
+}
 
 export type RunSummary = RunRow & { metrics: Record<string, number | null> };
 
@@ -106,21 +140,47 @@ export interface RunDetail {
   queuePosition: number | null;
 }
 
-export interface RunMetrics { runId: string; series: Record<string, MetricPoint[]> }
+export interface RunMetrics {
+  runId: string;
+  series: Record<string, MetricPoint[]>;
+}
 
-export interface RunControl { runId: string; status: RunStatus }
+export interface RunControl {
+  runId: string;
+  status: RunStatus;
+}
 
 export interface CompareRow {
-  id: string; name: string | null; method: string; status: RunStatus; trainable_params: number | null; trainable_percent: number | null;
-  steps: number; train_seconds: number | null; tokens_per_sec: number | null;
+  id: string;
+  name: string | null;
+  method: string;
+  status: RunStatus;
+  trainable_params: number | null;
+  trainable_percent: number | null;
+  steps: number;
+  train_seconds: number | null;
+  tokens_per_sec: number | null;
   /** Latest eval metrics, without the "eval/" prefix. */
   metrics: Record<string, number | null>;
 }
-export interface CompareResult { runs: CompareRow[]; metricKeys: string[] }
+export interface CompareResult {
+  runs: CompareRow[];
+  metricKeys: string[];
+}
 
-export interface SweepStarted { runIds: string[] }
+export interface SweepStarted {
+  runIds: string[];
+}
 
-export interface PluginSummary { name: string; description: string; versions: number; latest: number; aliases: Record<string, number>; method: string; task: string }
+export interface PluginSummary {
+  name: string;
+  description: string;
+  versions: number;
+  latest: number;
+  aliases: Record<string, number>;
+  method: string;
+  task: string;
+}
 
 export interface PluginLineage {
   version: number;
@@ -138,7 +198,10 @@ export interface PluginDetail {
 
 export type { GpuStatus } from '../runtime/cuda-install.js';
 /** job.done result of system.installCuda. */
-export interface CudaInstalled { dir: string; sha256: string }
+export interface CudaInstalled {
+  dir: string;
+  sha256: string;
+}
 
 export interface PredictRow {
   input: string;

@@ -45,7 +45,8 @@ export function gradientPath(g: Graph, loss: string, wrt: string[]): { nodes: No
  */
 export function buildGradients(g: Graph, req: GradientRequest): Map<string, Value> {
   const loss = g.value(req.loss);
-  if (loss.shape.length !== 0 || !isFloat(loss.dtype)) throw new Error(`loss "${req.loss}" must be a float scalar, got ${loss.dtype}${fmtShape(loss.shape)}`);
+  if (loss.shape.length !== 0 || !isFloat(loss.dtype))
+    throw new Error(`loss "${req.loss}" must be a float scalar, got ${loss.dtype}${fmtShape(loss.shape)}`);
   for (const w of req.wrt) {
     const v = g.value(w);
     if (!isFloat(v.dtype)) throw new Error(`cannot differentiate with respect to "${w}" of ${v.dtype}`);
@@ -74,11 +75,14 @@ export function buildGradients(g: Graph, req: GradientRequest): Map<string, Valu
       const i = node.inputs.find((n) => n && reached.has(n))!;
       throw new NoGradientRuleError(
         `no gradient rule for op ${key} (node "${node.name}"), which lies on the path from parameter "${reached.get(i)}" to loss "${req.loss}"; ` +
-        `add one in native/autodiff/rules/ or freeze that parameter`,
+          `add one in native/autodiff/rules/ or freeze that parameter`,
       );
     }
     const ctx: GradContext = {
-      g, node, dy, needs,
+      g,
+      node,
+      dy,
+      needs,
       x: (i) => g.value(node.inputs[i]),
       has: (i) => !!node.inputs[i],
       y: (i) => g.addNodeOutput(node, i),
@@ -89,8 +93,14 @@ export function buildGradients(g: Graph, req: GradientRequest): Map<string, Valu
       const gi = grads[i];
       if (!needs[i] || !gi) return;
       const x = g.value(inp);
-      if (gi.dtype !== x.dtype || gi.shape.length !== x.shape.length || !gi.shape.every((d, j) => dimEq(d, x.shape[j]))) {
-        throw new Error(`gradient rule ${key} gave ${gi.dtype}${fmtShape(gi.shape)} for input "${inp}" of ${x.dtype}${fmtShape(x.shape)} (node "${node.name}")`);
+      if (
+        gi.dtype !== x.dtype ||
+        gi.shape.length !== x.shape.length ||
+        !gi.shape.every((d, j) => dimEq(d, x.shape[j]))
+      ) {
+        throw new Error(
+          `gradient rule ${key} gave ${gi.dtype}${fmtShape(gi.shape)} for input "${inp}" of ${x.dtype}${fmtShape(x.shape)} (node "${node.name}")`,
+        );
       }
       const list = pending.get(inp) ?? [];
       list.push(gi);

@@ -34,14 +34,16 @@ export function expandLike(g: Graph, x: Value, like: Value): Value {
 
 /** Sums a broadcast gradient back to the shape of the input it flowed from. */
 export function sumTo(g: Graph, grad: Value, target: Value): Value {
-  const T: Shape = target.shape, G: Shape = grad.shape;
+  const T: Shape = target.shape,
+    G: Shape = grad.shape;
   const lead = G.length - T.length;
   if (lead < 0) throw new Error(`sumTo: gradient ${grad.name} has lower rank than ${target.name}`);
   const axes: number[] = [];
   for (let i = 0; i < G.length; i++) {
     if (i < lead) axes.push(i);
     else if (T[i - lead] === 1 && G[i] !== 1) axes.push(i);
-    else if (!dimEq(T[i - lead], G[i])) throw new Error(`sumTo: gradient ${grad.name} [${G}] does not broadcast to ${target.name} [${T}]`);
+    else if (!dimEq(T[i - lead], G[i]))
+      throw new Error(`sumTo: gradient ${grad.name} [${G}] does not broadcast to ${target.name} [${T}]`);
   }
   if (axes.length === 0) return grad;
   const keep = axes.filter((a) => a >= lead);
@@ -51,11 +53,32 @@ export function sumTo(g: Graph, grad: Value, target: Value): Value {
 
 /** ReduceSum over axes keeping dims. */
 export function reduceKeep(g: Graph, x: Value, axes: number[], op = 'ReduceSum'): Value {
-  return g.op1(op, [x, ints(g, axes.map((a) => normAxis(a, x.shape.length, op)))], { keepdims: 1 });
+  return g.op1(
+    op,
+    [
+      x,
+      ints(
+        g,
+        axes.map((a) => normAxis(a, x.shape.length, op)),
+      ),
+    ],
+    { keepdims: 1 },
+  );
 }
 
 export function zerosLike(g: Graph, like: Value): Value {
-  return g.op1('ConstantOfShape', [shapeOf(g, like)], { value: { dtype: like.dtype, shape: [1], data: like.dtype === 'float64' ? new Float64Array(1) : new Float32Array(1) } }, { infos: [{ dtype: like.dtype, shape: like.shape }] });
+  return g.op1(
+    'ConstantOfShape',
+    [shapeOf(g, like)],
+    {
+      value: {
+        dtype: like.dtype,
+        shape: [1],
+        data: like.dtype === 'float64' ? new Float64Array(1) : new Float32Array(1),
+      },
+    },
+    { infos: [{ dtype: like.dtype, shape: like.shape }] },
+  );
 }
 
 /** Gather(Shape(v), axis) as a 1-element int64 tensor. */

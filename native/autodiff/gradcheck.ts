@@ -48,7 +48,11 @@ function inputData(inp: CaseInput, dt: DType, rng: Rng): HostTensor {
   const kind = inp.kind ?? 'float';
   if (kind !== 'float') {
     const dtype: DType = kind === 'bool' ? 'bool' : kind;
-    return { dtype, shape: inp.shape, data: makeArray(dtype, inp.values ?? Array.from({ length: n }, () => rng.int(2))) };
+    return {
+      dtype,
+      shape: inp.shape,
+      data: makeArray(dtype, inp.values ?? Array.from({ length: n }, () => rng.int(2))),
+    };
   }
   const [lo, hi] = inp.range ?? [-1, 1];
   const vals = inp.values ?? Array.from({ length: n }, () => rng.uniform(lo, hi));
@@ -83,14 +87,20 @@ function build(c: GradCase, dt: DType, useRef: boolean, withGrad: boolean, wShap
   g.output(loss);
   const grads: string[] = [];
   if (withGrad) {
-    const wrt = xs.filter((_, i) => (c.inputs[i].kind ?? 'float') === 'float' && c.inputs[i].grad !== false).map((v) => v.name);
+    const wrt = xs
+      .filter((_, i) => (c.inputs[i].kind ?? 'float') === 'float' && c.inputs[i].grad !== false)
+      .map((v) => v.name);
     const gm = buildGradients(g, { loss: 'loss', wrt });
     for (const name of wrt) grads.push(g.output(gm.get(name)!, `grad_${name}`).name);
   }
   return { graph: g, out: 'loss', grads };
 }
 
-async function evaluator(b: Built, c: GradCase, opts: SessionOptions): Promise<(feeds: Record<string, HostTensor>) => Promise<Record<string, HostTensor>>> {
+async function evaluator(
+  b: Built,
+  c: GradCase,
+  opts: SessionOptions,
+): Promise<(feeds: Record<string, HostTensor>) => Promise<Record<string, HostTensor>>> {
   if (c.freshSession) {
     return async (feeds) => runSession(await openSession(b.graph, opts), feeds);
   }
@@ -104,15 +114,29 @@ export async function checkCase(c: GradCase, device: 'cpu' | 'cuda' = 'cpu'): Pr
   try {
     const rng = new Rng(hashString(c.label));
     const x64 = c.inputs.map((inp) => inputData(inp, 'float64', rng));
-    const feeds = (dt: DType, xs: HostTensor[]): Record<string, HostTensor> => Object.fromEntries(xs.map((t, i) => [
-      `x${i}`, isFloat(t.dtype) ? { dtype: dt, shape: t.shape, data: makeArray(dt, toF64(t)) } : t,
-    ]));
+    const feeds = (dt: DType, xs: HostTensor[]): Record<string, HostTensor> =>
+      Object.fromEntries(
+        xs.map((t, i) => [
+          `x${i}`,
+          isFloat(t.dtype) ? { dtype: dt, shape: t.shape, data: makeArray(dt, toF64(t)) } : t,
+        ]),
+      );
     // Forward once to learn the output's concrete shape.
     const probe = build(c, 'float32', false, false);
     const out0 = (await (await evaluator(probe, c, { device }))(feeds('float32', x64))).out;
-    const wT: HostTensor = { dtype: 'float64', shape: out0.shape, data: makeArray('float64', Array.from({ length: out0.data.length }, () => rng.uniform(-1, 1))) };
+    const wT: HostTensor = {
+      dtype: 'float64',
+      shape: out0.shape,
+      data: makeArray(
+        'float64',
+        Array.from({ length: out0.data.length }, () => rng.uniform(-1, 1)),
+      ),
+    };
     const wDecl = build(c, 'float32', false, false).graph.value('out').shape;
-    const withW = (dt: DType, xs: HostTensor[]) => ({ ...feeds(dt, xs), w: { dtype: dt, shape: wT.shape, data: makeArray(dt, wT.data as Float64Array) } });
+    const withW = (dt: DType, xs: HostTensor[]) => ({
+      ...feeds(dt, xs),
+      w: { dtype: dt, shape: wT.shape, data: makeArray(dt, wT.data as Float64Array) },
+    });
 
     const gradIdx = c.inputs.flatMap((inp, i) => ((inp.kind ?? 'float') === 'float' && inp.grad !== false ? [i] : []));
     const b32 = build(c, 'float32', false, true, wDecl);
@@ -127,17 +151,23 @@ export async function checkCase(c: GradCase, device: 'cpu' | 'cuda' = 'cpu'): Pr
       g64 = await run64(withW('float64', x64));
     }
     const h = 1e-5;
-    let e32 = 0, e64 = 0;
+    let e32 = 0,
+      e64 = 0;
     for (const [k, i] of gradIdx.entries()) {
       const v = Float64Array.from({ length: x64[i].data.length }, () => rng.normal());
-      const shifted = (sign: number): HostTensor[] => x64.map((t, j) => (j !== i ? t : { ...t, data: toF64(t).map((a, m) => a + sign * h * v[m]) as TypedArray }));
+      const shifted = (sign: number): HostTensor[] =>
+        x64.map((t, j) => (j !== i ? t : { ...t, data: toF64(t).map((a, m) => a + sign * h * v[m]) as TypedArray }));
       const lp = toF64((await runFd(withW('float64', shifted(1)))).loss)[0];
       const lm = toF64((await runFd(withW('float64', shifted(-1)))).loss)[0];
       const num = (lp - lm) / (2 * h);
       const err = (grad: HostTensor): number => {
         const gv = toF64(grad);
-        let dot = 0, mag = 0;
-        for (let m = 0; m < gv.length; m++) { dot += gv[m] * v[m]; mag += Math.abs(gv[m] * v[m]); }
+        let dot = 0,
+          mag = 0;
+        for (let m = 0; m < gv.length; m++) {
+          dot += gv[m] * v[m];
+          mag += Math.abs(gv[m] * v[m]);
+        }
         return Math.abs(dot - num) / Math.max(mag, Math.abs(num), 1e-12);
       };
       e32 = Math.max(e32, err(g32[b32.grads[k]]));
@@ -151,4 +181,5 @@ export async function checkCase(c: GradCase, device: 'cpu' | 'cuda' = 'cpu'): Pr
   return res;
 }
 
-export const passed = (r: CaseResult): boolean => !r.error && r.err32 <= TOL32 && (r.err64 === undefined || r.err64 <= TOL64);
+export const passed = (r: CaseResult): boolean =>
+  !r.error && r.err32 <= TOL32 && (r.err64 === undefined || r.err64 <= TOL64);

@@ -32,7 +32,9 @@ export async function doctor(onResult?: (r: CaseResult & { device: string }) => 
     }
   }
   const failed = [
-    ...results.filter((r) => !passed(r)).map((r) => `${r.rule} (${r.label}) on ${r.device}${r.error ? `: ${r.error}` : ''}`),
+    ...results
+      .filter((r) => !passed(r))
+      .map((r) => `${r.rule} (${r.label}) on ${r.device}${r.error ? `: ${r.error}` : ''}`),
     ...uncovered.map((k) => `${k}: no gradient check case`),
   ];
   const errs = results.flatMap((r) => [r.err32, r.err64 ?? 0]).filter((e) => Number.isFinite(e));

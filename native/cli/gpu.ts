@@ -7,20 +7,34 @@ import { userStateDir } from './serve.js';
 export async function gpuCommand(v: Record<string, string | boolean | undefined>): Promise<number> {
   const dataDir = typeof v['data-dir'] === 'string' ? v['data-dir'] : userStateDir();
   const json = v.json === true;
-  const log = (s: string): void => { (json ? process.stderr : process.stdout).write(`${s}\n`); };
+  const log = (s: string): void => {
+    (json ? process.stderr : process.stdout).write(`${s}\n`);
+  };
   let installed: { dir: string; sha256: string; activation: { activated: boolean; reason?: string } } | undefined;
   if (v.install === true) {
     let last = -1;
-    const r = await installCudaProvider({ dataDir, onProgress: (p) => {
-      const pct = Math.floor(p.fraction * 100);
-      if (pct !== last && pct % 10 === 0) { last = pct; log(`${p.phase} ${pct}%`); }
-    } });
+    const r = await installCudaProvider({
+      dataDir,
+      onProgress: (p) => {
+        const pct = Math.floor(p.fraction * 100);
+        if (pct !== last && pct % 10 === 0) {
+          last = pct;
+          log(`${p.phase} ${pct}%`);
+        }
+      },
+    });
     installed = { dir: r.dir, sha256: r.sha256, activation: activateCudaProvider(dataDir) };
-    log(`provider in ${r.dir} (sha256 ${r.sha256.slice(0, 16)}…)${installed.activation.activated ? ', copied next to onnxruntime' : `; not activated: ${installed.activation.reason}`}`);
+    log(
+      `provider in ${r.dir} (sha256 ${r.sha256.slice(0, 16)}…)${installed.activation.activated ? ', copied next to onnxruntime' : `; not activated: ${installed.activation.reason}`}`,
+    );
   }
   const s = await gpuStatus({ dataDir });
-  log(`NVIDIA GPU: ${s.nvidia.present ? `${s.nvidia.name ?? 'present'}${s.nvidia.driver ? ` (driver ${s.nvidia.driver})` : ''}` : `none (${s.nvidia.reason ?? 'not found'})`}`);
-  log(`CUDA provider: ${s.provider.installed ? (s.loadable ? 'installed and loads' : `installed, does not load${s.reason ? `: ${s.reason}` : ''}`) : 'not installed'}`);
+  log(
+    `NVIDIA GPU: ${s.nvidia.present ? `${s.nvidia.name ?? 'present'}${s.nvidia.driver ? ` (driver ${s.nvidia.driver})` : ''}` : `none (${s.nvidia.reason ?? 'not found'})`}`,
+  );
+  log(
+    `CUDA provider: ${s.provider.installed ? (s.loadable ? 'installed and loads' : `installed, does not load${s.reason ? `: ${s.reason}` : ''}`) : 'not installed'}`,
+  );
   log(s.advice);
   if (json) process.stdout.write(`${JSON.stringify({ ...s, installed: installed ?? null, dataDir: join(dataDir) })}\n`);
   return 0;

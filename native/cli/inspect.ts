@@ -8,11 +8,15 @@ import { moduleTree, renderTree } from '../models/tree.js';
 
 const mb = (n: number): string => `${(n / 1024 / 1024).toFixed(1)} MiB`;
 
-export async function inspect(dir: string | undefined, v: Record<string, string | boolean | undefined>): Promise<number> {
+export async function inspect(
+  dir: string | undefined,
+  v: Record<string, string | boolean | undefined>,
+): Promise<number> {
   if (!dir) throw new Error('inspect needs a model folder: delta-studio inspect <model-dir> [--json]');
   const task = v.task as Task | undefined;
   const numLabels = v['num-labels'] === undefined ? undefined : Number(v['num-labels']);
-  if (numLabels !== undefined && (!Number.isInteger(numLabels) || numLabels < 1)) throw new Error(`--num-labels must be a positive integer, got "${v['num-labels']}"`);
+  if (numLabels !== undefined && (!Number.isInteger(numLabels) || numLabels < 1))
+    throw new Error(`--num-labels must be a positive integer, got "${v['num-labels']}"`);
   const positive = (k: string, d: number): number => {
     const n = v[k] === undefined ? d : Number(v[k]);
     if (!Number.isInteger(n) || n < 1) throw new Error(`--${k} must be a positive integer, got "${v[k]}"`);
@@ -38,14 +42,18 @@ export async function inspect(dir: string | undefined, v: Record<string, string 
   }
   const tree = moduleTree(model, marks);
   if (v.json) {
-    process.stdout.write(`${JSON.stringify({ ...tree, root: undefined, task: model.task, inputs: model.inputs, ...(report ?? {}) })}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ ...tree, root: undefined, task: model.task, inputs: model.inputs, ...(report ?? {}) })}\n`,
+    );
     return 0;
   }
   process.stdout.write(`${renderTree(tree)}\n`);
   if (report) {
     const lines = [
       '',
-      `delta: ${Object.entries(report.by_method).map(([m, n]) => `${m} ${n.toLocaleString('en-US')}`).join(', ')}`,
+      `delta: ${Object.entries(report.by_method)
+        .map(([m, n]) => `${m} ${n.toLocaleString('en-US')}`)
+        .join(', ')}`,
       `modules modified: ${report.matched_modules.length}`,
       `trainable parameters: ${report.trainable_params.toLocaleString('en-US')} (${report.trainable_percent.toPrecision(3)}% of ${report.backbone_params.toLocaleString('en-US')})`,
       `plugin file: ${report.plugin_bytes.toLocaleString('en-US')} bytes`,

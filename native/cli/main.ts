@@ -33,7 +33,15 @@ Commands:
 
 Run 'delta-studio <command> --help' for a command's options.`;
 
-const COMMANDS: Record<string, { help: string; positionals?: boolean; options: Record<string, { type: 'string' | 'boolean'; default?: string | boolean; multiple?: boolean }>; run(v: Record<string, string | boolean | undefined>, positionals: string[]): Promise<number> }> = {
+const COMMANDS: Record<
+  string,
+  {
+    help: string;
+    positionals?: boolean;
+    options: Record<string, { type: 'string' | 'boolean'; default?: string | boolean; multiple?: boolean }>;
+    run(v: Record<string, string | boolean | undefined>, positionals: string[]): Promise<number>;
+  }
+> = {
   inspect: {
     help: `Usage: delta-studio inspect <model-dir> [--delta config.json] [--task T] [--num-labels N] [--json]
 
@@ -56,7 +64,14 @@ Options:
                    inputs } and with --delta { trainable_params, trainable_percent, matched_modules, plugin_bytes,
                    estimated_train_memory_bytes, … }`,
     positionals: true,
-    options: { json: { type: 'boolean', default: false }, task: { type: 'string' }, 'num-labels': { type: 'string' }, delta: { type: 'string' }, batch: { type: 'string' }, seq: { type: 'string' } },
+    options: {
+      json: { type: 'boolean', default: false },
+      task: { type: 'string' },
+      'num-labels': { type: 'string' },
+      delta: { type: 'string' },
+      batch: { type: 'string' },
+      seq: { type: 'string' },
+    },
     run: (v, pos) => inspect(pos[0], v),
   },
   doctor: {
@@ -72,15 +87,21 @@ Options:
     options: { json: { type: 'boolean', default: false } },
     async run(v) {
       const json = v.json === true;
-      const log = (s: string): void => { (json ? process.stderr : process.stdout).write(`${s}\n`); };
+      const log = (s: string): void => {
+        (json ? process.stderr : process.stdout).write(`${s}\n`);
+      };
       const report = await doctor((r) => {
         const ok = passed(r);
-        log(`  ${ok ? 'ok  ' : 'FAIL'} ${r.device.padEnd(4)} ${r.label.padEnd(52)} f32 ${r.err32.toExponential(1)}${r.err64 !== undefined ? `  f64 ${r.err64.toExponential(1)}` : ''}${r.error ? `  ${r.error}` : ''}`);
+        log(
+          `  ${ok ? 'ok  ' : 'FAIL'} ${r.device.padEnd(4)} ${r.label.padEnd(52)} f32 ${r.err32.toExponential(1)}${r.err64 !== undefined ? `  f64 ${r.err64.toExponential(1)}` : ''}${r.error ? `  ${r.error}` : ''}`,
+        );
       });
       log(`onnxruntime ${report.ort} (node ${report.node}, ${report.platform})`);
       log(`providers: ${report.providers.join(', ')}`);
       log(`CUDA: ${report.cuda.usable ? 'usable' : `not used — ${report.cuda.reason}`}`);
-      log(`gradient rules: ${report.rules}, checked: ${report.checked}, failed: ${report.failed.length}, max relative error ${report.max_rel_err.toExponential(2)}`);
+      log(
+        `gradient rules: ${report.rules}, checked: ${report.checked}, failed: ${report.failed.length}, max relative error ${report.max_rel_err.toExponential(2)}`,
+      );
       for (const f of report.failed) log(`  failed: ${f}`);
       if (json) process.stdout.write(`${JSON.stringify(report)}\n`);
       return report.failed.length ? 1 : 0;
@@ -98,7 +119,11 @@ Options:
   --device D       auto (CUDA when it loads, else CPU, saying why), cpu or cuda (default auto)
   --workspace DIR  where datasets and runs go (default: a new temporary folder)
   --json           one JSON object as the last line of stdout: { workspace, dataset, device, runs: [...], plugin }`,
-    options: { device: { type: 'string', default: 'auto' }, workspace: { type: 'string' }, json: { type: 'boolean', default: false } },
+    options: {
+      device: { type: 'string', default: 'auto' },
+      workspace: { type: 'string' },
+      json: { type: 'boolean', default: false },
+    },
     run: (v) => demo(v),
   },
   train: {
@@ -128,9 +153,40 @@ Options:
   --json               one JSON object as the last line: { run_id, run_dir, workspace, status, steps, metrics, best,
                        delta, plugin: {name, version, file, sha256}, tokens_per_sec, device }`,
     options: Object.fromEntries([
-      ...['model', 'data', 'validation', 'task', 'text', 'text-pair', 'label', 'prompt', 'completion', 'source', 'target', 'method', 'r', 'alpha', 'delta',
-        'epochs', 'max-steps', 'batch-size', 'accumulation', 'lr', 'schedule', 'warmup', 'max-length', 'seed', 'device', 'eval-every', 'checkpoint-every', 'workspace', 'precision', 'plugin', 'dataset-name', 'name']
-        .map((k) => [k, { type: 'string' as const }]),
+      ...[
+        'model',
+        'data',
+        'validation',
+        'task',
+        'text',
+        'text-pair',
+        'label',
+        'prompt',
+        'completion',
+        'source',
+        'target',
+        'method',
+        'r',
+        'alpha',
+        'delta',
+        'epochs',
+        'max-steps',
+        'batch-size',
+        'accumulation',
+        'lr',
+        'schedule',
+        'warmup',
+        'max-length',
+        'seed',
+        'device',
+        'eval-every',
+        'checkpoint-every',
+        'workspace',
+        'precision',
+        'plugin',
+        'dataset-name',
+        'name',
+      ].map((k) => [k, { type: 'string' as const }]),
       ['json', { type: 'boolean' as const, default: false }],
       ['copy-model', { type: 'boolean' as const, default: false }],
     ]),
@@ -142,7 +198,11 @@ Options:
 Evaluates a run's saved delta (or its best one) on a split of the run's dataset: loss and accuracy, macro-F1 and
 MCC (classification), Pearson, Spearman and MSE (regression), or perplexity (language models).`,
     positionals: true,
-    options: { split: { type: 'string' }, best: { type: 'boolean', default: false }, json: { type: 'boolean', default: false } },
+    options: {
+      split: { type: 'string' },
+      best: { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+    },
     run: (v, pos) => evalCommand(pos[0], v),
   },
   predict: {
@@ -162,10 +222,24 @@ Options:
   --max-new-tokens N   language models (default 32)
   --device auto|cpu|cuda, --force, --workspace DIR, --json`,
     positionals: true,
-    options: { text: { type: 'string' }, 'text-pair': { type: 'string' }, 'max-new-tokens': { type: 'string' }, best: { type: 'boolean', default: false }, json: { type: 'boolean', default: false },
-      plugin: { type: 'string', multiple: true }, model: { type: 'string' }, device: { type: 'string' }, workspace: { type: 'string' }, force: { type: 'boolean', default: false }, 'compare-base': { type: 'boolean', default: false } },
+    options: {
+      text: { type: 'string' },
+      'text-pair': { type: 'string' },
+      'max-new-tokens': { type: 'string' },
+      best: { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+      plugin: { type: 'string', multiple: true },
+      model: { type: 'string' },
+      device: { type: 'string' },
+      workspace: { type: 'string' },
+      force: { type: 'boolean', default: false },
+      'compare-base': { type: 'boolean', default: false },
+    },
     // --plugin is repeatable: parseArgs gives it as a list.
-    run: (v, pos) => (v.plugin ? predictWithPlugins(v as Record<string, string | boolean | string[] | undefined>) : predictCommand(pos[0], v)),
+    run: (v, pos) =>
+      v.plugin
+        ? predictWithPlugins(v as Record<string, string | boolean | string[] | undefined>)
+        : predictCommand(pos[0], v),
   },
   workspace: {
     help: `Usage: delta-studio workspace init [DIR] [--json]
@@ -178,7 +252,11 @@ interrupted), and leftovers of interrupted writes: temp files and orphans (files
 --repair deletes temp files and moves orphans to lost+found/; damage it cannot repair is reported. Exit status 1 when
 errors remain. DIR defaults to --workspace, $DELTA_STUDIO_WORKSPACE, or ./delta-studio-workspace.`,
     positionals: true,
-    options: { json: { type: 'boolean', default: false }, repair: { type: 'boolean', default: false }, workspace: { type: 'string' } },
+    options: {
+      json: { type: 'boolean', default: false },
+      repair: { type: 'boolean', default: false },
+      workspace: { type: 'string' },
+    },
     run: async (v, pos) => workspaceCommand(pos, v),
   },
   runs: {
@@ -205,7 +283,13 @@ and a trained head, with its method, config, task, labels, base-model fingerprin
 versions: "latest" (always the newest), "best" (best evaluation metric), and your own. A version is named
 "name@3", "name@best" or just "name" (the latest).`,
     positionals: true,
-    options: { json: { type: 'boolean', default: false }, workspace: { type: 'string' }, remove: { type: 'string' }, delete: { type: 'boolean', default: false }, name: { type: 'string' } },
+    options: {
+      json: { type: 'boolean', default: false },
+      workspace: { type: 'string' },
+      remove: { type: 'string' },
+      delete: { type: 'boolean', default: false },
+      name: { type: 'string' },
+    },
     run: async (v, pos) => pluginsCommand(pos, v),
   },
   export: {
@@ -226,7 +310,10 @@ Options:
   --force           export onto a base model other than the one the plugin was trained on
   --workspace DIR, --json`,
     positionals: true,
-    options: Object.fromEntries([...['format', 'out', 'name', 'model', 'mode', 'dtype', 'workspace'].map((k) => [k, { type: 'string' as const }]), ...['json', 'overwrite', 'force'].map((k) => [k, { type: 'boolean' as const, default: false }])]),
+    options: Object.fromEntries([
+      ...['format', 'out', 'name', 'model', 'mode', 'dtype', 'workspace'].map((k) => [k, { type: 'string' as const }]),
+      ...['json', 'overwrite', 'force'].map((k) => [k, { type: 'boolean' as const, default: false }]),
+    ]),
     run: async (v, pos) => exportCommand(pos, v),
   },
   'import-peft': {
@@ -236,7 +323,14 @@ Reads a PEFT adapter folder (adapter_config.json + adapter_model.safetensors; Lo
 tuning) and registers it as a plugin version on that base model. adapter_model.bin is refused: it is a pickle and
 loading it can run code.`,
     positionals: true,
-    options: { model: { type: 'string' }, name: { type: 'string' }, task: { type: 'string' }, labels: { type: 'string' }, workspace: { type: 'string' }, json: { type: 'boolean', default: false } },
+    options: {
+      model: { type: 'string' },
+      name: { type: 'string' },
+      task: { type: 'string' },
+      labels: { type: 'string' },
+      workspace: { type: 'string' },
+      json: { type: 'boolean', default: false },
+    },
     run: async (v, pos) => importPeftCommand(pos, v),
   },
   serve: {
@@ -255,7 +349,14 @@ Options:
   --allow DIR       a folder the UI may import models and data from or export to; repeatable
   --token T         the access token (default: 32 random bytes, hex; at least 16 characters)
   --json            print {"url", "token", "port"} as one JSON line`,
-    options: { workspace: { type: 'string' }, host: { type: 'string' }, port: { type: 'string' }, allow: { type: 'string', multiple: true }, token: { type: 'string' }, json: { type: 'boolean', default: false } },
+    options: {
+      workspace: { type: 'string' },
+      host: { type: 'string' },
+      port: { type: 'string' },
+      allow: { type: 'string', multiple: true },
+      token: { type: 'string' },
+      json: { type: 'boolean', default: false },
+    },
     // --allow is repeatable: parseArgs gives it as a list.
     run: (v) => serveCommand(v as Record<string, string | boolean | string[] | undefined>),
   },
@@ -266,7 +367,11 @@ Says whether this machine can train on an NVIDIA GPU: the GPU and its driver, th
 (present next to its core library? does a CUDA session load?), and what is missing. With --install: downloads the
 pinned provider (onnxruntime 1.29.0, CUDA 13, from the npm registry; sha256 and sha512 checked), unpacks it into the
 data folder (default: the app's, ~/.config/delta-studio) and copies it next to onnxruntime's core library.`,
-    options: { install: { type: 'boolean', default: false }, 'data-dir': { type: 'string' }, json: { type: 'boolean', default: false } },
+    options: {
+      install: { type: 'boolean', default: false },
+      'data-dir': { type: 'string' },
+      json: { type: 'boolean', default: false },
+    },
     run: (v) => gpuCommand(v),
   },
   resume: {
@@ -309,7 +414,9 @@ async function main(argv: string[]): Promise<number> {
 }
 
 main(process.argv.slice(2)).then(
-  (code) => { process.exitCode = code; },
+  (code) => {
+    process.exitCode = code;
+  },
   (e: Error) => {
     process.stderr.write(`delta-studio: ${e.message}\n`);
     process.exitCode = 1;

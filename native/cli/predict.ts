@@ -24,9 +24,15 @@ async function open(runDir: string | undefined, best: boolean) {
   if (!existsSync(runFile)) throw new Error(`${runDir}: no run.json (not a run folder)`);
   const run = JSON.parse(readFileSync(runFile, 'utf8')) as RunFile;
   const file = join(runDir, best ? 'best.safetensors' : 'delta.safetensors');
-  if (!existsSync(file)) throw new Error(`${file} is missing: the run has not saved ${best ? 'a best' : 'its'} delta yet`);
+  if (!existsSync(file))
+    throw new Error(`${file} is missing: the run has not saved ${best ? 'a best' : 'its'} delta yet`);
   const cfg = run.config;
-  const { model, applied } = loadWithDeltas(cfg.model, { task: cfg.task, numLabels: cfg.labels?.length, precision: cfg.precision }, cfg.deltas, cfg.seed);
+  const { model, applied } = loadWithDeltas(
+    cfg.model,
+    { task: cfg.task, numLabels: cfg.labels?.length, precision: cfg.precision },
+    cfg.deltas,
+    cfg.seed,
+  );
   const h = readSafetensorsHeader(file);
   const params: Record<string, HostTensor> = {};
   for (const p of applied.params) {
@@ -40,32 +46,53 @@ async function open(runDir: string | undefined, best: boolean) {
   return { run, model, params, collate, session, applied, tok };
 }
 
-export async function evalCommand(runDir: string | undefined, v: Record<string, string | boolean | undefined>): Promise<number> {
+export async function evalCommand(
+  runDir: string | undefined,
+  v: Record<string, string | boolean | undefined>,
+): Promise<number> {
   const { run, model, params, collate, session } = await open(runDir, v.best === true);
   const split = (typeof v.split === 'string' ? v.split : 'validation') as 'train' | 'validation' | 'test';
-  if (!['train', 'validation', 'test'].includes(split)) throw new Error(`--split must be train, validation or test, got "${split}"`);
+  if (!['train', 'validation', 'test'].includes(split))
+    throw new Error(`--split must be train, validation or test, got "${split}"`);
   const rows = loadSplit(run.dataset.dir, split);
   if (rows.length === 0) throw new Error(`the run's dataset has no ${split} rows`);
   const metrics = await evaluateRows(model.task, model.loss, session, collate, rows, params, run.config.batchSize);
   await session.release();
   if (v.json) process.stdout.write(`${JSON.stringify({ run_id: run.id, split, rows: rows.length, metrics })}\n`);
-  else process.stdout.write(`${split} (${rows.length} rows): ${Object.entries(metrics).map(([k, x]) => `${k} ${x.toFixed(4)}`).join(', ')}\n`);
+  else
+    process.stdout.write(
+      `${split} (${rows.length} rows): ${Object.entries(metrics)
+        .map(([k, x]) => `${k} ${x.toFixed(4)}`)
+        .join(', ')}\n`,
+    );
   return 0;
 }
 
-export async function predictCommand(runDir: string | undefined, v: Record<string, string | boolean | undefined>): Promise<number> {
+export async function predictCommand(
+  runDir: string | undefined,
+  v: Record<string, string | boolean | undefined>,
+): Promise<number> {
   const { run, model, params, collate, session, applied, tok } = await open(runDir, v.best === true);
-  if (typeof v.text !== 'string' || !v.text) throw new Error('predict needs --text "…" (and --text-pair for a pair task)');
+  if (typeof v.text !== 'string' || !v.text)
+    throw new Error('predict needs --text "…" (and --text-pair for a pair task)');
   if (model.task === 'causal-lm' || model.task === 'seq2seq-lm') {
     await session.release();
     const gen = await Generator.open(model, tok, applied.trainable, run.config.device ?? 'auto');
-    const text = await gen.generate(v.text, params, v['max-new-tokens'] === undefined ? 32 : Number(v['max-new-tokens']));
+    const text = await gen.generate(
+      v.text,
+      params,
+      v['max-new-tokens'] === undefined ? 32 : Number(v['max-new-tokens']),
+    );
     await gen.release();
     if (v.json) process.stdout.write(`${JSON.stringify({ generated: text })}\n`);
     else process.stdout.write(`${text}\n`);
     return 0;
   }
-  const example = { text: v.text, ...(typeof v['text-pair'] === 'string' ? { text_pair: v['text-pair'] } : {}), label: model.task === 'classification' ? run.config.labels![0] : 0 };
+  const example = {
+    text: v.text,
+    ...(typeof v['text-pair'] === 'string' ? { text_pair: v['text-pair'] } : {}),
+    label: model.task === 'classification' ? run.config.labels![0] : 0,
+  };
   const out = await session.run({ ...collate.batch([example]), ...params });
   await session.release();
   const logits = Array.from(out.logits.data as Float32Array);
@@ -80,7 +107,12 @@ export async function predictCommand(runDir: string | undefined, v: Record<strin
   const probs = Object.fromEntries(run.config.labels!.map((l, i) => [l, e[i] / z]));
   const label = run.config.labels![logits.indexOf(max)];
   if (v.json) process.stdout.write(`${JSON.stringify({ label, probabilities: probs })}\n`);
-  else process.stdout.write(`${label}  (${Object.entries(probs).map(([l, p]) => `${l} ${(100 * p).toFixed(1)}%`).join(', ')})\n`);
+  else
+    process.stdout.write(
+      `${label}  (${Object.entries(probs)
+        .map(([l, p]) => `${l} ${(100 * p).toFixed(1)}%`)
+        .join(', ')})\n`,
+    );
   return 0;
 }
 
@@ -90,10 +122,14 @@ export async function predictCommand(runDir: string | undefined, v: Record<strin
  */
 export async function predictWithPlugins(v: Record<string, string | boolean | string[] | undefined>): Promise<number> {
   const refs = v.plugin as string[];
-  if (typeof v.text !== 'string' || !v.text) throw new Error('predict needs --text "…" (and --text-pair for a pair task)');
+  if (typeof v.text !== 'string' || !v.text)
+    throw new Error('predict needs --text "…" (and --text-pair for a pair task)');
   const isFile = (r: string): boolean => r.endsWith(PLUGIN_EXTENSION) && existsSync(r);
   // .delta files with --model need no workspace.
-  const ws = refs.every(isFile) && typeof v.model === 'string' ? undefined : Workspace.open(workspaceDir(v as Record<string, string | boolean | undefined>));
+  const ws =
+    refs.every(isFile) && typeof v.model === 'string'
+      ? undefined
+      : Workspace.open(workspaceDir(v as Record<string, string | boolean | undefined>));
   let session: PluginSession | undefined;
   try {
     const plugins = refs.map((r) => (isFile(r) ? { ...readPlugin(r), row: undefined } : ws!.loadPlugin(r)));
@@ -108,9 +144,20 @@ export async function predictWithPlugins(v: Record<string, string | boolean | st
     const input = { text: v.text, ...(typeof v['text-pair'] === 'string' ? { text_pair: v['text-pair'] } : {}) };
     const maxNewTokens = v['max-new-tokens'] === undefined ? 32 : Number(v['max-new-tokens']);
     const [withPlugins] = await session.predict([input], { maxNewTokens });
-    const base = v['compare-base'] === true ? (await session.predict([input], { base: true, maxNewTokens }))[0] : undefined;
-    const show = (p: Prediction): string => ('label' in p ? `${p.label}  (${Object.entries(p.probabilities).map(([l, x]) => `${l} ${(100 * x).toFixed(1)}%`).join(', ')})` : 'value' in p ? String(p.value) : p.generated);
-    if (v.json) process.stdout.write(`${JSON.stringify({ plugins: session.attached.map((a) => a.name), prediction: withPlugins, base: base ?? null })}\n`);
+    const base =
+      v['compare-base'] === true ? (await session.predict([input], { base: true, maxNewTokens }))[0] : undefined;
+    const show = (p: Prediction): string =>
+      'label' in p
+        ? `${p.label}  (${Object.entries(p.probabilities)
+            .map(([l, x]) => `${l} ${(100 * x).toFixed(1)}%`)
+            .join(', ')})`
+        : 'value' in p
+          ? String(p.value)
+          : p.generated;
+    if (v.json)
+      process.stdout.write(
+        `${JSON.stringify({ plugins: session.attached.map((a) => a.name), prediction: withPlugins, base: base ?? null })}\n`,
+      );
     else {
       process.stdout.write(`${session.attached.map((a) => a.name).join(' + ')}: ${show(withPlugins)}\n`);
       if (base) process.stdout.write(`base: ${show(base)}\n`);

@@ -13,7 +13,13 @@ import type { Task } from '../models/types.js';
 
 export type { RunFile } from '../store/track.js';
 
-const MODEL_TASK: Record<TaskKind, Task> = { classification: 'classification', 'pair-classification': 'classification', regression: 'regression', 'causal-lm': 'causal-lm', seq2seq: 'seq2seq-lm' };
+const MODEL_TASK: Record<TaskKind, Task> = {
+  classification: 'classification',
+  'pair-classification': 'classification',
+  regression: 'regression',
+  'causal-lm': 'causal-lm',
+  seq2seq: 'seq2seq-lm',
+};
 
 function int(v: unknown, name: string, dflt: number, min = 1): number {
   if (v === undefined) return dflt;
@@ -30,11 +36,23 @@ function num(v: unknown, name: string, dflt: number): number {
 }
 
 /** Imports a data file (and optional validation file) into the workspace, by content digest. */
-export async function importInto(workspace: string, file: string, task: TaskKind, columns: ColumnMapping, validation?: string, seed = 0): Promise<{ dir: string; version: DatasetVersion }> {
+export async function importInto(
+  workspace: string,
+  file: string,
+  task: TaskKind,
+  columns: ColumnMapping,
+  validation?: string,
+  seed = 0,
+): Promise<{ dir: string; version: DatasetVersion }> {
   const datasets = join(workspace, 'datasets');
   mkdirSync(datasets, { recursive: true });
   const tmp = join(datasets, `.import-${randomBytes(4).toString('hex')}`);
-  const version = await importDataset(file, tmp, { task, columns, split: { validation: validation ? 0 : 0.1, test: 0, seed }, files: validation ? { validation } : undefined });
+  const version = await importDataset(file, tmp, {
+    task,
+    columns,
+    split: { validation: validation ? 0 : 0.1, test: 0, seed },
+    files: validation ? { validation } : undefined,
+  });
   const dir = join(datasets, version.digest.slice(0, 16));
   if (existsSync(dir)) rmSync(tmp, { recursive: true, force: true });
   else renameSync(tmp, dir);
@@ -47,20 +65,34 @@ function progressPrinter(json: boolean, total: () => number): (e: TrainEvent) =>
   return (e) => {
     const out = json ? process.stderr : process.stdout;
     if (e.type === 'start') {
-      out.write(`device ${e.device}${e.fallbackReason ? ` (CUDA not used: ${e.fallbackReason})` : ''}; ${e.trainable.toLocaleString('en-US')} trainable parameters; ${e.totalSteps} steps${e.resumedFrom ? `; resumed from step ${e.resumedFrom}` : ''}\n`);
+      out.write(
+        `device ${e.device}${e.fallbackReason ? ` (CUDA not used: ${e.fallbackReason})` : ''}; ${e.trainable.toLocaleString('en-US')} trainable parameters; ${e.totalSteps} steps${e.resumedFrom ? `; resumed from step ${e.resumedFrom}` : ''}\n`,
+      );
     } else if (e.type === 'progress') {
       const pct = Math.min(1, e.step / total());
       const line = `step ${e.step}/${total()} ${'█'.repeat(Math.round(pct * 24)).padEnd(24, '·')} loss ${e.loss.toFixed(4)} lr ${e.lr.toExponential(2)} ${Math.round(e.tokensPerSec)} tok/s ETA ${Math.round(e.etaSeconds)}s`;
       if (tty) process.stderr.write(`\r${line}`);
-      else if (Date.now() - last > 2000 || e.step === total()) { out.write(`${line}\n`); last = Date.now(); }
+      else if (Date.now() - last > 2000 || e.step === total()) {
+        out.write(`${line}\n`);
+        last = Date.now();
+      }
     } else if (e.type === 'eval') {
       if (tty) process.stderr.write('\n');
-      out.write(`eval at step ${e.step}: ${Object.entries(e.metrics).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ')}\n`);
+      out.write(
+        `eval at step ${e.step}: ${Object.entries(e.metrics)
+          .map(([k, v]) => `${k} ${v.toFixed(4)}`)
+          .join(', ')}\n`,
+      );
     }
   };
 }
 
-export async function runJob(ws: Workspace, run: RunFile, runDir: string, json: boolean): Promise<{ result: TrainResult; plugin?: PluginVersionRow }> {
+export async function runJob(
+  ws: Workspace,
+  run: RunFile,
+  runDir: string,
+  json: boolean,
+): Promise<{ result: TrainResult; plugin?: PluginVersionRow }> {
   let total = 0;
   const show = progressPrinter(json, () => total);
   const { job, done } = trackRun(ws, run, (e) => {
@@ -69,7 +101,9 @@ export async function runJob(ws: Workspace, run: RunFile, runDir: string, json: 
   });
   // Ctrl-C stops after the current step and saves the delta; `resume` continues from the last checkpoint.
   const onInt = (): void => {
-    process.stderr.write(`\nstopping after this step (resume with: delta-studio resume ${run.id} --workspace ${ws.dir})\n`);
+    process.stderr.write(
+      `\nstopping after this step (resume with: delta-studio resume ${run.id} --workspace ${ws.dir})\n`,
+    );
     job.cancel();
   };
   process.once('SIGINT', onInt);
@@ -78,15 +112,39 @@ export async function runJob(ws: Workspace, run: RunFile, runDir: string, json: 
   return r;
 }
 
-export function report(ws: Workspace, run: RunFile, runDir: string, out: { result: TrainResult; plugin?: PluginVersionRow }, json: boolean): number {
+export function report(
+  ws: Workspace,
+  run: RunFile,
+  runDir: string,
+  out: { result: TrainResult; plugin?: PluginVersionRow },
+  json: boolean,
+): number {
   const r = out.result;
   const p = out.plugin;
-  const summary = { run_id: run.id, run_dir: runDir, workspace: ws.dir, status: r.status, steps: r.steps, metrics: r.metrics, best: r.best ?? null, delta: r.deltaFile, plugin: p ? { name: p.plugin, version: p.version, file: ws.path(p.file), sha256: p.sha256 } : null, tokens_per_sec: r.tokensPerSec, device: r.device, reason: r.reason ?? null };
+  const summary = {
+    run_id: run.id,
+    run_dir: runDir,
+    workspace: ws.dir,
+    status: r.status,
+    steps: r.steps,
+    metrics: r.metrics,
+    best: r.best ?? null,
+    delta: r.deltaFile,
+    plugin: p ? { name: p.plugin, version: p.version, file: ws.path(p.file), sha256: p.sha256 } : null,
+    tokens_per_sec: r.tokensPerSec,
+    device: r.device,
+    reason: r.reason ?? null,
+  };
   if (json) process.stdout.write(`${JSON.stringify(summary)}\n`);
   else {
-    process.stdout.write(`run ${run.id} ${r.status} after ${r.steps} steps; ${Object.entries(r.metrics).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ')}\n`);
+    process.stdout.write(
+      `run ${run.id} ${r.status} after ${r.steps} steps; ${Object.entries(r.metrics)
+        .map(([k, v]) => `${k} ${v.toFixed(4)}`)
+        .join(', ')}\n`,
+    );
     if (p) process.stdout.write(`plugin ${p.plugin} v${p.version} saved to ${ws.path(p.file)}\n`);
-    else if (r.status === 'cancelled') process.stdout.write(`resume with: delta-studio resume ${run.id} --workspace ${ws.dir}\n`);
+    else if (r.status === 'cancelled')
+      process.stdout.write(`resume with: delta-studio resume ${run.id} --workspace ${ws.dir}\n`);
   }
   return r.status === 'diverged' ? 1 : 0;
 }
@@ -95,7 +153,8 @@ export async function trainCommand(v: Record<string, string | boolean | undefine
   if (typeof v.model !== 'string') throw new Error('train needs --model <model-dir>');
   if (typeof v.data !== 'string') throw new Error('train needs --data <file> (csv, tsv, jsonl or json)');
   const task = (v.task ?? 'classification') as TaskKind;
-  if (!(task in MODEL_TASK)) throw new Error(`--task must be one of ${Object.keys(MODEL_TASK).join(', ')}, got "${task}"`);
+  if (!(task in MODEL_TASK))
+    throw new Error(`--task must be one of ${Object.keys(MODEL_TASK).join(', ')}, got "${task}"`);
   const json = v.json === true;
   const workspace = resolve(typeof v.workspace === 'string' ? v.workspace : 'delta-studio-workspace');
   const columns: ColumnMapping = {};
@@ -116,32 +175,67 @@ export async function trainCommand(v: Record<string, string | boolean | undefine
   const ws = Workspace.init(workspace);
   const model = ws.addModel(v.model, { copy: v['copy-model'] === true });
   const modelDir = ws.modelPath(model);
-  const { dir, version } = await importInto(workspace, v.data, task, columns, typeof v.validation === 'string' ? v.validation : undefined, seed);
-  const datasetName = typeof v['dataset-name'] === 'string' ? v['dataset-name'] : safeName(basename(v.data, extname(v.data)));
+  const { dir, version } = await importInto(
+    workspace,
+    v.data,
+    task,
+    columns,
+    typeof v.validation === 'string' ? v.validation : undefined,
+    seed,
+  );
+  const datasetName =
+    typeof v['dataset-name'] === 'string' ? v['dataset-name'] : safeName(basename(v.data, extname(v.data)));
   const { versionId } = ws.addDatasetVersion(datasetName, relative(workspace, dir), version);
   const id = Workspace.newRunId();
   const runDir = join(workspace, 'runs', id);
   mkdirSync(runDir, { recursive: true });
   const config: TrainConfig = {
-    model: modelDir, task: MODEL_TASK[task], labels: version.labels, deltas,
-    epochs: int(v.epochs, 'epochs', 3), maxSteps: v['max-steps'] === undefined ? undefined : int(v['max-steps'], 'max-steps', 0),
-    batchSize: int(v['batch-size'], 'batch-size', 16), accumulation: int(v.accumulation, 'accumulation', 1),
-    lr: num(v.lr, 'lr', 1e-3), schedule: (v.schedule as TrainConfig['schedule']) ?? 'linear', warmup: num(v.warmup, 'warmup', 0.06),
-    maxLength: int(v['max-length'], 'max-length', 128), seed, device: (v.device as TrainConfig['device']) ?? 'auto',
+    model: modelDir,
+    task: MODEL_TASK[task],
+    labels: version.labels,
+    deltas,
+    epochs: int(v.epochs, 'epochs', 3),
+    maxSteps: v['max-steps'] === undefined ? undefined : int(v['max-steps'], 'max-steps', 0),
+    batchSize: int(v['batch-size'], 'batch-size', 16),
+    accumulation: int(v.accumulation, 'accumulation', 1),
+    lr: num(v.lr, 'lr', 1e-3),
+    schedule: (v.schedule as TrainConfig['schedule']) ?? 'linear',
+    warmup: num(v.warmup, 'warmup', 0.06),
+    maxLength: int(v['max-length'], 'max-length', 128),
+    seed,
+    device: (v.device as TrainConfig['device']) ?? 'auto',
     precision: v.precision === 'fp16' || v.precision === 'float16' ? 'float16' : 'float32',
     evalEvery: v['eval-every'] === undefined ? undefined : int(v['eval-every'], 'eval-every', 1),
-    checkpointEvery: int(v['checkpoint-every'], 'checkpoint-every', 50), runDir,
+    checkpointEvery: int(v['checkpoint-every'], 'checkpoint-every', 50),
+    runDir,
   };
-  if (!['linear', 'cosine', 'constant'].includes(config.schedule!)) throw new Error(`--schedule must be linear, cosine or constant, got "${config.schedule}"`);
-  if (v.precision !== undefined && !['fp16', 'float16', 'fp32', 'float32'].includes(String(v.precision))) throw new Error(`--precision must be fp32 or fp16, got "${v.precision}"`);
-  if (!['auto', 'cpu', 'cuda'].includes(config.device!)) throw new Error(`--device must be auto, cpu or cuda, got "${config.device}"`);
+  if (!['linear', 'cosine', 'constant'].includes(config.schedule!))
+    throw new Error(`--schedule must be linear, cosine or constant, got "${config.schedule}"`);
+  if (v.precision !== undefined && !['fp16', 'float16', 'fp32', 'float32'].includes(String(v.precision)))
+    throw new Error(`--precision must be fp32 or fp16, got "${v.precision}"`);
+  if (!['auto', 'cpu', 'cuda'].includes(config.device!))
+    throw new Error(`--device must be auto, cpu or cuda, got "${config.device}"`);
   const methodName = deltas.map((d) => d.method).join('+');
   const pluginName = typeof v.plugin === 'string' ? v.plugin : safeName(`${datasetName}-${methodName}`);
-  if (pluginName !== safeName(pluginName)) throw new Error(`--plugin "${pluginName}" must hold only letters, digits, ".", "-" and "_" (for example "${safeName(pluginName)}")`);
+  if (pluginName !== safeName(pluginName))
+    throw new Error(
+      `--plugin "${pluginName}" must hold only letters, digits, ".", "-" and "_" (for example "${safeName(pluginName)}")`,
+    );
   const run: RunFile = { id, dataset: { dir, digest: version.digest, task }, config, plugin: pluginName };
   writeRunFile(runDir, run);
-  ws.createRun({ id, name: typeof v.name === 'string' ? v.name : undefined, config, method: methodName, modelId: model.id, datasetVersionId: versionId, dir: relative(workspace, runDir), totalParams: model.params ?? undefined });
-  (json ? process.stderr : process.stdout).write(`dataset ${datasetName} ${version.digest.slice(0, 16)}: ${version.rows.train} train, ${version.rows.validation} validation rows${version.labels ? `; labels ${version.labels.join(', ')}` : ''}\nrun ${id} in ${runDir}\n`);
+  ws.createRun({
+    id,
+    name: typeof v.name === 'string' ? v.name : undefined,
+    config,
+    method: methodName,
+    modelId: model.id,
+    datasetVersionId: versionId,
+    dir: relative(workspace, runDir),
+    totalParams: model.params ?? undefined,
+  });
+  (json ? process.stderr : process.stdout).write(
+    `dataset ${datasetName} ${version.digest.slice(0, 16)}: ${version.rows.train} train, ${version.rows.validation} validation rows${version.labels ? `; labels ${version.labels.join(', ')}` : ''}\nrun ${id} in ${runDir}\n`,
+  );
   try {
     return report(ws, run, runDir, await runJob(ws, run, runDir, json), json);
   } finally {
@@ -161,12 +255,18 @@ export function findRun(arg: string, workspace: string | undefined): { ws: Works
   return { ws, run: JSON.parse(readFileSync(file, 'utf8')) as RunFile, runDir };
 }
 
-export async function resumeCommand(arg: string | undefined, v: Record<string, string | boolean | undefined>): Promise<number> {
+export async function resumeCommand(
+  arg: string | undefined,
+  v: Record<string, string | boolean | undefined>,
+): Promise<number> {
   if (!arg) throw new Error('resume needs the run: delta-studio resume <run-id> [--workspace DIR] (or the run folder)');
   const { ws, run, runDir } = findRun(arg, typeof v.workspace === 'string' ? v.workspace : undefined);
   try {
     const row = ws.getRun(run.id);
-    if (row.status === 'finished') throw new Error(`run ${run.id} has already finished (plugin ${run.plugin ?? ''}); start a new run to train again`);
+    if (row.status === 'finished')
+      throw new Error(
+        `run ${run.id} has already finished (plugin ${run.plugin ?? ''}); start a new run to train again`,
+      );
     return report(ws, run, runDir, await runJob(ws, run, runDir, v.json === true), v.json === true);
   } finally {
     ws.close();

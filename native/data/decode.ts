@@ -29,9 +29,13 @@ export function firstInvalidUtf8(bytes: Uint8Array, final: boolean): number {
     const b = bytes[i];
     const n = seqLength(b);
     if (n === 0) return i;
-    if (n === 1) { i++; continue; }
+    if (n === 1) {
+      i++;
+      continue;
+    }
     // Second-byte ranges that exclude overlong forms, surrogates and code points past U+10FFFF.
-    let lo = 0x80, hi = 0xbf;
+    let lo = 0x80,
+      hi = 0xbf;
     if (b === 0xe0) lo = 0xa0;
     else if (b === 0xed) hi = 0x9f;
     else if (b === 0xf0) lo = 0x90;
@@ -69,7 +73,12 @@ const hex = (b: number): string => `0x${b.toString(16).toUpperCase().padStart(2,
  * A UTF-8 or UTF-16 BOM is dropped. Refuses to read past `maxBytes` (the file may grow after it was measured).
  * `result` is filled in when the generator finishes.
  */
-export async function* decodeFile(file: string, encoding: TextEncoding | undefined, maxBytes: number, result: DecodeResult): AsyncGenerator<string> {
+export async function* decodeFile(
+  file: string,
+  encoding: TextEncoding | undefined,
+  maxBytes: number,
+  result: DecodeResult,
+): AsyncGenerator<string> {
   const hash = createHash('sha256');
   const stream = createReadStream(file, { highWaterMark: 1 << 16 });
   let enc: TextEncoding | undefined = encoding;
@@ -81,9 +90,13 @@ export async function* decodeFile(file: string, encoding: TextEncoding | undefin
     const at = Math.max(0, firstInvalidUtf8(bytes, final));
     const offset = bytesBefore - pending.length + at;
     const line = lines + countNewlines(bytes, at) + 1;
-    const cutOff = final && at < bytes.length && seqLength(bytes[at]) > 1 && firstInvalidUtf8(bytes.subarray(at), false) === -1;
+    const cutOff =
+      final && at < bytes.length && seqLength(bytes[at]) > 1 && firstInvalidUtf8(bytes.subarray(at), false) === -1;
     const what = cutOff || at >= bytes.length ? 'a character cut off by the end of the file' : `byte ${hex(bytes[at])}`;
-    const bom = bytesBefore === 0 && bytes[0] === 0xfe && bytes[1] === 0xff ? ' (it starts with the UTF-16 BE byte order mark: save it as UTF-8)' : '';
+    const bom =
+      bytesBefore === 0 && bytes[0] === 0xfe && bytes[1] === 0xff
+        ? ' (it starts with the UTF-16 BE byte order mark: save it as UTF-8)'
+        : '';
     return new DatasetError(
       'bad-encoding',
       `${file}: not valid UTF-8 at byte ${offset} (line ${line}): ${what}${bom}. ` +
@@ -95,7 +108,11 @@ export async function* decodeFile(file: string, encoding: TextEncoding | undefin
     for await (const raw of stream) {
       const chunk = raw as Buffer;
       if (bytesBefore + chunk.length > maxBytes) {
-        throw new DatasetError('too-large', `${file}: more than ${maxBytes} bytes (maxBytes) while reading; the file grew after it was measured`, { file });
+        throw new DatasetError(
+          'too-large',
+          `${file}: more than ${maxBytes} bytes (maxBytes) while reading; the file grew after it was measured`,
+          { file },
+        );
       }
       hash.update(chunk);
       if (enc === undefined) enc = chunk[0] === 0xff && chunk[1] === 0xfe ? 'utf-16le' : 'utf-8';
@@ -107,7 +124,12 @@ export async function* decodeFile(file: string, encoding: TextEncoding | undefin
         try {
           text = decoder.decode(chunk, { stream: true });
         } catch (e) {
-          throw new DatasetError('bad-encoding', `${file}: not valid UTF-16 LE near byte ${bytesBefore} (a lone surrogate): is the encoding right?`, { file }, { cause: e });
+          throw new DatasetError(
+            'bad-encoding',
+            `${file}: not valid UTF-16 LE near byte ${bytesBefore} (a lone surrogate): is the encoding right?`,
+            { file },
+            { cause: e },
+          );
         }
       } else {
         decoder ??= new TextDecoder('utf-8', { fatal: true });
@@ -135,7 +157,13 @@ export async function* decodeFile(file: string, encoding: TextEncoding | undefin
       try {
         text = decoder.decode();
       } catch (e) {
-        if (enc === 'utf-16le') throw new DatasetError('bad-encoding', `${file}: not valid UTF-16 LE: it ends in the middle of a character (odd length or a cut surrogate pair)`, { file }, { cause: e });
+        if (enc === 'utf-16le')
+          throw new DatasetError(
+            'bad-encoding',
+            `${file}: not valid UTF-16 LE: it ends in the middle of a character (odd length or a cut surrogate pair)`,
+            { file },
+            { cause: e },
+          );
         throw invalid(pending, true);
       }
       if (text.length > 0) yield text;

@@ -9,15 +9,37 @@
 // A row's split is a pure function of (seed, sha256 of the row), so the same data and seed give the same split,
 // adding rows moves no other row, and equal rows always share a split (no duplicate leaks from train to test).
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeSync,
+} from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { writeFileAtomic } from '../files/atomic.js';
 import { formatOf, readRows, type RawRow, type ReadContext } from './readers.js';
 import { DATASET_FILE, readDatasetVersion, splitFile } from './store.js';
 import {
-  DatasetError, ROLES, SPLITS,
-  type ColumnMapping, type DataFormat, type DatasetStats, type DatasetVersion, type Example, type FieldStats,
-  type ImportOptions, type Role, type SplitName, type TaskKind, type TextEncoding,
+  DatasetError,
+  ROLES,
+  SPLITS,
+  type ColumnMapping,
+  type DataFormat,
+  type DatasetStats,
+  type DatasetVersion,
+  type Example,
+  type FieldStats,
+  type ImportOptions,
+  type Role,
+  type SplitName,
+  type TaskKind,
+  type TextEncoding,
 } from './types.js';
 
 export const DEFAULT_MAX_BYTES = 1024 ** 3;
@@ -27,7 +49,11 @@ export const MAX_LABELS = 10_000;
 /** Column names tried, in order, for each field when the mapping does not name one (exact, then ignoring case). */
 export const DEFAULT_COLUMNS: Record<TaskKind, Partial<Record<Role, string[]>>> = {
   classification: { text: ['text', 'sentence'], label: ['label'] },
-  'pair-classification': { text: ['text', 'sentence1', 'premise'], text_pair: ['text_pair', 'sentence2', 'hypothesis'], label: ['label'] },
+  'pair-classification': {
+    text: ['text', 'sentence1', 'premise'],
+    text_pair: ['text_pair', 'sentence2', 'hypothesis'],
+    label: ['label'],
+  },
   regression: { text: ['text', 'sentence'], label: ['label', 'score'] },
   'causal-lm': { prompt: ['prompt'], completion: ['completion'], text: ['text'] },
   seq2seq: { source: ['source'], target: ['target'] },
@@ -59,44 +85,84 @@ interface Options {
 }
 
 function checkOptions(opts: ImportOptions): Options {
-  if (opts === null || typeof opts !== 'object') throw new DatasetError('bad-options', 'importDataset: options are required ({ task: … })');
-  if (!TASKS.includes(opts.task)) throw new DatasetError('bad-options', `unknown task "${String(opts.task)}" (expected ${TASKS.join(', ')})`);
-  if (opts.encoding !== undefined && !ENCODINGS.includes(opts.encoding)) throw new DatasetError('bad-options', `unknown encoding "${String(opts.encoding)}" (expected ${ENCODINGS.join(', ')})`);
+  if (opts === null || typeof opts !== 'object')
+    throw new DatasetError('bad-options', 'importDataset: options are required ({ task: … })');
+  if (!TASKS.includes(opts.task))
+    throw new DatasetError('bad-options', `unknown task "${String(opts.task)}" (expected ${TASKS.join(', ')})`);
+  if (opts.encoding !== undefined && !ENCODINGS.includes(opts.encoding))
+    throw new DatasetError(
+      'bad-options',
+      `unknown encoding "${String(opts.encoding)}" (expected ${ENCODINGS.join(', ')})`,
+    );
   const maxBytes = opts.maxBytes ?? DEFAULT_MAX_BYTES;
-  if (!(Number.isFinite(maxBytes) && maxBytes > 0)) throw new DatasetError('bad-options', `maxBytes must be a positive number, got ${String(opts.maxBytes)}`);
+  if (!(Number.isFinite(maxBytes) && maxBytes > 0))
+    throw new DatasetError('bad-options', `maxBytes must be a positive number, got ${String(opts.maxBytes)}`);
   const files = { ...(opts.files ?? {}) };
   for (const k of ['validation', 'test'] as const) {
-    if (files[k] !== undefined && (typeof files[k] !== 'string' || files[k] === '')) throw new DatasetError('bad-options', `files.${k} must be a file path`);
+    if (files[k] !== undefined && (typeof files[k] !== 'string' || files[k] === ''))
+      throw new DatasetError('bad-options', `files.${k} must be a file path`);
     if (files[k] !== undefined) files[k] = resolve(files[k]);
   }
   const frac = (k: 'validation' | 'test', dflt: number): number => {
     if (files[k] !== undefined) return 0; // given as a file: not carved out of the input
     const v = opts.split?.[k] ?? dflt;
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || v >= 1) throw new DatasetError('bad-options', `split.${k} must be a fraction in [0, 1), got ${String(v)}`);
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || v >= 1)
+      throw new DatasetError('bad-options', `split.${k} must be a fraction in [0, 1), got ${String(v)}`);
     return v;
   };
   const validation = frac('validation', 0.1);
   const test = frac('test', 0);
-  if (validation + test >= 1) throw new DatasetError('bad-options', `split.validation + split.test must be under 1 (got ${validation} + ${test}): nothing would be left to train on`);
+  if (validation + test >= 1)
+    throw new DatasetError(
+      'bad-options',
+      `split.validation + split.test must be under 1 (got ${validation} + ${test}): nothing would be left to train on`,
+    );
   const seed = opts.split?.seed ?? 0;
-  if (!Number.isSafeInteger(seed)) throw new DatasetError('bad-options', `split.seed must be an integer, got ${String(seed)}`);
+  if (!Number.isSafeInteger(seed))
+    throw new DatasetError('bad-options', `split.seed must be an integer, got ${String(seed)}`);
   const columns: ColumnMapping = {};
   const allowed = new Set(TASK_FIELDS[opts.task].flat());
   for (const [role, col] of Object.entries(opts.columns ?? {})) {
     if (col === undefined) continue;
-    if (!(ROLES as readonly string[]).includes(role)) throw new DatasetError('bad-options', `columns.${role}: unknown field (fields: ${ROLES.join(', ')})`);
-    if (!allowed.has(role as Role)) throw new DatasetError('bad-options', `columns.${role}: the ${opts.task} task has no ${role} field (it uses ${[...allowed].join(', ')})`);
-    if (typeof col !== 'string' || col === '') throw new DatasetError('bad-options', `columns.${role} must be a column name, got ${JSON.stringify(col)}`);
+    if (!(ROLES as readonly string[]).includes(role))
+      throw new DatasetError('bad-options', `columns.${role}: unknown field (fields: ${ROLES.join(', ')})`);
+    if (!allowed.has(role as Role))
+      throw new DatasetError(
+        'bad-options',
+        `columns.${role}: the ${opts.task} task has no ${role} field (it uses ${[...allowed].join(', ')})`,
+      );
+    if (typeof col !== 'string' || col === '')
+      throw new DatasetError('bad-options', `columns.${role} must be a column name, got ${JSON.stringify(col)}`);
     columns[role as Role] = col;
   }
-  return { task: opts.task, columns, format: opts.format, encoding: opts.encoding, validation, test, seed, files, maxBytes };
+  return {
+    task: opts.task,
+    columns,
+    format: opts.format,
+    encoding: opts.encoding,
+    validation,
+    test,
+    seed,
+    files,
+    maxBytes,
+  };
 }
 
 /** Which input column feeds each field: the user's mapping, else the task's defaults, checked against the header. */
-export function resolveColumns(task: TaskKind, user: ColumnMapping, header: string[], file: string, firstRow?: string): ColumnMapping {
-  const present = firstRow === undefined ? `columns present: ${quoted(header)}` : `keys of the first row (${firstRow}): ${quoted(header)}`;
+export function resolveColumns(
+  task: TaskKind,
+  user: ColumnMapping,
+  header: string[],
+  file: string,
+  firstRow?: string,
+): ColumnMapping {
+  const present =
+    firstRow === undefined
+      ? `columns present: ${quoted(header)}`
+      : `keys of the first row (${firstRow}): ${quoted(header)}`;
   const find = (names: string[]): string | undefined =>
-    names.find((n) => header.includes(n)) ?? names.map((n) => header.find((h) => h.toLowerCase() === n.toLowerCase())).find((h) => h !== undefined);
+    names.find((n) => header.includes(n)) ??
+    names.map((n) => header.find((h) => h.toLowerCase() === n.toLowerCase())).find((h) => h !== undefined);
   let fields: Role[];
   const shapes = TASK_FIELDS[task];
   if (shapes.length === 1) {
@@ -104,10 +170,22 @@ export function resolveColumns(task: TaskKind, user: ColumnMapping, header: stri
   } else {
     // causal-lm: prompt + completion, or text.
     const mapped = shapes.filter((s) => s.some((r) => user[r] !== undefined));
-    if (mapped.length > 1) throw new DatasetError('bad-options', `columns: map either ${shapes.map((s) => s.join(' + ')).join(' or ')}, not both`);
-    fields = mapped[0] ?? shapes.find((s) => s.every((r) => find(DEFAULT_COLUMNS[task][r] ?? []) !== undefined)) ?? shapes[0];
-    if (mapped.length === 0 && !shapes.some((s) => s.every((r) => find(DEFAULT_COLUMNS[task][r] ?? []) !== undefined))) {
-      throw new DatasetError('missing-column', `${file}: no columns for the ${task} task: it needs ${shapes.map((s) => quoted(s)).join(' or ')}; ${present}. Map them with columns: { prompt: '…', completion: '…' } or { text: '…' }`, { file });
+    if (mapped.length > 1)
+      throw new DatasetError(
+        'bad-options',
+        `columns: map either ${shapes.map((s) => s.join(' + ')).join(' or ')}, not both`,
+      );
+    fields =
+      mapped[0] ?? shapes.find((s) => s.every((r) => find(DEFAULT_COLUMNS[task][r] ?? []) !== undefined)) ?? shapes[0];
+    if (
+      mapped.length === 0 &&
+      !shapes.some((s) => s.every((r) => find(DEFAULT_COLUMNS[task][r] ?? []) !== undefined))
+    ) {
+      throw new DatasetError(
+        'missing-column',
+        `${file}: no columns for the ${task} task: it needs ${shapes.map((s) => quoted(s)).join(' or ')}; ${present}. Map them with columns: { prompt: '…', completion: '…' } or { text: '…' }`,
+        { file },
+      );
     }
   }
   const out: ColumnMapping = {};
@@ -116,14 +194,22 @@ export function resolveColumns(task: TaskKind, user: ColumnMapping, header: stri
     if (want !== undefined) {
       if (!header.includes(want)) {
         const near = header.find((h) => h.toLowerCase() === want.toLowerCase());
-        throw new DatasetError('missing-column', `${file}: column '${want}' (mapped to ${role}) is not in the file${near ? ` (did you mean '${near}'?)` : ''}; ${present}`, { file, column: want });
+        throw new DatasetError(
+          'missing-column',
+          `${file}: column '${want}' (mapped to ${role}) is not in the file${near ? ` (did you mean '${near}'?)` : ''}; ${present}`,
+          { file, column: want },
+        );
       }
       out[role] = want;
     } else {
       const names = DEFAULT_COLUMNS[task][role] ?? [];
       const got = find(names);
       if (got === undefined) {
-        throw new DatasetError('missing-column', `${file}: no column for ${role} (looked for ${quoted(names)}); ${present}. Map one with columns: { ${role}: '…' }`, { file, column: names[0] });
+        throw new DatasetError(
+          'missing-column',
+          `${file}: no column for ${role} (looked for ${quoted(names)}); ${present}. Map one with columns: { ${role}: '…' }`,
+          { file, column: names[0] },
+        );
       }
       out[role] = got;
     }
@@ -132,7 +218,11 @@ export function resolveColumns(task: TaskKind, user: ColumnMapping, header: stri
   for (const role of fields) {
     const col = out[role] as string;
     const other = used.get(col);
-    if (other !== undefined) throw new DatasetError('bad-options', `${file}: column '${col}' is mapped to both ${other} and ${role}`, { file, column: col });
+    if (other !== undefined)
+      throw new DatasetError('bad-options', `${file}: column '${col}' is mapped to both ${other} and ${role}`, {
+        file,
+        column: col,
+      });
     used.set(col, role);
   }
   return out;
@@ -153,10 +243,18 @@ function normalise(task: TaskKind, fields: Role[], mapping: ColumnMapping, file:
     const at = { file, line: row.line, item: row.item, column: col };
     const raw = row.get(col);
     if (raw === undefined || raw === null) {
-      throw new DatasetError('missing-value', `${where(file, row)}, column '${col}': missing value (every row needs ${role === 'label' ? 'a label' : `a ${role}`})`, at);
+      throw new DatasetError(
+        'missing-value',
+        `${where(file, row)}, column '${col}': missing value (every row needs ${role === 'label' ? 'a label' : `a ${role}`})`,
+        at,
+      );
     }
     if (typeof raw === 'object') {
-      throw new DatasetError('bad-row', `${where(file, row)}, column '${col}': expected ${role === 'label' && task === 'regression' ? 'a number' : 'a string'}, got ${Array.isArray(raw) ? 'an array' : 'an object'}`, at);
+      throw new DatasetError(
+        'bad-row',
+        `${where(file, row)}, column '${col}': expected ${role === 'label' && task === 'regression' ? 'a number' : 'a string'}, got ${Array.isArray(raw) ? 'an array' : 'an object'}`,
+        at,
+      );
     }
     if (role === 'label' && task === 'regression') {
       let n: number;
@@ -164,17 +262,30 @@ function normalise(task: TaskKind, fields: Role[], mapping: ColumnMapping, file:
       else if (typeof raw === 'string' && FLOAT.test(raw.trim())) n = Number(raw.trim());
       else n = NaN;
       if (typeof raw === 'string' && raw.trim() === '') {
-        throw new DatasetError('empty-value', `${where(file, row)}, column '${col}': empty value (a regression label must be a finite number)`, at);
+        throw new DatasetError(
+          'empty-value',
+          `${where(file, row)}, column '${col}': empty value (a regression label must be a finite number)`,
+          at,
+        );
       }
       if (!Number.isFinite(n)) {
-        throw new DatasetError('bad-number', `${where(file, row)}, column '${col}': ${JSON.stringify(raw)} is not a finite number (regression labels must be numbers such as 3, -0.5 or 1e-3)`, at);
+        throw new DatasetError(
+          'bad-number',
+          `${where(file, row)}, column '${col}': ${JSON.stringify(raw)} is not a finite number (regression labels must be numbers such as 3, -0.5 or 1e-3)`,
+          at,
+        );
       }
       ex.label = n === 0 ? 0 : n; // -0 and 0 are one label
       continue;
     }
     const s = role === 'label' ? String(raw).trim() : String(raw);
     if (s.trim() === '') {
-      const why = role === 'label' ? 'every row needs a label' : role === 'text_pair' ? 'a pair task needs both texts' : `the ${role} is required`;
+      const why =
+        role === 'label'
+          ? 'every row needs a label'
+          : role === 'text_pair'
+            ? 'a pair task needs both texts'
+            : `the ${role} is required`;
       throw new DatasetError('empty-value', `${where(file, row)}, column '${col}': empty value (${why})`, at);
     }
     ex[role] = s as never;
@@ -187,7 +298,9 @@ const rowHash = (json: string): Buffer => createHash('sha256').update(json).dige
 
 /** A uniform number in [0, 1) from (seed, row hash). */
 export function splitPoint(seed: number, rowDigest: Buffer): number {
-  return createHash('sha256').update(`delta-studio split ${seed}:`).update(rowDigest).digest().readUIntBE(0, 6) / 2 ** 48;
+  return (
+    createHash('sha256').update(`delta-studio split ${seed}:`).update(rowDigest).digest().readUIntBE(0, 6) / 2 ** 48
+  );
 }
 
 /** A growable Float64Array. */
@@ -243,7 +356,12 @@ class LineWriter {
     this.fd = -1;
   }
   abandon(): void {
-    if (this.fd >= 0) try { closeSync(this.fd); } catch { /* closed */ }
+    if (this.fd >= 0)
+      try {
+        closeSync(this.fd);
+      } catch {
+        /* closed */
+      }
     this.fd = -1;
   }
 }
@@ -251,8 +369,14 @@ class LineWriter {
 function fsyncDir(dir: string): void {
   try {
     const fd = openSync(dir, 'r');
-    try { fsyncSync(fd); } finally { closeSync(fd); }
-  } catch { /* some filesystems refuse fsync on directories */ }
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    /* some filesystems refuse fsync on directories */
+  }
 }
 
 function checkInputFile(file: string, maxBytes: number, role: string): number {
@@ -264,14 +388,22 @@ function checkInputFile(file: string, maxBytes: number, role: string): number {
   }
   if (!st.isFile()) throw new DatasetError('not-found', `${file}: ${role} file is not a file`, { file });
   if (st.size > maxBytes) {
-    throw new DatasetError('too-large', `${file}: ${st.size} bytes${human(st.size)} is over the limit of ${maxBytes} bytes${human(maxBytes)} (maxBytes); raise maxBytes to import it`, { file });
+    throw new DatasetError(
+      'too-large',
+      `${file}: ${st.size} bytes${human(st.size)} is over the limit of ${maxBytes} bytes${human(maxBytes)} (maxBytes); raise maxBytes to import it`,
+      { file },
+    );
   }
   return st.size;
 }
 
 /** " (1.5 MiB)" for sizes of a KiB and more, else nothing. */
 function human(n: number): string {
-  const units: [number, string][] = [[1024 ** 3, 'GiB'], [1024 ** 2, 'MiB'], [1024, 'KiB']];
+  const units: [number, string][] = [
+    [1024 ** 3, 'GiB'],
+    [1024 ** 2, 'MiB'],
+    [1024, 'KiB'],
+  ];
   const u = units.find(([size]) => n >= size);
   return u ? ` (${(n / u[0]).toFixed(1)} ${u[1]})` : '';
 }
@@ -296,7 +428,11 @@ class FieldAcc {
  * Imports `inputFile` (plus the split files of `opts.files`) into `destDir`, replacing what was there only when the
  * whole import succeeded. Returns the DatasetVersion written to destDir/dataset.json.
  */
-export async function importDataset(inputFile: string, destDir: string, options: ImportOptions): Promise<DatasetVersion> {
+export async function importDataset(
+  inputFile: string,
+  destDir: string,
+  options: ImportOptions,
+): Promise<DatasetVersion> {
   const opts = checkOptions(options);
   const dest = resolve(destDir);
   checkDestination(dest);
@@ -312,12 +448,19 @@ export async function importDataset(inputFile: string, destDir: string, options:
   removeStale(parent, `.${basename(dest)}.replaced-`);
   const tmp = join(parent, `.${basename(dest)}.importing-${process.pid}-${randomBytes(4).toString('hex')}`);
   mkdirSync(tmp);
-  const writers = Object.fromEntries(SPLITS.map((s) => [s, new LineWriter(splitFile(tmp, s))])) as Record<SplitName, LineWriter>;
+  const writers = Object.fromEntries(SPLITS.map((s) => [s, new LineWriter(splitFile(tmp, s))])) as Record<
+    SplitName,
+    LineWriter
+  >;
   try {
     const digest = createHash('sha256').update(`delta-studio dataset v1\ntask ${opts.task}\n`);
     const rows: Record<SplitName, number> = { train: 0, validation: 0, test: 0 };
     const fieldAcc = new Map<Role, FieldAcc>();
-    const labelCounts: Record<SplitName, Map<string, number>> = { train: new Map(), validation: new Map(), test: new Map() };
+    const labelCounts: Record<SplitName, Map<string, number>> = {
+      train: new Map(),
+      validation: new Map(),
+      test: new Map(),
+    };
     const unseen = new Map<string, { where: string; split: SplitName; file: string; line?: number; item?: number }>();
     const reg = { n: 0, mean: 0, m2: 0, min: Infinity, max: -Infinity };
     const rowKeys = new GrowFloat64(); // 53 bits of each row's hash: duplicates are counted at the end by sorting
@@ -329,7 +472,14 @@ export async function importDataset(inputFile: string, destDir: string, options:
 
     for (let f = 0; f < inputs.length; f++) {
       const input = inputs[f];
-      const ctx: ReadContext = { file: input.file, format: formats[f], encoding: opts.encoding, maxBytes: opts.maxBytes, result: { bytes: 0, sha256: '' }, skipped: 0 };
+      const ctx: ReadContext = {
+        file: input.file,
+        format: formats[f],
+        encoding: opts.encoding,
+        maxBytes: opts.maxBytes,
+        result: { bytes: 0, sha256: '' },
+        skipped: 0,
+      };
       for await (const ev of readRows(ctx)) {
         if (ev.kind === 'header') {
           if (mapping === undefined) {
@@ -339,7 +489,12 @@ export async function importDataset(inputFile: string, destDir: string, options:
             // Split files use the columns resolved on the input file.
             for (const role of fields) {
               const col = mapping[role] as string;
-              if (!ev.columns.includes(col)) throw new DatasetError('missing-column', `${input.file}: column '${col}' (${role}, as in ${inputs[0].file}) is not in the file; ${ev.firstRow === undefined ? 'columns present' : `keys of the first row (${ev.firstRow})`}: ${quoted(ev.columns)}`, { file: input.file, column: col });
+              if (!ev.columns.includes(col))
+                throw new DatasetError(
+                  'missing-column',
+                  `${input.file}: column '${col}' (${role}, as in ${inputs[0].file}) is not in the file; ${ev.firstRow === undefined ? 'columns present' : `keys of the first row (${ev.firstRow})`}: ${quoted(ev.columns)}`,
+                  { file: input.file, column: col },
+                );
             }
           }
           continue;
@@ -370,7 +525,11 @@ export async function importDataset(inputFile: string, destDir: string, options:
           counts.set(label, (counts.get(label) ?? 0) + 1);
           if (split === 'train') {
             if (counts.size > MAX_LABELS) {
-              throw new DatasetError('too-many-labels', `${input.file}: column '${mapping?.label}' has more than ${MAX_LABELS} distinct labels: is it the label column? (for numeric targets use the regression task)`, { file: input.file, column: mapping?.label });
+              throw new DatasetError(
+                'too-many-labels',
+                `${input.file}: column '${mapping?.label}' has more than ${MAX_LABELS} distinct labels: is it the label column? (for numeric targets use the regression task)`,
+                { file: input.file, column: mapping?.label },
+              );
             }
           } else if (!unseen.has(label)) {
             unseen.set(label, { where: where(input.file, ev), split, file: input.file, line: ev.line, item: ev.item });
@@ -390,7 +549,11 @@ export async function importDataset(inputFile: string, destDir: string, options:
     }
 
     if (rows.train === 0) {
-      throw new DatasetError('no-train-rows', `${inputs[0].file}: no rows went to train (${rows.validation} validation, ${rows.test} test): lower split.validation / split.test or add rows`, { file: inputs[0].file });
+      throw new DatasetError(
+        'no-train-rows',
+        `${inputs[0].file}: no rows went to train (${rows.validation} validation, ${rows.test} test): lower split.validation / split.test or add rows`,
+        { file: inputs[0].file },
+      );
     }
     let labels: string[] | undefined;
     if (classification) {
@@ -415,10 +578,20 @@ export async function importDataset(inputFile: string, destDir: string, options:
       skippedBlank: skipped,
     };
     if (classification) {
-      stats.labelCounts = Object.fromEntries(SPLITS.map((s) => [s, Object.fromEntries([...labelCounts[s]].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))])) as DatasetStats['labelCounts'];
+      stats.labelCounts = Object.fromEntries(
+        SPLITS.map((s) => [
+          s,
+          Object.fromEntries([...labelCounts[s]].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))),
+        ]),
+      ) as DatasetStats['labelCounts'];
     }
     if (opts.task === 'regression') {
-      stats.labelRange = { min: reg.min, max: reg.max, mean: reg.mean, std: reg.n > 1 ? Math.sqrt(reg.m2 / (reg.n - 1)) : 0 };
+      stats.labelRange = {
+        min: reg.min,
+        max: reg.max,
+        mean: reg.mean,
+        std: reg.n > 1 ? Math.sqrt(reg.m2 / (reg.n - 1)) : 0,
+      };
     }
     const version: DatasetVersion = {
       version: 1,
@@ -456,7 +629,10 @@ function checkDestination(dest: string): void {
   if (!statSync(dest).isDirectory()) throw new DatasetError('bad-options', `${dest}: exists and is not a folder`);
   const names = readdirSync(dest);
   if (names.length > 0 && !names.includes(DATASET_FILE)) {
-    throw new DatasetError('bad-options', `${dest}: the folder is not empty and holds no ${DATASET_FILE} (it is not an earlier import): choose a new or empty folder, so nothing of yours is replaced`);
+    throw new DatasetError(
+      'bad-options',
+      `${dest}: the folder is not empty and holds no ${DATASET_FILE} (it is not an earlier import): choose a new or empty folder, so nothing of yours is replaced`,
+    );
   }
 }
 
@@ -491,8 +667,11 @@ function swapInto(tmp: string, dest: string, digest: string): void {
     return;
   }
   try {
-    if (readDatasetVersion(dest).digest === digest && existsSync(join(dest, 'cache'))) renameSync(join(dest, 'cache'), join(tmp, 'cache'));
-  } catch { /* not a dataset folder, or no cache: nothing to keep */ }
+    if (readDatasetVersion(dest).digest === digest && existsSync(join(dest, 'cache')))
+      renameSync(join(dest, 'cache'), join(tmp, 'cache'));
+  } catch {
+    /* not a dataset folder, or no cache: nothing to keep */
+  }
   const old = join(parent, `.${basename(dest)}.replaced-${process.pid}-${randomBytes(4).toString('hex')}`);
   renameSync(dest, old);
   try {
@@ -502,5 +681,9 @@ function swapInto(tmp: string, dest: string, digest: string): void {
     throw e;
   }
   fsyncDir(parent);
-  try { rmSync(old, { recursive: true, force: true }); } catch { /* a leftover hidden folder; the import itself is done */ }
+  try {
+    rmSync(old, { recursive: true, force: true });
+  } catch {
+    /* a leftover hidden folder; the import itself is done */
+  }
 }

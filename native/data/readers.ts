@@ -27,27 +27,43 @@ export interface ReadContext {
   skipped: number;
 }
 
-const FORMAT_BY_EXT: Record<string, DataFormat> = { csv: 'csv', tsv: 'tsv', tab: 'tsv', jsonl: 'jsonl', ndjson: 'jsonl', json: 'json' };
+const FORMAT_BY_EXT: Record<string, DataFormat> = {
+  csv: 'csv',
+  tsv: 'tsv',
+  tab: 'tsv',
+  jsonl: 'jsonl',
+  ndjson: 'jsonl',
+  json: 'json',
+};
 
 export function formatOf(file: string, format?: DataFormat): DataFormat {
   if (format !== undefined) {
-    if (!['csv', 'tsv', 'jsonl', 'json'].includes(format)) throw new DatasetError('bad-options', `unknown format "${String(format)}" (expected csv, tsv, jsonl or json)`);
+    if (!['csv', 'tsv', 'jsonl', 'json'].includes(format))
+      throw new DatasetError('bad-options', `unknown format "${String(format)}" (expected csv, tsv, jsonl or json)`);
     return format;
   }
   const m = /\.([A-Za-z0-9]+)$/.exec(file);
   const found = m ? FORMAT_BY_EXT[m[1].toLowerCase()] : undefined;
   if (!found) {
-    throw new DatasetError('unknown-format', `${file}: cannot tell the format from the extension${m ? ` ".${m[1]}"` : ''} (known: .csv, .tsv, .tab, .jsonl, .ndjson, .json); pass format: 'csv' | 'tsv' | 'jsonl' | 'json'`, { file });
+    throw new DatasetError(
+      'unknown-format',
+      `${file}: cannot tell the format from the extension${m ? ` ".${m[1]}"` : ''} (known: .csv, .tsv, .tab, .jsonl, .ndjson, .json); pass format: 'csv' | 'tsv' | 'jsonl' | 'json'`,
+      { file },
+    );
   }
   return found;
 }
 
 export function readRows(ctx: ReadContext): AsyncGenerator<RawEvent> {
   switch (ctx.format) {
-    case 'csv': return readDelimited(ctx, ',');
-    case 'tsv': return readDelimited(ctx, '\t');
-    case 'jsonl': return readJsonl(ctx);
-    case 'json': return readJson(ctx);
+    case 'csv':
+      return readDelimited(ctx, ',');
+    case 'tsv':
+      return readDelimited(ctx, '\t');
+    case 'jsonl':
+      return readJsonl(ctx);
+    case 'json':
+      return readJson(ctx);
   }
 }
 
@@ -56,8 +72,18 @@ const list = (names: string[]): string => names.map((n) => `'${n}'`).join(', ');
 function checkHeader(file: string, columns: string[]): void {
   const seen = new Set<string>();
   columns.forEach((c, i) => {
-    if (c === '') throw new DatasetError('bad-header', `${file}: line 1: column ${i + 1} of the header has no name (header: ${list(columns)})`, { file, line: 1 });
-    if (seen.has(c)) throw new DatasetError('bad-header', `${file}: line 1: the header names column '${c}' twice (header: ${list(columns)})`, { file, line: 1, column: c });
+    if (c === '')
+      throw new DatasetError(
+        'bad-header',
+        `${file}: line 1: column ${i + 1} of the header has no name (header: ${list(columns)})`,
+        { file, line: 1 },
+      );
+    if (seen.has(c))
+      throw new DatasetError(
+        'bad-header',
+        `${file}: line 1: the header names column '${c}' twice (header: ${list(columns)})`,
+        { file, line: 1, column: c },
+      );
     seen.add(c);
   });
 }
@@ -110,29 +136,57 @@ async function* readDelimited(ctx: ReadContext, delimiter: string): AsyncGenerat
       }
       rows++;
       const idx = index as Map<string, number>;
-      yield { kind: 'row', line, get: (c) => { const i = idx.get(c); return i === undefined ? undefined : record[i]; } };
+      yield {
+        kind: 'row',
+        line,
+        get: (c) => {
+          const i = idx.get(c);
+          return i === undefined ? undefined : record[i];
+        },
+      };
     }
   } catch (e) {
     if (e instanceof CsvError) {
       const at = (e as unknown as { lines?: number }).lines;
       if (e.code === 'CSV_QUOTE_NOT_CLOSED') {
-        throw new DatasetError('csv-syntax', `${file}: line ${prevEnd + 1}: a quoted field opens here and is never closed (the file ends inside it); a quote inside a field is written ""`, { file, line: prevEnd + 1 }, { cause: e });
+        throw new DatasetError(
+          'csv-syntax',
+          `${file}: line ${prevEnd + 1}: a quoted field opens here and is never closed (the file ends inside it); a quote inside a field is written ""`,
+          { file, line: prevEnd + 1 },
+          { cause: e },
+        );
       }
-      throw new DatasetError('csv-syntax', `${file}: line ${at ?? prevEnd + 1}: ${e.message}`, { file, line: at ?? prevEnd + 1 }, { cause: e });
+      throw new DatasetError(
+        'csv-syntax',
+        `${file}: line ${at ?? prevEnd + 1}: ${e.message}`,
+        { file, line: at ?? prevEnd + 1 },
+        { cause: e },
+      );
     }
     throw e;
   } finally {
     source.destroy();
     parser.destroy();
   }
-  if (header === undefined) throw new DatasetError('empty-file', `${file}: the file is empty (no header, no rows)`, { file });
-  if (rows === 0) throw new DatasetError('header-only', `${file}: the file has a header (${list(header)}) but no rows`, { file });
+  if (header === undefined)
+    throw new DatasetError('empty-file', `${file}: the file is empty (no header, no rows)`, { file });
+  if (rows === 0)
+    throw new DatasetError('header-only', `${file}: the file has a header (${list(header)}) but no rows`, { file });
 }
 
-function objectRow(file: string, value: unknown, where: string, at: { line?: number; item?: number }): Record<string, unknown> {
+function objectRow(
+  file: string,
+  value: unknown,
+  where: string,
+  at: { line?: number; item?: number },
+): Record<string, unknown> {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     const got = value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value;
-    throw new DatasetError('bad-row', `${file}: ${where}: expected a JSON object such as {"text": "…", "label": "…"}, got ${got}`, { file, ...at });
+    throw new DatasetError(
+      'bad-row',
+      `${file}: ${where}: expected a JSON object such as {"text": "…", "label": "…"}, got ${got}`,
+      { file, ...at },
+    );
   }
   return value as Record<string, unknown>;
 }
@@ -153,7 +207,12 @@ async function* readJsonl(ctx: ReadContext): AsyncGenerator<RawEvent> {
     try {
       value = JSON.parse(t);
     } catch (e) {
-      throw new DatasetError('invalid-json', `${file}: line ${lineNo}: invalid JSON: ${(e as Error).message}`, { file, line: lineNo }, { cause: e });
+      throw new DatasetError(
+        'invalid-json',
+        `${file}: line ${lineNo}: invalid JSON: ${(e as Error).message}`,
+        { file, line: lineNo },
+        { cause: e },
+      );
     }
     const obj = objectRow(file, value, `line ${lineNo}`, { line: lineNo });
     const row: RawRow = { kind: 'row', line: lineNo, get: (c) => (Object.hasOwn(obj, c) ? obj[c] : undefined) };
@@ -177,7 +236,11 @@ async function* readJsonl(ctx: ReadContext): AsyncGenerator<RawEvent> {
 function lineCol(text: string, pos: number): { line: number; col: number } {
   let line = 1;
   let lastNl = -1;
-  for (let i = 0; i < pos && i < text.length; i++) if (text.charCodeAt(i) === 10) { line++; lastNl = i; }
+  for (let i = 0; i < pos && i < text.length; i++)
+    if (text.charCodeAt(i) === 10) {
+      line++;
+      lastNl = i;
+    }
   return { line, col: pos - lastNl };
 }
 
@@ -195,12 +258,23 @@ async function* readJson(ctx: ReadContext): AsyncGenerator<RawEvent> {
     const msg = (e as Error).message;
     const m = /position (\d+)/.exec(msg);
     const at = m ? lineCol(text, Number(m[1])) : undefined;
-    throw new DatasetError('invalid-json', `${file}: ${at ? `line ${at.line}, column ${at.col}: ` : ''}invalid JSON: ${msg}`, { file, line: at?.line }, { cause: e });
+    throw new DatasetError(
+      'invalid-json',
+      `${file}: ${at ? `line ${at.line}, column ${at.col}: ` : ''}invalid JSON: ${msg}`,
+      { file, line: at?.line },
+      { cause: e },
+    );
   }
   let items: unknown[];
   if (Array.isArray(doc)) items = doc;
-  else if (doc !== null && typeof doc === 'object' && Array.isArray((doc as Record<string, unknown>).data)) items = (doc as { data: unknown[] }).data;
-  else throw new DatasetError('invalid-json', `${file}: expected an array of objects or {"data": [ … ]}, got ${doc === null ? 'null' : Array.isArray(doc) ? 'an array' : typeof doc === 'object' ? `an object with keys ${list(Object.keys(doc as object))}` : typeof doc}`, { file });
+  else if (doc !== null && typeof doc === 'object' && Array.isArray((doc as Record<string, unknown>).data))
+    items = (doc as { data: unknown[] }).data;
+  else
+    throw new DatasetError(
+      'invalid-json',
+      `${file}: expected an array of objects or {"data": [ … ]}, got ${doc === null ? 'null' : Array.isArray(doc) ? 'an array' : typeof doc === 'object' ? `an object with keys ${list(Object.keys(doc as object))}` : typeof doc}`,
+      { file },
+    );
   if (items.length === 0) throw new DatasetError('empty-file', `${file}: the JSON array is empty (no rows)`, { file });
   for (let i = 0; i < items.length; i++) {
     const obj = objectRow(file, items[i], `item ${i + 1}`, { item: i + 1 });

@@ -9,20 +9,27 @@ export const DATASET_FILE = 'dataset.json';
 export const splitFile = (destDir: string, split: SplitName): string => join(destDir, `${split}.jsonl`);
 
 function checkSplit(split: SplitName): void {
-  if (!SPLITS.includes(split)) throw new DatasetError('bad-options', `unknown split "${String(split)}" (expected train, validation or test)`);
+  if (!SPLITS.includes(split))
+    throw new DatasetError('bad-options', `unknown split "${String(split)}" (expected train, validation or test)`);
 }
 
 /** The DatasetVersion of an imported dataset folder. */
 export function readDatasetVersion(destDir: string): DatasetVersion {
   const file = join(destDir, DATASET_FILE);
-  if (!existsSync(file)) throw new DatasetError('not-found', `${destDir}: not an imported dataset (no ${DATASET_FILE})`, { file });
+  if (!existsSync(file))
+    throw new DatasetError('not-found', `${destDir}: not an imported dataset (no ${DATASET_FILE})`, { file });
   let v: DatasetVersion;
   try {
     v = JSON.parse(readFileSync(file, 'utf8')) as DatasetVersion;
   } catch (e) {
     throw new DatasetError('bad-dataset', `${file}: not valid JSON: ${(e as Error).message}`, { file }, { cause: e });
   }
-  if (v?.version !== 1 || typeof v.digest !== 'string') throw new DatasetError('bad-dataset', `${file}: not a dataset version this build can read (version ${String(v?.version)})`, { file });
+  if (v?.version !== 1 || typeof v.digest !== 'string')
+    throw new DatasetError(
+      'bad-dataset',
+      `${file}: not a dataset version this build can read (version ${String(v?.version)})`,
+      { file },
+    );
   return v;
 }
 
@@ -30,7 +37,12 @@ function parseLine(file: string, line: string, n: number): Example {
   try {
     return JSON.parse(line) as Example;
   } catch (e) {
-    throw new DatasetError('bad-dataset', `${file}: line ${n}: corrupt row (${(e as Error).message}); import the dataset again`, { file, line: n }, { cause: e });
+    throw new DatasetError(
+      'bad-dataset',
+      `${file}: line ${n}: corrupt row (${(e as Error).message}); import the dataset again`,
+      { file, line: n },
+      { cause: e },
+    );
   }
 }
 
@@ -38,7 +50,8 @@ function parseLine(file: string, line: string, n: number): Example {
 export async function* readSplit(destDir: string, split: SplitName): AsyncGenerator<Example> {
   checkSplit(split);
   const file = splitFile(destDir, split);
-  if (!existsSync(file)) throw new DatasetError('not-found', `${destDir}: no ${split} split (${file} is missing)`, { file });
+  if (!existsSync(file))
+    throw new DatasetError('not-found', `${destDir}: no ${split} split (${file} is missing)`, { file });
   const rl = createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity });
   let n = 0;
   try {
@@ -55,7 +68,8 @@ export async function* readSplit(destDir: string, split: SplitName): AsyncGenera
 export function* readSplitSync(destDir: string, split: SplitName): Generator<Example> {
   checkSplit(split);
   const file = splitFile(destDir, split);
-  if (!existsSync(file)) throw new DatasetError('not-found', `${destDir}: no ${split} split (${file} is missing)`, { file });
+  if (!existsSync(file))
+    throw new DatasetError('not-found', `${destDir}: no ${split} split (${file} is missing)`, { file });
   const fd = openSync(file, 'r');
   try {
     const buf = Buffer.alloc(1 << 20);

@@ -97,7 +97,10 @@ function lengthStats(lengths: number[]): LengthStats {
   let i = 0;
   for (let upper = 8; ; upper *= 2) {
     let count = 0;
-    while (i < n && sorted[i] <= upper) { count++; i++; }
+    while (i < n && sorted[i] <= upper) {
+      count++;
+      i++;
+    }
     histogram.push({ bucketUpper: upper, count });
     if (upper >= max) break;
   }
@@ -155,7 +158,10 @@ interface CacheMeta {
   tokenizerConfigSha256: string;
   maxLength: number;
   task: TaskKind;
-  splits: Record<SplitName, { count: number; tokens: number; targetTokens?: number; truncated: number; arrays: string[] }>;
+  splits: Record<
+    SplitName,
+    { count: number; tokens: number; targetTokens?: number; truncated: number; arrays: string[] }
+  >;
 }
 
 const ARRAYS = {
@@ -175,7 +181,11 @@ function sha256File(file: string): string {
 /** sha256 of tokenizer.json, and of the config files beside it (empty-string hash when there are none). */
 function tokenizerHashes(tok: DataTokenizer): { json: string; config: string } {
   const file = tok.source;
-  if (typeof file !== 'string' || !existsSync(file)) throw new DatasetError('bad-options', `tokenizer: its tokenizer.json (${String(file)}) cannot be read, so it cannot key a cache`);
+  if (typeof file !== 'string' || !existsSync(file))
+    throw new DatasetError(
+      'bad-options',
+      `tokenizer: its tokenizer.json (${String(file)}) cannot be read, so it cannot key a cache`,
+    );
   const config = createHash('sha256');
   for (const name of ['tokenizer_config.json', 'special_tokens_map.json']) {
     const f = join(dirname(file), name);
@@ -185,8 +195,16 @@ function tokenizerHashes(tok: DataTokenizer): { json: string; config: string } {
 }
 
 /** The folder name of a cache entry. */
-export function tokenCacheKey(digest: string, tokenizerSha256: string, tokenizerConfigSha256: string, maxLength: number): string {
-  return createHash('sha256').update(`delta-studio tokens v1\n${digest}\n${tokenizerSha256}\n${tokenizerConfigSha256}\n${maxLength}\n`).digest('hex').slice(0, 32);
+export function tokenCacheKey(
+  digest: string,
+  tokenizerSha256: string,
+  tokenizerConfigSha256: string,
+  maxLength: number,
+): string {
+  return createHash('sha256')
+    .update(`delta-studio tokens v1\n${digest}\n${tokenizerSha256}\n${tokenizerConfigSha256}\n${maxLength}\n`)
+    .digest('hex')
+    .slice(0, 32);
 }
 
 class Grow<T extends Int32Array | Uint32Array | Uint8Array | Float64Array> {
@@ -211,7 +229,13 @@ class Grow<T extends Int32Array | Uint32Array | Uint8Array | Float64Array> {
   }
 }
 
-function build(destDir: string, version: DatasetVersion, tok: DataTokenizer, maxLength: number, split: SplitName): TokenizedSplit {
+function build(
+  destDir: string,
+  version: DatasetVersion,
+  tok: DataTokenizer,
+  maxLength: number,
+  split: SplitName,
+): TokenizedSplit {
   const task = version.task;
   const offsets = new Grow((n) => new Uint32Array(n));
   const ids = new Grow((n) => new Int32Array(n));
@@ -230,14 +254,28 @@ function build(destDir: string, version: DatasetVersion, tok: DataTokenizer, max
   for (const ex of readSplitSync(destDir, split)) {
     const e = encodeExample(tok, task, ex, maxLength);
     ids.pushAll(e.ids);
-    if (ids.length > 0xffffffff) throw new DatasetError('bad-dataset', `${destDir}: the ${split} split has more than 2^32 tokens; the cache cannot index it`);
+    if (ids.length > 0xffffffff)
+      throw new DatasetError(
+        'bad-dataset',
+        `${destDir}: the ${split} split has more than 2^32 tokens; the cache cannot index it`,
+      );
     offsets.push(ids.length);
     if (e.typeIds) typeIds.pushAll(e.typeIds);
-    if (e.promptLength !== undefined) { causalPrompt = true; promptLengths.push(e.promptLength); }
-    if (e.targetIds) { targetIds.pushAll(e.targetIds); targetOffsets.push(targetIds.length); }
+    if (e.promptLength !== undefined) {
+      causalPrompt = true;
+      promptLengths.push(e.promptLength);
+    }
+    if (e.targetIds) {
+      targetIds.pushAll(e.targetIds);
+      targetOffsets.push(targetIds.length);
+    }
     if (task === 'classification' || task === 'pair-classification') {
       const c = classIndex.get(ex.label as string);
-      if (c === undefined) throw new DatasetError('bad-dataset', `${destDir}: ${split} row ${count + 1} has label '${String(ex.label)}', not in the dataset's labels; import it again`);
+      if (c === undefined)
+        throw new DatasetError(
+          'bad-dataset',
+          `${destDir}: ${split} row ${count + 1} has label '${String(ex.label)}', not in the dataset's labels; import it again`,
+        );
       classLabels.push(c);
     } else if (task === 'regression') {
       numLabels.push(ex.label as number);
@@ -248,20 +286,31 @@ function build(destDir: string, version: DatasetVersion, tok: DataTokenizer, max
   const out: TokenizedSplit = { count, offsets: offsets.array, ids: ids.array, truncated };
   if (task === 'pair-classification') out.typeIds = typeIds.array;
   if (task === 'causal-lm' && causalPrompt) out.promptLengths = promptLengths.array;
-  if (task === 'seq2seq') { out.targetOffsets = targetOffsets.array; out.targetIds = targetIds.array; }
+  if (task === 'seq2seq') {
+    out.targetOffsets = targetOffsets.array;
+    out.targetIds = targetIds.array;
+  }
   if (task === 'classification' || task === 'pair-classification') out.labels = classLabels.array;
   if (task === 'regression') out.labels = numLabels.array;
   return out;
 }
 
-const bytesOf = (a: ArrayLike<number> & { buffer: ArrayBufferLike; byteOffset: number; byteLength: number }): Uint8Array => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+const bytesOf = (
+  a: ArrayLike<number> & { buffer: ArrayBufferLike; byteOffset: number; byteLength: number },
+): Uint8Array => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 
-function readArray(dir: string, split: SplitName, name: ArrayName, task: TaskKind): Int32Array | Uint32Array | Uint8Array | Float64Array {
+function readArray(
+  dir: string,
+  split: SplitName,
+  name: ArrayName,
+  task: TaskKind,
+): Int32Array | Uint32Array | Uint8Array | Float64Array {
   const raw = readFileSync(join(dir, `${split}.${name}.bin`));
   const copy = new Uint8Array(raw.length);
   copy.set(raw);
   const Ctor = name === 'labels' ? (task === 'regression' ? Float64Array : Int32Array) : ARRAYS[name];
-  if (copy.length % Ctor.BYTES_PER_ELEMENT !== 0) throw new Error(`${split}.${name}.bin: ${copy.length} bytes is not a whole number of elements`);
+  if (copy.length % Ctor.BYTES_PER_ELEMENT !== 0)
+    throw new Error(`${split}.${name}.bin: ${copy.length} bytes is not a whole number of elements`);
   return new Ctor(copy.buffer);
 }
 
@@ -270,14 +319,16 @@ function loadCache(dir: string, key: string, version: DatasetVersion, maxLength:
   if (!existsSync(metaFile)) return undefined;
   try {
     const meta = JSON.parse(readFileSync(metaFile, 'utf8')) as CacheMeta;
-    if (meta.version !== 1 || meta.key !== key || meta.digest !== version.digest || meta.maxLength !== maxLength) return undefined;
+    if (meta.version !== 1 || meta.key !== key || meta.digest !== version.digest || meta.maxLength !== maxLength)
+      return undefined;
     const splits = {} as Record<SplitName, TokenizedSplit>;
     for (const s of SPLITS) {
       const m = meta.splits[s];
       const t: Record<string, unknown> = { count: m.count, truncated: m.truncated };
       for (const name of m.arrays as ArrayName[]) t[name] = readArray(dir, s, name, version.task);
       const split = t as unknown as TokenizedSplit;
-      if (split.offsets.length !== m.count + 1 || split.ids.length !== m.tokens || split.offsets[m.count] !== m.tokens) return undefined;
+      if (split.offsets.length !== m.count + 1 || split.ids.length !== m.tokens || split.offsets[m.count] !== m.tokens)
+        return undefined;
       if (split.labels && split.labels.length !== m.count) return undefined;
       splits[s] = split;
     }
@@ -292,7 +343,8 @@ function loadCache(dir: string, key: string, version: DatasetVersion, maxLength:
  * then not called), else tokenized and cached.
  */
 export function tokenizeCached(destDir: string, tokenizer: DataTokenizer, maxLength: number): TokenizedDataset {
-  if (!Number.isInteger(maxLength) || maxLength <= 0) throw new DatasetError('bad-options', `maxLength must be a positive integer, got ${String(maxLength)}`);
+  if (!Number.isInteger(maxLength) || maxLength <= 0)
+    throw new DatasetError('bad-options', `maxLength must be a positive integer, got ${String(maxLength)}`);
   const version = readDatasetVersion(destDir);
   const hashes = tokenizerHashes(tokenizer);
   const key = tokenCacheKey(version.digest, hashes.json, hashes.config, maxLength);
@@ -312,11 +364,28 @@ export function tokenizeCached(destDir: string, tokenizer: DataTokenizer, maxLen
     const metaSplits = {} as CacheMeta['splits'];
     for (const s of SPLITS) {
       const t = splits[s] as unknown as Record<string, unknown>;
-      const arrays = (['offsets', 'ids', 'typeIds', 'promptLengths', 'targetOffsets', 'targetIds', 'labels'] as ArrayName[]).filter((n) => t[n] !== undefined);
+      const arrays = (
+        ['offsets', 'ids', 'typeIds', 'promptLengths', 'targetOffsets', 'targetIds', 'labels'] as ArrayName[]
+      ).filter((n) => t[n] !== undefined);
       for (const name of arrays) writeFileAtomic(join(tmp, `${s}.${name}.bin`), bytesOf(t[name] as Int32Array));
-      metaSplits[s] = { count: splits[s].count, tokens: splits[s].ids.length, ...(splits[s].targetIds ? { targetTokens: splits[s].targetIds?.length } : {}), truncated: splits[s].truncated, arrays };
+      metaSplits[s] = {
+        count: splits[s].count,
+        tokens: splits[s].ids.length,
+        ...(splits[s].targetIds ? { targetTokens: splits[s].targetIds?.length } : {}),
+        truncated: splits[s].truncated,
+        arrays,
+      };
     }
-    const meta: CacheMeta = { version: 1, key, digest: version.digest, tokenizerSha256: hashes.json, tokenizerConfigSha256: hashes.config, maxLength, task: version.task, splits: metaSplits };
+    const meta: CacheMeta = {
+      version: 1,
+      key,
+      digest: version.digest,
+      tokenizerSha256: hashes.json,
+      tokenizerConfigSha256: hashes.config,
+      maxLength,
+      task: version.task,
+      splits: metaSplits,
+    };
     writeFileAtomic(join(tmp, 'meta.json'), Buffer.from(`${JSON.stringify(meta, null, 2)}\n`));
     if (existsSync(dir)) rmSync(dir, { recursive: true, force: true }); // a cache that did not check out
     try {

@@ -77,7 +77,14 @@ export interface DatasetVersion {
   rows: Record<SplitName, number>;
   /** The split rule used (the fractions are 0 for a split given as a file). */
   split: { validation: number; test: number; seed: number; files: { validation?: string; test?: string } };
-  source: { files: string[]; format: DataFormat; formats: DataFormat[]; encoding: TextEncoding; bytes: number[]; sha256: string[] };
+  source: {
+    files: string[];
+    format: DataFormat;
+    formats: DataFormat[];
+    encoding: TextEncoding;
+    bytes: number[];
+    sha256: string[];
+  };
   stats: DatasetStats;
   created: string;
 }
@@ -113,7 +120,12 @@ export class DatasetError extends Error {
   /** 1-based item of a JSON array. */
   readonly item?: number;
   readonly column?: string;
-  constructor(code: DatasetErrorCode, message: string, where: { file?: string; line?: number; item?: number; column?: string } = {}, options?: { cause?: unknown }) {
+  constructor(
+    code: DatasetErrorCode,
+    message: string,
+    where: { file?: string; line?: number; item?: number; column?: string } = {},
+    options?: { cause?: unknown },
+  ) {
     super(message, options);
     this.name = 'DatasetError';
     this.code = code;

@@ -32,9 +32,13 @@ function compile(raw: string, field: string, fullmatch = false): Key {
       throw new Error(`${field}: "${raw}" is not a valid regular expression (${(e as Error).message})`, { cause: e });
     }
     return {
-      raw, common,
+      raw,
+      common,
       test: (name) => {
-        if (fullmatch) { re.lastIndex = 0; return re.test(name); }
+        if (fullmatch) {
+          re.lastIndex = 0;
+          return re.test(name);
+        }
         // OpenDelta: the match must end the name and begin at its start or right after a dot.
         re.lastIndex = 0;
         for (let m = re.exec(name); m; m = re.exec(name)) {
@@ -84,17 +88,28 @@ function levenshtein(a: string, b: string): number {
 
 function closeNames(model: BuiltModel, key: string): string[] {
   const common = key.includes('@');
-  const target = common ? key : key.split('.').pop()!.replace(/^\[r\]/, '');
+  const target = common
+    ? key
+    : key
+        .split('.')
+        .pop()!
+        .replace(/^\[r\]/, '');
   const pool = new Set<string>();
   for (const m of model.modules) {
-    if (!common) { pool.add(m.name.split('.').pop()!); continue; }
+    if (!common) {
+      pool.add(m.name.split('.').pop()!);
+      continue;
+    }
     const c = commonName(model.modelType, m.name);
     if (!c) continue;
     const parts = c.split('.');
     const role = parts.length > 3 ? parts.slice(3) : parts;
     pool.add(`${role.join('@.')}@`);
   }
-  return [...pool].filter((n) => !/^\d+$/.test(n)).sort((a, b) => levenshtein(target, a) - levenshtein(target, b)).slice(0, 6);
+  return [...pool]
+    .filter((n) => !/^\d+$/.test(n))
+    .sort((a, b) => levenshtein(target, a) - levenshtein(target, b))
+    .slice(0, 6);
 }
 
 /**
@@ -102,13 +117,21 @@ function closeNames(model: BuiltModel, key: string): string[] {
  * that names a module of another type directly is an error); a key naming a container selects its Linear and
  * Conv1D modules. `defaults` are used when the config names no modules.
  */
-export function selectModules(model: BuiltModel, cfg: Addressing, method: string, accepts: string[], defaults?: string[]): ModuleRecord[] {
+export function selectModules(
+  model: BuiltModel,
+  cfg: Addressing,
+  method: string,
+  accepts: string[],
+  defaults?: string[],
+): ModuleRecord[] {
   let keys: Key[];
-  if (cfg.modified_modules && cfg.target_modules) throw new Error(`${method}: give modified_modules (OpenDelta) or target_modules (PEFT), not both`);
+  if (cfg.modified_modules && cfg.target_modules)
+    throw new Error(`${method}: give modified_modules (OpenDelta) or target_modules (PEFT), not both`);
   if (typeof cfg.target_modules === 'string') keys = [compile(cfg.target_modules, `${method}.target_modules`, true)];
   else {
     const list = cfg.modified_modules ?? cfg.target_modules ?? defaults;
-    if (!list || list.length === 0) throw new Error(`${method}: no modules to modify and no default for ${model.modelType}; give modified_modules`);
+    if (!list || list.length === 0)
+      throw new Error(`${method}: no modules to modify and no default for ${model.modelType}; give modified_modules`);
     keys = list.map((k) => compile(k, `${method}.modified_modules`));
   }
   const excludes = (cfg.exclude_modules ?? []).map((k) => compile(k, `${method}.exclude_modules`));
@@ -120,26 +143,40 @@ export function selectModules(model: BuiltModel, cfg: Addressing, method: string
       if (key.common !== e.name.startsWith('@')) continue;
       if (!key.test(key.common ? e.common! : e.name)) continue;
       // The module the key names itself, when it is one (a leaf, or a container such as an attention block).
-      const own = e.leaves.find((m) => (key.common ? commonName(model.modelType, m.name) === e.common : m.name === e.name));
+      const own = e.leaves.find((m) =>
+        key.common ? commonName(model.modelType, m.name) === e.common : m.name === e.name,
+      );
       if (own && accepts.includes(own.type)) picked.add(own);
       else if (own && !CONTAINERS.includes(own.type)) {
-        throw new Error(`${method}: "${key.raw}" selects ${own.name}, a ${own.type}; ${method} modifies ${accepts.join(', ')} modules`);
+        throw new Error(
+          `${method}: "${key.raw}" selects ${own.name}, a ${own.type}; ${method} modifies ${accepts.join(', ')} modules`,
+        );
       } else {
-        for (const m of e.leaves) if ((m.type === 'Linear' || m.type === 'Conv1D') && accepts.includes(m.type) && m.name !== 'lm_head') picked.add(m);
+        for (const m of e.leaves)
+          if ((m.type === 'Linear' || m.type === 'Conv1D') && accepts.includes(m.type) && m.name !== 'lm_head')
+            picked.add(m);
       }
       hit = true;
     }
-    if (!hit) throw new Error(`${method}: "${key.raw}" matches no module of this ${model.architecture}; close names: ${closeNames(model, key.raw).join(', ')}`);
+    if (!hit)
+      throw new Error(
+        `${method}: "${key.raw}" matches no module of this ${model.architecture}; close names: ${closeNames(model, key.raw).join(', ')}`,
+      );
   }
   const excluded = (m: ModuleRecord): boolean => {
     const c = commonName(model.modelType, m.name);
     const parts = m.name.split('.');
     const cparts = c?.split('.') ?? [];
-    return excludes.some((k) => (k.common
-      ? cparts.some((_, i) => k.test(cparts.slice(0, i + 1).join('.')))
-      : parts.some((_, i) => k.test(parts.slice(0, i + 1).join('.')))));
+    return excludes.some((k) =>
+      k.common
+        ? cparts.some((_, i) => k.test(cparts.slice(0, i + 1).join('.')))
+        : parts.some((_, i) => k.test(parts.slice(0, i + 1).join('.'))),
+    );
   };
   const out = model.modules.filter((m) => picked.has(m) && !excluded(m));
-  if (out.length === 0) throw new Error(`${method}: every selected module is excluded by exclude_modules ${JSON.stringify(cfg.exclude_modules)}`);
+  if (out.length === 0)
+    throw new Error(
+      `${method}: every selected module is excluded by exclude_modules ${JSON.stringify(cfg.exclude_modules)}`,
+    );
   return out;
 }

@@ -33,14 +33,22 @@ const ORDER = { specification: 0, reparameterization: 1, addition: 2 } as const;
 
 /** Reads `{method, …}`, `[{method, …}, …]` or `{deltas: [...]}`. */
 export function parseDeltaConfig(raw: unknown, where = 'delta config'): DeltaConfig[] {
-  const list = Array.isArray(raw) ? raw : raw && typeof raw === 'object' && 'deltas' in raw ? (raw as { deltas: unknown }).deltas : [raw];
-  if (!Array.isArray(list) || list.length === 0) throw new Error(`${where}: expected {"method": …}, a list of them, or {"deltas": [...]}`);
+  const list = Array.isArray(raw)
+    ? raw
+    : raw && typeof raw === 'object' && 'deltas' in raw
+      ? (raw as { deltas: unknown }).deltas
+      : [raw];
+  if (!Array.isArray(list) || list.length === 0)
+    throw new Error(`${where}: expected {"method": …}, a list of them, or {"deltas": [...]}`);
   return list.map((c, i) => {
     if (!c || typeof c !== 'object' || typeof (c as DeltaConfig).method !== 'string') {
       throw new Error(`${where}: entry ${i} has no "method" (methods: ${[...METHODS.keys()].join(', ')})`);
     }
     const m = METHODS.get((c as DeltaConfig).method);
-    if (!m) throw new Error(`${where}: unknown method "${(c as DeltaConfig).method}" (methods: ${[...METHODS.keys()].join(', ')})`);
+    if (!m)
+      throw new Error(
+        `${where}: unknown method "${(c as DeltaConfig).method}" (methods: ${[...METHODS.keys()].join(', ')})`,
+      );
     return { ...validateConfig(m, c as Record<string, unknown>), method: m.name };
   });
 }
@@ -55,9 +63,16 @@ export interface ApplyOptions extends DeltaScope {
  * their new parameters do not collide, a method may appear once per set, and a backbone weight trained by two
  * sets is refused.
  */
-export function applyDeltas(model: BuiltModel, configs: DeltaConfig[], seed = 0, opts: ApplyOptions = {}): AppliedDelta {
+export function applyDeltas(
+  model: BuiltModel,
+  configs: DeltaConfig[],
+  seed = 0,
+  opts: ApplyOptions = {},
+): AppliedDelta {
   const ctx = new DeltaContext(model, seed, '', opts);
-  const sorted = configs.map((c, i) => ({ c, i, m: METHODS.get(c.method)! })).sort((a, b) => ORDER[a.m.kind] - ORDER[b.m.kind] || a.i - b.i);
+  const sorted = configs
+    .map((c, i) => ({ c, i, m: METHODS.get(c.method)! }))
+    .sort((a, b) => ORDER[a.m.kind] - ORDER[b.m.kind] || a.i - b.i);
   const methods: AppliedDelta['methods'] = [];
   const seen = new Set<string>();
   for (const { c, m } of sorted) {
@@ -66,11 +81,24 @@ export function applyDeltas(model: BuiltModel, configs: DeltaConfig[], seed = 0,
     ctx.method = m.name;
     const before = new Set(ctx.marked.keys());
     m.apply(ctx, validateConfig(m, c));
-    methods.push({ method: m.name, config: c, modules: [...ctx.marked.entries()].filter(([k, v]) => v.includes(m.name) || (!before.has(k) && v.includes(m.name))).map(([k]) => k) });
+    methods.push({
+      method: m.name,
+      config: c,
+      modules: [...ctx.marked.entries()]
+        .filter(([k, v]) => v.includes(m.name) || (!before.has(k) && v.includes(m.name)))
+        .map(([k]) => k),
+    });
   }
   ctx.method = 'new head';
-  if (opts.newHead !== false) for (const name of Object.keys(model.created)) if (!ctx.params.some((p) => p.name === name)) ctx.trainWeight(name);
-  return { methods, params: ctx.params, trainable: ctx.params.map((p) => p.value), initial: ctx.initial, marked: ctx.marked };
+  if (opts.newHead !== false)
+    for (const name of Object.keys(model.created)) if (!ctx.params.some((p) => p.name === name)) ctx.trainWeight(name);
+  return {
+    methods,
+    params: ctx.params,
+    trainable: ctx.params.map((p) => p.value),
+    initial: ctx.initial,
+    marked: ctx.marked,
+  };
 }
 
 export { METHODS, type DeltaScope } from './registry.js';
@@ -86,7 +114,12 @@ export function deltaBuildOptions(configs: DeltaConfig[]): BuildDeltas {
 }
 
 /** Reads a model folder and applies delta configs to it: the usual way in. */
-export function loadWithDeltas(dir: string, opts: ModelOptions, configs: DeltaConfig[], seed = 0): { model: BuiltModel; applied: AppliedDelta } {
+export function loadWithDeltas(
+  dir: string,
+  opts: ModelOptions,
+  configs: DeltaConfig[],
+  seed = 0,
+): { model: BuiltModel; applied: AppliedDelta } {
   const model = loadModel(dir, { ...opts, build: { ...opts.build, ...deltaBuildOptions(configs) } });
   return { model, applied: applyDeltas(model, configs, seed) };
 }

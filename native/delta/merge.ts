@@ -20,10 +20,17 @@ function baseWeight(model: BuiltModel, name: string, current: Weights): Float32A
  * Returns the base weights with every LoRA and (IA)³ delta folded in (sign = 1) or taken out (sign = −1), by
  * Hugging Face name, as float32. `values` holds the delta parameters by graph value name.
  */
-export function mergeDeltas(model: BuiltModel, applied: AppliedDelta, values: Record<string, HostTensor>, sign: 1 | -1 = 1, start: Weights = {}): Weights {
+export function mergeDeltas(
+  model: BuiltModel,
+  applied: AppliedDelta,
+  values: Record<string, HostTensor>,
+  sign: 1 | -1 = 1,
+  start: Weights = {},
+): Weights {
   const out: Weights = { ...start };
   for (const m of applied.methods) {
-    if (m.method !== 'lora' && m.method !== 'ia3') throw new Error(`merge: ${m.method} cannot be merged into the base weights (only lora and ia3 can)`);
+    if (m.method !== 'lora' && m.method !== 'ia3')
+      throw new Error(`merge: ${m.method} cannot be merged into the base weights (only lora and ia3 can)`);
   }
   const val = (name: string): Float32Array => {
     const p = applied.params.find((q) => q.name === name);
@@ -51,7 +58,8 @@ export function mergeDeltas(model: BuiltModel, applied: AppliedDelta, values: Re
   for (const { m, modName } of steps) {
     const rec = model.modules.find((r) => r.name === modName)!;
     const conv = rec.type === 'Conv1D';
-    const inF = rec.in!, outF = rec.out!;
+    const inF = rec.in!,
+      outF = rec.out!;
     const wName = `${modName}.weight`;
     const W = baseWeight(model, wName, out);
     // Element (o, i) of the math-sense weight [out, in], in the stored layout.
@@ -59,20 +67,23 @@ export function mergeDeltas(model: BuiltModel, applied: AppliedDelta, values: Re
     if (m.method === 'lora') {
       const r = m.config.r as number;
       const s = sign * loraScale({ r, alpha: m.config.alpha as number, rslora: m.config.rslora as boolean });
-      const A = val(`${modName}.lora_A`), B = val(`${modName}.lora_B`);
-      for (let o = 0; o < outF; o++) for (let i = 0; i < inF; i++) {
-        let d = 0;
-        for (let k = 0; k < r; k++) d += B[o * r + k] * A[k * inF + i];
-        W[at(o, i)] += s * d;
-      }
+      const A = val(`${modName}.lora_A`),
+        B = val(`${modName}.lora_B`);
+      for (let o = 0; o < outF; o++)
+        for (let i = 0; i < inF; i++) {
+          let d = 0;
+          for (let k = 0; k < r; k++) d += B[o * r + k] * A[k * inF + i];
+          W[at(o, i)] += s * d;
+        }
     } else {
       const l = val(`${modName}.ia3_l`);
       const lValue = applied.params.find((q) => q.name === `${modName}.ia3_l`)!.value;
       const onInput = l.length === inF && !(l.length === outF && isOutputScaled(model, modName, lValue));
-      for (let o = 0; o < outF; o++) for (let i = 0; i < inF; i++) {
-        const f = onInput ? l[i] : l[o];
-        W[at(o, i)] = sign === 1 ? W[at(o, i)] * f : W[at(o, i)] / f;
-      }
+      for (let o = 0; o < outF; o++)
+        for (let i = 0; i < inF; i++) {
+          const f = onInput ? l[i] : l[o];
+          W[at(o, i)] = sign === 1 ? W[at(o, i)] * f : W[at(o, i)] / f;
+        }
       const bName = `${modName}.bias`;
       if (!onInput && rec.params.some((p) => p.name === bName)) {
         const b = baseWeight(model, bName, out);
@@ -90,5 +101,7 @@ function isOutputScaled(model: BuiltModel, modName: string, lValue: string): boo
   const g = model.graph;
   const rec = model.modules.find((r) => r.name === modName)!;
   const entry = g.nodes.find((n) => n.name === rec.entry);
-  return !entry?.inputs.some((i) => g.nodes.some((n) => n.outputs.includes(i) && n.op === 'Mul' && n.inputs.includes(lValue)));
+  return !entry?.inputs.some((i) =>
+    g.nodes.some((n) => n.outputs.includes(i) && n.op === 'Mul' && n.inputs.includes(lValue)),
+  );
 }

@@ -53,13 +53,21 @@ export class DeltaContext {
   /** Module name → methods that modified it. */
   readonly marked = new Map<string, string[]>();
   readonly rng: Rng;
-  constructor(readonly model: BuiltModel, seed: number, public method = '', readonly scope: DeltaScope = {}) {
+  constructor(
+    readonly model: BuiltModel,
+    seed: number,
+    public method = '',
+    readonly scope: DeltaScope = {},
+  ) {
     this.rng = new Rng(seed);
   }
 
   /** This set's name in errors. */
   get owner(): string {
-    return this.scope.owner ?? (this.scope.namespace !== undefined ? `delta set "${this.scope.namespace}"` : 'a delta config');
+    return (
+      this.scope.owner ??
+      (this.scope.namespace !== undefined ? `delta set "${this.scope.namespace}"` : 'a delta config')
+    );
   }
 
   private claim(name: string): void {
@@ -67,7 +75,9 @@ export class DeltaContext {
     if (!claims) CLAIMS.set(this.model, (claims = new Map()));
     const prior = claims.get(name);
     if (prior && prior.ctx !== this) {
-      throw new Error(`${prior.ctx.owner} (${prior.method}) and ${this.owner} (${this.method}) both train "${name}": one weight cannot take two trained values; use them one at a time`);
+      throw new Error(
+        `${prior.ctx.owner} (${prior.method}) and ${this.owner} (${this.method}) both train "${name}": one weight cannot take two trained values; use them one at a time`,
+      );
     }
     claims.set(name, { ctx: this, method: this.method });
   }
@@ -85,10 +95,14 @@ export class DeltaContext {
 
   /** A new trainable parameter, stored in the plugin under `name`. */
   newParam(name: string, t: HostTensor): Value {
-    if (this.params.some((p) => p.name === name)) throw new Error(`${this.method}: parameter "${name}" is added twice (two methods on one module?)`);
+    if (this.params.some((p) => p.name === name))
+      throw new Error(`${this.method}: parameter "${name}" is added twice (two methods on one module?)`);
     const ns = this.scope.namespace;
     const valueName = ns !== undefined ? `${ns}/${name}` : name;
-    if (this.g.values.has(valueName)) throw new Error(`${this.method}: the graph already has a value "${valueName}" (a second delta set on one model needs its own namespace)`);
+    if (this.g.values.has(valueName))
+      throw new Error(
+        `${this.method}: the graph already has a value "${valueName}" (a second delta set on one model needs its own namespace)`,
+      );
     const v = this.g.initializer(valueName, t);
     this.params.push({ name, value: v.name, method: this.method, existing: false });
     this.initial[v.name] = t;
@@ -98,7 +112,10 @@ export class DeltaContext {
   /** Takes over a parameter the model was built with (a soft prompt), with its initial value. */
   adoptParam(name: string, t: HostTensor): Value {
     const v = this.model.builder.deltaWeights.get(name);
-    if (!v) throw new Error(`${this.method}: the model was built without "${name}"; build it with deltaBuildOptions(configs) (loadWithDeltas does)`);
+    if (!v)
+      throw new Error(
+        `${this.method}: the model was built without "${name}"; build it with deltaBuildOptions(configs) (loadWithDeltas does)`,
+      );
     this.claim(name);
     this.g.initializers.set(v.name, { kind: 'host', tensor: t });
     this.params.push({ name, value: v.name, method: this.method, existing: false });
@@ -113,14 +130,21 @@ export class DeltaContext {
     const b = this.model.builder;
     const v = b.weightValues.get(name);
     if (!v) throw new Error(`${this.method}: weight "${name}" is not used by this ${this.model.architecture}`);
-    if (v.dtype === 'float16') throw new Error(`${this.method}: weight "${name}" is kept in float16 by mixed precision; training backbone weights needs precision float32`);
+    if (v.dtype === 'float16')
+      throw new Error(
+        `${this.method}: weight "${name}" is kept in float16 by mixed precision; training backbone weights needs precision float32`,
+      );
     this.claim(name);
     let trainable = v;
     if (this.g.initializers.has(v.name)) {
       const init = this.g.initializers.get(v.name)!;
       if (init.kind === 'host') this.initial[v.name] = init.tensor;
       else {
-        this.initial[v.name] = { dtype: 'float32', shape: init.ref.shape, data: toFloat32(init.ref.dtype, readTensorBytes(init.ref)) };
+        this.initial[v.name] = {
+          dtype: 'float32',
+          shape: init.ref.shape,
+          data: toFloat32(init.ref.dtype, readTensorBytes(init.ref)),
+        };
       }
     } else {
       const ref = b.folder.weights.get(name)!;
@@ -171,14 +195,29 @@ export function validateConfig(m: DeltaMethod, raw: Record<string, unknown>): Re
     if (k === 'method') continue;
     const spec = m.keys[k];
     if (!spec) throw new Error(`${m.name}: unknown config key "${k}" (valid: ${Object.keys(m.keys).join(', ')})`);
-    const bad = (want: string): never => { throw new Error(`${m.name}: "${k}" must be ${want}, got ${JSON.stringify(v)}`); };
+    const bad = (want: string): never => {
+      throw new Error(`${m.name}: "${k}" must be ${want}, got ${JSON.stringify(v)}`);
+    };
     switch (spec.type) {
-      case 'number': if (typeof v !== 'number' || !Number.isFinite(v)) bad('a number'); break;
-      case 'integer': if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) bad('a non-negative integer'); break;
-      case 'boolean': if (typeof v !== 'boolean') bad('true or false'); break;
-      case 'string': if (typeof v !== 'string') bad('a string'); break;
-      case 'strings': if (!Array.isArray(v) || !v.every((s) => typeof s === 'string')) bad('a list of strings'); break;
-      case 'strings-or-regex': if (typeof v !== 'string' && !(Array.isArray(v) && v.every((s) => typeof s === 'string'))) bad('a list of names or one regular expression'); break;
+      case 'number':
+        if (typeof v !== 'number' || !Number.isFinite(v)) bad('a number');
+        break;
+      case 'integer':
+        if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) bad('a non-negative integer');
+        break;
+      case 'boolean':
+        if (typeof v !== 'boolean') bad('true or false');
+        break;
+      case 'string':
+        if (typeof v !== 'string') bad('a string');
+        break;
+      case 'strings':
+        if (!Array.isArray(v) || !v.every((s) => typeof s === 'string')) bad('a list of strings');
+        break;
+      case 'strings-or-regex':
+        if (typeof v !== 'string' && !(Array.isArray(v) && v.every((s) => typeof s === 'string')))
+          bad('a list of names or one regular expression');
+        break;
     }
     out[k] = v;
   }
@@ -187,7 +226,13 @@ export function validateConfig(m: DeltaMethod, raw: Record<string, unknown>): Re
 }
 
 export const ADDRESSING_KEYS: Record<string, ConfigKey> = {
-  modified_modules: { type: 'strings', doc: 'OpenDelta addressing: name suffixes at dot boundaries, "[r]regex", "attn@.q@" common names' },
-  target_modules: { type: 'strings-or-regex', doc: 'PEFT addressing: name suffixes, or one regular expression matching whole names' },
+  modified_modules: {
+    type: 'strings',
+    doc: 'OpenDelta addressing: name suffixes at dot boundaries, "[r]regex", "attn@.q@" common names',
+  },
+  target_modules: {
+    type: 'strings-or-regex',
+    doc: 'PEFT addressing: name suffixes, or one regular expression matching whole names',
+  },
   exclude_modules: { type: 'strings', doc: 'modules left alone, addressed like modified_modules' },
 };

@@ -25,12 +25,23 @@ export interface DeltaReport {
  *   et al. 2022's 34·B·S·D + 5·B·H·S² for 16-bit activations, doubled), plus 12·B·S·V for an LM head's logits,
  *   their softmax and gradient.
  */
-export function deltaReport(model: BuiltModel, applied: AppliedDelta, opts: { batch?: number; seq?: number; metadata?: Record<string, string> } = {}): DeltaReport {
-  const B = opts.batch ?? 8, S = opts.seq ?? 128;
+export function deltaReport(
+  model: BuiltModel,
+  applied: AppliedDelta,
+  opts: { batch?: number; seq?: number; metadata?: Record<string, string> } = {},
+): DeltaReport {
+  const B = opts.batch ?? 8,
+    S = opts.seq ?? 128;
   const numel = (s: number[]): number => s.reduce((a, b) => a * b, 1);
-  const trainable = applied.params.map((p) => ({ name: p.name, dtype: 'float32' as const, shape: applied.initial[p.value].shape, method: p.method }));
+  const trainable = applied.params.map((p) => ({
+    name: p.name,
+    dtype: 'float32' as const,
+    shape: applied.initial[p.value].shape,
+    method: p.method,
+  }));
   const count = trainable.reduce((a, t) => a + numel(t.shape), 0);
-  let backbone = 0, weightsBytes = 0;
+  let backbone = 0,
+    weightsBytes = 0;
   for (const ref of model.builder.folder.weights.values()) {
     const n = numel(ref.shape);
     backbone += n;
@@ -42,7 +53,10 @@ export function deltaReport(model: BuiltModel, applied: AppliedDelta, opts: { ba
   const optimizer = 16 * count;
   const byMethod: Record<string, number> = {};
   for (const t of trainable) byMethod[t.method] = (byMethod[t.method] ?? 0) + numel(t.shape);
-  const metadata = opts.metadata ?? { format: 'delta-studio-plugin', methods: JSON.stringify(applied.methods.map((m) => m.config)) };
+  const metadata = opts.metadata ?? {
+    format: 'delta-studio-plugin',
+    methods: JSON.stringify(applied.methods.map((m) => m.config)),
+  };
   return {
     matched_modules: [...applied.marked.entries()].map(([name, methods]) => ({ name, methods })),
     trainable_params: count,
@@ -50,7 +64,13 @@ export function deltaReport(model: BuiltModel, applied: AppliedDelta, opts: { ba
     backbone_params: backbone,
     plugin_bytes: safetensorsSize(trainable, metadata),
     estimated_train_memory_bytes: weightsBytes + optimizer + activation,
-    estimate: { batch: B, seq: S, weights_bytes: weightsBytes, optimizer_bytes: optimizer, activation_bytes: activation },
+    estimate: {
+      batch: B,
+      seq: S,
+      weights_bytes: weightsBytes,
+      optimizer_bytes: optimizer,
+      activation_bytes: activation,
+    },
     by_method: byMethod,
   };
 }

@@ -63,7 +63,15 @@ const T5: Rule[] = [
   [/^lm_head$/, 'lm_head'],
 ];
 
-const RULES: Record<string, Rule[]> = { bert: BERT, roberta: BERT, gpt2: GPT2, llama: LLAMA, mistral: LLAMA, qwen2: LLAMA, t5: T5 };
+const RULES: Record<string, Rule[]> = {
+  bert: BERT,
+  roberta: BERT,
+  gpt2: GPT2,
+  llama: LLAMA,
+  mistral: LLAMA,
+  qwen2: LLAMA,
+  t5: T5,
+};
 
 /** The common structure name of a module, or undefined when it has none. */
 export function commonName(modelType: string, name: string): string | undefined {

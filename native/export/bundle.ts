@@ -33,11 +33,16 @@ export interface BundleResult {
 }
 
 /** PEFT's name for the methods that have a PEFT equivalent (what `delta-studio export --format peft` can write). */
-const PEFT_TYPES: Record<string, string> = { lora: 'LORA', ia3: 'IA3', prefix: 'PREFIX_TUNING', soft_prompt: 'PROMPT_TUNING' };
+const PEFT_TYPES: Record<string, string> = {
+  lora: 'LORA',
+  ia3: 'IA3',
+  prefix: 'PREFIX_TUNING',
+  soft_prompt: 'PROMPT_TUNING',
+};
 
 const AUTO_CLASS: Record<PluginMeta['task'], string> = {
-  'classification': 'AutoModelForSequenceClassification',
-  'regression': 'AutoModelForSequenceClassification',
+  classification: 'AutoModelForSequenceClassification',
+  regression: 'AutoModelForSequenceClassification',
   'causal-lm': 'AutoModelForCausalLM',
   'seq2seq-lm': 'AutoModelForSeq2SeqLM',
 };
@@ -68,7 +73,11 @@ function inspectPlugin(file: string): PluginFacts {
   try {
     size = fstatSync(fd).size;
     if (size !== h.headerBytes + dataBytes) {
-      throw new PluginError(size < h.headerBytes + dataBytes ? 'truncated' : 'tampered', `${file}: ${size} bytes on disk, the header describes ${h.headerBytes + dataBytes}: the file is truncated or was changed`, file);
+      throw new PluginError(
+        size < h.headerBytes + dataBytes ? 'truncated' : 'tampered',
+        `${file}: ${size} bytes on disk, the header describes ${h.headerBytes + dataBytes}: the file is truncated or was changed`,
+        file,
+      );
     }
     const buf = Buffer.alloc(4 << 20);
     for (let at = 0, n; (n = readSync(fd, buf, 0, buf.length, at)) > 0; at += n) {
@@ -83,9 +92,15 @@ function inspectPlugin(file: string): PluginFacts {
   }
   const got = tensorsHash.digest('hex');
   if (got !== meta.tensorsSha256) {
-    throw new PluginError('tampered', `${file}: the tensor bytes have sha256 ${got.slice(0, 16)}…, the plugin says ${meta.tensorsSha256.slice(0, 16)}…: the file was damaged or changed after it was written; it will not be bundled`, file);
+    throw new PluginError(
+      'tampered',
+      `${file}: the tensor bytes have sha256 ${got.slice(0, 16)}…, the plugin says ${meta.tensorsSha256.slice(0, 16)}…: the file was damaged or changed after it was written; it will not be bundled`,
+      file,
+    );
   }
-  const tensors = [...h.tensors.values()].sort((a, b) => (a.name < b.name ? -1 : 1)).map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape }));
+  const tensors = [...h.tensors.values()]
+    .sort((a, b) => (a.name < b.name ? -1 : 1))
+    .map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape }));
   const trainableParameters = tensors.reduce((a, t) => a + t.shape.reduce((x, y) => x * y, 1), 0);
   return { meta, sha256: whole.digest('hex'), crc32: crc, bytes: size, tensors, trainableParameters };
 }
@@ -106,8 +121,10 @@ function configText(c: DeltaConfig): string {
 function noPeft(methods: DeltaConfig[]): string | null {
   const names = methods.map((m) => m.method);
   const without = names.filter((m) => !PEFT_TYPES[m]);
-  if (without.length) return `${without.map((m) => METHODS.get(m)?.title ?? m).join(', ')} ${without.length > 1 ? 'have' : 'has'} no PEFT equivalent, so this plugin cannot be loaded with PEFT; use it with Delta Studio.`;
-  if (names.length > 1) return `PEFT has no single adapter that combines ${names.map((m) => METHODS.get(m)?.title ?? m).join(' and ')}, so this plugin cannot be loaded with PEFT; use it with Delta Studio.`;
+  if (without.length)
+    return `${without.map((m) => METHODS.get(m)?.title ?? m).join(', ')} ${without.length > 1 ? 'have' : 'has'} no PEFT equivalent, so this plugin cannot be loaded with PEFT; use it with Delta Studio.`;
+  if (names.length > 1)
+    return `PEFT has no single adapter that combines ${names.map((m) => METHODS.get(m)?.title ?? m).join(' and ')}, so this plugin cannot be loaded with PEFT; use it with Delta Studio.`;
   return null;
 }
 
@@ -119,20 +136,40 @@ function modelCard(stem: string, pluginName: string, facts: PluginFacts, info: B
   const metrics = { ...meta.metrics, ...(info.run?.metrics ?? {}) };
   const L: string[] = [];
   L.push(`# ${stem}`, '');
-  L.push(`A Delta Studio plugin: ${titles.join(' + ')} on **${baseName}** for ${meta.task}${meta.labels ? ` (${meta.labels.length} labels)` : ''}.`, '');
+  L.push(
+    `A Delta Studio plugin: ${titles.join(' + ')} on **${baseName}** for ${meta.task}${meta.labels ? ` (${meta.labels.length} labels)` : ''}.`,
+    '',
+  );
 
   L.push('## Delta', '', '| method | kind | config |', '|---|---|---|');
-  for (const m of meta.methods) L.push(`| ${cell(METHODS.get(m.method)?.title ?? m.method)} (\`${m.method}\`) | ${cell(METHODS.get(m.method)?.kind ?? '')} | ${cell(configText(m))} |`);
-  L.push('', `Trainable parameters: **${count(facts.trainableParameters)}** in ${facts.tensors.length} tensor${facts.tensors.length === 1 ? '' : 's'} (every tensor in the plugin, task head included).`);
+  for (const m of meta.methods)
+    L.push(
+      `| ${cell(METHODS.get(m.method)?.title ?? m.method)} (\`${m.method}\`) | ${cell(METHODS.get(m.method)?.kind ?? '')} | ${cell(configText(m))} |`,
+    );
+  L.push(
+    '',
+    `Trainable parameters: **${count(facts.trainableParameters)}** in ${facts.tensors.length} tensor${facts.tensors.length === 1 ? '' : 's'} (every tensor in the plugin, task head included).`,
+  );
   if (meta.maxLength !== undefined) L.push(`Trained with inputs of at most ${meta.maxLength} tokens.`);
   L.push('');
 
   L.push('## Task', '', `- task: \`${meta.task}\``);
-  if (meta.labels) L.push(`- labels (${meta.labels.length}, in output order): ${meta.labels.map((l) => `\`${l}\``).join(', ')}`);
+  if (meta.labels)
+    L.push(`- labels (${meta.labels.length}, in output order): ${meta.labels.map((l) => `\`${l}\``).join(', ')}`);
   L.push('');
 
-  L.push('## Base model', '', `- name: ${baseName}`, `- model type: \`${meta.base.modelType}\``, `- fingerprint: \`${meta.base.fingerprint}\``, '');
-  L.push('Delta Studio refuses to apply the plugin to a model with another fingerprint (config, tensor names, shapes and sampled weights).', '');
+  L.push(
+    '## Base model',
+    '',
+    `- name: ${baseName}`,
+    `- model type: \`${meta.base.modelType}\``,
+    `- fingerprint: \`${meta.base.fingerprint}\``,
+    '',
+  );
+  L.push(
+    'Delta Studio refuses to apply the plugin to a model with another fingerprint (config, tensor names, shapes and sampled weights).',
+    '',
+  );
 
   const ds = info.run?.dataset;
   if (ds) {
@@ -147,7 +184,8 @@ function modelCard(stem: string, pluginName: string, facts: PluginFacts, info: B
   L.push('## Metrics', '');
   if (Object.keys(metrics).length) {
     L.push('| metric | value |', '|---|---|');
-    for (const [k, v] of Object.entries(metrics)) L.push(`| ${cell(k)} | ${typeof v === 'number' ? num(v) : cell(v)} |`);
+    for (const [k, v] of Object.entries(metrics))
+      L.push(`| ${cell(k)} | ${typeof v === 'number' ? num(v) : cell(v)} |`);
   } else {
     L.push('None recorded.');
   }
@@ -155,12 +193,18 @@ function modelCard(stem: string, pluginName: string, facts: PluginFacts, info: B
 
   L.push('## Provenance', '');
   if (info.run?.id ?? meta.runId) L.push(`- run: \`${info.run?.id ?? meta.runId}\``);
-  if (meta.plugin !== undefined) L.push(`- plugin: ${meta.plugin}${meta.version !== undefined ? ` v${meta.version}` : ''}`);
+  if (meta.plugin !== undefined)
+    L.push(`- plugin: ${meta.plugin}${meta.version !== undefined ? ` v${meta.version}` : ''}`);
   L.push(`- created: ${meta.createdAt}`, `- plugin format: ${PLUGIN_FORMAT} v${meta.formatVersion}`, '');
 
   L.push('## Files', '', '| file | what |', '|---|---|');
   L.push(`| \`${pluginName}\` | the plugin (safetensors), ${count(facts.bytes)} bytes, sha256 \`${facts.sha256}\` |`);
-  L.push('| `README.md` | this card |', `| \`config.json\` | ${info.run ? 'the training run\'s config' : 'the delta config'} |`, '| `plugin.json` | the plugin\'s metadata as JSON |', '');
+  L.push(
+    '| `README.md` | this card |',
+    `| \`config.json\` | ${info.run ? "the training run's config" : 'the delta config'} |`,
+    "| `plugin.json` | the plugin's metadata as JSON |",
+    '',
+  );
 
   L.push('## Use it with Delta Studio', '', '```bash');
   L.push(`delta-studio plugins import ${sh(pluginName)}`);
@@ -173,12 +217,16 @@ function modelCard(stem: string, pluginName: string, facts: PluginFacts, info: B
     L.push(why, '');
   } else {
     const peftDir = `${stem}-peft`;
-    L.push(`PEFT (${PEFT_TYPES[meta.methods[0].method]}) reads its own files, not the \`.delta\` plugin: write them with Delta Studio first.`, '');
+    L.push(
+      `PEFT (${PEFT_TYPES[meta.methods[0].method]}) reads its own files, not the \`.delta\` plugin: write them with Delta Studio first.`,
+      '',
+    );
     // After `plugins import`, the plugin is known by its own name (its newest version).
     const ref = safeName(meta.plugin ?? stem);
     L.push('```bash', `delta-studio export ${sh(ref)} --format peft --out . --name ${sh(peftDir)}`, '```', '');
     const cls = AUTO_CLASS[meta.task];
-    const extra = meta.task === 'regression' ? ', num_labels=1' : meta.labels ? `, num_labels=${meta.labels.length}` : '';
+    const extra =
+      meta.task === 'regression' ? ', num_labels=1' : meta.labels ? `, num_labels=${meta.labels.length}` : '';
     L.push('```python', `from transformers import AutoTokenizer, ${cls}`, 'from peft import PeftModel', '');
     L.push(`base = ${cls}.from_pretrained(${py(baseName)}${extra})`);
     L.push(`model = PeftModel.from_pretrained(base, ${py(peftDir)})`);
@@ -195,11 +243,17 @@ function bundleTime(meta: PluginMeta): Date {
 
 /** Writes `outFile`: a zip with `<name>.delta` (stored), README.md, config.json and plugin.json. */
 export function exportBundle(pluginFile: string, outFile: string, info: BundleInfo = {}): BundleResult {
-  if (resolve(pluginFile) === resolve(outFile)) throw new Error(`exportBundle: the bundle ${outFile} would replace the plugin it bundles`);
-  if (!info.overwrite && existsSync(outFile)) throw new Error(`${outFile} already exists: choose another name, or overwrite it`);
+  if (resolve(pluginFile) === resolve(outFile))
+    throw new Error(`exportBundle: the bundle ${outFile} would replace the plugin it bundles`);
+  if (!info.overwrite && existsSync(outFile))
+    throw new Error(`${outFile} already exists: choose another name, or overwrite it`);
   const facts = inspectPlugin(pluginFile);
   const { meta } = facts;
-  const stem = safeName(meta.plugin !== undefined ? `${meta.plugin}${meta.version !== undefined ? `-v${meta.version}` : ''}` : basename(pluginFile, extname(pluginFile)));
+  const stem = safeName(
+    meta.plugin !== undefined
+      ? `${meta.plugin}${meta.version !== undefined ? `-v${meta.version}` : ''}`
+      : basename(pluginFile, extname(pluginFile)),
+  );
   const pluginName = `${stem}${PLUGIN_EXTENSION}`;
   const json = (v: unknown): Buffer => Buffer.from(`${JSON.stringify(v, null, 2)}\n`, 'utf8');
   const pluginJson = {
@@ -223,5 +277,11 @@ export function exportBundle(pluginFile: string, outFile: string, info: BundleIn
     rmSync(outFile, { force: true });
     throw new Error(`${pluginFile} changed while it was being bundled; ${outFile} was removed, bundle again`);
   }
-  return { file: outFile, size, entries: entries.map((e) => e.name), pluginSha256: facts.sha256, trainableParameters: facts.trainableParameters };
+  return {
+    file: outFile,
+    size,
+    entries: entries.map((e) => e.name),
+    pluginSha256: facts.sha256,
+    trainableParameters: facts.trainableParameters,
+  };
 }

@@ -46,8 +46,13 @@ function sizeOf(paths: string[]): number {
   return paths.reduce((a, p) => a + (existsSync(p) ? statSync(p).size : 0), 0);
 }
 
-export function exportPlugin(ws: Workspace, req: ExportRequest, progress: (fraction: number, what: string) => void = () => {}): ExportResult {
-  if (!EXPORT_FORMATS.includes(req.format)) throw new Error(`unknown export format "${req.format}" (formats: ${EXPORT_FORMATS.join(', ')})`);
+export function exportPlugin(
+  ws: Workspace,
+  req: ExportRequest,
+  progress: (fraction: number, what: string) => void = () => {},
+): ExportResult {
+  if (!EXPORT_FORMATS.includes(req.format))
+    throw new Error(`unknown export format "${req.format}" (formats: ${EXPORT_FORMATS.join(', ')})`);
   const plugin = ws.loadPlugin(req.plugin);
   const row = plugin.row;
   const folder = resolve(req.folder ?? join(ws.dir, 'exports'));
@@ -58,7 +63,10 @@ export function exportPlugin(ws: Workspace, req: ExportRequest, progress: (fract
   let model = req.model;
   if (!model && needsModel) {
     const m = row.model_id !== null ? ws.getModel(row.model_id) : undefined;
-    if (!m) throw new Error(`plugin ${row.plugin} v${row.version} does not record its base model; give the model folder (--model)`);
+    if (!m)
+      throw new Error(
+        `plugin ${row.plugin} v${row.version} does not record its base model; give the model folder (--model)`,
+      );
     model = ws.modelPath(m);
   }
   progress(0, `exporting ${row.plugin} v${row.version} as ${req.format}`);
@@ -69,13 +77,22 @@ export function exportPlugin(ws: Workspace, req: ExportRequest, progress: (fract
       files = exportPeft(plugin, model!, out, { overwrite: req.overwrite, force: req.force }).files;
       break;
     case 'merged': {
-      const r = exportMerged(plugin, model!, out, { overwrite: req.overwrite, force: req.force, dtype: req.dtype, onProgress: (f, m) => progress(0.98 * f, m) });
+      const r = exportMerged(plugin, model!, out, {
+        overwrite: req.overwrite,
+        force: req.force,
+        dtype: req.dtype,
+        onProgress: (f, m) => progress(0.98 * f, m),
+      });
       files = r.files;
       options = { dtype: r.dtype };
       break;
     }
     case 'onnx': {
-      const r = exportOnnx(plugin, model!, out, { mode: req.onnxMode ?? 'baked', overwrite: req.overwrite, force: req.force });
+      const r = exportOnnx(plugin, model!, out, {
+        mode: req.onnxMode ?? 'baked',
+        overwrite: req.overwrite,
+        force: req.force,
+      });
       files = [r.file, ...(r.dataFile ? [r.dataFile] : []), r.sidecar];
       options = { mode: r.mode };
       break;
@@ -86,7 +103,14 @@ export function exportPlugin(ws: Workspace, req: ExportRequest, progress: (fract
       const m = row.model_id !== null ? ws.getModel(row.model_id) : undefined;
       const r = exportBundle(plugin.file, out, {
         overwrite: req.overwrite,
-        run: run ? { id: run.id, config: JSON.parse(run.config) as unknown, metrics: JSON.parse(row.metrics) as Record<string, number>, dataset: ds ? { name: ds.dataset, digest: ds.digest } : undefined } : undefined,
+        run: run
+          ? {
+              id: run.id,
+              config: JSON.parse(run.config) as unknown,
+              metrics: JSON.parse(row.metrics) as Record<string, number>,
+              dataset: ds ? { name: ds.dataset, digest: ds.digest } : undefined,
+            }
+          : undefined,
         baseModel: m ? { name: m.name, path: ws.modelPath(m) } : undefined,
       });
       files = [r.file];

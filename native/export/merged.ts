@@ -6,7 +6,21 @@
 // Weights are streamed one at a time: a merged weight is computed alone (float32), an untouched one is copied as
 // bytes, so a multi-GB model is never in memory at once. Everything is written into a temporary folder next to the
 // destination and renamed into place at the end: a refused or failed export leaves nothing behind.
-import { closeSync, copyFileSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readSync, realpathSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  copyFileSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readSync,
+  realpathSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeSync,
+} from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { bytesOf, DTYPES, toFloat16Bits, toFloat32, type DType } from '../onnx/dtype.js';
 import type { HostTensor } from '../onnx/graph.js';
@@ -41,7 +55,13 @@ const HEAD_WEIGHTS = ['classifier.weight', 'classifier.out_proj.weight', 'score.
 
 /** A prefix plugin keeps the prefixes themselves (the MLP is a training aid): build it without the MLP then. */
 function configFor(p: Plugin, c: DeltaConfig): DeltaConfig {
-  if (c.method === 'prefix' && c.reparameterize !== false && p.tensors['prefix.key_values'] && !p.tensors['prefix.embedding']) return { ...c, reparameterize: false };
+  if (
+    c.method === 'prefix' &&
+    c.reparameterize !== false &&
+    p.tensors['prefix.key_values'] &&
+    !p.tensors['prefix.embedding']
+  )
+    return { ...c, reparameterize: false };
   return c;
 }
 
@@ -49,7 +69,11 @@ function configFor(p: Plugin, c: DeltaConfig): DeltaConfig {
  * Builds the base model with the plugins' methods (in the engine's order) and matches every delta parameter to a
  * plugin tensor: a missing, extra, duplicated or misshapen tensor is an error naming the file. Float32 graph.
  */
-export function loadPluginModel(pluginOrList: Plugin | Plugin[], modelDir: string, opts: { force?: boolean } = {}): PluginModel {
+export function loadPluginModel(
+  pluginOrList: Plugin | Plugin[],
+  modelDir: string,
+  opts: { force?: boolean } = {},
+): PluginModel {
   const plugins = Array.isArray(pluginOrList) ? pluginOrList : [pluginOrList];
   if (plugins.length === 0) throw new Error('export: no plugin given');
   const folder = readModelFolder(modelDir);
@@ -59,10 +83,15 @@ export function loadPluginModel(pluginOrList: Plugin | Plugin[], modelDir: strin
   let labels: string[] | undefined;
   let labelsFrom = '';
   for (const p of plugins) {
-    if (p.meta.task !== task) throw new Error(`${p.file}: task ${p.meta.task} differs from ${first.file}'s ${task}: plugins exported together must share a task`);
+    if (p.meta.task !== task)
+      throw new Error(
+        `${p.file}: task ${p.meta.task} differs from ${first.file}'s ${task}: plugins exported together must share a task`,
+      );
     if (!p.meta.labels) continue;
     if (labels && JSON.stringify(labels) !== JSON.stringify(p.meta.labels)) {
-      throw new Error(`${p.file}: labels ${JSON.stringify(p.meta.labels)} differ from ${labelsFrom}'s ${JSON.stringify(labels)}`);
+      throw new Error(
+        `${p.file}: labels ${JSON.stringify(p.meta.labels)} differ from ${labelsFrom}'s ${JSON.stringify(labels)}`,
+      );
     }
     labels = p.meta.labels;
     labelsFrom = p.file;
@@ -76,16 +105,28 @@ export function loadPluginModel(pluginOrList: Plugin | Plugin[], modelDir: strin
   const files = plugins.map((p) => p.file).join(', ');
   let built: { model: BuiltModel; applied: AppliedDelta };
   try {
-    built = loadWithDeltas(modelDir, { task, numLabels: task === 'classification' ? numLabels : undefined, precision: 'float32' }, configs);
+    built = loadWithDeltas(
+      modelDir,
+      { task, numLabels: task === 'classification' ? numLabels : undefined, precision: 'float32' },
+      configs,
+    );
   } catch (e) {
-    throw new Error(`${files}: cannot apply ${configs.map((c) => c.method).join(' + ')} to ${modelDir}: ${(e as Error).message}`, { cause: e });
+    throw new Error(
+      `${files}: cannot apply ${configs.map((c) => c.method).join(' + ')} to ${modelDir}: ${(e as Error).message}`,
+      { cause: e },
+    );
   }
   const { model, applied } = built;
   const owner = new Map<string, Plugin>();
   for (const p of plugins) {
     for (const name of Object.keys(p.tensors)) {
       const o = owner.get(name);
-      if (o) throw new PluginError('mismatch', `${p.file} and ${o.file} both hold tensor "${name}": plugins exported together must train different parameters`, p.file);
+      if (o)
+        throw new PluginError(
+          'mismatch',
+          `${p.file} and ${o.file} both hold tensor "${name}": plugins exported together must train different parameters`,
+          p.file,
+        );
       owner.set(name, p);
     }
   }
@@ -93,20 +134,41 @@ export function loadPluginModel(pluginOrList: Plugin | Plugin[], modelDir: strin
   const byName = new Map<string, HostTensor>();
   for (const prm of applied.params) {
     const p = owner.get(prm.name);
-    if (!p) throw new PluginError('mismatch', `${files}: no tensor "${prm.name}", which ${prm.method} needs on ${model.architecture}`, first.file);
+    if (!p)
+      throw new PluginError(
+        'mismatch',
+        `${files}: no tensor "${prm.name}", which ${prm.method} needs on ${model.architecture}`,
+        first.file,
+      );
     const t = p.tensors[prm.name];
     const want = applied.initial[prm.value].shape;
     if (t.shape.length !== want.length || t.shape.some((d, i) => d !== want[i])) {
-      throw new PluginError('mismatch', `${p.file}: tensor "${prm.name}" has shape [${t.shape}], ${prm.method} on ${model.architecture} expects [${want}]`, p.file);
+      throw new PluginError(
+        'mismatch',
+        `${p.file}: tensor "${prm.name}" has shape [${t.shape}], ${prm.method} on ${model.architecture} expects [${want}]`,
+        p.file,
+      );
     }
-    if (!['float32', 'float16', 'bfloat16'].includes(t.dtype)) throw new PluginError('mismatch', `${p.file}: tensor "${prm.name}" is ${t.dtype}, expected float32`, p.file);
-    const f: HostTensor = t.dtype === 'float32' ? t : { dtype: 'float32', shape: t.shape, data: toFloat32(t.dtype, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength)) };
+    if (!['float32', 'float16', 'bfloat16'].includes(t.dtype))
+      throw new PluginError('mismatch', `${p.file}: tensor "${prm.name}" is ${t.dtype}, expected float32`, p.file);
+    const f: HostTensor =
+      t.dtype === 'float32'
+        ? t
+        : {
+            dtype: 'float32',
+            shape: t.shape,
+            data: toFloat32(t.dtype, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength)),
+          };
     values[prm.value] = f;
     byName.set(prm.name, f);
     owner.delete(prm.name);
   }
   for (const [name, p] of owner) {
-    throw new PluginError('mismatch', `${p.file}: tensor "${name}" is not a parameter of ${p.meta.methods.map((c) => c.method).join(' + ')} on ${model.architecture}`, p.file);
+    throw new PluginError(
+      'mismatch',
+      `${p.file}: tensor "${name}" is not a parameter of ${p.meta.methods.map((c) => c.method).join(' + ')} on ${model.architecture}`,
+      p.file,
+    );
   }
   const maxLength = plugins.map((p) => p.meta.maxLength).find((n) => n !== undefined);
   return { folder, model, applied, values, byName, configs, task, labels, maxLength };
@@ -117,7 +179,10 @@ export function loadPluginModel(pluginOrList: Plugin | Plugin[], modelDir: strin
 
 /** A hidden temporary name next to `path` (same filesystem, so the final rename is atomic). */
 export function siblingTemp(path: string, tag: string): string {
-  return join(dirname(path), `.${basename(path)}.${tag}-${process.pid}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e9).toString(36)}`);
+  return join(
+    dirname(path),
+    `.${basename(path)}.${tag}-${process.pid}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e9).toString(36)}`,
+  );
 }
 
 /** Writes all of `chunks` to an open file. */
@@ -128,7 +193,13 @@ export function writeAll(fd: number, chunk: Uint8Array): void {
 const COPY_CHUNK = 16 << 20;
 
 /** Copies `length` bytes of `file` from `offset` to an open file, in 16 MiB pieces. */
-export function copyRange(fd: number, file: string, offset: number, length: number, buf = Buffer.allocUnsafe(Math.min(COPY_CHUNK, Math.max(1, length)))): void {
+export function copyRange(
+  fd: number,
+  file: string,
+  offset: number,
+  length: number,
+  buf = Buffer.allocUnsafe(Math.min(COPY_CHUNK, Math.max(1, length))),
+): void {
   const src = openSync(file, 'r');
   try {
     for (let done = 0; done < length;) {
@@ -145,8 +216,14 @@ export function copyRange(fd: number, file: string, offset: number, length: numb
 function fsyncPath(path: string): void {
   try {
     const fd = openSync(path, 'r');
-    try { fsyncSync(fd); } finally { closeSync(fd); }
-  } catch { /* some filesystems refuse fsync on directories */ }
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    /* some filesystems refuse fsync on directories */
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -202,11 +279,20 @@ const UNMERGEABLE: Record<string, string> = {
 const MERGEABLE = new Set(['lora', 'ia3', 'bitfit', 'head-only', 'full']);
 
 // The backbone's name prefix in a task class's state dict (BertForSequenceClassification → "bert.", …).
-const BACKBONE_PREFIX: Record<string, string> = { bert: 'bert.', roberta: 'roberta.', gpt2: 'transformer.', llama: 'model.', mistral: 'model.', qwen2: 'model.', t5: '' };
+const BACKBONE_PREFIX: Record<string, string> = {
+  bert: 'bert.',
+  roberta: 'roberta.',
+  gpt2: 'transformer.',
+  llama: 'model.',
+  mistral: 'model.',
+  qwen2: 'model.',
+  t5: '',
+};
 const HEAD_NAME = /^(classifier|score|lm_head)(\.|$)/;
 
 // Tokenizer, generation and chat files that travel with a model; weights, configs and anything else stay behind.
-const CARRIED_FILE = /^(tokenizer\.json|tokenizer_config\.json|tokenizer\.model|special_tokens_map\.json|added_tokens\.json|vocab\.(txt|json)|merges\.txt|spiece\.model|sentencepiece\.bpe\.model|.+\.tiktoken|generation_config\.json|chat_template\.(jinja|json)|preprocessor_config\.json)$/;
+const CARRIED_FILE =
+  /^(tokenizer\.json|tokenizer_config\.json|tokenizer\.model|special_tokens_map\.json|added_tokens\.json|vocab\.(txt|json)|merges\.txt|spiece\.model|sentencepiece\.bpe\.model|.+\.tiktoken|generation_config\.json|chat_template\.(jinja|json)|preprocessor_config\.json)$/;
 
 /** bfloat16 bits of float32 values, rounded to nearest even (NaN kept quiet). */
 export function toBfloat16Bits(src: Float32Array): Uint16Array {
@@ -214,19 +300,27 @@ export function toBfloat16Bits(src: Float32Array): Uint16Array {
   const out = new Uint16Array(src.length);
   for (let i = 0; i < u.length; i++) {
     const x = u[i];
-    out[i] = (x & 0x7fffffff) > 0x7f800000 ? ((x >>> 16) | 0x40) : ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
+    out[i] = (x & 0x7fffffff) > 0x7f800000 ? (x >>> 16) | 0x40 : ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
   }
   return out;
 }
 
 function encode(dtype: DType, v: Float32Array): Uint8Array {
-  const a = dtype === 'float32' ? v : dtype === 'float16' ? toFloat16Bits(v) : dtype === 'bfloat16' ? toBfloat16Bits(v) : undefined;
+  const a =
+    dtype === 'float32'
+      ? v
+      : dtype === 'float16'
+        ? toFloat16Bits(v)
+        : dtype === 'bfloat16'
+          ? toBfloat16Bits(v)
+          : undefined;
   if (!a) throw new Error(`export: cannot write a computed weight as ${dtype}`);
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }
 
 /** One change to a Linear/Conv1D weight, in the order the graph applies it. */
-type Fold = { kind: 'lora'; A: string; B: string; r: number; scale: number } | { kind: 'ia3'; l: string; input: boolean };
+type Fold =
+  { kind: 'lora'; A: string; B: string; r: number; scale: number } | { kind: 'ia3'; l: string; input: boolean };
 
 /** One weight of the export: where its bytes come from and what is done to them. */
 interface Planned {
@@ -247,7 +341,7 @@ function ia3OnInput(model: BuiltModel, rec: ModuleRecord, lName: string): boolea
   const scaled = new Set(g.nodes.filter((n) => n.op === 'Mul' && n.inputs.includes(lName)).flatMap((n) => n.outputs));
   const entry = g.nodes.find((n) => n.name === rec.entry);
   if (entry) return entry.inputs.some((i) => scaled.has(i));
-  return (rec.in !== rec.out) && g.value(lName).shape[0] === rec.in;
+  return rec.in !== rec.out && g.value(lName).shape[0] === rec.in;
 }
 
 /**
@@ -256,16 +350,24 @@ function ia3OnInput(model: BuiltModel, rec: ModuleRecord, lName: string): boolea
  * (an existing Linear/Conv1D bias, or a LayerNorm's bias for a new norm bias). Others are refused with the reason.
  * Synchronous file work: run it off any thread that must stay responsive.
  */
-export function exportMerged(plugin: Plugin, modelDir: string, outDir: string, opts: MergedExportOptions = {}): MergedExportResult {
+export function exportMerged(
+  plugin: Plugin,
+  modelDir: string,
+  outDir: string,
+  opts: MergedExportOptions = {},
+): MergedExportResult {
   const shardBytes = opts.shardBytes ?? 5e9;
   if (!(shardBytes > 0)) throw new Error(`exportMerged: shardBytes must be positive, got ${shardBytes}`);
   const dtypeMode = opts.dtype ?? 'source';
-  if (dtypeMode !== 'source' && dtypeMode !== 'float32') throw new Error(`exportMerged: dtype must be "source" or "float32", got ${JSON.stringify(dtypeMode)}`);
+  if (dtypeMode !== 'source' && dtypeMode !== 'float32')
+    throw new Error(`exportMerged: dtype must be "source" or "float32", got ${JSON.stringify(dtypeMode)}`);
   const dest = resolve(outDir);
   checkDestination(dest, modelDir, opts.overwrite ?? false);
   for (const c of plugin.meta.methods) {
     if (!MERGEABLE.has(c.method)) {
-      throw new Error(`${plugin.file}: ${c.method} cannot be merged into the base weights: ${UNMERGEABLE[c.method] ?? 'it adds computation the Hugging Face architecture has no weights for'}. Export it as ONNX instead (exportOnnx), which keeps the base model and the delta apart`);
+      throw new Error(
+        `${plugin.file}: ${c.method} cannot be merged into the base weights: ${UNMERGEABLE[c.method] ?? 'it adds computation the Hugging Face architecture has no weights for'}. Export it as ONNX instead (exportOnnx), which keeps the base model and the delta apart`,
+      );
     }
   }
   const pm = loadPluginModel(plugin, modelDir, { force: opts.force });
@@ -287,9 +389,17 @@ export function exportMerged(plugin: Plugin, modelDir: string, outDir: string, o
     fsyncPath(tmp);
     moveIntoPlace(tmp, dest);
     return {
-      dir: dest, architecture: pm.model.architecture, files: written.files.map((f) => join(dest, f)), totalSize: written.totalSize,
-      tensors: plan.weights.length, dtype: plan.torchDtype, merged: plan.merged, replaced: plan.replaced, rounded: plan.rounded,
-      dropped: plan.dropped, notes: plan.notes,
+      dir: dest,
+      architecture: pm.model.architecture,
+      files: written.files.map((f) => join(dest, f)),
+      totalSize: written.totalSize,
+      tensors: plan.weights.length,
+      dtype: plan.torchDtype,
+      merged: plan.merged,
+      replaced: plan.replaced,
+      rounded: plan.rounded,
+      dropped: plan.dropped,
+      notes: plan.notes,
     };
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true });
@@ -301,11 +411,13 @@ export function exportMerged(plugin: Plugin, modelDir: string, outDir: string, o
 function checkDestination(dest: string, modelDir: string, overwrite: boolean): void {
   const src = existsSync(modelDir) ? realpathSync(modelDir) : resolve(modelDir);
   const real = existsSync(dest) ? realpathSync(dest) : dest;
-  if (isInside(real, src)) throw new Error(`${dest}: the export would replace the model folder it reads (${modelDir}); choose another folder`);
+  if (isInside(real, src))
+    throw new Error(`${dest}: the export would replace the model folder it reads (${modelDir}); choose another folder`);
   if (!existsSync(dirname(dest))) throw new Error(`${dirname(dest)}: the folder to export into does not exist`);
   if (!existsSync(dest)) return;
   if (!statSync(dest).isDirectory()) throw new Error(`${dest}: exists and is not a folder`);
-  if (readdirSync(dest).length > 0 && !overwrite) throw new Error(`${dest}: exists and is not empty; choose another folder or pass overwrite`);
+  if (readdirSync(dest).length > 0 && !overwrite)
+    throw new Error(`${dest}: exists and is not empty; choose another folder or pass overwrite`);
 }
 
 /** Renames the finished temporary folder to `dest`, replacing what is there only once the new one is complete. */
@@ -337,7 +449,12 @@ function writeDurable(file: string, text: string): void {
 
 function sortKeys(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(sortKeys);
-  if (v && typeof v === 'object') return Object.fromEntries(Object.keys(v).sort().map((k) => [k, sortKeys((v as Record<string, unknown>)[k])]));
+  if (v && typeof v === 'object')
+    return Object.fromEntries(
+      Object.keys(v)
+        .sort()
+        .map((k) => [k, sortKeys((v as Record<string, unknown>)[k])]),
+    );
   return v;
 }
 
@@ -363,22 +480,34 @@ function planWeights(plugin: Plugin, pm: PluginModel, dtypeMode: 'float32' | 'so
   const value = (name: string): Float32Array => byName.get(name)!.data as Float32Array;
   const names = [...b.weightValues.keys()];
   const written = new Set(names);
-  const refuse = (why: string): never => { throw new Error(`${plugin.file}: ${why}. Export it as ONNX instead (exportOnnx), which keeps the base model and the delta apart`); };
+  const refuse = (why: string): never => {
+    throw new Error(
+      `${plugin.file}: ${why}. Export it as ONNX instead (exportOnnx), which keeps the base model and the delta apart`,
+    );
+  };
 
   // What happens to each weight, in the order the graph applies it.
   const replace = new Map<string, string>(); // weight → plugin tensor holding its trained value
   const addBias = new Map<string, string[]>(); // LayerNorm bias → BitFit norm biases added to it
   const folds = new Map<string, { rec: ModuleRecord; steps: Fold[] }>(); // module → its folds
   for (const p of applied.params) {
-    if (p.existing || p.method === 'new head') { replace.set(p.name, p.name); continue; }
+    if (p.existing || p.method === 'new head') {
+      replace.set(p.name, p.name);
+      continue;
+    }
     if (p.method !== 'bitfit') continue;
     if (p.name.endsWith('.bitfit_bias')) {
       const rec = mod(p.name.slice(0, -'.bitfit_bias'.length));
       const bias = `${rec.name}.bias`;
-      if (rec.type !== 'LayerNorm' || !written.has(bias)) refuse(`bitfit added a bias to ${rec.name} (${rec.type}), which has none in ${model.architecture}; a merged folder cannot hold it`);
+      if (rec.type !== 'LayerNorm' || !written.has(bias))
+        refuse(
+          `bitfit added a bias to ${rec.name} (${rec.type}), which has none in ${model.architecture}; a merged folder cannot hold it`,
+        );
       addBias.set(bias, [...(addBias.get(bias) ?? []), p.name]);
     } else {
-      refuse(`bitfit added a bias to ${p.name.replace(/\.bias$/, '')}, which has none in ${model.architecture}; a merged folder cannot hold it`);
+      refuse(
+        `bitfit added a bias to ${p.name.replace(/\.bias$/, '')}, which has none in ${model.architecture}; a merged folder cannot hold it`,
+      );
     }
   }
   for (const m of applied.methods) {
@@ -387,9 +516,19 @@ function planWeights(plugin: Plugin, pm: PluginModel, dtypeMode: 'float32' | 'so
     for (const name of m.modules) {
       const rec = mod(name);
       const w = `${name}.weight`;
-      if (!written.has(w) || !rec.params.some((q) => q.name === w)) refuse(`${m.method} changed ${name}, whose weight is tied to another (${model.architecture} stores no "${w}"); merging would have to untie them`);
+      if (!written.has(w) || !rec.params.some((q) => q.name === w))
+        refuse(
+          `${m.method} changed ${name}, whose weight is tied to another (${model.architecture} stores no "${w}"); merging would have to untie them`,
+        );
       const entry = folds.get(w) ?? { rec, steps: [] };
-      if (m.method === 'lora') entry.steps.push({ kind: 'lora', A: `${name}.lora_A`, B: `${name}.lora_B`, r: cfg.r as number, scale: loraScale({ r: cfg.r as number, alpha: cfg.alpha as number, rslora: cfg.rslora as boolean }) });
+      if (m.method === 'lora')
+        entry.steps.push({
+          kind: 'lora',
+          A: `${name}.lora_A`,
+          B: `${name}.lora_B`,
+          r: cfg.r as number,
+          scale: loraScale({ r: cfg.r as number, alpha: cfg.alpha as number, rslora: cfg.rslora as boolean }),
+        });
       else {
         const l = applied.params.find((q) => q.name === `${name}.ia3_l`)!;
         entry.steps.push({ kind: 'ia3', l: l.name, input: ia3OnInput(model, rec, l.value) });
@@ -401,7 +540,9 @@ function planWeights(plugin: Plugin, pm: PluginModel, dtypeMode: 'float32' | 'so
   const biasScale = new Map<string, { l: string }>();
   for (const { rec, steps } of folds.values()) {
     const bias = `${rec.name}.bias`;
-    for (const s of steps) if (s.kind === 'ia3' && !s.input && written.has(bias) && rec.params.some((q) => q.name === bias)) biasScale.set(bias, { l: s.l });
+    for (const s of steps)
+      if (s.kind === 'ia3' && !s.input && written.has(bias) && rec.params.some((q) => q.name === bias))
+        biasScale.set(bias, { l: s.l });
   }
 
   const base = (name: string): Float32Array => {
@@ -419,13 +560,18 @@ function planWeights(plugin: Plugin, pm: PluginModel, dtypeMode: 'float32' | 'so
     if (ref) bytesBy.set(ref.dtype, (bytesBy.get(ref.dtype) ?? 0) + ref.length);
   }
   const dominant = ([...bytesBy].sort((a, c) => c[1] - a[1])[0]?.[0] ?? 'float32') as DType;
-  const torchDtype = (dtypeMode === 'float32' ? 'float32' : ['float16', 'bfloat16'].includes(dominant) ? dominant : 'float32') as Plan['torchDtype'];
+  const torchDtype = (
+    dtypeMode === 'float32' ? 'float32' : ['float16', 'bfloat16'].includes(dominant) ? dominant : 'float32'
+  ) as Plan['torchDtype'];
 
   const prefix = BACKBONE_PREFIX[model.modelType] ?? '';
-  const merged: string[] = [], replaced: string[] = [], rounded: string[] = [];
+  const merged: string[] = [],
+    replaced: string[] = [],
+    rounded: string[] = [];
   const weights: Planned[] = names.map((name) => {
     const ref = folder.weights.get(name);
-    if (!ref && !replace.has(name)) throw new Error(`export: weight "${name}" is neither in ${folder.dir} nor in ${plugin.file}`);
+    if (!ref && !replace.has(name))
+      throw new Error(`export: weight "${name}" is neither in ${folder.dir} nor in ${plugin.file}`);
     // A trained weight brings its own shape (a new head of another label count replaces the folder's).
     const shape = replace.has(name) ? byName.get(replace.get(name)!)!.shape : ref!.shape;
     const dtype: DType = dtypeMode === 'float32' ? 'float32' : (ref?.dtype ?? torchDtype);
@@ -440,8 +586,14 @@ function planWeights(plugin: Plugin, pm: PluginModel, dtypeMode: 'float32' | 'so
     } else if (bs || adds) {
       compute = () => {
         const v = base(name);
-        for (const a of adds ?? []) { const d = value(a); for (let i = 0; i < v.length; i++) v[i] += d[i]; }
-        if (bs) { const l = value(bs.l); for (let i = 0; i < v.length; i++) v[i] *= l[i]; }
+        for (const a of adds ?? []) {
+          const d = value(a);
+          for (let i = 0; i < v.length; i++) v[i] += d[i];
+        }
+        if (bs) {
+          const l = value(bs.l);
+          for (let i = 0; i < v.length; i++) v[i] *= l[i];
+        }
         return v;
       };
       merged.push(name);
@@ -456,8 +608,14 @@ function planWeights(plugin: Plugin, pm: PluginModel, dtypeMode: 'float32' | 'so
   });
   const dropped = [...folder.weights.keys()].filter((n) => !written.has(n));
   const notes: string[] = [];
-  if (rounded.length) notes.push(`${rounded.length} computed weight(s) were rounded from float32 to ${torchDtype}; outputs differ from base+plugin by that rounding (use dtype "float32" for exact ones)`);
-  if (dropped.length) notes.push(`${dropped.length} weight(s) of ${folder.dir} that ${model.architecture} does not read were left out: ${dropped.slice(0, 5).join(', ')}${dropped.length > 5 ? ', …' : ''}`);
+  if (rounded.length)
+    notes.push(
+      `${rounded.length} computed weight(s) were rounded from float32 to ${torchDtype}; outputs differ from base+plugin by that rounding (use dtype "float32" for exact ones)`,
+    );
+  if (dropped.length)
+    notes.push(
+      `${dropped.length} weight(s) of ${folder.dir} that ${model.architecture} does not read were left out: ${dropped.slice(0, 5).join(', ')}${dropped.length > 5 ? ', …' : ''}`,
+    );
   return { weights, torchDtype, merged, replaced, rounded, dropped, notes };
 }
 
@@ -466,9 +624,15 @@ function planWeights(plugin: Plugin, pm: PluginModel, dtypeMode: 'float32' | 'so
  * base product only (its node reads the scaled input; a LoRA branch reads the unscaled one), then every output
  * transform in the order it was applied — LoRA adds s·B·A, an output-scaling (IA)³ scales the running sum's rows.
  */
-function foldModule(W: Float32Array, rec: ModuleRecord, steps: Fold[], value: (n: string) => Float32Array): Float32Array {
+function foldModule(
+  W: Float32Array,
+  rec: ModuleRecord,
+  steps: Fold[],
+  value: (n: string) => Float32Array,
+): Float32Array {
   const conv = rec.type === 'Conv1D';
-  const inF = rec.in!, outF = rec.out!;
+  const inF = rec.in!,
+    outF = rec.out!;
   // Element (o, i) of the math-sense weight [out, in], in the stored layout (Conv1D stores [in, out]).
   const at = (o: number, i: number): number => (conv ? i * outF + o : o * inF + i);
   for (const s of steps) {
@@ -478,7 +642,9 @@ function foldModule(W: Float32Array, rec: ModuleRecord, steps: Fold[], value: (n
   }
   for (const s of steps) {
     if (s.kind === 'lora') {
-      const A = value(s.A), B = value(s.B), r = s.r;
+      const A = value(s.A),
+        B = value(s.B),
+        r = s.r;
       const row = new Float64Array(inF);
       for (let o = 0; o < outF; o++) {
         row.fill(0);
@@ -500,7 +666,8 @@ function foldModule(W: Float32Array, rec: ModuleRecord, steps: Fold[], value: (n
 /** Shards like huggingface_hub's split_torch_state_dict_into_shards: in order, a new shard when the next weight would overflow. */
 function shard(weights: Planned[], max: number): Planned[][] {
   const shards: Planned[][] = [];
-  let cur: Planned[] = [], size = 0;
+  let cur: Planned[] = [],
+    size = 0;
   for (const w of weights) {
     const n = w.shape.reduce((a, c) => a * c, 1) * bytesOf(w.dtype);
     if (cur.length && size + n > max) {
@@ -515,7 +682,12 @@ function shard(weights: Planned[], max: number): Planned[][] {
   return shards;
 }
 
-function writeWeights(dir: string, weights: Planned[], max: number, onProgress: (fraction: number, message: string) => void = () => {}): { files: string[]; totalSize: number } {
+function writeWeights(
+  dir: string,
+  weights: Planned[],
+  max: number,
+  onProgress: (fraction: number, message: string) => void = () => {},
+): { files: string[]; totalSize: number } {
   const shards = shard(weights, max);
   const N = shards.length;
   const pad = (i: number): string => String(i).padStart(5, '0');
@@ -524,7 +696,8 @@ function writeWeights(dir: string, weights: Planned[], max: number, onProgress: 
   let totalSize = 0;
   const buf = Buffer.allocUnsafe(COPY_CHUNK);
   const allBytes = weights.reduce((a, w) => a + w.shape.reduce((x, c) => x * c, 1) * bytesOf(w.dtype), 0) || 1;
-  let done = 0, lastReport = 0;
+  let done = 0,
+    lastReport = 0;
   shards.forEach((list, s) => {
     const header: Record<string, unknown> = { __metadata__: { format: 'pt' } };
     let off = 0;
@@ -547,7 +720,10 @@ function writeWeights(dir: string, weights: Planned[], max: number, onProgress: 
       for (const w of list) {
         if (w.compute) {
           const bytes = encode(w.dtype, w.compute());
-          if (bytes.byteLength !== w.shape.reduce((a, c) => a * c, 1) * bytesOf(w.dtype)) throw new Error(`export: weight "${w.name}" came out with ${bytes.byteLength} bytes for shape [${w.shape}] of ${w.dtype}`);
+          if (bytes.byteLength !== w.shape.reduce((a, c) => a * c, 1) * bytesOf(w.dtype))
+            throw new Error(
+              `export: weight "${w.name}" came out with ${bytes.byteLength} bytes for shape [${w.shape}] of ${w.dtype}`,
+            );
           writeAll(fd, bytes);
         } else {
           copyRange(fd, w.ref!.realFile, w.ref!.offset, w.ref!.length, buf);
@@ -565,7 +741,14 @@ function writeWeights(dir: string, weights: Planned[], max: number, onProgress: 
     }
   });
   if (N > 1) {
-    const index = { metadata: { total_size: totalSize }, weight_map: Object.fromEntries(Object.keys(weightMap).sort().map((k) => [k, weightMap[k]])) };
+    const index = {
+      metadata: { total_size: totalSize },
+      weight_map: Object.fromEntries(
+        Object.keys(weightMap)
+          .sort()
+          .map((k) => [k, weightMap[k]]),
+      ),
+    };
     writeDurable(join(dir, 'model.safetensors.index.json'), `${JSON.stringify(index, null, 2)}\n`);
   }
   return { files, totalSize };
@@ -579,14 +762,23 @@ function exportConfig(pm: PluginModel, torchDtype: string, notes: string[]): Rec
   cfg.torch_dtype = torchDtype;
   if ('dtype' in cfg) cfg.dtype = torchDtype; // transformers ≥ 4.56 writes "dtype"
   if (task === 'classification' || task === 'regression') {
-    const n = task === 'regression' ? 1 : model.numLabels ?? pm.labels?.length ?? 2;
-    const labels = task === 'classification' && pm.labels?.length === n ? pm.labels : Array.from({ length: n }, (_, i) => `LABEL_${i}`);
+    const n = task === 'regression' ? 1 : (model.numLabels ?? pm.labels?.length ?? 2);
+    const labels =
+      task === 'classification' && pm.labels?.length === n
+        ? pm.labels
+        : Array.from({ length: n }, (_, i) => `LABEL_${i}`);
     cfg.id2label = Object.fromEntries(labels.map((l, i) => [String(i), l]));
     cfg.label2id = Object.fromEntries(labels.map((l, i) => [l, i]));
     cfg.num_labels = n;
     cfg.problem_type = task === 'regression' ? 'regression' : 'single_label_classification';
-    if (model.architecture !== 'BertForSequenceClassification' && model.architecture !== 'RobertaForSequenceClassification' && (cfg.pad_token_id === undefined || cfg.pad_token_id === null)) {
-      notes.push(`config.json has no pad_token_id: transformers' ${model.architecture} then handles batches of one only (it finds each row's last token by pad_token_id; Delta Studio uses the attention mask)`);
+    if (
+      model.architecture !== 'BertForSequenceClassification' &&
+      model.architecture !== 'RobertaForSequenceClassification' &&
+      (cfg.pad_token_id === undefined || cfg.pad_token_id === null)
+    ) {
+      notes.push(
+        `config.json has no pad_token_id: transformers' ${model.architecture} then handles batches of one only (it finds each row's last token by pad_token_id; Delta Studio uses the attention mask)`,
+      );
     }
   }
   return cfg;

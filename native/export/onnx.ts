@@ -74,15 +74,24 @@ const info = (g: Graph, name: string): TensorInfo => {
  * Frozen weights keep their stored dtype (bf16/fp16 ones are cast to float32 in the graph). Batch and sequence
  * dimensions stay symbolic.
  */
-export function exportOnnx(plugins: Plugin[] | Plugin, modelDir: string, outFile: string, opts: OnnxExportOptions = {}): OnnxExportResult {
+export function exportOnnx(
+  plugins: Plugin[] | Plugin,
+  modelDir: string,
+  outFile: string,
+  opts: OnnxExportOptions = {},
+): OnnxExportResult {
   const mode = opts.mode ?? 'baked';
-  if (mode !== 'baked' && mode !== 'inputs') throw new Error(`exportOnnx: mode must be "baked" or "inputs", got ${JSON.stringify(mode)}`);
+  if (mode !== 'baked' && mode !== 'inputs')
+    throw new Error(`exportOnnx: mode must be "baked" or "inputs", got ${JSON.stringify(mode)}`);
   const file = resolve(outFile);
-  const dataFile = `${file}.data`, sidecar = `${file}.json`;
+  const dataFile = `${file}.data`,
+    sidecar = `${file}.json`;
   if (!existsSync(dirname(file))) throw new Error(`${dirname(file)}: the folder to export into does not exist`);
-  if (existsSync(file) && statSync(file).isDirectory()) throw new Error(`${file}: is a folder; give the path of the .onnx file to write`);
+  if (existsSync(file) && statSync(file).isDirectory())
+    throw new Error(`${file}: is a folder; give the path of the .onnx file to write`);
   if (!opts.overwrite) {
-    for (const f of [file, dataFile, sidecar]) if (existsSync(f)) throw new Error(`${f}: exists; choose another file or pass overwrite`);
+    for (const f of [file, dataFile, sidecar])
+      if (existsSync(f)) throw new Error(`${f}: exists; choose another file or pass overwrite`);
   }
   const list = Array.isArray(plugins) ? plugins : [plugins];
   const pm = loadPluginModel(list, modelDir, { force: opts.force });
@@ -92,7 +101,8 @@ export function exportOnnx(plugins: Plugin[] | Plugin, modelDir: string, outFile
   g.outputs.length = 0;
   g.output(model.logits);
   for (const p of applied.params) {
-    if (!g.initializers.has(p.value)) throw new Error(`exportOnnx: delta parameter "${p.name}" is not a weight of the ${model.architecture} graph`);
+    if (!g.initializers.has(p.value))
+      throw new Error(`exportOnnx: delta parameter "${p.name}" is not a weight of the ${model.architecture} graph`);
     if (mode === 'baked') g.initializers.set(p.value, { kind: 'host', tensor: pm.values[p.value] });
     else g.promoteToInput(p.value);
   }
@@ -107,23 +117,46 @@ export function exportOnnx(plugins: Plugin[] | Plugin, modelDir: string, outFile
   }
   const batchInputs = g.inputs.filter((n) => !deltaNames.has(n));
   const unknown = batchInputs.filter((n) => !model.inputs.includes(n) || n === 'labels');
-  if (unknown.length) throw new Error(`exportOnnx: the inference graph still reads ${unknown.join(', ')}; expected only batch inputs`);
+  if (unknown.length)
+    throw new Error(`exportOnnx: the inference graph still reads ${unknown.join(', ')}; expected only batch inputs`);
 
-  const customOps = [...new Set(g.nodes.filter((n) => n.domain !== '' || n.op === 'SimplifiedLayerNormalization').map((n) => `${n.domain || 'ai.onnx'}:${n.op}`))].sort();
+  const customOps = [
+    ...new Set(
+      g.nodes
+        .filter((n) => n.domain !== '' || n.op === 'SimplifiedLayerNormalization')
+        .map((n) => `${n.domain || 'ai.onnx'}:${n.op}`),
+    ),
+  ].sort();
   const description = {
-    format: 'delta-studio-onnx', version: 1, model: basename(file), mode, task: pm.task, labels: pm.labels ?? null, maxLength: pm.maxLength ?? null,
+    format: 'delta-studio-onnx',
+    version: 1,
+    model: basename(file),
+    mode,
+    task: pm.task,
+    labels: pm.labels ?? null,
+    maxLength: pm.maxLength ?? null,
     architecture: model.architecture,
     base: { modelType: model.modelType, name: basename(resolve(modelDir)), fingerprint: list[0].meta.base.fingerprint },
-    plugins: list.map((p) => ({ file: basename(p.file), plugin: p.meta.plugin ?? null, version: p.meta.version ?? null, methods: p.meta.methods, tensorsSha256: p.meta.tensorsSha256 })),
+    plugins: list.map((p) => ({
+      file: basename(p.file),
+      plugin: p.meta.plugin ?? null,
+      version: p.meta.version ?? null,
+      methods: p.meta.methods,
+      tensorsSha256: p.meta.tensorsSha256,
+    })),
     inputs: batchInputs.map((n) => info(g, n)),
-    deltaInputs: [...deltaNames].map((n) => ({ ...info(g, n), method: applied.params.find((p) => p.name === n)!.method })),
+    deltaInputs: [...deltaNames].map((n) => ({
+      ...info(g, n),
+      method: applied.params.find((p) => p.name === n)!.method,
+    })),
     outputs: g.outputs.map((n) => info(g, n)),
     customOps,
     externalData: null as string | null,
   };
 
   let weightBytes = 0;
-  for (const init of g.initializers.values()) weightBytes += init.kind === 'host' ? init.tensor.data.byteLength : init.ref.length;
+  for (const init of g.initializers.values())
+    weightBytes += init.kind === 'host' ? init.tensor.data.byteLength : init.ref.length;
   const external = weightBytes > (opts.embedLimitBytes ?? EMBED_LIMIT);
   if (external) description.externalData = basename(dataFile);
 
@@ -137,10 +170,27 @@ export function exportOnnx(plugins: Plugin[] | Plugin, modelDir: string, outFile
     } else {
       embedAll(g);
     }
-    const ser = serialize(g, `Delta Studio export: ${model.architecture} + ${list.map((p) => p.meta.methods.map((c) => c.method).join('+')).join(', ')} (${mode})`);
-    if (ser.externalFolder && ser.externalFolder !== dirname(file)) throw new Error(`exportOnnx: a weight still points into ${ser.externalFolder}`);
+    const ser = serialize(
+      g,
+      `Delta Studio export: ${model.architecture} + ${list.map((p) => p.meta.methods.map((c) => c.method).join('+')).join(', ')} (${mode})`,
+    );
+    if (ser.externalFolder && ser.externalFolder !== dirname(file))
+      throw new Error(`exportOnnx: a weight still points into ${ser.externalFolder}`);
     // Appending an encoded field merges into a protobuf message: this adds metadata_props without re-encoding.
-    const meta = onnx.ModelProto.encode({ metadataProps: [{ key: 'delta_studio', value: JSON.stringify({ mode, task: pm.task, labels: pm.labels, methods: pm.configs, maxLength: pm.maxLength }) }] }).finish();
+    const meta = onnx.ModelProto.encode({
+      metadataProps: [
+        {
+          key: 'delta_studio',
+          value: JSON.stringify({
+            mode,
+            task: pm.task,
+            labels: pm.labels,
+            methods: pm.configs,
+            maxLength: pm.maxLength,
+          }),
+        },
+      ],
+    }).finish();
     const onnxTmp = siblingTemp(file, 'partial');
     temps.push(onnxTmp);
     writeDurable(onnxTmp, [ser.bytes, meta]);
@@ -154,8 +204,16 @@ export function exportOnnx(plugins: Plugin[] | Plugin, modelDir: string, outFile
     if (!external) rmSync(dataFile, { force: true }); // an earlier export's data, now stale
     fsyncDir(dirname(file));
     return {
-      file, dataFile: external ? dataFile : undefined, sidecar, mode, bytes: statSync(file).size, dataBytes,
-      inputs: description.inputs, deltaInputs: description.deltaInputs, outputs: description.outputs, customOps,
+      file,
+      dataFile: external ? dataFile : undefined,
+      sidecar,
+      mode,
+      bytes: statSync(file).size,
+      dataBytes,
+      inputs: description.inputs,
+      deltaInputs: description.deltaInputs,
+      outputs: description.outputs,
+      customOps,
     };
   } catch (e) {
     for (const t of temps) rmSync(t, { force: true });
@@ -165,7 +223,11 @@ export function exportOnnx(plugins: Plugin[] | Plugin, modelDir: string, outFile
 
 /** Renames a graph input (and every use of it). */
 function renameInput(g: Graph, from: string, to: string): void {
-  if (g.initializers.has(to) || g.inputs.includes(to) || g.nodes.some((n) => n.inputs.includes(to) || n.outputs.includes(to))) {
+  if (
+    g.initializers.has(to) ||
+    g.inputs.includes(to) ||
+    g.nodes.some((n) => n.inputs.includes(to) || n.outputs.includes(to))
+  ) {
     throw new Error(`exportOnnx: cannot name the input "${from}" "${to}": the graph uses that name for another value`);
   }
   const v = g.value(from);
@@ -209,7 +271,10 @@ function writeExternal(g: Graph, tmp: string, dataFile: string): number {
       else copyRange(fd, init.ref.realFile, init.ref.offset, length);
       const t = init.kind === 'host' ? init.tensor : init.ref;
       // serialize() names the file by basename(realFile) and the folder by its dirname: both the final ones.
-      g.initializers.set(name, { kind: 'external', ref: { name, dtype: t.dtype, shape: t.shape, file: dataFile, realFile: dataFile, offset: off, length } });
+      g.initializers.set(name, {
+        kind: 'external',
+        ref: { name, dtype: t.dtype, shape: t.shape, file: dataFile, realFile: dataFile, offset: off, length },
+      });
       off += length;
     }
     fsyncSync(fd);
@@ -232,6 +297,12 @@ function writeDurable(path: string, chunks: Uint8Array[]): void {
 function fsyncDir(dir: string): void {
   try {
     const fd = openSync(dir, 'r');
-    try { fsyncSync(fd); } finally { closeSync(fd); }
-  } catch { /* some filesystems refuse fsync on directories */ }
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    /* some filesystems refuse fsync on directories */
+  }
 }

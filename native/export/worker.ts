@@ -10,7 +10,9 @@ const { workspace, request } = workerData as { workspace: string; request: Expor
 let ws: Workspace | undefined;
 try {
   ws = Workspace.open(workspace, { recover: false });
-  const result = exportPlugin(ws, request, (fraction, message) => parentPort!.postMessage({ type: 'progress', fraction, message }));
+  const result = exportPlugin(ws, request, (fraction, message) =>
+    parentPort!.postMessage({ type: 'progress', fraction, message }),
+  );
   parentPort!.postMessage({ type: 'done', result });
 } catch (e) {
   parentPort!.postMessage({ type: 'error', error: toContractError(e).error });

@@ -16,7 +16,11 @@ export function writeFileAtomic(path: string, chunks: Uint8Array | Uint8Array[])
     fsyncSync(fd);
   } catch (e) {
     closeSync(fd);
-    try { unlinkSync(tmp); } catch { /* already gone */ }
+    try {
+      unlinkSync(tmp);
+    } catch {
+      /* already gone */
+    }
     throw e;
   }
   try {
@@ -25,12 +29,22 @@ export function writeFileAtomic(path: string, chunks: Uint8Array | Uint8Array[])
     renameSync(tmp, path);
     crashPoint(`renamed: ${path}`);
   } catch (e) {
-    try { unlinkSync(tmp); } catch { /* already gone */ }
+    try {
+      unlinkSync(tmp);
+    } catch {
+      /* already gone */
+    }
     throw e;
   }
   // The rename itself must reach the disk too.
   try {
     const dfd = openSync(dirname(path), 'r');
-    try { fsyncSync(dfd); } finally { closeSync(dfd); }
-  } catch { /* some filesystems refuse fsync on directories */ }
+    try {
+      fsyncSync(dfd);
+    } finally {
+      closeSync(dfd);
+    }
+  } catch {
+    /* some filesystems refuse fsync on directories */
+  }
 }

@@ -2,7 +2,11 @@
 import { isAbsolute, relative, resolve, sep } from 'node:path';
 
 export class PathEscapeError extends Error {
-  constructor(readonly root: string, readonly path: string, what: string) {
+  constructor(
+    readonly root: string,
+    readonly path: string,
+    what: string,
+  ) {
     super(`${what} "${path}" escapes ${root}: only paths inside it are allowed (no "..", no absolute paths)`);
     this.name = 'PathEscapeError';
   }
@@ -26,6 +30,9 @@ export function insideJoin(root: string, rel: string, what = 'path'): string {
 
 /** A file or folder name made from a user's words: letters, digits, - _ . kept, the rest replaced by -. */
 export function safeName(name: string): string {
-  const s = name.normalize('NFKC').replace(/[^\p{L}\p{N}._-]+/gu, '-').replace(/^[.-]+|-+$/g, '');
+  const s = name
+    .normalize('NFKC')
+    .replace(/[^\p{L}\p{N}._-]+/gu, '-')
+    .replace(/^[.-]+|-+$/g, '');
   return s.slice(0, 100) || 'unnamed';
 }

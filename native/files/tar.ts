@@ -6,7 +6,18 @@
 // absolute names, "..", backslashes, drive letters, symlinks, hardlinks, device files and duplicates are refused,
 // naming the entry, and on any failure nothing is left behind.
 import { randomBytes } from 'node:crypto';
-import { closeSync, createReadStream, mkdirSync, openSync, readdirSync, readSync, renameSync, rmdirSync, rmSync, statSync } from 'node:fs';
+import {
+  closeSync,
+  createReadStream,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readSync,
+  renameSync,
+  rmdirSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Transform, type TransformCallback } from 'node:stream';
@@ -15,7 +26,12 @@ import { createGunzip } from 'node:zlib';
 import { isInside } from './paths.js';
 
 export class TarError extends Error {
-  constructor(readonly archive: string, readonly entry: string | undefined, message: string, options?: ErrorOptions) {
+  constructor(
+    readonly archive: string,
+    readonly entry: string | undefined,
+    message: string,
+    options?: ErrorOptions,
+  ) {
     super(`${archive}${entry === undefined ? '' : `: entry "${entry}"`}: ${message}`, options);
     this.name = 'TarError';
   }
@@ -138,7 +154,8 @@ function parsePax(data: Buffer): Map<string, string> {
     if (data[off] === 0) break; // padding
     const sp = data.indexOf(0x20, off);
     const len = sp < 0 ? NaN : Number(data.subarray(off, sp).toString('latin1'));
-    if (!Number.isInteger(len) || len <= sp - off || off + len > data.length || data[off + len - 1] !== 0x0a) throw new Error('malformed pax record');
+    if (!Number.isInteger(len) || len <= sp - off || off + len > data.length || data[off + len - 1] !== 0x0a)
+      throw new Error('malformed pax record');
     const rec = data.subarray(sp + 1, off + len - 1).toString('utf8');
     const eq = rec.indexOf('=');
     if (eq <= 0) throw new Error('malformed pax record');
@@ -148,14 +165,27 @@ function parsePax(data: Buffer): Map<string, string> {
   return out;
 }
 
-const TYPES: Record<string, TarEntryType> = { '0': 'file', '\0': 'file', '7': 'file', '5': 'directory', '2': 'symlink', '1': 'hardlink' };
+const TYPES: Record<string, TarEntryType> = {
+  '0': 'file',
+  '\0': 'file',
+  '7': 'file',
+  '5': 'directory',
+  '2': 'symlink',
+  '1': 'hardlink',
+};
 
 /**
  * Reads the archive (gzip detected by its magic bytes) and calls `onEntry` for each entry with a sink for its data:
  * return a function to receive the data's pieces, or null to skip them. Meta entries (pax, GNU long names) are applied
  * to the entry they precede and not reported.
  */
-async function walkTar(file: string, onEntry: (e: TarEntry) => Promise<((piece: Buffer) => Promise<void> | void) | null> | ((piece: Buffer) => Promise<void> | void) | null, opts: TarReadOptions = {}): Promise<void> {
+async function walkTar(
+  file: string,
+  onEntry: (
+    e: TarEntry,
+  ) => Promise<((piece: Buffer) => Promise<void> | void) | null> | ((piece: Buffer) => Promise<void> | void) | null,
+  opts: TarReadOptions = {},
+): Promise<void> {
   const fd = openSync(file, 'r');
   const magic = Buffer.alloc(2);
   let total: number;
@@ -186,13 +216,18 @@ async function walkTar(file: string, onEntry: (e: TarEntry) => Promise<((piece: 
       if (h === 'short') throw new TarError(file, undefined, `truncated: it ends inside a header at offset ${offset}`);
       if (h.every((b) => b === 0)) {
         // End of archive (two zero blocks; one is accepted). Whatever follows is record padding.
-        if (longName !== undefined || longLink !== undefined || pax.size) throw new TarError(file, undefined, 'the archive ends after an extended header with no entry');
+        if (longName !== undefined || longLink !== undefined || pax.size)
+          throw new TarError(file, undefined, 'the archive ends after an extended header with no entry');
         return;
       }
       const stored = num(h, 148, 8);
       const sum = checksums(h);
       if (stored !== sum.unsigned && stored !== sum.signed) {
-        throw new TarError(file, undefined, `bad header checksum at offset ${offset} (stored ${Number.isNaN(stored) ? 'unreadable' : stored}, computed ${sum.unsigned}): the archive is damaged or not a tar archive`);
+        throw new TarError(
+          file,
+          undefined,
+          `bad header checksum at offset ${offset} (stored ${Number.isNaN(stored) ? 'unreadable' : stored}, computed ${sum.unsigned}): the archive is damaged or not a tar archive`,
+        );
       }
       const typeflag = String.fromCharCode(h[156]);
       const ustarMagic = h.subarray(257, 263).toString('latin1');
@@ -206,7 +241,8 @@ async function walkTar(file: string, onEntry: (e: TarEntry) => Promise<((piece: 
       if (Number.isNaN(size)) throw new TarError(file, name, `unreadable size field at offset ${offset}`);
       const paxSize = pax.get('size');
       if (paxSize !== undefined) {
-        if (!/^\d+$/.test(paxSize) || !Number.isSafeInteger(Number(paxSize))) throw new TarError(file, name, `bad pax size "${paxSize}"`);
+        if (!/^\d+$/.test(paxSize) || !Number.isSafeInteger(Number(paxSize)))
+          throw new TarError(file, name, `bad pax size "${paxSize}"`);
         size = Number(paxSize);
       }
       const padded = Math.ceil(size / BLOCK) * BLOCK;
@@ -246,7 +282,16 @@ async function walkTar(file: string, onEntry: (e: TarEntry) => Promise<((piece: 
       const dataSize = type === 'file' || type === 'other' ? size : 0;
       const mode = num(h, 100, 8);
       const mtime = num(h, 136, 12);
-      const entry: TarEntry = { name, type, typeflag, size: dataSize, mode: Number.isNaN(mode) ? 0 : mode, mtime: new Date((Number.isNaN(mtime) ? 0 : mtime) * 1000), linkname, offset };
+      const entry: TarEntry = {
+        name,
+        type,
+        typeflag,
+        size: dataSize,
+        mode: Number.isNaN(mode) ? 0 : mode,
+        mtime: new Date((Number.isNaN(mtime) ? 0 : mtime) * 1000),
+        linkname,
+        offset,
+      };
       const sink = await onEntry(entry);
       const dataPadded = Math.ceil(dataSize / BLOCK) * BLOCK;
       let left = dataSize;
@@ -256,16 +301,24 @@ async function walkTar(file: string, onEntry: (e: TarEntry) => Promise<((piece: 
         left -= use.length;
         if (sink) await sink(use);
       });
-      if (!ok) throw new TarError(file, name, `truncated: the archive ends inside its data (${dataSize} bytes declared)`);
+      if (!ok)
+        throw new TarError(file, name, `truncated: the archive ends inside its data (${dataSize} bytes declared)`);
     }
   };
   try {
-    if (gz) await pipeline(createReadStream(file, { highWaterMark: 1 << 20 }), counter, createGunzip({ chunkSize: 1 << 18 }), consume);
+    if (gz)
+      await pipeline(
+        createReadStream(file, { highWaterMark: 1 << 20 }),
+        counter,
+        createGunzip({ chunkSize: 1 << 18 }),
+        consume,
+      );
     else await pipeline(createReadStream(file, { highWaterMark: 1 << 20 }), counter, consume);
   } catch (e) {
     if (e instanceof TarError) throw e;
     const code = (e as NodeJS.ErrnoException).code;
-    if (code?.startsWith('Z_')) throw new TarError(file, undefined, `gzip data is damaged or truncated (${(e as Error).message})`, { cause: e });
+    if (code?.startsWith('Z_'))
+      throw new TarError(file, undefined, `gzip data is damaged or truncated (${(e as Error).message})`, { cause: e });
     throw e;
   }
 }
@@ -273,10 +326,14 @@ async function walkTar(file: string, onEntry: (e: TarEntry) => Promise<((piece: 
 /** Every entry of the archive (names as stored), reading it once and skipping the data. */
 export async function listTar(file: string, opts: TarReadOptions = {}): Promise<TarEntry[]> {
   const out: TarEntry[] = [];
-  await walkTar(file, (e) => {
-    out.push(e);
-    return null;
-  }, opts);
+  await walkTar(
+    file,
+    (e) => {
+      out.push(e);
+      return null;
+    },
+    opts,
+  );
   return out;
 }
 
@@ -299,12 +356,17 @@ function normalize(name: string): { name: string } | { why: string } {
  * Refused (naming the entry): absolute names, "..", backslashes, drive letters, symlinks, hardlinks, device files,
  * fifos and other special entries, and two entries with one name.
  */
-export async function extractTarGz(file: string, destDir: string, opts: ExtractTarOptions = {}): Promise<{ dir: string; entries: TarEntry[] }> {
+export async function extractTarGz(
+  file: string,
+  destDir: string,
+  opts: ExtractTarOptions = {},
+): Promise<{ dir: string; entries: TarEntry[] }> {
   const dest = resolve(destDir);
   let destEmpty = false;
   try {
     const st = statSync(dest);
-    if (!st.isDirectory() || readdirSync(dest).length > 0) throw new TarError(file, undefined, `cannot extract into ${dest}: it exists and is not an empty folder`);
+    if (!st.isDirectory() || readdirSync(dest).length > 0)
+      throw new TarError(file, undefined, `cannot extract into ${dest}: it exists and is not an empty folder`);
     destEmpty = true;
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
@@ -315,56 +377,69 @@ export async function extractTarGz(file: string, destDir: string, opts: ExtractT
   const seen = new Map<string, TarEntryType>();
   let current: FileHandle | undefined; // the file being written, closed on any failure
   try {
-    await walkTar(file, async (e) => {
-      const n = normalize(e.name);
-      if ('why' in n) throw new TarError(file, e.name, `refused: ${n.why}`);
-      if (e.type === 'symlink') throw new TarError(file, e.name, `refused: it is a symbolic link (to "${e.linkname}")`);
-      if (e.type === 'hardlink') throw new TarError(file, e.name, `refused: it is a hard link (to "${e.linkname}")`);
-      if (e.type === 'other') throw new TarError(file, e.name, `refused: entry type '${e.typeflag.replace('\0', '\\0')}' is not a regular file or folder`);
-      if (n.name === '') {
-        if (e.type === 'directory') return null; // "./"
-        throw new TarError(file, e.name, 'refused: a file with an empty name');
-      }
-      const prev = seen.get(n.name);
-      if (prev && !(prev === 'directory' && e.type === 'directory')) throw new TarError(file, e.name, 'refused: the archive holds two entries with this name');
-      // A file that is also a folder's parent ("a" then "a/b"), or the reverse, is caught by the file system below.
-      seen.set(n.name, e.type);
-      if (opts.only && !opts.only(n.name)) return null;
-      const out = join(tmp, ...n.name.split('/'));
-      if (!isInside(tmp, out)) throw new TarError(file, e.name, 'refused: it would be written outside the destination'); // belt and braces
-      try {
-        if (e.type === 'directory') {
-          mkdirSync(out, { recursive: true });
+    await walkTar(
+      file,
+      async (e) => {
+        const n = normalize(e.name);
+        if ('why' in n) throw new TarError(file, e.name, `refused: ${n.why}`);
+        if (e.type === 'symlink')
+          throw new TarError(file, e.name, `refused: it is a symbolic link (to "${e.linkname}")`);
+        if (e.type === 'hardlink') throw new TarError(file, e.name, `refused: it is a hard link (to "${e.linkname}")`);
+        if (e.type === 'other')
+          throw new TarError(
+            file,
+            e.name,
+            `refused: entry type '${e.typeflag.replace('\0', '\\0')}' is not a regular file or folder`,
+          );
+        if (n.name === '') {
+          if (e.type === 'directory') return null; // "./"
+          throw new TarError(file, e.name, 'refused: a file with an empty name');
+        }
+        const prev = seen.get(n.name);
+        if (prev && !(prev === 'directory' && e.type === 'directory'))
+          throw new TarError(file, e.name, 'refused: the archive holds two entries with this name');
+        // A file that is also a folder's parent ("a" then "a/b"), or the reverse, is caught by the file system below.
+        seen.set(n.name, e.type);
+        if (opts.only && !opts.only(n.name)) return null;
+        const out = join(tmp, ...n.name.split('/'));
+        if (!isInside(tmp, out))
+          throw new TarError(file, e.name, 'refused: it would be written outside the destination'); // belt and braces
+        try {
+          if (e.type === 'directory') {
+            mkdirSync(out, { recursive: true });
+            written.push({ ...e, name: n.name });
+            return null;
+          }
+          mkdirSync(dirname(out), { recursive: true });
+          // Permissions: rwx for the owner when the archive marks it executable, never setuid/setgid/sticky.
+          const fh = await open(out, 'wx', e.mode & 0o111 ? 0o755 : 0o644);
           written.push({ ...e, name: n.name });
-          return null;
-        }
-        mkdirSync(dirname(out), { recursive: true });
-        // Permissions: rwx for the owner when the archive marks it executable, never setuid/setgid/sticky.
-        const fh = await open(out, 'wx', e.mode & 0o111 ? 0o755 : 0o644);
-        written.push({ ...e, name: n.name });
-        if (e.size === 0) {
-          await fh.close();
-          return null;
-        }
-        current = fh;
-        let left = e.size;
-        return async (piece: Buffer) => {
-          try {
-            for (let off = 0; off < piece.length;) off += (await fh.write(piece, off, piece.length - off)).bytesWritten;
-          } catch (err) {
-            throw new TarError(file, e.name, `could not write it: ${(err as Error).message}`, { cause: err });
-          }
-          left -= piece.length;
-          if (left === 0) {
-            current = undefined;
+          if (e.size === 0) {
             await fh.close();
+            return null;
           }
-        };
-      } catch (err) {
-        if (err instanceof TarError) throw err;
-        throw new TarError(file, e.name, `could not write it: ${(err as Error).message}`, { cause: err });
-      }
-    }, opts);
+          current = fh;
+          let left = e.size;
+          return async (piece: Buffer) => {
+            try {
+              for (let off = 0; off < piece.length;)
+                off += (await fh.write(piece, off, piece.length - off)).bytesWritten;
+            } catch (err) {
+              throw new TarError(file, e.name, `could not write it: ${(err as Error).message}`, { cause: err });
+            }
+            left -= piece.length;
+            if (left === 0) {
+              current = undefined;
+              await fh.close();
+            }
+          };
+        } catch (err) {
+          if (err instanceof TarError) throw err;
+          throw new TarError(file, e.name, `could not write it: ${(err as Error).message}`, { cause: err });
+        }
+      },
+      opts,
+    );
     if (destEmpty) rmdirSync(dest);
     renameSync(tmp, dest);
   } catch (e) {

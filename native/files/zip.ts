@@ -2,7 +2,23 @@
 // Writing streams to a temp file in pieces (entries from disk are never read whole) and renames it into place;
 // extracting checks every name before writing anything, checks CRC and sizes, and renames a finished temp folder.
 import { randomBytes } from 'node:crypto';
-import { closeSync, createReadStream, createWriteStream, fstatSync, fsyncSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmdirSync, rmSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  createReadStream,
+  createWriteStream,
+  fstatSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readSync,
+  renameSync,
+  rmdirSync,
+  rmSync,
+  statSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -10,7 +26,12 @@ import { constants as Z, crc32, createInflateRaw, deflateRawSync, inflateRawSync
 import { isInside } from './paths.js';
 
 export class ZipError extends Error {
-  constructor(readonly archive: string, readonly entry: string | undefined, message: string, options?: ErrorOptions) {
+  constructor(
+    readonly archive: string,
+    readonly entry: string | undefined,
+    message: string,
+    options?: ErrorOptions,
+  ) {
     super(`${archive}${entry === undefined ? '' : `: entry "${entry}"`}: ${message}`, options);
     this.name = 'ZipError';
   }
@@ -104,7 +125,9 @@ function dosDateTime(d: Date): { date: number; time: number } {
 }
 
 function fromDos(date: number, time: number): Date {
-  return new Date(Date.UTC(1980 + (date >> 9), ((date >> 5) & 15) - 1, date & 31, time >> 11, (time >> 5) & 63, (time & 31) * 2));
+  return new Date(
+    Date.UTC(1980 + (date >> 9), ((date >> 5) & 15) - 1, date & 31, time >> 11, (time >> 5) & 63, (time & 31) * 2),
+  );
 }
 
 /** Sequential writes through a 1 MiB buffer, plus patches at earlier positions (local headers, once sizes are known). */
@@ -257,11 +280,16 @@ function endRecords(count: number, cdOffset: number, cdSize: number, force: bool
 }
 
 /** Calls `each` with successive pieces of the entry's data, at most CHUNK bytes each, `last` on the final one. */
-function forEachPiece(archive: string, e: ZipEntryInput & { data: Uint8Array | { file: string } }, each: (piece: Uint8Array, last: boolean) => void): void {
+function forEachPiece(
+  archive: string,
+  e: ZipEntryInput & { data: Uint8Array | { file: string } },
+  each: (piece: Uint8Array, last: boolean) => void,
+): void {
   if (e.data instanceof Uint8Array) {
     const bytes = e.data;
     if (bytes.byteLength === 0) each(bytes, true);
-    for (let off = 0; off < bytes.byteLength; off += CHUNK) each(bytes.subarray(off, off + CHUNK), off + CHUNK >= bytes.byteLength);
+    for (let off = 0; off < bytes.byteLength; off += CHUNK)
+      each(bytes.subarray(off, off + CHUNK), off + CHUNK >= bytes.byteLength);
     return;
   }
   const src = e.data.file;
@@ -273,11 +301,13 @@ function forEachPiece(archive: string, e: ZipEntryInput & { data: Uint8Array | {
     if (size === 0) each(buf.subarray(0, 0), true);
     while (done < size) {
       const n = readSync(fd, buf, 0, Math.min(buf.length, size - done), done);
-      if (n === 0) throw new ZipError(archive, e.name, `${src} shrank while it was being added (${done} of ${size} bytes read)`);
+      if (n === 0)
+        throw new ZipError(archive, e.name, `${src} shrank while it was being added (${done} of ${size} bytes read)`);
       done += n;
       each(buf.subarray(0, n), done === size);
     }
-    if (fstatSync(fd).size !== size) throw new ZipError(archive, e.name, `${src} changed size while it was being added`);
+    if (fstatSync(fd).size !== size)
+      throw new ZipError(archive, e.name, `${src} changed size while it was being added`);
   } finally {
     closeSync(fd);
   }
@@ -288,15 +318,22 @@ function writeEntry(archive: string, sink: Sink, input: ZipEntryInput, opts: Wri
   let data = input.data;
   if (typeof data === 'function') {
     data = data();
-    if (!(data instanceof Uint8Array)) throw new ZipError(archive, input.name, 'its data function did not return a Uint8Array');
+    if (!(data instanceof Uint8Array))
+      throw new ZipError(archive, input.name, 'its data function did not return a Uint8Array');
   }
   const e = { ...input, data };
   const size = data instanceof Uint8Array ? data.byteLength : statSync(data.file).size;
   const method = e.compress !== false && size > 0 ? DEFLATE : STORE;
   const bound = method === DEFLATE ? deflateBound(size) : size;
   const w: Written = {
-    name: Buffer.from(e.name, 'utf8'), method, crc: 0, size: 0, compressedSize: 0, offset: sink.pos,
-    ...dosDateTime(e.mtime ?? opts.mtime ?? new Date()), localZip64: !!opts.forceZip64 || bound >= MAX32,
+    name: Buffer.from(e.name, 'utf8'),
+    method,
+    crc: 0,
+    size: 0,
+    compressedSize: 0,
+    offset: sink.pos,
+    ...dosDateTime(e.mtime ?? opts.mtime ?? new Date()),
+    localZip64: !!opts.forceZip64 || bound >= MAX32,
   };
   const header = localHeader(w);
   sink.write(header);
@@ -309,8 +346,14 @@ function writeEntry(archive: string, sink: Sink, input: ZipEntryInput, opts: Wri
     w.compressedSize += out.byteLength;
     sink.write(out);
   });
-  if (w.size !== size) throw new ZipError(archive, e.name, `its source changed size while being added (${size} → ${w.size} bytes)`);
-  if (!w.localZip64 && w.compressedSize >= MAX32) throw new ZipError(archive, e.name, `deflated to ${w.compressedSize} bytes, over the bound ${bound} its ZIP64 choice was made on`);
+  if (w.size !== size)
+    throw new ZipError(archive, e.name, `its source changed size while being added (${size} → ${w.size} bytes)`);
+  if (!w.localZip64 && w.compressedSize >= MAX32)
+    throw new ZipError(
+      archive,
+      e.name,
+      `deflated to ${w.compressedSize} bytes, over the bound ${bound} its ZIP64 choice was made on`,
+    );
   const final = localHeader(w);
   if (final.length !== header.length) throw new Error('writeZip: local header changed length'); // cannot happen: same name and extra
   sink.patch(w.offset, final);
@@ -321,12 +364,17 @@ function writeEntry(archive: string, sink: Sink, input: ZipEntryInput, opts: Wri
  * Writes a zip archive to `file` atomically: a temp file in the same folder, fsynced, then renamed over `file`.
  * Entries are written in the order given; identical inputs (with fixed mtimes) give identical bytes.
  */
-export function writeZip(file: string, entries: ZipEntryInput[], opts: WriteZipOptions = {}): { size: number; entries: number } {
+export function writeZip(
+  file: string,
+  entries: ZipEntryInput[],
+  opts: WriteZipOptions = {},
+): { size: number; entries: number } {
   const seen = new Set<string>();
   for (const e of entries) {
     const why = badName(e.name, false);
     if (why) throw new ZipError(file, e.name, `refused: ${why}`);
-    if (Buffer.byteLength(e.name) > MAX16) throw new ZipError(file, e.name.slice(0, 40) + '…', 'refused: the name is longer than 65535 bytes');
+    if (Buffer.byteLength(e.name) > MAX16)
+      throw new ZipError(file, e.name.slice(0, 40) + '…', 'refused: the name is longer than 65535 bytes');
     if (seen.has(e.name)) throw new ZipError(file, e.name, 'refused: two entries have this name');
     seen.add(e.name);
   }
@@ -347,12 +395,22 @@ export function writeZip(file: string, entries: ZipEntryInput[], opts: WriteZipO
     renameSync(tmp, file);
     try {
       const dfd = openSync(dirname(file), 'r');
-      try { fsyncSync(dfd); } finally { closeSync(dfd); }
-    } catch { /* some filesystems refuse fsync on directories */ }
+      try {
+        fsyncSync(dfd);
+      } finally {
+        closeSync(dfd);
+      }
+    } catch {
+      /* some filesystems refuse fsync on directories */
+    }
     return { size: sink.pos, entries: written.length };
   } catch (e) {
     if (!closed) closeSync(fd);
-    try { unlinkSync(tmp); } catch { /* already gone */ }
+    try {
+      unlinkSync(tmp);
+    } catch {
+      /* already gone */
+    }
     throw e;
   }
 }
@@ -395,7 +453,8 @@ interface Directory {
 
 function readDirectory(file: string, fd: number): Directory {
   const fileSize = fstatSync(fd).size;
-  if (fileSize < END_FIXED) throw new ZipError(file, undefined, `not a zip archive (${fileSize} bytes, too short for an end record)`);
+  if (fileSize < END_FIXED)
+    throw new ZipError(file, undefined, `not a zip archive (${fileSize} bytes, too short for an end record)`);
   const tailLen = Math.min(fileSize, END_FIXED + MAX16);
   const tail = readAt(fd, fileSize - tailLen, tailLen);
   let endAt = -1;
@@ -406,7 +465,8 @@ function readDirectory(file: string, fd: number): Directory {
       break;
     }
   }
-  if (endAt < 0) throw new ZipError(file, undefined, 'not a zip archive, or truncated: no end of central directory record');
+  if (endAt < 0)
+    throw new ZipError(file, undefined, 'not a zip archive, or truncated: no end of central directory record');
   const endPos = fileSize - tailLen + endAt;
   const disk = tail.readUInt16LE(endAt + 4);
   const cdDisk = tail.readUInt16LE(endAt + 6);
@@ -417,24 +477,34 @@ function readDirectory(file: string, fd: number): Directory {
   if (endPos >= 20) {
     const loc = readAt(fd, endPos - 20, 20);
     if (loc.readUInt32LE(0) === SIG_LOCATOR64) {
-      if (loc.readUInt32LE(16) > 1 || loc.readUInt32LE(4) !== 0) throw new ZipError(file, undefined, 'multi-disk (split) archives are not supported');
+      if (loc.readUInt32LE(16) > 1 || loc.readUInt32LE(4) !== 0)
+        throw new ZipError(file, undefined, 'multi-disk (split) archives are not supported');
       const recAt = u64(loc, 8, file, 'ZIP64 end record offset');
       const rec = readAt(fd, recAt, 56);
-      if (rec.length < 56 || rec.readUInt32LE(0) !== SIG_END64) throw new ZipError(file, undefined, `the ZIP64 locator points at ${recAt}, where there is no ZIP64 end record`);
-      if (rec.readUInt32LE(16) !== 0 || rec.readUInt32LE(20) !== 0) throw new ZipError(file, undefined, 'multi-disk (split) archives are not supported');
+      if (rec.length < 56 || rec.readUInt32LE(0) !== SIG_END64)
+        throw new ZipError(file, undefined, `the ZIP64 locator points at ${recAt}, where there is no ZIP64 end record`);
+      if (rec.readUInt32LE(16) !== 0 || rec.readUInt32LE(20) !== 0)
+        throw new ZipError(file, undefined, 'multi-disk (split) archives are not supported');
       count = u64(rec, 32, file, 'entry count');
       cdSize = u64(rec, 40, file, 'central directory size');
       cdOffset = u64(rec, 48, file, 'central directory offset');
       cdEnd = recAt;
     }
   }
-  if (cdEnd === endPos && (disk !== 0 || cdDisk !== 0)) throw new ZipError(file, undefined, 'multi-disk (split) archives are not supported');
-  if (cdOffset + cdSize > cdEnd) throw new ZipError(file, undefined, `the central directory (${cdSize} bytes at ${cdOffset}) runs past its end records at ${cdEnd}: truncated or damaged`);
+  if (cdEnd === endPos && (disk !== 0 || cdDisk !== 0))
+    throw new ZipError(file, undefined, 'multi-disk (split) archives are not supported');
+  if (cdOffset + cdSize > cdEnd)
+    throw new ZipError(
+      file,
+      undefined,
+      `the central directory (${cdSize} bytes at ${cdOffset}) runs past its end records at ${cdEnd}: truncated or damaged`,
+    );
   const cd = readAt(fd, cdOffset, cdSize);
   const entries: ZipEntry[] = [];
   let p = 0;
   for (let i = 0; i < count; i++) {
-    if (p + CENTRAL_FIXED > cd.length || cd.readUInt32LE(p) !== SIG_CENTRAL) throw new ZipError(file, undefined, `central directory record ${i} of ${count} is missing or damaged`);
+    if (p + CENTRAL_FIXED > cd.length || cd.readUInt32LE(p) !== SIG_CENTRAL)
+      throw new ZipError(file, undefined, `central directory record ${i} of ${count} is missing or damaged`);
     const madeBy = cd.readUInt16LE(p + 4);
     const flags = cd.readUInt16LE(p + 8);
     const method = cd.readUInt16LE(p + 10);
@@ -450,7 +520,8 @@ function readDirectory(file: string, fd: number): Directory {
     const external = cd.readUInt32LE(p + 38);
     let offset = cd.readUInt32LE(p + 42);
     const next = p + CENTRAL_FIXED + nameLen + extraLen + commentLen;
-    if (next > cd.length) throw new ZipError(file, undefined, `central directory record ${i} runs past the directory's end`);
+    if (next > cd.length)
+      throw new ZipError(file, undefined, `central directory record ${i} runs past the directory's end`);
     const name = decodeName(cd.subarray(p + CENTRAL_FIXED, p + CENTRAL_FIXED + nameLen), (flags & FLAG_UTF8) !== 0);
     let zip64 = false;
     const extra = cd.subarray(p + CENTRAL_FIXED + nameLen, p + CENTRAL_FIXED + nameLen + extraLen);
@@ -473,11 +544,21 @@ function readDirectory(file: string, fd: number): Directory {
       }
       x += 4 + len;
     }
-    if (diskStart !== 0 && diskStart !== MAX16) throw new ZipError(file, name, 'it lies on another disk of a split archive (not supported)');
+    if (diskStart !== 0 && diskStart !== MAX16)
+      throw new ZipError(file, name, 'it lies on another disk of a split archive (not supported)');
     const host = madeBy >> 8;
-    const mode = host === HOST_UNIX || (external >>> 16) !== 0 ? external >>> 16 : 0;
+    const mode = host === HOST_UNIX || external >>> 16 !== 0 ? external >>> 16 : 0;
     entries.push({
-      name, method, crc32: crc, compressedSize, size, offset, flags, mode, zip64, mtime: fromDos(date, time),
+      name,
+      method,
+      crc32: crc,
+      compressedSize,
+      size,
+      offset,
+      flags,
+      mode,
+      zip64,
+      mtime: fromDos(date, time),
       isDirectory: name.endsWith('/') || (mode & S_IFMT) === S_IFDIR || (external & 0x10) !== 0,
       isSymlink: (mode & S_IFMT) === S_IFLNK,
     });
@@ -499,12 +580,19 @@ export function readZip(file: string): ZipEntry[] {
 /** Where an entry's data starts, from its local header (checked against the central record). */
 function dataStart(file: string, fd: number, e: ZipEntry, dir: Directory): number {
   const h = readAt(fd, e.offset, LOCAL_FIXED);
-  if (h.length < LOCAL_FIXED || h.readUInt32LE(0) !== SIG_LOCAL) throw new ZipError(file, e.name, `no local header at offset ${e.offset}`);
+  if (h.length < LOCAL_FIXED || h.readUInt32LE(0) !== SIG_LOCAL)
+    throw new ZipError(file, e.name, `no local header at offset ${e.offset}`);
   const nameLen = h.readUInt16LE(26);
   const name = readAt(fd, e.offset + LOCAL_FIXED, nameLen);
-  if (decodeName(name, (h.readUInt16LE(6) & FLAG_UTF8) !== 0) !== e.name) throw new ZipError(file, e.name, 'its local header names another entry: the archive is damaged or crafted');
+  if (decodeName(name, (h.readUInt16LE(6) & FLAG_UTF8) !== 0) !== e.name)
+    throw new ZipError(file, e.name, 'its local header names another entry: the archive is damaged or crafted');
   const start = e.offset + LOCAL_FIXED + nameLen + h.readUInt16LE(28);
-  if (start + e.compressedSize > dir.cdOffset) throw new ZipError(file, e.name, `its ${e.compressedSize} bytes at ${start} run into the central directory: truncated or damaged`);
+  if (start + e.compressedSize > dir.cdOffset)
+    throw new ZipError(
+      file,
+      e.name,
+      `its ${e.compressedSize} bytes at ${start} run into the central directory: truncated or damaged`,
+    );
   return start;
 }
 
@@ -512,12 +600,18 @@ function dataStart(file: string, fd: number, e: ZipEntry, dir: Directory): numbe
 class Check extends Transform {
   crc = 0;
   n = 0;
-  constructor(private archive: string, private entry: ZipEntry) {
+  constructor(
+    private archive: string,
+    private entry: ZipEntry,
+  ) {
     super();
   }
   _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.n += chunk.length;
-    if (this.n > this.entry.size) return cb(new ZipError(this.archive, this.entry.name, `holds more than the ${this.entry.size} bytes its header declares`));
+    if (this.n > this.entry.size)
+      return cb(
+        new ZipError(this.archive, this.entry.name, `holds more than the ${this.entry.size} bytes its header declares`),
+      );
     this.crc = crc32(chunk, this.crc);
     cb(null, chunk);
   }
@@ -532,14 +626,29 @@ async function unpack(file: string, e: ZipEntry, start: number, out: string): Pr
   const check = new Check(file, e);
   const sink = createWriteStream(out, { flags: 'wx', mode: 0o644 });
   try {
-    const src = e.compressedSize > 0 ? createReadStream(file, { start, end: start + e.compressedSize - 1, highWaterMark: 1 << 20 }) : (async function* () { /* nothing */ })();
+    const src =
+      e.compressedSize > 0
+        ? createReadStream(file, { start, end: start + e.compressedSize - 1, highWaterMark: 1 << 20 })
+        : (async function* () {
+            /* nothing */
+          })();
     if (e.method === DEFLATE) await pipeline(src, createInflateRaw(), check, sink);
     else await pipeline(src, check, sink);
   } catch (err) {
     throw unpackError(file, e, err);
   }
-  if (check.n !== e.size) throw new ZipError(file, e.name, `unpacked to ${check.n} bytes, its header declares ${e.size}: truncated or damaged`);
-  if (check.crc !== e.crc32) throw new ZipError(file, e.name, `CRC-32 mismatch (data ${check.crc.toString(16).padStart(8, '0')}, header ${e.crc32.toString(16).padStart(8, '0')}): the archive is damaged`);
+  if (check.n !== e.size)
+    throw new ZipError(
+      file,
+      e.name,
+      `unpacked to ${check.n} bytes, its header declares ${e.size}: truncated or damaged`,
+    );
+  if (check.crc !== e.crc32)
+    throw new ZipError(
+      file,
+      e.name,
+      `CRC-32 mismatch (data ${check.crc.toString(16).padStart(8, '0')}, header ${e.crc32.toString(16).padStart(8, '0')}): the archive is damaged`,
+    );
 }
 
 /**
@@ -566,12 +675,14 @@ export async function extractZip(file: string, destDir: string): Promise<{ dir: 
     seen.add(key);
     if (e.isDirectory) continue;
     if (e.flags & FLAG_ENCRYPTED) throw new ZipError(file, e.name, 'it is encrypted (not supported)');
-    if (e.method !== STORE && e.method !== DEFLATE) throw new ZipError(file, e.name, `compression method ${e.method} is not supported (only stored and deflated)`);
+    if (e.method !== STORE && e.method !== DEFLATE)
+      throw new ZipError(file, e.name, `compression method ${e.method} is not supported (only stored and deflated)`);
   }
   let destEmpty = false;
   try {
     const st = statSync(dest);
-    if (!st.isDirectory() || readdirSync(dest).length > 0) throw new ZipError(file, undefined, `cannot extract into ${dest}: it exists and is not an empty folder`);
+    if (!st.isDirectory() || readdirSync(dest).length > 0)
+      throw new ZipError(file, undefined, `cannot extract into ${dest}: it exists and is not an empty folder`);
     destEmpty = true;
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
@@ -620,7 +731,8 @@ export function readZipEntry(file: string, name: string): Buffer {
     const dir = readDirectory(file, fd);
     const e = dir.entries.find((x) => x.name === name);
     if (!e) throw new ZipError(file, name, 'no such entry');
-    if (e.method !== STORE && e.method !== DEFLATE) throw new ZipError(file, name, `compression method ${e.method} is not supported`);
+    if (e.method !== STORE && e.method !== DEFLATE)
+      throw new ZipError(file, name, `compression method ${e.method} is not supported`);
     const raw = readAt(fd, dataStart(file, fd, e, dir), e.compressedSize);
     let data: Buffer;
     try {
@@ -628,7 +740,8 @@ export function readZipEntry(file: string, name: string): Buffer {
     } catch (err) {
       throw unpackError(file, e, err);
     }
-    if (data.length !== e.size) throw new ZipError(file, name, `holds ${data.length} bytes, its header declares ${e.size}`);
+    if (data.length !== e.size)
+      throw new ZipError(file, name, `holds ${data.length} bytes, its header declares ${e.size}`);
     if (crc32(data) !== e.crc32) throw new ZipError(file, name, 'CRC-32 mismatch: the archive is damaged');
     return data;
   } finally {

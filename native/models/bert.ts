@@ -15,10 +15,15 @@ export function buildEncoder(folder: ModelFolder, cfg: ConfigReader, opts: { tas
   const roberta = cfg.str('model_type') === 'roberta';
   const b = new ModelBuilder(folder, 42, opts.weights, opts.build, opts.precision);
   const g = b.g;
-  const D = cfg.num('hidden_size'), H = cfg.num('num_attention_heads'), L = cfg.num('num_hidden_layers');
-  const F = cfg.num('intermediate_size'), V = cfg.num('vocab_size');
-  const eps = cfg.num('layer_norm_eps', 1e-12), act = cfg.str('hidden_act', 'gelu');
-  const P = cfg.num('max_position_embeddings', 512), T = cfg.num('type_vocab_size', 2);
+  const D = cfg.num('hidden_size'),
+    H = cfg.num('num_attention_heads'),
+    L = cfg.num('num_hidden_layers');
+  const F = cfg.num('intermediate_size'),
+    V = cfg.num('vocab_size');
+  const eps = cfg.num('layer_norm_eps', 1e-12),
+    act = cfg.str('hidden_act', 'gelu');
+  const P = cfg.num('max_position_embeddings', 512),
+    T = cfg.num('type_vocab_size', 2);
   const pad = cfg.num('pad_token_id', roberta ? 1 : 0);
   const dh = D / H;
   const base = roberta ? 'roberta' : 'bert';
@@ -38,16 +43,25 @@ export function buildEncoder(folder: ModelFolder, cfg: ConfigReader, opts: { tas
     const word = b.embedding(`${pre}embeddings.word_embeddings`, ids, V, D);
     // A soft prompt's virtual tokens come first, with positions 0…P−1 and token type 0, as PEFT feeds inputs_embeds.
     const { emb, mask } = b.prependPrompt(word, mask0, D);
-    const types = types0 ? (b.promptTokens ? g.op1('Concat', [b.onesLike(mask0, b.promptTokens, 0), types0], { axis: 1 }) : types0) : g.op1('Mul', [mask, g.constant(0, 'int64', [])]);
+    const types = types0
+      ? b.promptTokens
+        ? g.op1('Concat', [b.onesLike(mask0, b.promptTokens, 0), types0], { axis: 1 })
+        : types0
+      : g.op1('Mul', [mask, g.constant(0, 'int64', [])]);
     let pos: Value;
     // With prefix tuning, positions continue after the P prefix tokens, as transformers does given past_key_values.
-    const offset = (t: Value): Value => (b.prefixTokens ? g.op1('Add', [t, g.constant(b.prefixTokens, 'int64', [])]) : t);
+    const offset = (t: Value): Value =>
+      b.prefixTokens ? g.op1('Add', [t, g.constant(b.prefixTokens, 'int64', [])]) : t;
     if (!roberta) pos = offset(b.arange(mask));
-    else if (b.promptTokens) pos = g.op1('Add', [b.arange(mask), g.constant(pad + 1, 'int64', [])]); // from inputs_embeds: sequential
+    else if (b.promptTokens)
+      pos = g.op1('Add', [b.arange(mask), g.constant(pad + 1, 'int64', [])]); // from inputs_embeds: sequential
     else {
       // RoBERTa counts positions from padding_idx + 1 over non-pad tokens (create_position_ids_from_input_ids).
       const notPad = g.op1('Cast', [g.op1('Not', [g.op1('Equal', [ids, g.constant(pad, 'int64', [])])])], { to: 7 });
-      pos = g.op1('Add', [g.op1('Mul', [offset(g.op1('CumSum', [notPad, g.constant(1, 'int64', [])])), notPad]), g.constant(pad, 'int64', [])]);
+      pos = g.op1('Add', [
+        g.op1('Mul', [offset(g.op1('CumSum', [notPad, g.constant(1, 'int64', [])])), notPad]),
+        g.constant(pad, 'int64', []),
+      ]);
     }
     const e = g.op1('Add', [
       g.op1('Add', [emb, b.embedding(`${pre}embeddings.position_embeddings`, pos, P, D)]),
@@ -66,13 +80,33 @@ export function buildEncoder(folder: ModelFolder, cfg: ConfigReader, opts: { tas
       const q = b.splitHeads(b.linear(`${p}.attention.self.query`, x, D, D, true), H, dh);
       const { k, v } = b.withPrefix(
         b.splitHeads(b.linear(`${p}.attention.self.key`, x, D, D, true), H, dh),
-        b.splitHeads(b.linear(`${p}.attention.self.value`, x, D, D, true), H, dh), x);
+        b.splitHeads(b.linear(`${p}.attention.self.value`, x, D, D, true), H, dh),
+        x,
+      );
       const ctx = b.mergeHeads(b.attend(q, k, v, bias, 1 / Math.sqrt(dh)), D);
-      const a = b.layerNorm(`${p}.attention.output.LayerNorm`, g.op1('Add', [b.linear(`${p}.attention.output.dense`, ctx, D, D, true), x]), D, eps);
+      const a = b.layerNorm(
+        `${p}.attention.output.LayerNorm`,
+        g.op1('Add', [b.linear(`${p}.attention.output.dense`, ctx, D, D, true), x]),
+        D,
+        eps,
+      );
       b.record({ name: `${p}.attention`, type: 'Attention', params: [], input: x.name, output: a.name, in: D, out: D });
       const inter = activation(b, b.linear(`${p}.intermediate.dense`, a, D, F, true), act, folder.dir);
-      const o = b.layerNorm(`${p}.output.LayerNorm`, g.op1('Add', [b.linear(`${p}.output.dense`, inter, F, D, true), a]), D, eps);
-      b.record({ name: `${p}.output`, type: 'FeedForward', params: [], input: inter.name, output: o.name, in: F, out: D });
+      const o = b.layerNorm(
+        `${p}.output.LayerNorm`,
+        g.op1('Add', [b.linear(`${p}.output.dense`, inter, F, D, true), a]),
+        D,
+        eps,
+      );
+      b.record({
+        name: `${p}.output`,
+        type: 'FeedForward',
+        params: [],
+        input: inter.name,
+        output: o.name,
+        in: F,
+        out: D,
+      });
       return o;
     });
   }
@@ -94,8 +128,17 @@ export function buildEncoder(folder: ModelFolder, cfg: ConfigReader, opts: { tas
   g.output(loss);
   return {
     architecture: roberta ? 'RobertaForSequenceClassification' : 'BertForSequenceClassification',
-    modelType: roberta ? 'roberta' : 'bert', task: opts.task, graph: g, inputs: [...inputs, 'labels'], logits: 'logits', loss: loss.name,
-    modules: b.modules, created: b.created, builder: b, numLabels: labelsCount, dims: { hidden: D, layers: L, heads: H, vocab: V },
+    modelType: roberta ? 'roberta' : 'bert',
+    task: opts.task,
+    graph: g,
+    inputs: [...inputs, 'labels'],
+    logits: 'logits',
+    loss: loss.name,
+    modules: b.modules,
+    created: b.created,
+    builder: b,
+    numLabels: labelsCount,
+    dims: { hidden: D, layers: L, heads: H, vocab: V },
   };
 }
 

@@ -47,7 +47,13 @@ export class ModelBuilder {
   /** Mixed precision: frozen matrices in float16, multiplied in float16. */
   readonly half: boolean;
 
-  constructor(readonly folder: ModelFolder, seed = 42, private readonly overrides: Record<string, HostTensor> = {}, readonly build: BuildDeltas = {}, precision: 'float32' | 'float16' = 'float32') {
+  constructor(
+    readonly folder: ModelFolder,
+    seed = 42,
+    private readonly overrides: Record<string, HostTensor> = {},
+    readonly build: BuildDeltas = {},
+    precision: 'float32' | 'float16' = 'float32',
+  ) {
     this.rng = new Rng(seed);
     this.half = precision === 'float16';
   }
@@ -103,9 +109,16 @@ export class ModelBuilder {
   initPrefix(layers: number, kvHeads: number, dh: number, D: number): void {
     const pre = this.build.prefix;
     if (!pre) return;
-    const g = this.g, P = pre.tokens, Hd = pre.hidden, N = layers * 2 * kvHeads * dh;
+    const g = this.g,
+      P = pre.tokens,
+      Hd = pre.hidden,
+      N = layers * 2 * kvHeads * dh;
     const param = (name: string, shape: number[]): Value => {
-      const v = g.initializer(name, { dtype: 'float32', shape, data: new Float32Array(shape.reduce((a, b) => a * b, 1)) });
+      const v = g.initializer(name, {
+        dtype: 'float32',
+        shape,
+        data: new Float32Array(shape.reduce((a, b) => a * b, 1)),
+      });
       this.deltaWeights.set(name, v);
       return v;
     };
@@ -114,10 +127,20 @@ export class ModelBuilder {
       this.prefixKv = param('prefix.key_values', [layers, 2, kvHeads, P, dh]);
     } else {
       const E = param('prefix.embedding', [P, D]);
-      const h = g.op1('Tanh', [g.op1('Add', [g.op1('FusedMatMul', [E, param('prefix.mlp.0.weight', [Hd, D])], { transB: 1 }), param('prefix.mlp.0.bias', [Hd])])]);
-      const kv = g.op1('Add', [g.op1('FusedMatMul', [h, param('prefix.mlp.2.weight', [N, Hd])], { transB: 1 }), param('prefix.mlp.2.bias', [N])]);
+      const h = g.op1('Tanh', [
+        g.op1('Add', [
+          g.op1('FusedMatMul', [E, param('prefix.mlp.0.weight', [Hd, D])], { transB: 1 }),
+          param('prefix.mlp.0.bias', [Hd]),
+        ]),
+      ]);
+      const kv = g.op1('Add', [
+        g.op1('FusedMatMul', [h, param('prefix.mlp.2.weight', [N, Hd])], { transB: 1 }),
+        param('prefix.mlp.2.bias', [N]),
+      ]);
       // [P, layers, 2, kvHeads, dh] → [layers, 2, kvHeads, P, dh]
-      this.prefixKv = g.op1('Transpose', [g.op1('Reshape', [kv, this.i64([P, layers, 2, kvHeads, dh])])], { perm: [1, 2, 3, 0, 4] });
+      this.prefixKv = g.op1('Transpose', [g.op1('Reshape', [kv, this.i64([P, layers, 2, kvHeads, dh])])], {
+        perm: [1, 2, 3, 0, 4],
+      });
     }
     this.record({ name: 'prefix', type: 'Prefix', params: [], output: this.prefixKv.name, in: P, out: N });
   }
@@ -125,13 +148,21 @@ export class ModelBuilder {
   /** Keys and values [batch, kvHeads, S, dh] with the next layer's prefix in front (unchanged without prefix tuning). */
   withPrefix(k: Value, v: Value, batchLike: Value): { k: Value; v: Value } {
     if (!this.prefixKv) return { k, v };
-    const g = this.g, l = this.prefixLayer++;
+    const g = this.g,
+      l = this.prefixLayer++;
     const layer = g.op1('Gather', [this.prefixKv, g.constant(l, 'int64', [])], { axis: 0 }); // [2, kvH, P, dh]
     const [, , kvH, P, dh] = this.prefixKv.shape as number[];
-    const shape = g.op1('Concat', [g.op1('Shape', [batchLike], { start: 0, end: 1 }), this.i64([kvH, P, dh])], { axis: 0 });
+    const shape = g.op1('Concat', [g.op1('Shape', [batchLike], { start: 0, end: 1 }), this.i64([kvH, P, dh])], {
+      axis: 0,
+    });
     const part = (i: number, t: Value): Value => {
       const pre = g.op1('Gather', [layer, g.constant(i, 'int64', [])], { axis: 0 });
-      const tiled = g.op1('Expand', [g.op1('Unsqueeze', [pre, this.i64([0])]), shape], {}, { infos: [{ dtype: 'float32', shape: [batchLike.shape[0], kvH, P, dh] }] });
+      const tiled = g.op1(
+        'Expand',
+        [g.op1('Unsqueeze', [pre, this.i64([0])]), shape],
+        {},
+        { infos: [{ dtype: 'float32', shape: [batchLike.shape[0], kvH, P, dh] }] },
+      );
       return g.op1('Concat', [tiled, t], { axis: 2 });
     };
     return { k: part(0, k), v: part(1, v) };
@@ -148,7 +179,9 @@ export class ModelBuilder {
   checkPositions(max: number, family: string): void {
     const used = this.prefixTokens + this.promptTokens;
     if (used >= max) {
-      throw new Error(`${this.prefixTokens ? `prefix (${this.prefixTokens} tokens)` : ''}${this.prefixTokens && this.promptTokens ? ' and ' : ''}${this.promptTokens ? `soft_prompt (${this.promptTokens} tokens)` : ''} leave no room for text in ${family}'s ${max} absolute positions`);
+      throw new Error(
+        `${this.prefixTokens ? `prefix (${this.prefixTokens} tokens)` : ''}${this.prefixTokens && this.promptTokens ? ' and ' : ''}${this.promptTokens ? `soft_prompt (${this.promptTokens} tokens)` : ''} leave no room for text in ${family}'s ${max} absolute positions`,
+      );
     }
   }
 
@@ -164,12 +197,21 @@ export class ModelBuilder {
     const P = this.promptTokens;
     if (!P) return { emb, mask };
     const g = this.g;
-    const prompt = this.g.initializer('soft_prompt.embedding', { dtype: 'float32', shape: [P, D], data: new Float32Array(P * D) });
+    const prompt = this.g.initializer('soft_prompt.embedding', {
+      dtype: 'float32',
+      shape: [P, D],
+      data: new Float32Array(P * D),
+    });
     this.deltaWeights.set('soft_prompt.embedding', prompt);
     this.record({ name: 'soft_prompt', type: 'SoftPrompt', params: [], output: prompt.name, in: P, out: D });
     const batch = g.op1('Shape', [mask], { start: 0, end: 1 });
     const shape = g.op1('Concat', [batch, this.i64([P, D])], { axis: 0 });
-    const tiled = g.op1('Expand', [g.op1('Unsqueeze', [prompt, this.i64([0])]), shape], {}, { infos: [{ dtype: 'float32', shape: [mask.shape[0], P, D] }] });
+    const tiled = g.op1(
+      'Expand',
+      [g.op1('Unsqueeze', [prompt, this.i64([0])]), shape],
+      {},
+      { infos: [{ dtype: 'float32', shape: [mask.shape[0], P, D] }] },
+    );
     const ones = this.onesLike(mask, P, 1);
     return { emb: g.op1('Concat', [tiled, emb], { axis: 1 }), mask: g.op1('Concat', [ones, mask], { axis: 1 }) };
   }
@@ -178,7 +220,12 @@ export class ModelBuilder {
   onesLike(like: Value, n: number, value: number): Value {
     const g = this.g;
     const shape = g.op1('Concat', [g.op1('Shape', [like], { start: 0, end: 1 }), this.i64([n])], { axis: 0 });
-    return g.op1('ConstantOfShape', [shape], { value: { dtype: 'int64', shape: [1], data: BigInt64Array.of(BigInt(value)) } }, { infos: [{ dtype: 'int64', shape: [like.shape[0], n] }] });
+    return g.op1(
+      'ConstantOfShape',
+      [shape],
+      { value: { dtype: 'int64', shape: [1], data: BigInt64Array.of(BigInt(value)) } },
+      { infos: [{ dtype: 'int64', shape: [like.shape[0], n] }] },
+    );
   }
 
   /** Labels for a prompted causal LM: −100 (ignored) on the virtual positions. */
@@ -202,11 +249,17 @@ export class ModelBuilder {
     const hit = this.weightValues.get(name);
     if (hit) return hit;
     const ref = this.folder.weights.get(name);
-    if (!ref) throw new Error(`${this.folder.dir}: tensor "${name}" is missing (the architecture needs it with shape ${fmtShape(shape)})`);
+    if (!ref)
+      throw new Error(
+        `${this.folder.dir}: tensor "${name}" is missing (the architecture needs it with shape ${fmtShape(shape)})`,
+      );
     if (ref.shape.length !== shape.length || ref.shape.some((d, i) => d !== shape[i])) {
-      throw new Error(`${ref.file}: tensor "${name}" has shape ${fmtShape(ref.shape)}, the architecture expects ${fmtShape(shape)}`);
+      throw new Error(
+        `${ref.file}: tensor "${name}" has shape ${fmtShape(ref.shape)}, the architecture expects ${fmtShape(shape)}`,
+      );
     }
-    if (!['float32', 'float16', 'bfloat16'].includes(ref.dtype)) throw new Error(`${ref.file}: tensor "${name}" is ${ref.dtype}; weights must be float32, float16 or bfloat16`);
+    if (!['float32', 'float16', 'bfloat16'].includes(ref.dtype))
+      throw new Error(`${ref.file}: tensor "${name}" is ${ref.dtype}; weights must be float32, float16 or bfloat16`);
     const over = this.overrides[name];
     if (over) {
       // A weight replaced in memory (e.g. with a delta merged into it), float32.
@@ -215,7 +268,10 @@ export class ModelBuilder {
       return v;
     }
     const raw = this.g.initializer(name, ref);
-    const v = ref.dtype === 'float32' ? raw : this.g.op1('Cast', [raw], { to: DTYPES.float32.onnx }, { names: [`${name}::float32`] });
+    const v =
+      ref.dtype === 'float32'
+        ? raw
+        : this.g.op1('Cast', [raw], { to: DTYPES.float32.onnx }, { names: [`${name}::float32`] });
     this.weightValues.set(name, v);
     return v;
   }
@@ -252,10 +308,20 @@ export class ModelBuilder {
   }
 
   /** nn.Linear: weight [out, in], y = x·Wᵀ + b (the transpose folded into the product). */
-  linear(name: string, x: Value, inF: number, outF: number, bias: boolean, opts: { create?: { normal: number } } = {}): Value {
+  linear(
+    name: string,
+    x: Value,
+    inF: number,
+    outF: number,
+    bias: boolean,
+    opts: { create?: { normal: number } } = {},
+  ): Value {
     return this.g.scope(name, () => {
-      const get = (n: string, s: number[], init: { normal: number } | 'zeros'): Value => (opts.create ? this.weightOrNew(n, s, init) : this.weight(n, s));
-      const w = opts.create ? get(`${name}.weight`, [outF, inF], opts.create) : this.matrix(`${name}.weight`, [outF, inF]);
+      const get = (n: string, s: number[], init: { normal: number } | 'zeros'): Value =>
+        opts.create ? this.weightOrNew(n, s, init) : this.weight(n, s);
+      const w = opts.create
+        ? get(`${name}.weight`, [outF, inF], opts.create)
+        : this.matrix(`${name}.weight`, [outF, inF]);
       const before = this.g.nodes.length;
       let y = this.product(x, w, true);
       const entry = this.g.nodes[before].name;
@@ -274,7 +340,16 @@ export class ModelBuilder {
       const mm = this.product(x, w, false);
       const entry = this.g.nodes[before].name;
       const y = this.g.op1('Add', [mm, this.weight(`${name}.bias`, [outF])]);
-      this.record({ name, type: 'Conv1D', params: [this.param(`${name}.weight`, [inF, outF]), this.param(`${name}.bias`, [outF])], input: x.name, output: y.name, in: inF, out: outF, entry });
+      this.record({
+        name,
+        type: 'Conv1D',
+        params: [this.param(`${name}.weight`, [inF, outF]), this.param(`${name}.bias`, [outF])],
+        input: x.name,
+        output: y.name,
+        in: inF,
+        out: outF,
+        entry,
+      });
       return y;
     });
   }
@@ -283,20 +358,51 @@ export class ModelBuilder {
     const w = this.matrix(`${name}.weight`, [rows, dim]);
     let y = this.g.op1('Gather', [w, ids], { axis: 0 });
     if (w.dtype === 'float16') y = this.g.op1('Cast', [y], { to: DTYPES.float32.onnx });
-    this.record({ name, type: 'Embedding', params: [this.param(`${name}.weight`, [rows, dim])], input: ids.name, output: y.name, in: rows, out: dim });
+    this.record({
+      name,
+      type: 'Embedding',
+      params: [this.param(`${name}.weight`, [rows, dim])],
+      input: ids.name,
+      output: y.name,
+      in: rows,
+      out: dim,
+    });
     return y;
   }
 
   layerNorm(name: string, x: Value, dim: number, eps: number): Value {
-    const y = this.g.op1('LayerNormalization', [x, this.weight(`${name}.weight`, [dim]), this.weight(`${name}.bias`, [dim])], { axis: -1, epsilon: eps });
-    this.record({ name, type: 'LayerNorm', params: [this.param(`${name}.weight`, [dim]), this.param(`${name}.bias`, [dim])], input: x.name, output: y.name, in: dim, out: dim });
+    const y = this.g.op1(
+      'LayerNormalization',
+      [x, this.weight(`${name}.weight`, [dim]), this.weight(`${name}.bias`, [dim])],
+      { axis: -1, epsilon: eps },
+    );
+    this.record({
+      name,
+      type: 'LayerNorm',
+      params: [this.param(`${name}.weight`, [dim]), this.param(`${name}.bias`, [dim])],
+      input: x.name,
+      output: y.name,
+      in: dim,
+      out: dim,
+    });
     return y;
   }
 
   /** RMSNorm (Llama, T5): x / sqrt(mean(x²) + eps) · weight, statistics in float32. */
   rmsNorm(name: string, x: Value, dim: number, eps: number): Value {
-    const y = this.g.op1('SimplifiedLayerNormalization', [x, this.weight(`${name}.weight`, [dim])], { axis: -1, epsilon: eps });
-    this.record({ name, type: 'RMSNorm', params: [this.param(`${name}.weight`, [dim])], input: x.name, output: y.name, in: dim, out: dim });
+    const y = this.g.op1('SimplifiedLayerNormalization', [x, this.weight(`${name}.weight`, [dim])], {
+      axis: -1,
+      epsilon: eps,
+    });
+    this.record({
+      name,
+      type: 'RMSNorm',
+      params: [this.param(`${name}.weight`, [dim])],
+      input: x.name,
+      output: y.name,
+      in: dim,
+      out: dim,
+    });
     return y;
   }
 
@@ -323,25 +429,45 @@ export class ModelBuilder {
   /** 0, 1, …, seq−1 for the second axis of `like` ([batch, seq]). */
   arange(like: Value): Value {
     const n = this.g.op1('Squeeze', [this.g.op1('Shape', [like], { start: 1, end: 2 }), this.i64([0])]);
-    return this.g.op1('Range', [this.g.constant(0, 'int64', []), n, this.g.constant(1, 'int64', [])], {}, { infos: [{ dtype: 'int64', shape: [like.shape[1]] }] });
+    return this.g.op1(
+      'Range',
+      [this.g.constant(0, 'int64', []), n, this.g.constant(1, 'int64', [])],
+      {},
+      { infos: [{ dtype: 'int64', shape: [like.shape[1]] }] },
+    );
   }
 
   /** Positions counted over real tokens only (cumsum of the mask − 1), so left padding does not shift them. */
   positionsFromMask(mask: Value): Value {
     const c = this.g.op1('CumSum', [mask, this.g.constant(1, 'int64', [])]);
-    return this.g.op1('Max', [this.g.op1('Sub', [c, this.g.constant(1, 'int64', [])]), this.g.constant(0, 'int64', [])]);
+    return this.g.op1('Max', [
+      this.g.op1('Sub', [c, this.g.constant(1, 'int64', [])]),
+      this.g.constant(0, 'int64', []),
+    ]);
   }
 
   /** Additive attention bias [batch, 1, q, k]: 0 where a query may attend a key, float32 min elsewhere. */
   attentionBias(keyMask: Value, causal: boolean, queryLike?: Value): Value {
     const g = this.g;
-    const B: Dim = keyMask.shape[0], S: Dim = keyMask.shape[1];
+    const B: Dim = keyMask.shape[0],
+      S: Dim = keyMask.shape[1];
     let allow = g.op1('Cast', [g.op1('Unsqueeze', [keyMask, this.i64([1, 2])])], { to: DTYPES.bool.onnx }); // [B,1,1,S]
     if (causal) {
       const q = queryLike ?? keyMask;
-      const shp = g.op1('Concat', [g.op1('Shape', [q], { start: 1, end: 2 }), g.op1('Shape', [keyMask], { start: 1, end: 2 })], { axis: 0 });
-      const ones = g.op1('ConstantOfShape', [shp], { value: { dtype: 'bool', shape: [1], data: Uint8Array.of(1) } }, { infos: [{ dtype: 'bool', shape: [q.shape[1], S] }] });
-      const lower = g.op1('Cast', [g.op1('Trilu', [g.op1('Cast', [ones], { to: DTYPES.int64.onnx })], { upper: 0 })], { to: DTYPES.bool.onnx });
+      const shp = g.op1(
+        'Concat',
+        [g.op1('Shape', [q], { start: 1, end: 2 }), g.op1('Shape', [keyMask], { start: 1, end: 2 })],
+        { axis: 0 },
+      );
+      const ones = g.op1(
+        'ConstantOfShape',
+        [shp],
+        { value: { dtype: 'bool', shape: [1], data: Uint8Array.of(1) } },
+        { infos: [{ dtype: 'bool', shape: [q.shape[1], S] }] },
+      );
+      const lower = g.op1('Cast', [g.op1('Trilu', [g.op1('Cast', [ones], { to: DTYPES.int64.onnx })], { upper: 0 })], {
+        to: DTYPES.bool.onnx,
+      });
       allow = g.op1('And', [allow, lower]);
     }
     void B;
@@ -379,11 +505,16 @@ export class ModelBuilder {
     const scored = g.op1('Mul', [mask, g.op1('Add', [idx, g.constant(1, 'int64', [])])]);
     const last = g.op1('ReduceMax', [scored, this.i64([1])], { keepdims: 1 });
     const pick = g.op1('Cast', [g.op1('Equal', [scored, last])], { to: DTYPES.float32.onnx });
-    return g.op1('ReduceSum', [g.op1('Mul', [h, g.op1('Unsqueeze', [pick, this.i64([2])])]), this.i64([1])], { keepdims: 0 });
+    return g.op1('ReduceSum', [g.op1('Mul', [h, g.op1('Unsqueeze', [pick, this.i64([2])])]), this.i64([1])], {
+      keepdims: 0,
+    });
   }
 
   /** Row 0 of the sequence axis: [batch, seq, d] → [batch, d]. */
   firstToken(h: Value): Value {
-    return this.g.op1('Squeeze', [this.g.op1('Slice', [h, this.i64([0]), this.i64([1]), this.i64([1])]), this.i64([1])]);
+    return this.g.op1('Squeeze', [
+      this.g.op1('Slice', [h, this.i64([0]), this.i64([1]), this.i64([1])]),
+      this.i64([1]),
+    ]);
   }
 }

@@ -30,9 +30,11 @@ function readJson(file: string): unknown {
 export function readModelFolder(dir: string): ModelFolder {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new Error(`${dir}: not a folder`);
   const cfgFile = join(dir, 'config.json');
-  if (!existsSync(cfgFile)) throw new Error(`${dir}: no config.json (a Hugging Face model folder has config.json and *.safetensors)`);
+  if (!existsSync(cfgFile))
+    throw new Error(`${dir}: no config.json (a Hugging Face model folder has config.json and *.safetensors)`);
   const config = readJson(cfgFile) as HfConfig;
-  if (typeof config !== 'object' || config === null || Array.isArray(config)) throw new Error(`${cfgFile}: expected a JSON object`);
+  if (typeof config !== 'object' || config === null || Array.isArray(config))
+    throw new Error(`${cfgFile}: expected a JSON object`);
   const weights = new Map<string, TensorRef>();
   const files: string[] = [];
   const index = join(dir, 'model.safetensors.index.json');
@@ -52,7 +54,10 @@ export function readModelFolder(dir: string): ModelFolder {
     }
   } else {
     const file = join(dir, 'model.safetensors');
-    if (!existsSync(file)) throw new Error(`${dir}: no model.safetensors or model.safetensors.index.json (pytorch_model.bin is not read: it is a pickle and can run code)`);
+    if (!existsSync(file))
+      throw new Error(
+        `${dir}: no model.safetensors or model.safetensors.index.json (pytorch_model.bin is not read: it is a pickle and can run code)`,
+      );
     const h = readSafetensorsHeader(file);
     files.push(file);
     for (const [name, ref] of h.tensors) weights.set(name, ref);
@@ -62,14 +67,18 @@ export function readModelFolder(dir: string): ModelFolder {
 
 /** Typed access to config.json with a clear error for a missing or mistyped field. */
 export class ConfigReader {
-  constructor(readonly config: HfConfig, readonly where: string) {}
+  constructor(
+    readonly config: HfConfig,
+    readonly where: string,
+  ) {}
   num(key: string, dflt?: number): number {
     const v = this.config[key];
     if (v === undefined || v === null) {
       if (dflt === undefined) throw new Error(`${this.where}: config.json has no "${key}"`);
       return dflt;
     }
-    if (typeof v !== 'number') throw new Error(`${this.where}: config.json "${key}" must be a number, got ${JSON.stringify(v)}`);
+    if (typeof v !== 'number')
+      throw new Error(`${this.where}: config.json "${key}" must be a number, got ${JSON.stringify(v)}`);
     return v;
   }
   str(key: string, dflt?: string): string {
@@ -78,7 +87,8 @@ export class ConfigReader {
       if (dflt === undefined) throw new Error(`${this.where}: config.json has no "${key}"`);
       return dflt;
     }
-    if (typeof v !== 'string') throw new Error(`${this.where}: config.json "${key}" must be a string, got ${JSON.stringify(v)}`);
+    if (typeof v !== 'string')
+      throw new Error(`${this.where}: config.json "${key}" must be a string, got ${JSON.stringify(v)}`);
     return v;
   }
   bool(key: string, dflt: boolean): boolean {

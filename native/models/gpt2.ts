@@ -8,10 +8,16 @@ import { headLoss, numLabelsOf } from './bert.js';
 export function buildGpt2(folder: ModelFolder, cfg: ConfigReader, opts: { task: Task } & ModelOptions): BuiltModel {
   const b = new ModelBuilder(folder, 42, opts.weights, opts.build, opts.precision);
   const g = b.g;
-  const D = cfg.num('n_embd'), H = cfg.num('n_head'), L = cfg.num('n_layer'), V = cfg.num('vocab_size'), P = cfg.num('n_positions');
-  const F = cfg.num('n_inner', 4 * D), eps = cfg.num('layer_norm_epsilon', 1e-5);
+  const D = cfg.num('n_embd'),
+    H = cfg.num('n_head'),
+    L = cfg.num('n_layer'),
+    V = cfg.num('vocab_size'),
+    P = cfg.num('n_positions');
+  const F = cfg.num('n_inner', 4 * D),
+    eps = cfg.num('layer_norm_epsilon', 1e-5);
   const act = cfg.str('activation_function', 'gelu_new');
-  if (!['gelu_new', 'gelu_pytorch_tanh', 'gelu'].includes(act)) throw new Error(`${folder.dir}: activation_function "${act}" is not supported (gelu_new, gelu)`);
+  if (!['gelu_new', 'gelu_pytorch_tanh', 'gelu'].includes(act))
+    throw new Error(`${folder.dir}: activation_function "${act}" is not supported (gelu_new, gelu)`);
   const dh = D / H;
   const pre = folder.weights.has('transformer.wte.weight') ? 'transformer.' : '';
   b.checkPositions(P, 'GPT-2');
@@ -19,7 +25,9 @@ export function buildGpt2(folder: ModelFolder, cfg: ConfigReader, opts: { task: 
   const mask0 = g.input('attention_mask', 'int64', ['batch', 'seq']);
   const { emb, mask } = b.prependPrompt(b.embedding(`${pre}wte`, ids, V, D), mask0, D);
   // Positions over real tokens only, as generate() passes them, so left padding does not shift them.
-  const pos = b.prefixTokens ? g.op1('Add', [b.positionsFromMask(mask), g.constant(b.prefixTokens, 'int64', [])]) : b.positionsFromMask(mask);
+  const pos = b.prefixTokens
+    ? g.op1('Add', [b.positionsFromMask(mask), g.constant(b.prefixTokens, 'int64', [])])
+    : b.positionsFromMask(mask);
   let x = g.op1('Add', [emb, b.embedding(`${pre}wpe`, pos, P, D)]);
   b.initPrefix(L, H, dh, D);
   const bias = b.prefixBias(b.attentionBias(mask, true));
@@ -28,7 +36,9 @@ export function buildGpt2(folder: ModelFolder, cfg: ConfigReader, opts: { task: 
     x = g.scope(p, () => {
       const n1 = b.layerNorm(`${p}.ln_1`, x, D, eps);
       const qkv = b.conv1d(`${p}.attn.c_attn`, n1, D, 3 * D);
-      const [q, k0, v0] = g.op('Split', [qkv, b.i64([D, D, D])], { axis: -1 }, { outputs: 3 }).map((t) => b.splitHeads(t, H, dh));
+      const [q, k0, v0] = g
+        .op('Split', [qkv, b.i64([D, D, D])], { axis: -1 }, { outputs: 3 })
+        .map((t) => b.splitHeads(t, H, dh));
       const { k, v } = b.withPrefix(k0, v0, x);
       const ctx = b.mergeHeads(b.attend(q, k, v, bias, 1 / Math.sqrt(dh)), D);
       const attn = b.conv1d(`${p}.attn.c_proj`, ctx, D, D);
@@ -44,26 +54,81 @@ export function buildGpt2(folder: ModelFolder, cfg: ConfigReader, opts: { task: 
   }
   x = b.layerNorm(`${pre}ln_f`, x, D, eps);
   if (opts.task === 'causal-lm') {
-    const head = folder.weights.has('lm_head.weight') ? b.matrix('lm_head.weight', [V, D]) : b.matrix(`${pre}wte.weight`, [V, D]);
+    const head = folder.weights.has('lm_head.weight')
+      ? b.matrix('lm_head.weight', [V, D])
+      : b.matrix(`${pre}wte.weight`, [V, D]);
     const full = b.product(x, head, true);
-    b.record({ name: 'lm_head', type: 'Linear', params: folder.weights.has('lm_head.weight') ? [{ name: 'lm_head.weight', shape: [V, D], dtype: 'float32' }] : [], input: x.name, output: full.name, in: D, out: V });
+    b.record({
+      name: 'lm_head',
+      type: 'Linear',
+      params: folder.weights.has('lm_head.weight') ? [{ name: 'lm_head.weight', shape: [V, D], dtype: 'float32' }] : [],
+      input: x.name,
+      output: full.name,
+      in: D,
+      out: V,
+    });
     g.output(b.realPositions(full), 'logits');
     const labels = g.input('labels', 'int64', ['batch', 'seq']);
     const loss = b.causalLmLoss(full, b.promptLabels(labels), V);
     g.output(loss);
-    return { architecture: 'GPT2LMHeadModel', modelType: 'gpt2', task: opts.task, graph: g, inputs: ['input_ids', 'attention_mask', 'labels'], logits: 'logits', loss: loss.name, modules: b.modules, created: b.created, builder: b, dims: { hidden: D, layers: L, heads: H, vocab: V } };
+    return {
+      architecture: 'GPT2LMHeadModel',
+      modelType: 'gpt2',
+      task: opts.task,
+      graph: g,
+      inputs: ['input_ids', 'attention_mask', 'labels'],
+      logits: 'logits',
+      loss: loss.name,
+      modules: b.modules,
+      created: b.created,
+      builder: b,
+      dims: { hidden: D, layers: L, heads: H, vocab: V },
+    };
   }
-  return decoderClassifier(b, x, mask, D, cfg, opts, 'GPT2ForSequenceClassification', 'gpt2', { hidden: D, layers: L, heads: H, vocab: V });
+  return decoderClassifier(b, x, mask, D, cfg, opts, 'GPT2ForSequenceClassification', 'gpt2', {
+    hidden: D,
+    layers: L,
+    heads: H,
+    vocab: V,
+  });
 }
 
 /** transformers' *ForSequenceClassification on decoders: a bias-free `score` layer on the last real token. */
-export function decoderClassifier(b: ModelBuilder, x: ReturnType<ModelBuilder['lastToken']>, mask: ReturnType<ModelBuilder['lastToken']>, D: number, cfg: ConfigReader, opts: { task: Task } & ModelOptions, architecture: string, modelType: string, dims: BuiltModel['dims']): BuiltModel {
+export function decoderClassifier(
+  b: ModelBuilder,
+  x: ReturnType<ModelBuilder['lastToken']>,
+  mask: ReturnType<ModelBuilder['lastToken']>,
+  D: number,
+  cfg: ConfigReader,
+  opts: { task: Task } & ModelOptions,
+  architecture: string,
+  modelType: string,
+  dims: BuiltModel['dims'],
+): BuiltModel {
   const n = opts.task === 'regression' ? 1 : (opts.numLabels ?? numLabelsOf(cfg));
-  const logits = b.g.op1('Identity', [b.linear('score', b.lastToken(x, mask), D, n, false, { create: { normal: cfg.num('initializer_range', 0.02) } })], {}, { names: ['logits'] });
+  const logits = b.g.op1(
+    'Identity',
+    [b.linear('score', b.lastToken(x, mask), D, n, false, { create: { normal: cfg.num('initializer_range', 0.02) } })],
+    {},
+    { names: ['logits'] },
+  );
   b.g.output(logits);
   const loss = headLoss(b, logits, opts.task);
   b.g.output(loss);
-  return { architecture, modelType, task: opts.task, graph: b.g, inputs: ['input_ids', 'attention_mask', 'labels'], logits: 'logits', loss: loss.name, modules: b.modules, created: b.created, builder: b, numLabels: n, dims };
+  return {
+    architecture,
+    modelType,
+    task: opts.task,
+    graph: b.g,
+    inputs: ['input_ids', 'attention_mask', 'labels'],
+    logits: 'logits',
+    loss: loss.name,
+    modules: b.modules,
+    created: b.created,
+    builder: b,
+    numLabels: n,
+    dims,
+  };
 }
 
 export const GPT2: Architecture = {

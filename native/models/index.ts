@@ -11,9 +11,13 @@ export const SUPPORTED_MODEL_TYPES = ARCHITECTURES.flatMap((a) => a.modelTypes);
 
 export function architectureOf(folder: ModelFolder): Architecture {
   const type = folder.config.model_type;
-  if (typeof type !== 'string') throw new Error(`${folder.dir}: config.json has no model_type (supported: ${SUPPORTED_MODEL_TYPES.join(', ')})`);
+  if (typeof type !== 'string')
+    throw new Error(`${folder.dir}: config.json has no model_type (supported: ${SUPPORTED_MODEL_TYPES.join(', ')})`);
   const arch = ARCHITECTURES.find((a) => a.modelTypes.includes(type));
-  if (!arch) throw new Error(`${folder.dir}: model_type "${type}" is not supported (supported: ${SUPPORTED_MODEL_TYPES.join(', ')})`);
+  if (!arch)
+    throw new Error(
+      `${folder.dir}: model_type "${type}" is not supported (supported: ${SUPPORTED_MODEL_TYPES.join(', ')})`,
+    );
   return arch;
 }
 
@@ -22,7 +26,10 @@ export function loadModel(dirOrFolder: string | ModelFolder, opts: ModelOptions 
   const folder = typeof dirOrFolder === 'string' ? readModelFolder(dirOrFolder) : dirOrFolder;
   const arch = architectureOf(folder);
   const task = opts.task ?? arch.defaultTask;
-  if (!arch.tasks.includes(task)) throw new Error(`${folder.dir}: ${folder.config.model_type} models support the tasks ${arch.tasks.join(', ')} (asked: ${task})`);
+  if (!arch.tasks.includes(task))
+    throw new Error(
+      `${folder.dir}: ${folder.config.model_type} models support the tasks ${arch.tasks.join(', ')} (asked: ${task})`,
+    );
   return arch.build(folder, new ConfigReader(folder.config, folder.dir), { ...opts, task });
 }
 

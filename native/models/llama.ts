@@ -16,14 +16,21 @@ export function buildLlama(folder: ModelFolder, cfg: ConfigReader, opts: { task:
   const type = cfg.str('model_type');
   const b = new ModelBuilder(folder, 42, opts.weights, opts.build, opts.precision);
   const g = b.g;
-  const D = cfg.num('hidden_size'), H = cfg.num('num_attention_heads'), L = cfg.num('num_hidden_layers');
-  const KV = cfg.num('num_key_value_heads', H), F = cfg.num('intermediate_size'), V = cfg.num('vocab_size');
-  const eps = cfg.num('rms_norm_eps', 1e-6), theta = cfg.num('rope_theta', 10000);
+  const D = cfg.num('hidden_size'),
+    H = cfg.num('num_attention_heads'),
+    L = cfg.num('num_hidden_layers');
+  const KV = cfg.num('num_key_value_heads', H),
+    F = cfg.num('intermediate_size'),
+    V = cfg.num('vocab_size');
+  const eps = cfg.num('rms_norm_eps', 1e-6),
+    theta = cfg.num('rope_theta', 10000);
   const dh = cfg.num('head_dim', D / H);
   const act = cfg.str('hidden_act', 'silu');
   if (act !== 'silu') throw new Error(`${folder.dir}: hidden_act "${act}" is not supported (silu)`);
-  if (cfg.config.rope_scaling) throw new Error(`${folder.dir}: rope_scaling is not supported yet (plain rotary embeddings only)`);
-  if (H % KV !== 0) throw new Error(`${folder.dir}: num_attention_heads ${H} is not a multiple of num_key_value_heads ${KV}`);
+  if (cfg.config.rope_scaling)
+    throw new Error(`${folder.dir}: rope_scaling is not supported yet (plain rotary embeddings only)`);
+  if (H % KV !== 0)
+    throw new Error(`${folder.dir}: num_attention_heads ${H} is not a multiple of num_key_value_heads ${KV}`);
   const qkvBias = type === 'qwen2' || cfg.bool('attention_bias', false);
   const pre = folder.weights.has('model.embed_tokens.weight') ? 'model.' : '';
 
@@ -33,12 +40,19 @@ export function buildLlama(folder: ModelFolder, cfg: ConfigReader, opts: { task:
   const mask = prompted.mask;
   let x = prompted.emb;
   // Rotary: inv_freq = θ^(−2i/dh); angle = position · inv_freq; both halves share it (rotate_half layout).
-  const intPos = b.prefixTokens ? g.op1('Add', [b.positionsFromMask(mask), g.constant(b.prefixTokens, 'int64', [])]) : b.positionsFromMask(mask);
+  const intPos = b.prefixTokens
+    ? g.op1('Add', [b.positionsFromMask(mask), g.constant(b.prefixTokens, 'int64', [])])
+    : b.positionsFromMask(mask);
   const pos = g.op1('Cast', [intPos], { to: 1 });
-  const invFreq = g.constant(Array.from({ length: dh / 2 }, (_, i) => 1 / theta ** ((2 * i) / dh)), 'float32', [dh / 2]);
+  const invFreq = g.constant(
+    Array.from({ length: dh / 2 }, (_, i) => 1 / theta ** ((2 * i) / dh)),
+    'float32',
+    [dh / 2],
+  );
   const ang = g.op1('Mul', [g.op1('Unsqueeze', [pos, b.i64([2])]), invFreq]);
   const emb = g.op1('Unsqueeze', [g.op1('Concat', [ang, ang], { axis: -1 }), b.i64([1])]); // [B,1,S,dh]
-  const cos = g.op1('Cos', [emb]), sin = g.op1('Sin', [emb]);
+  const cos = g.op1('Cos', [emb]),
+    sin = g.op1('Sin', [emb]);
   const rope = (t: Value): Value => {
     const [a, c] = g.op('Split', [t, b.i64([dh / 2, dh / 2])], { axis: -1 }, { outputs: 2 });
     const rot = g.op1('Concat', [g.op1('Neg', [c]), a], { axis: -1 });
@@ -60,11 +74,22 @@ export function buildLlama(folder: ModelFolder, cfg: ConfigReader, opts: { task:
       // A prefix joins the keys after their rotation and before the key/value heads are shared out.
       const kv = b.withPrefix(
         rope(b.splitHeads(b.linear(`${p}.self_attn.k_proj`, hN, D, KV * dh, qkvBias), KV, dh)),
-        b.splitHeads(b.linear(`${p}.self_attn.v_proj`, hN, D, KV * dh, qkvBias), KV, dh), hN);
-      const k = repeatKv(kv.k), v = repeatKv(kv.v);
+        b.splitHeads(b.linear(`${p}.self_attn.v_proj`, hN, D, KV * dh, qkvBias), KV, dh),
+        hN,
+      );
+      const k = repeatKv(kv.k),
+        v = repeatKv(kv.v);
       const ctx = b.mergeHeads(b.attend(q, k, v, bias, 1 / Math.sqrt(dh)), H * dh);
       const attn = b.linear(`${p}.self_attn.o_proj`, ctx, H * dh, D, false);
-      b.record({ name: `${p}.self_attn`, type: 'Attention', params: [], input: hN.name, output: attn.name, in: D, out: D });
+      b.record({
+        name: `${p}.self_attn`,
+        type: 'Attention',
+        params: [],
+        input: hN.name,
+        output: attn.name,
+        in: D,
+        out: D,
+      });
       const a = g.op1('Add', [x, attn]);
       const m = b.rmsNorm(`${p}.post_attention_layernorm`, a, D, eps);
       const gate = g.op1('QuickGelu', [b.linear(`${p}.mlp.gate_proj`, m, D, F, false)], { alpha: 1.0 }); // SiLU
@@ -78,14 +103,37 @@ export function buildLlama(folder: ModelFolder, cfg: ConfigReader, opts: { task:
   const [lmName, clsName] = NAMES[type];
   if (opts.task === 'causal-lm') {
     const tied = !folder.weights.has('lm_head.weight');
-    if (tied && !cfg.bool('tie_word_embeddings', false)) throw new Error(`${folder.dir}: tensor "lm_head.weight" is missing and tie_word_embeddings is false`);
+    if (tied && !cfg.bool('tie_word_embeddings', false))
+      throw new Error(`${folder.dir}: tensor "lm_head.weight" is missing and tie_word_embeddings is false`);
     const head = tied ? b.matrix(`${pre}embed_tokens.weight`, [V, D]) : b.matrix('lm_head.weight', [V, D]);
     const full = b.product(x, head, true);
-    b.record({ name: 'lm_head', type: 'Linear', params: tied ? [] : [{ name: 'lm_head.weight', shape: [V, D], dtype: folder.weights.get('lm_head.weight')!.dtype }], input: x.name, output: full.name, in: D, out: V });
+    b.record({
+      name: 'lm_head',
+      type: 'Linear',
+      params: tied
+        ? []
+        : [{ name: 'lm_head.weight', shape: [V, D], dtype: folder.weights.get('lm_head.weight')!.dtype }],
+      input: x.name,
+      output: full.name,
+      in: D,
+      out: V,
+    });
     g.output(b.realPositions(full), 'logits');
     const loss = b.causalLmLoss(full, b.promptLabels(g.input('labels', 'int64', ['batch', 'seq'])), V);
     g.output(loss);
-    return { architecture: lmName, modelType: type, task: opts.task, graph: g, inputs: ['input_ids', 'attention_mask', 'labels'], logits: 'logits', loss: loss.name, modules: b.modules, created: b.created, builder: b, dims: { hidden: D, layers: L, heads: H, vocab: V } };
+    return {
+      architecture: lmName,
+      modelType: type,
+      task: opts.task,
+      graph: g,
+      inputs: ['input_ids', 'attention_mask', 'labels'],
+      logits: 'logits',
+      loss: loss.name,
+      modules: b.modules,
+      created: b.created,
+      builder: b,
+      dims: { hidden: D, layers: L, heads: H, vocab: V },
+    };
   }
   return decoderClassifier(b, x, mask, D, cfg, opts, clsName, type, { hidden: D, layers: L, heads: H, vocab: V });
 }

@@ -70,14 +70,26 @@ interface LibInternals {
 interface LibPostProcessor {
   config: { type?: string };
   processors?: LibPostProcessor[];
-  post_process(tokens: string[], tokens_pair?: string[] | null, add_special_tokens?: boolean): {
+  post_process(
+    tokens: string[],
+    tokens_pair?: string[] | null,
+    add_special_tokens?: boolean,
+  ): {
     tokens: string[];
     tokens_pair?: string[] | null;
     token_type_ids?: number[];
   };
 }
 
-const SPECIAL_KEYS = ['bos_token', 'eos_token', 'unk_token', 'sep_token', 'pad_token', 'cls_token', 'mask_token'] as const;
+const SPECIAL_KEYS = [
+  'bos_token',
+  'eos_token',
+  'unk_token',
+  'sep_token',
+  'pad_token',
+  'cls_token',
+  'mask_token',
+] as const;
 
 function readJson(file: string): Json {
   const text = readFileSync(file, 'utf8');
@@ -87,7 +99,8 @@ function readJson(file: string): Json {
   } catch (e) {
     throw new Error(`${file}: not valid JSON: ${(e as Error).message}`, { cause: e });
   }
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new Error(`${file}: not valid JSON: expected an object`);
+  if (value === null || typeof value !== 'object' || Array.isArray(value))
+    throw new Error(`${file}: not valid JSON: expected an object`);
   return value as Json;
 }
 
@@ -146,7 +159,8 @@ export class TextTokenizer {
       else delete merged[key];
     }
     const extra = (config.additional_special_tokens ?? specialMap.additional_special_tokens) as unknown;
-    if (Array.isArray(extra)) merged.additional_special_tokens = extra.map(tokenContent).filter((s): s is string => s !== undefined);
+    if (Array.isArray(extra))
+      merged.additional_special_tokens = extra.map(tokenContent).filter((s): s is string => s !== undefined);
     else delete merged.additional_special_tokens;
 
     try {
@@ -197,7 +211,9 @@ export class TextTokenizer {
     if (padId === undefined && this.eosId !== undefined) {
       padId = this.eosId;
       padToken = merged.eos_token as string;
-      this.notes.push(`no pad token: padding uses the eos token "${padToken}" (id ${padId}); padded positions have attention mask 0`);
+      this.notes.push(
+        `no pad token: padding uses the eos token "${padToken}" (id ${padId}); padded positions have attention mask 0`,
+      );
     }
     this.padId = padId ?? -1;
     this.padToken = padToken;
@@ -238,7 +254,8 @@ export class TextTokenizer {
       }
     };
     this.nSpecial = { single: count(false), pair: count(true) };
-    if (this.nSpecial.single < 0) throw new Error(`${source}: cannot build the tokenizer: its post-processor fails on a single text`);
+    if (this.nSpecial.single < 0)
+      throw new Error(`${source}: cannot build the tokenizer: its post-processor fails on a single text`);
   }
 
   /** Reads `dir`/tokenizer.json, plus tokenizer_config.json and special_tokens_map.json when present. */
@@ -263,7 +280,8 @@ export class TextTokenizer {
 
   /** The tokens of one text, without special tokens. */
   tokenize(text: string): string[] {
-    if (typeof text !== 'string') throw new TypeError(`text must be a string, got ${text === null ? 'null' : typeof text}`);
+    if (typeof text !== 'string')
+      throw new TypeError(`text must be a string, got ${text === null ? 'null' : typeof text}`);
     return text.length === 0 ? [] : this.lib.tokenize(text, { add_special_tokens: false });
   }
 
@@ -281,16 +299,22 @@ export class TextTokenizer {
   }
 
   encodeBatch(texts: string[] | [string, string][], opts: EncodeOptions = {}): BatchEncoding {
-    if (!Array.isArray(texts)) throw new TypeError('encodeBatch: texts must be an array of strings or of [text, text_pair] pairs');
+    if (!Array.isArray(texts))
+      throw new TypeError('encodeBatch: texts must be an array of strings or of [text, text_pair] pairs');
     const rows = texts as (string | [string, string])[];
     const pairs = rows.length > 0 && Array.isArray(rows[0]);
     const encoded = rows.map((row, i) => {
-      if (pairs !== Array.isArray(row)) throw new TypeError(`encodeBatch: row ${i} is ${Array.isArray(row) ? 'a pair' : 'a single text'}, row 0 is not: a batch is all single texts or all pairs`);
+      if (pairs !== Array.isArray(row))
+        throw new TypeError(
+          `encodeBatch: row ${i} is ${Array.isArray(row) ? 'a pair' : 'a single text'}, row 0 is not: a batch is all single texts or all pairs`,
+        );
       if (Array.isArray(row)) {
-        if (row.length !== 2 || typeof row[0] !== 'string' || typeof row[1] !== 'string') throw new TypeError(`encodeBatch: row ${i} must be [text, text_pair] (two strings)`);
+        if (row.length !== 2 || typeof row[0] !== 'string' || typeof row[1] !== 'string')
+          throw new TypeError(`encodeBatch: row ${i} must be [text, text_pair] (two strings)`);
         return this.encodeRow(row[0], row[1], opts, i);
       }
-      if (typeof row !== 'string') throw new TypeError(`encodeBatch: row ${i} must be a string, got ${row === null ? 'null' : typeof row}`);
+      if (typeof row !== 'string')
+        throw new TypeError(`encodeBatch: row ${i} must be a string, got ${row === null ? 'null' : typeof row}`);
       return this.encodeRow(row, null, opts, i);
     });
 
@@ -300,11 +324,15 @@ export class TextTokenizer {
     let seq: number;
     if (padding === 'none') {
       const odd = lengths.find((n) => n !== longest);
-      if (odd !== undefined) throw new Error(`padding 'none' but rows have different lengths (${odd} and ${longest}): a batch tensor must be rectangular; use padding 'longest' or 'max_length'`);
+      if (odd !== undefined)
+        throw new Error(
+          `padding 'none' but rows have different lengths (${odd} and ${longest}): a batch tensor must be rectangular; use padding 'longest' or 'max_length'`,
+        );
       seq = longest;
     } else if (padding === 'max_length') {
       const target = opts.maxLength ?? this.modelMaxLength;
-      if (target === undefined) throw new Error(`padding 'max_length' needs maxLength (${this.source} has no model_max_length)`);
+      if (target === undefined)
+        throw new Error(`padding 'max_length' needs maxLength (${this.source} has no model_max_length)`);
       this.checkMaxLength(target);
       seq = Math.max(target, longest); // longer rows exist only with truncation 'none'
     } else if (padding === 'longest') {
@@ -313,10 +341,14 @@ export class TextTokenizer {
       throw new Error(`unknown padding "${String(padding)}" (expected 'longest', 'max_length' or 'none')`);
     }
     if (lengths.some((n) => n < seq)) {
-      if (this.padId < 0) throw new Error(`${this.source}: no pad token (none in tokenizer_config.json, special_tokens_map.json or tokenizer.json, and no eos token to fall back on): cannot pad rows of different lengths`);
+      if (this.padId < 0)
+        throw new Error(
+          `${this.source}: no pad token (none in tokenizer_config.json, special_tokens_map.json or tokenizer.json, and no eos token to fall back on): cannot pad rows of different lengths`,
+        );
     }
     const side = opts.paddingSide ?? this.paddingSide;
-    if (side !== 'left' && side !== 'right') throw new Error(`unknown paddingSide "${String(side)}" (expected 'left' or 'right')`);
+    if (side !== 'left' && side !== 'right')
+      throw new Error(`unknown paddingSide "${String(side)}" (expected 'left' or 'right')`);
 
     const batch = encoded.length;
     const ids = new BigInt64Array(batch * seq);
@@ -360,7 +392,8 @@ export class TextTokenizer {
   }
 
   private checkMaxLength(maxLength: number): void {
-    if (!Number.isInteger(maxLength) || maxLength < 0) throw new Error(`maxLength must be a non-negative integer, got ${maxLength}`);
+    if (!Number.isInteger(maxLength) || maxLength < 0)
+      throw new Error(`maxLength must be a non-negative integer, got ${maxLength}`);
   }
 
   private encodeRow(text: string, pair: string | null, opts: EncodeOneOptions, row: number): Encoded {
@@ -369,19 +402,25 @@ export class TextTokenizer {
     let b = pair === null ? null : this.tokenize(pair);
     const strategy = opts.truncation ?? (opts.maxLength !== undefined ? 'longest_first' : 'none');
     if (!['longest_first', 'only_first', 'only_second', 'none'].includes(strategy)) {
-      throw new Error(`unknown truncation "${String(strategy)}" (expected 'longest_first', 'only_first', 'only_second' or 'none')`);
+      throw new Error(
+        `unknown truncation "${String(strategy)}" (expected 'longest_first', 'only_first', 'only_second' or 'none')`,
+      );
     }
     let truncated = false;
     if (strategy !== 'none') {
       const maxLength = opts.maxLength ?? this.modelMaxLength;
-      if (maxLength === undefined) throw new Error(`truncation '${strategy}' needs maxLength (${this.source} has no model_max_length)`);
+      if (maxLength === undefined)
+        throw new Error(`truncation '${strategy}' needs maxLength (${this.source} has no model_max_length)`);
       this.checkMaxLength(maxLength);
       const nSpecial = add ? this.numSpecialTokens(b !== null) : 0;
       if (maxLength < nSpecial) {
-        throw new Error(`maxLength ${maxLength} is smaller than the ${nSpecial} special tokens the post-processor adds to ${b !== null ? 'a pair of texts' : 'a text'}: use maxLength ≥ ${nSpecial}`);
+        throw new Error(
+          `maxLength ${maxLength} is smaller than the ${nSpecial} special tokens the post-processor adds to ${b !== null ? 'a pair of texts' : 'a text'}: use maxLength ≥ ${nSpecial}`,
+        );
       }
       const side = opts.truncationSide ?? this.truncationSide;
-      const cut = (tokens: string[], keep: number): string[] => (side === 'left' ? tokens.slice(tokens.length - keep) : tokens.slice(0, keep));
+      const cut = (tokens: string[], keep: number): string[] =>
+        side === 'left' ? tokens.slice(tokens.length - keep) : tokens.slice(0, keep);
       const budget = maxLength - nSpecial;
       const total = a.length + (b?.length ?? 0);
       if (total > budget) {
@@ -408,7 +447,8 @@ export class TextTokenizer {
           }
         } else {
           const first = strategy === 'only_first';
-          if (!first && b === null) throw new Error(`${where}truncation 'only_second' needs a text pair, got a single text`);
+          if (!first && b === null)
+            throw new Error(`${where}truncation 'only_second' needs a text pair, got a single text`);
           const target = first ? a : (b as string[]);
           if (target.length <= toRemove) {
             throw new Error(
@@ -424,7 +464,8 @@ export class TextTokenizer {
     const { tokens, typeIds } = this.postProcess(a, b, add);
     const ids = tokens.map((t) => {
       const id = this.tokenToId(t) ?? this.modelUnkId ?? this.unkId;
-      if (id === undefined) throw new Error(`${this.source}: token "${t}" is not in the vocabulary and the tokenizer has no unk token`);
+      if (id === undefined)
+        throw new Error(`${this.source}: token "${t}" is not in the vocabulary and the tokenizer has no unk token`);
       return id;
     });
     return { ids, typeIds, tokens, truncated };
@@ -446,7 +487,8 @@ export class TextTokenizer {
       types = [...types, ...new Array<number>(rest.length).fill(1)];
       tokens = [...tokens, ...rest];
     }
-    if (types.length !== tokens.length) throw new Error(`${this.source}: the post-processor gave ${tokens.length} tokens but ${types.length} type ids`);
+    if (types.length !== tokens.length)
+      throw new Error(`${this.source}: the post-processor gave ${tokens.length} tokens but ${types.length} type ids`);
     return { tokens, typeIds: types };
   }
 }

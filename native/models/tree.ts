@@ -27,7 +27,14 @@ export interface ModelTree {
   params_new: number;
   root: TreeNode;
   /** Flat list of every module, depth first (folded). */
-  modules: { name: string; type: string; params: number; shapes: Record<string, number[]>; repeat: number; delta?: string[] }[];
+  modules: {
+    name: string;
+    type: string;
+    params: number;
+    shapes: Record<string, number[]>;
+    repeat: number;
+    delta?: string[];
+  }[];
 }
 
 const numel = (s: number[]): number => s.reduce((a, b) => a * b, 1);
@@ -42,7 +49,9 @@ function containerType(key: string, childKeys: string[]): string {
 }
 
 function signature(n: TreeNode): string {
-  return `${n.type}${n.delta ? `<${n.delta.join('+')}>` : ''}(${Object.entries(n.params).map(([k, s]) => `${k}:${s.join('x')}`).join(',')})[${n.children.map((c) => `${c.key}=${signature(c)}`).join(';')}]`;
+  return `${n.type}${n.delta ? `<${n.delta.join('+')}>` : ''}(${Object.entries(n.params)
+    .map(([k, s]) => `${k}:${s.join('x')}`)
+    .join(',')})[${n.children.map((c) => `${c.key}=${signature(c)}`).join(';')}]`;
 }
 
 function rename(n: TreeNode, from: string, to: string): void {
@@ -59,7 +68,12 @@ function fold(n: TreeNode): void {
   while (i < n.children.length) {
     let j = i;
     const sig = signature(n.children[i]);
-    while (j + 1 < n.children.length && signature(n.children[j + 1]) === sig && Number(n.children[j + 1].key) === Number(n.children[j].key) + 1) j++;
+    while (
+      j + 1 < n.children.length &&
+      signature(n.children[j + 1]) === sig &&
+      Number(n.children[j + 1].key) === Number(n.children[j].key) + 1
+    )
+      j++;
     const first = n.children[i];
     if (j > i) {
       const key = `${first.key}-${n.children[j].key}`;
@@ -114,14 +128,26 @@ export function moduleTree(m: BuiltModel, deltas?: Map<string, string[]>): Model
   const typeAll = (n: TreeNode): void => {
     for (const c of n.children) typeAll(c);
     n.children.sort((a, b) => (/^\d+$/.test(a.key) && /^\d+$/.test(b.key) ? Number(a.key) - Number(b.key) : 0));
-    if (!n.type) n.type = containerType(n.key, n.children.map((c) => c.key));
+    if (!n.type)
+      n.type = containerType(
+        n.key,
+        n.children.map((c) => c.key),
+      );
   };
   typeAll(root);
   fold(root);
   total(root);
   const modules: ModelTree['modules'] = [];
   const walk = (n: TreeNode): void => {
-    if (n !== root) modules.push({ name: n.name, type: n.type, params: n.count, shapes: n.params, repeat: n.repeat, ...(n.delta ? { delta: n.delta } : {}) });
+    if (n !== root)
+      modules.push({
+        name: n.name,
+        type: n.type,
+        params: n.count,
+        shapes: n.params,
+        repeat: n.repeat,
+        ...(n.delta ? { delta: n.delta } : {}),
+      });
     for (const c of n.children) walk(c);
   };
   walk(root);
@@ -139,16 +165,24 @@ const fmt = (n: number): string => n.toLocaleString('en-US');
 
 /** A readable tree for a terminal. */
 export function renderTree(t: ModelTree): string {
-  const lines = [`${t.architecture} (${t.model_type}) — ${fmt(t.params_total)} parameters${t.params_new ? `, ${fmt(t.params_new)} of them new (task head)` : ''}`];
+  const lines = [
+    `${t.architecture} (${t.model_type}) — ${fmt(t.params_total)} parameters${t.params_new ? `, ${fmt(t.params_new)} of them new (task head)` : ''}`,
+  ];
   const rows: [string, string, string, string][] = [];
   const walk = (n: TreeNode, prefix: string, last: boolean, depth: number): void => {
     const label = depth === 0 ? '' : `${prefix}${last ? '└─ ' : '├─ '}${n.key}${n.repeat > 1 ? ` ×${n.repeat}` : ''}`;
-    const shapes = Object.entries(n.params).map(([k, s]) => `${k}[${s.join('×')}]`).join(' ');
+    const shapes = Object.entries(n.params)
+      .map(([k, s]) => `${k}[${s.join('×')}]`)
+      .join(' ');
     if (depth > 0) rows.push([label, n.delta ? `${n.type} ◆ ${n.delta.join(' + ')}` : n.type, shapes, fmt(n.count)]);
-    n.children.forEach((c, i) => walk(c, depth === 0 ? '' : prefix + (last ? '   ' : '│  '), i === n.children.length - 1, depth + 1));
+    n.children.forEach((c, i) =>
+      walk(c, depth === 0 ? '' : prefix + (last ? '   ' : '│  '), i === n.children.length - 1, depth + 1),
+    );
   };
   walk(t.root, '', true, 0);
-  const w0 = Math.max(...rows.map((r) => r[0].length)), w1 = Math.max(...rows.map((r) => r[1].length)), w2 = Math.max(...rows.map((r) => r[2].length));
+  const w0 = Math.max(...rows.map((r) => r[0].length)),
+    w1 = Math.max(...rows.map((r) => r[1].length)),
+    w2 = Math.max(...rows.map((r) => r[2].length));
   for (const r of rows) lines.push(`${r[0].padEnd(w0)}  ${r[1].padEnd(w1)}  ${r[2].padEnd(w2)}  ${r[3].padStart(12)}`);
   return lines.join('\n');
 }

@@ -1,6 +1,7 @@
 // Element types the engine understands, with their ONNX and safetensors names.
 
-export type DType = 'float32' | 'float16' | 'bfloat16' | 'float64' | 'int64' | 'int32' | 'uint32' | 'uint64' | 'int8' | 'uint8' | 'bool';
+export type DType =
+  'float32' | 'float16' | 'bfloat16' | 'float64' | 'int64' | 'int32' | 'uint32' | 'uint64' | 'int8' | 'uint8' | 'bool';
 
 interface DTypeInfo {
   onnx: number; // TensorProto.DataType
@@ -28,7 +29,11 @@ export const bytesOf = (d: DType): number => DTYPES[d].bytes;
 
 export function dtypeFromSafetensors(code: string, where: string): DType {
   for (const [name, info] of Object.entries(DTYPES)) if (info.safetensors === code) return name as DType;
-  throw new Error(`${where}: unknown dtype "${code}" (expected one of ${Object.values(DTYPES).map((d) => d.safetensors).join(', ')})`);
+  throw new Error(
+    `${where}: unknown dtype "${code}" (expected one of ${Object.values(DTYPES)
+      .map((d) => d.safetensors)
+      .join(', ')})`,
+  );
 }
 
 export function dtypeFromOnnx(code: number): DType {
@@ -37,7 +42,15 @@ export function dtypeFromOnnx(code: number): DType {
 }
 
 export type TypedArray =
-  | Float32Array | Float64Array | Int32Array | Uint32Array | Int8Array | Uint8Array | Uint16Array | BigInt64Array | BigUint64Array;
+  | Float32Array
+  | Float64Array
+  | Int32Array
+  | Uint32Array
+  | Int8Array
+  | Uint8Array
+  | Uint16Array
+  | BigInt64Array
+  | BigUint64Array;
 
 /** A view of raw little-endian bytes as the JS array type onnxruntime-node expects for `dtype`. */
 export function viewAs(dtype: DType, bytes: Uint8Array): TypedArray {
@@ -45,15 +58,26 @@ export function viewAs(dtype: DType, bytes: Uint8Array): TypedArray {
   const { buffer, byteOffset, byteLength } = copy;
   const n = byteLength / bytesOf(dtype);
   switch (dtype) {
-    case 'float32': return new Float32Array(buffer, byteOffset, n);
-    case 'float64': return new Float64Array(buffer, byteOffset, n);
-    case 'float16': case 'bfloat16': return new Uint16Array(buffer, byteOffset, n);
-    case 'int64': return new BigInt64Array(buffer, byteOffset, n);
-    case 'uint64': return new BigUint64Array(buffer, byteOffset, n);
-    case 'int32': return new Int32Array(buffer, byteOffset, n);
-    case 'uint32': return new Uint32Array(buffer, byteOffset, n);
-    case 'int8': return new Int8Array(buffer, byteOffset, n);
-    case 'uint8': case 'bool': return new Uint8Array(buffer, byteOffset, n);
+    case 'float32':
+      return new Float32Array(buffer, byteOffset, n);
+    case 'float64':
+      return new Float64Array(buffer, byteOffset, n);
+    case 'float16':
+    case 'bfloat16':
+      return new Uint16Array(buffer, byteOffset, n);
+    case 'int64':
+      return new BigInt64Array(buffer, byteOffset, n);
+    case 'uint64':
+      return new BigUint64Array(buffer, byteOffset, n);
+    case 'int32':
+      return new Int32Array(buffer, byteOffset, n);
+    case 'uint32':
+      return new Uint32Array(buffer, byteOffset, n);
+    case 'int8':
+      return new Int8Array(buffer, byteOffset, n);
+    case 'uint8':
+    case 'bool':
+      return new Uint8Array(buffer, byteOffset, n);
   }
 }
 
@@ -62,7 +86,10 @@ export function bytesView(a: TypedArray): Uint8Array {
 }
 
 /** The onnxruntime-node tensor type name for a dtype. */
-export function ortType(d: DType): 'float32' | 'float16' | 'bfloat16' | 'float64' | 'int64' | 'int32' | 'uint32' | 'uint64' | 'int8' | 'uint8' | 'bool' {
+export function ortType(
+  d: DType,
+):
+  'float32' | 'float16' | 'bfloat16' | 'float64' | 'int64' | 'int32' | 'uint32' | 'uint64' | 'int8' | 'uint8' | 'bool' {
   return d;
 }
 
@@ -79,7 +106,10 @@ export function toFloat32(dtype: DType, bytes: Uint8Array): Float32Array {
   }
   if (dtype !== 'float16') throw new Error(`cannot read ${dtype} as float32`);
   for (let i = 0; i < u16.length; i++) {
-    const h = u16[i], s = h & 0x8000 ? -1 : 1, e = (h >> 10) & 0x1f, f = h & 0x3ff;
+    const h = u16[i],
+      s = h & 0x8000 ? -1 : 1,
+      e = (h >> 10) & 0x1f,
+      f = h & 0x3ff;
     out[i] = e === 0 ? s * f * 2 ** -24 : e === 31 ? (f ? NaN : s * Infinity) : s * (1 + f / 1024) * 2 ** (e - 15);
   }
   return out;
@@ -88,27 +118,40 @@ export function toFloat32(dtype: DType, bytes: Uint8Array): Float32Array {
 /** IEEE half-precision bits of float32 values, rounded to nearest even (overflow to ±Infinity). */
 export function toFloat16Bits(src: Float32Array): Uint16Array {
   const out = new Uint16Array(src.length);
-  const f = new Float32Array(1), u = new Uint32Array(f.buffer);
+  const f = new Float32Array(1),
+    u = new Uint32Array(f.buffer);
   for (let i = 0; i < src.length; i++) {
     f[0] = src[i];
     const x = u[0];
     const sign = (x >>> 16) & 0x8000;
-    const exp = (x >>> 23) & 0xff, mant = x & 0x7fffff;
-    if (exp === 0xff) { out[i] = sign | 0x7c00 | (mant ? 0x200 : 0); continue; }
+    const exp = (x >>> 23) & 0xff,
+      mant = x & 0x7fffff;
+    if (exp === 0xff) {
+      out[i] = sign | 0x7c00 | (mant ? 0x200 : 0);
+      continue;
+    }
     const e = exp - 127 + 15;
-    if (e >= 0x1f) { out[i] = sign | 0x7c00; continue; }
+    if (e >= 0x1f) {
+      out[i] = sign | 0x7c00;
+      continue;
+    }
     if (e <= 0) {
-      if (e < -10) { out[i] = sign; continue; }
-      const m = mant | 0x800000, shift = 14 - e;
+      if (e < -10) {
+        out[i] = sign;
+        continue;
+      }
+      const m = mant | 0x800000,
+        shift = 14 - e;
       let h = m >>> shift;
-      const rem = m & ((1 << shift) - 1), half = 1 << (shift - 1);
-      if (rem > half || (rem === half && (h & 1))) h++;
+      const rem = m & ((1 << shift) - 1),
+        half = 1 << (shift - 1);
+      if (rem > half || (rem === half && h & 1)) h++;
       out[i] = sign | h;
       continue;
     }
     let h = (e << 10) | (mant >>> 13);
     const rem = mant & 0x1fff;
-    if (rem > 0x1000 || (rem === 0x1000 && (h & 1))) h++;
+    if (rem > 0x1000 || (rem === 0x1000 && h & 1)) h++;
     out[i] = sign | h;
   }
   return out;

@@ -63,7 +63,11 @@ export class Graph {
   /** Runs `fn` with generated names prefixed by `scope` (e.g. a Hugging Face module name). */
   scope<T>(scope: string, fn: () => T): T {
     this.scopes.push(scope);
-    try { return fn(); } finally { this.scopes.pop(); }
+    try {
+      return fn();
+    } finally {
+      this.scopes.pop();
+    }
   }
 
   value(v: ValueLike): Value {
@@ -94,14 +98,22 @@ export class Graph {
   initializer(name: string, data: HostTensor | TensorRef, expect?: { dtype?: DType; shape?: Shape }): Value {
     const isRef = 'offset' in data;
     if (expect?.dtype && expect.dtype !== data.dtype) {
-      throw new Error(`weight "${name}"${isRef ? ` in ${data.file}` : ''}: dtype ${data.dtype}, the graph expects ${expect.dtype}`);
+      throw new Error(
+        `weight "${name}"${isRef ? ` in ${data.file}` : ''}: dtype ${data.dtype}, the graph expects ${expect.dtype}`,
+      );
     }
-    if (expect?.shape && (expect.shape.length !== data.shape.length || !expect.shape.every((d, i) => dimEq(d, data.shape[i])))) {
-      throw new Error(`weight "${name}"${isRef ? ` in ${data.file}` : ''}: shape ${fmtShape(data.shape)}, the graph expects ${fmtShape(expect.shape)}`);
+    if (
+      expect?.shape &&
+      (expect.shape.length !== data.shape.length || !expect.shape.every((d, i) => dimEq(d, data.shape[i])))
+    ) {
+      throw new Error(
+        `weight "${name}"${isRef ? ` in ${data.file}` : ''}: shape ${fmtShape(data.shape)}, the graph expects ${fmtShape(expect.shape)}`,
+      );
     }
     if (!isRef) {
       const n = data.shape.reduce((a, b) => a * b, 1);
-      if (data.data.length !== n) throw new Error(`weight "${name}": ${data.data.length} elements for shape ${fmtShape(data.shape)}`);
+      if (data.data.length !== n)
+        throw new Error(`weight "${name}": ${data.data.length} elements for shape ${fmtShape(data.shape)}`);
     }
     const v = this.define(name, data.dtype, data.shape);
     this.initializers.set(name, isRef ? { kind: 'external', ref: data } : { kind: 'host', tensor: data });
@@ -129,17 +141,27 @@ export class Graph {
   }
 
   /** Adds one node; outputs are shape-inferred from the op's schema (or taken from opts.infos). */
-  op(op: string, inputs: (ValueLike | null | undefined)[], attrs: Record<string, Attr> = {}, opts: OpOptions = {}): Value[] {
+  op(
+    op: string,
+    inputs: (ValueLike | null | undefined)[],
+    attrs: Record<string, Attr> = {},
+    opts: OpOptions = {},
+  ): Value[] {
     const schema = OPS[op];
     if (!schema) throw new Error(`graph: unknown op "${op}" (add it to native/onnx/ops.ts)`);
     const ins = inputs.map((i) => (i == null || i === '' ? undefined : this.value(i)));
     for (const a of Object.keys(attrs)) {
-      if (!(a in schema.attrs)) throw new Error(`graph: op ${op} has no attribute "${a}" (known: ${Object.keys(schema.attrs).join(', ') || 'none'})`);
+      if (!(a in schema.attrs))
+        throw new Error(
+          `graph: op ${op} has no attribute "${a}" (known: ${Object.keys(schema.attrs).join(', ') || 'none'})`,
+        );
     }
     const nodeName = this.fresh(op);
     const nOut = opts.outputs ?? opts.names?.length ?? opts.infos?.length ?? schema.outputs ?? 1;
     const infos = opts.infos ?? schema.infer(this.inferCtx(nodeName, op, ins, attrs, nOut));
-    const outs = infos.slice(0, nOut).map((info, i) => this.define(opts.names?.[i] ?? this.fresh(`${op}_out${i || ''}`), info.dtype, info.shape));
+    const outs = infos
+      .slice(0, nOut)
+      .map((info, i) => this.define(opts.names?.[i] ?? this.fresh(`${op}_out${i || ''}`), info.dtype, info.shape));
     this.nodes.push({
       name: nodeName,
       op,
@@ -151,13 +173,27 @@ export class Graph {
     return outs;
   }
 
-  op1(op: string, inputs: (ValueLike | null | undefined)[], attrs: Record<string, Attr> = {}, opts: OpOptions = {}): Value {
+  op1(
+    op: string,
+    inputs: (ValueLike | null | undefined)[],
+    attrs: Record<string, Attr> = {},
+    opts: OpOptions = {},
+  ): Value {
     return this.op(op, inputs, attrs, opts)[0];
   }
 
-  private inferCtx(node: string, op: string, ins: (Value | undefined)[], attrs: Record<string, Attr>, nOut: number): InferCtx {
+  private inferCtx(
+    node: string,
+    op: string,
+    ins: (Value | undefined)[],
+    attrs: Record<string, Attr>,
+    nOut: number,
+  ): InferCtx {
     return {
-      node, op, inputs: ins, nOut,
+      node,
+      op,
+      inputs: ins,
+      nOut,
       attr: <T extends Attr>(name: string, dflt: T) => (name in attrs ? attrs[name] : dflt) as Widen<T>,
       has: (name: string) => name in attrs,
       constInts: (i: number) => (ins[i] ? this.constValue(ins[i]!) : undefined),
@@ -224,7 +260,8 @@ export class Graph {
   clone(): Graph {
     const g = new Graph();
     for (const [k, v] of this.values) g.values.set(k, v);
-    for (const n of this.nodes) g.nodes.push({ ...n, inputs: [...n.inputs], outputs: [...n.outputs], attrs: { ...n.attrs } });
+    for (const n of this.nodes)
+      g.nodes.push({ ...n, inputs: [...n.inputs], outputs: [...n.outputs], attrs: { ...n.attrs } });
     g.inputs.push(...this.inputs);
     g.outputs.push(...this.outputs);
     for (const [k, v] of this.initializers) g.initializers.set(k, v);
@@ -274,15 +311,25 @@ export class Graph {
 
 export function makeArray(dtype: DType, vals: ArrayLike<number>): TypedArray {
   switch (dtype) {
-    case 'float32': return Float32Array.from(vals);
-    case 'float64': return Float64Array.from(vals);
-    case 'int64': return BigInt64Array.from(Array.from(vals, (x) => BigInt(Math.trunc(x))));
-    case 'uint64': return BigUint64Array.from(Array.from(vals, (x) => BigInt(Math.trunc(x))));
-    case 'int32': return Int32Array.from(vals);
-    case 'uint32': return Uint32Array.from(vals);
-    case 'int8': return Int8Array.from(vals);
-    case 'uint8': case 'bool': return Uint8Array.from(vals);
-    default: throw new Error(`constant of dtype ${dtype} is not supported (use float32/float64 or an integer type)`);
+    case 'float32':
+      return Float32Array.from(vals);
+    case 'float64':
+      return Float64Array.from(vals);
+    case 'int64':
+      return BigInt64Array.from(Array.from(vals, (x) => BigInt(Math.trunc(x))));
+    case 'uint64':
+      return BigUint64Array.from(Array.from(vals, (x) => BigInt(Math.trunc(x))));
+    case 'int32':
+      return Int32Array.from(vals);
+    case 'uint32':
+      return Uint32Array.from(vals);
+    case 'int8':
+      return Int8Array.from(vals);
+    case 'uint8':
+    case 'bool':
+      return Uint8Array.from(vals);
+    default:
+      throw new Error(`constant of dtype ${dtype} is not supported (use float32/float64 or an integer type)`);
   }
 }
 

@@ -1,6 +1,17 @@
 // One entry per ONNX op the engine emits: its domain, attribute kinds and shape inference.
 import { type DType, dtypeFromOnnx } from './dtype.js';
-import { type Dim, type Shape, broadcast, dimAdd, dimDiv, dimEq, dimMul, dimProduct, fmtShape, normAxis } from './shape.js';
+import {
+  type Dim,
+  type Shape,
+  broadcast,
+  dimAdd,
+  dimDiv,
+  dimEq,
+  dimMul,
+  dimProduct,
+  fmtShape,
+  normAxis,
+} from './shape.js';
 import type { Attr, Value } from './graph.js';
 
 export type AttrKind = 'int' | 'float' | 'ints' | 'floats' | 'string' | 'tensor';
@@ -48,9 +59,18 @@ const bcast = (outDtype?: DType): OpSchema => ({
     const ins = c.inputs.filter((v): v is Value => !!v);
     const dt = ins[0].dtype;
     for (const v of ins) {
-      if (v.dtype !== dt) throw new Error(`${c.node} (${c.op}): inputs mix ${dt} and ${v.dtype} (${ins.map((x) => x.name).join(', ')})`);
+      if (v.dtype !== dt)
+        throw new Error(`${c.node} (${c.op}): inputs mix ${dt} and ${v.dtype} (${ins.map((x) => x.name).join(', ')})`);
     }
-    return [{ dtype: outDtype ?? dt, shape: broadcast(ins.map((v) => v.shape), `${c.node} (${c.op})`) }];
+    return [
+      {
+        dtype: outDtype ?? dt,
+        shape: broadcast(
+          ins.map((v) => v.shape),
+          `${c.node} (${c.op})`,
+        ),
+      },
+    ];
   },
 });
 
@@ -59,7 +79,8 @@ function matmulShape(c: InferCtx, a: Shape, b: Shape): Shape {
   if (a.length < 1 || b.length < 1) throw new Error(`${where}: scalar operands`);
   const a2 = a.length === 1 ? [1, a[0]] : a;
   const b2 = b.length === 1 ? [b[0], 1] : b;
-  const k1 = a2[a2.length - 1], k2 = b2[b2.length - 2];
+  const k1 = a2[a2.length - 1],
+    k2 = b2[b2.length - 2];
   if (!dimEq(k1, k2)) throw new Error(`${where}: inner dimensions differ: ${fmtShape(a)} @ ${fmtShape(b)}`);
   const batch = broadcast([a2.slice(0, -2), b2.slice(0, -2)], where);
   const out = [...batch, a2[a2.length - 2], b2[b2.length - 1]];
@@ -110,7 +131,8 @@ function reshape(c: InferCtx, x: Shape, target: number[]): Shape {
 
 function sliceShape(c: InferCtx): Shape {
   const x = need(c, 0);
-  const starts = constOf(c, 1, 'starts'), ends = constOf(c, 2, 'ends');
+  const starts = constOf(c, 1, 'starts'),
+    ends = constOf(c, 2, 'ends');
   const axes = c.inputs[3] ? constOf(c, 3, 'axes') : starts.map((_, i) => i);
   const steps = c.inputs[4] ? constOf(c, 4, 'steps') : starts.map(() => 1);
   const out = [...x.shape];
@@ -139,19 +161,46 @@ function sliceShape(c: InferCtx): Shape {
 }
 
 export const OPS: Record<string, OpSchema> = {
-  Identity: unary, Neg: unary, Sqrt: unary, Exp: unary, Log: unary, Tanh: unary, Erf: unary, Sigmoid: unary,
-  Relu: unary, Abs: unary, Reciprocal: unary, Sin: unary, Cos: unary, Sign: unary,
+  Identity: unary,
+  Neg: unary,
+  Sqrt: unary,
+  Exp: unary,
+  Log: unary,
+  Tanh: unary,
+  Erf: unary,
+  Sigmoid: unary,
+  Relu: unary,
+  Abs: unary,
+  Reciprocal: unary,
+  Sin: unary,
+  Cos: unary,
+  Sign: unary,
   Not: unary,
   Gelu: { attrs: { approximate: 'string' }, infer: same },
   FastGelu: { domain: 'com.microsoft', attrs: {}, infer: same },
   QuickGelu: { domain: 'com.microsoft', attrs: { alpha: 'float' }, infer: same },
-  Add: bcast(), Sub: bcast(), Mul: bcast(), Div: bcast(), Max: bcast(), Min: bcast(), Sum: bcast(),
+  Add: bcast(),
+  Sub: bcast(),
+  Mul: bcast(),
+  Div: bcast(),
+  Max: bcast(),
+  Min: bcast(),
+  Sum: bcast(),
   Mod: { attrs: { fmod: 'int' }, infer: bcast().infer },
-  BitwiseXor: bcast(), BitwiseAnd: bcast(),
+  BitwiseXor: bcast(),
+  BitwiseAnd: bcast(),
   BitShift: { attrs: { direction: 'string' }, infer: bcast().infer },
-  Pow: { attrs: {}, infer: (c) => [{ dtype: need(c, 0).dtype, shape: broadcast([need(c, 0).shape, need(c, 1).shape], c.node) }] },
-  Equal: bcast('bool'), Less: bcast('bool'), Greater: bcast('bool'), LessOrEqual: bcast('bool'), GreaterOrEqual: bcast('bool'),
-  And: bcast('bool'), Or: bcast('bool'),
+  Pow: {
+    attrs: {},
+    infer: (c) => [{ dtype: need(c, 0).dtype, shape: broadcast([need(c, 0).shape, need(c, 1).shape], c.node) }],
+  },
+  Equal: bcast('bool'),
+  Less: bcast('bool'),
+  Greater: bcast('bool'),
+  LessOrEqual: bcast('bool'),
+  GreaterOrEqual: bcast('bool'),
+  And: bcast('bool'),
+  Or: bcast('bool'),
   Where: {
     attrs: {},
     infer: (c) => {
@@ -161,21 +210,33 @@ export const OPS: Record<string, OpSchema> = {
       return [{ dtype: x.dtype, shape: broadcast([cond.shape, x.shape, y.shape], `${c.node} (Where)`) }];
     },
   },
-  MatMul: { attrs: {}, infer: (c) => [{ dtype: need(c, 0).dtype, shape: matmulShape(c, need(c, 0).shape, need(c, 1).shape) }] },
+  MatMul: {
+    attrs: {},
+    infer: (c) => [{ dtype: need(c, 0).dtype, shape: matmulShape(c, need(c, 0).shape, need(c, 1).shape) }],
+  },
   FusedMatMul: {
     domain: 'com.microsoft',
     attrs: { alpha: 'float', transA: 'int', transB: 'int', transBatchA: 'int', transBatchB: 'int' },
     infer: (c) => {
-      const a = need(c, 0).shape, b = need(c, 1).shape;
-      if (c.attr('transBatchA', 0) || c.attr('transBatchB', 0)) throw new Error(`${c.node} (FusedMatMul): transBatch is not supported`);
-      return [{ dtype: need(c, 0).dtype, shape: matmulShape(c, c.attr('transA', 0) ? swapLast(a) : a, c.attr('transB', 0) ? swapLast(b) : b) }];
+      const a = need(c, 0).shape,
+        b = need(c, 1).shape;
+      if (c.attr('transBatchA', 0) || c.attr('transBatchB', 0))
+        throw new Error(`${c.node} (FusedMatMul): transBatch is not supported`);
+      return [
+        {
+          dtype: need(c, 0).dtype,
+          shape: matmulShape(c, c.attr('transA', 0) ? swapLast(a) : a, c.attr('transB', 0) ? swapLast(b) : b),
+        },
+      ];
     },
   },
   Gemm: {
     attrs: { alpha: 'float', beta: 'float', transA: 'int', transB: 'int' },
     infer: (c) => {
-      const a = need(c, 0).shape, b = need(c, 1).shape;
-      if (a.length !== 2 || b.length !== 2) throw new Error(`${c.node} (Gemm): operands must be 2-D, got ${fmtShape(a)} and ${fmtShape(b)}`);
+      const a = need(c, 0).shape,
+        b = need(c, 1).shape;
+      if (a.length !== 2 || b.length !== 2)
+        throw new Error(`${c.node} (Gemm): operands must be 2-D, got ${fmtShape(a)} and ${fmtShape(b)}`);
       const out = matmulShape(c, c.attr('transA', 0) ? swapLast(a) : a, c.attr('transB', 0) ? swapLast(b) : b);
       if (c.inputs[2]) broadcast([out, c.inputs[2].shape], `${c.node} (Gemm bias)`);
       return [{ dtype: need(c, 0).dtype, shape: out }];
@@ -191,7 +252,11 @@ export const OPS: Record<string, OpSchema> = {
       const axis = normAxis(c.attr('axis', -1), x.shape.length, `${c.node} (LayerNormalization)`);
       const stats = x.shape.map((d, i) => (i < axis ? d : 1));
       const sdt: DType = x.dtype === 'float64' ? 'float64' : 'float32';
-      return [{ dtype: x.dtype, shape: x.shape }, { dtype: sdt, shape: stats }, { dtype: sdt, shape: stats }];
+      return [
+        { dtype: x.dtype, shape: x.shape },
+        { dtype: sdt, shape: stats },
+        { dtype: sdt, shape: stats },
+      ];
     },
   },
   SimplifiedLayerNormalization: {
@@ -200,18 +265,32 @@ export const OPS: Record<string, OpSchema> = {
     infer: (c) => {
       const x = need(c, 0);
       const axis = normAxis(c.attr('axis', -1), x.shape.length, `${c.node} (SimplifiedLayerNormalization)`);
-      return [{ dtype: x.dtype, shape: x.shape }, { dtype: x.dtype === 'float64' ? 'float64' : 'float32', shape: x.shape.map((d, i) => (i < axis ? d : 1)) }];
+      return [
+        { dtype: x.dtype, shape: x.shape },
+        { dtype: x.dtype === 'float64' ? 'float64' : 'float32', shape: x.shape.map((d, i) => (i < axis ? d : 1)) },
+      ];
     },
   },
-  ReduceSum: reduce, ReduceMean: reduce, ReduceSumSquare: reduce, ReduceMax: reduce, ReduceProd: reduce,
+  ReduceSum: reduce,
+  ReduceMean: reduce,
+  ReduceSumSquare: reduce,
+  ReduceMax: reduce,
+  ReduceProd: reduce,
   Size: { attrs: {}, infer: () => [{ dtype: 'int64', shape: [] }] },
-  Reshape: { attrs: { allowzero: 'int' }, infer: (c) => [{ dtype: need(c, 0).dtype, shape: reshape(c, need(c, 0).shape, constOf(c, 1, 'shape')) }] },
+  Reshape: {
+    attrs: { allowzero: 'int' },
+    infer: (c) => [{ dtype: need(c, 0).dtype, shape: reshape(c, need(c, 0).shape, constOf(c, 1, 'shape')) }],
+  },
   Transpose: {
     attrs: { perm: 'ints' },
     infer: (c) => {
       const x = need(c, 0);
-      const perm = c.attr<number[]>('perm', x.shape.map((_, i) => x.shape.length - 1 - i));
-      if (perm.length !== x.shape.length) throw new Error(`${c.node} (Transpose): perm [${perm}] for rank ${x.shape.length}`);
+      const perm = c.attr<number[]>(
+        'perm',
+        x.shape.map((_, i) => x.shape.length - 1 - i),
+      );
+      if (perm.length !== x.shape.length)
+        throw new Error(`${c.node} (Transpose): perm [${perm}] for rank ${x.shape.length}`);
       return [{ dtype: x.dtype, shape: perm.map((p) => x.shape[p]) }];
     },
   },
@@ -219,8 +298,12 @@ export const OPS: Record<string, OpSchema> = {
     attrs: {},
     infer: (c) => {
       const x = need(c, 0);
-      const axes = c.inputs[1] ? constOf(c, 1, 'axes').map((a) => normAxis(a, x.shape.length, c.node)) : x.shape.flatMap((d, i) => (d === 1 ? [i] : []));
-      for (const a of axes) if (x.shape[a] !== 1 && typeof x.shape[a] === 'number') throw new Error(`${c.node} (Squeeze): dim ${a} of ${fmtShape(x.shape)} is not 1`);
+      const axes = c.inputs[1]
+        ? constOf(c, 1, 'axes').map((a) => normAxis(a, x.shape.length, c.node))
+        : x.shape.flatMap((d, i) => (d === 1 ? [i] : []));
+      for (const a of axes)
+        if (x.shape[a] !== 1 && typeof x.shape[a] === 'number')
+          throw new Error(`${c.node} (Squeeze): dim ${a} of ${fmtShape(x.shape)} is not 1`);
       return [{ dtype: x.dtype, shape: x.shape.filter((_, i) => !axes.includes(i)) }];
     },
   },
@@ -239,7 +322,9 @@ export const OPS: Record<string, OpSchema> = {
   },
   Expand: {
     attrs: {},
-    infer: (c) => [{ dtype: need(c, 0).dtype, shape: broadcast([need(c, 0).shape, constOf(c, 1, 'shape')], `${c.node} (Expand)`) }],
+    infer: (c) => [
+      { dtype: need(c, 0).dtype, shape: broadcast([need(c, 0).shape, constOf(c, 1, 'shape')], `${c.node} (Expand)`) },
+    ],
   },
   Concat: {
     attrs: { axis: 'int' },
@@ -248,9 +333,13 @@ export const OPS: Record<string, OpSchema> = {
       const axis = normAxis(c.attr('axis', 0), ins[0].shape.length, `${c.node} (Concat)`);
       const out = [...ins[0].shape];
       for (const v of ins.slice(1)) {
-        if (v.shape.length !== out.length || v.dtype !== ins[0].dtype) throw new Error(`${c.node} (Concat): ${v.name} ${v.dtype}${fmtShape(v.shape)} does not match ${ins[0].dtype}${fmtShape(ins[0].shape)}`);
+        if (v.shape.length !== out.length || v.dtype !== ins[0].dtype)
+          throw new Error(
+            `${c.node} (Concat): ${v.name} ${v.dtype}${fmtShape(v.shape)} does not match ${ins[0].dtype}${fmtShape(ins[0].shape)}`,
+          );
         v.shape.forEach((d, i) => {
-          if (i !== axis && !dimEq(d, out[i])) throw new Error(`${c.node} (Concat): dim ${i} differs (${d} vs ${out[i]})`);
+          if (i !== axis && !dimEq(d, out[i]))
+            throw new Error(`${c.node} (Concat): dim ${i} differs (${d} vs ${out[i]})`);
         });
         out[axis] = dimAdd(out[axis], v.shape[axis]);
       }
@@ -279,8 +368,10 @@ export const OPS: Record<string, OpSchema> = {
   Gather: {
     attrs: { axis: 'int' },
     infer: (c) => {
-      const x = need(c, 0), idx = need(c, 1);
-      if (idx.dtype !== 'int64' && idx.dtype !== 'int32') throw new Error(`${c.node} (Gather): indices must be int64 or int32, got ${idx.dtype}`);
+      const x = need(c, 0),
+        idx = need(c, 1);
+      if (idx.dtype !== 'int64' && idx.dtype !== 'int32')
+        throw new Error(`${c.node} (Gather): indices must be int64 or int32, got ${idx.dtype}`);
       const axis = normAxis(c.attr('axis', 0), x.shape.length, `${c.node} (Gather)`);
       return [{ dtype: x.dtype, shape: [...x.shape.slice(0, axis), ...idx.shape, ...x.shape.slice(axis + 1)] }];
     },
@@ -294,28 +385,40 @@ export const OPS: Record<string, OpSchema> = {
   Dropout: {
     attrs: { seed: 'int' },
     outputs: 1,
-    infer: (c) => [{ dtype: need(c, 0).dtype, shape: need(c, 0).shape }, { dtype: 'bool', shape: need(c, 0).shape }],
+    infer: (c) => [
+      { dtype: need(c, 0).dtype, shape: need(c, 0).shape },
+      { dtype: 'bool', shape: need(c, 0).shape },
+    ],
   },
   SoftmaxCrossEntropyLoss: {
     attrs: { reduction: 'string', ignore_index: 'int' },
     outputs: 1,
     infer: (c) => {
-      const x = need(c, 0), y = need(c, 1);
-      if (x.shape.length < 2) throw new Error(`${c.node} (SoftmaxCrossEntropyLoss): scores must be [N, C, ...], got ${fmtShape(x.shape)}`);
+      const x = need(c, 0),
+        y = need(c, 1);
+      if (x.shape.length < 2)
+        throw new Error(`${c.node} (SoftmaxCrossEntropyLoss): scores must be [N, C, ...], got ${fmtShape(x.shape)}`);
       const want = [x.shape[0], ...x.shape.slice(2)];
       if (y.shape.length !== want.length || !y.shape.every((d, i) => dimEq(d, want[i]))) {
-        throw new Error(`${c.node} (SoftmaxCrossEntropyLoss): labels ${fmtShape(y.shape)} do not match scores ${fmtShape(x.shape)} (expected ${fmtShape(want)})`);
+        throw new Error(
+          `${c.node} (SoftmaxCrossEntropyLoss): labels ${fmtShape(y.shape)} do not match scores ${fmtShape(x.shape)} (expected ${fmtShape(want)})`,
+        );
       }
-      if (y.dtype !== 'int64' && y.dtype !== 'int32') throw new Error(`${c.node} (SoftmaxCrossEntropyLoss): labels must be int64 or int32, got ${y.dtype}`);
+      if (y.dtype !== 'int64' && y.dtype !== 'int32')
+        throw new Error(`${c.node} (SoftmaxCrossEntropyLoss): labels must be int64 or int32, got ${y.dtype}`);
       const red = c.attr('reduction', 'mean');
-      return [{ dtype: x.dtype, shape: red === 'none' ? y.shape : [] }, { dtype: x.dtype, shape: x.shape }];
+      return [
+        { dtype: x.dtype, shape: red === 'none' ? y.shape : [] },
+        { dtype: x.dtype, shape: x.shape },
+      ];
     },
   },
   Shape: {
     attrs: { start: 'int', end: 'int' },
     infer: (c) => {
       const r = need(c, 0).shape.length;
-      const s = normClamp(c.attr('start', 0), r), e = normClamp(c.attr('end', r), r);
+      const s = normClamp(c.attr('start', 0), r),
+        e = normClamp(c.attr('end', r), r);
       return [{ dtype: 'int64', shape: [Math.max(0, e - s)] }];
     },
   },
@@ -335,7 +438,9 @@ export const OPS: Record<string, OpSchema> = {
       const x = need(c, 0);
       const pads = c.constInts(1);
       if (!pads) return [{ dtype: x.dtype, shape: x.shape.map((_, i) => `${c.node}_dim${i}` as Dim) }];
-      const axes = c.inputs[3] ? constOf(c, 3, 'axes').map((a) => normAxis(a, x.shape.length, c.node)) : x.shape.map((_, i) => i);
+      const axes = c.inputs[3]
+        ? constOf(c, 3, 'axes').map((a) => normAxis(a, x.shape.length, c.node))
+        : x.shape.map((_, i) => i);
       const out = [...x.shape];
       axes.forEach((a, i) => {
         out[a] = dimAdd(dimAdd(out[a], pads[i]), pads[i + axes.length]);

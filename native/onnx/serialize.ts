@@ -37,14 +37,34 @@ const KIND_CODE: Record<AttrKind, number> = { float: 1, int: 2, string: 3, tenso
 
 function attribute(op: string, name: string, kind: AttrKind, v: Attr): onnxProto.onnx.IAttributeProto {
   const a: onnxProto.onnx.IAttributeProto = { name, type: KIND_CODE[kind] };
-  const bad = (): never => { throw new Error(`op ${op}: attribute ${name} must be ${kind}, got ${JSON.stringify(v)}`); };
+  const bad = (): never => {
+    throw new Error(`op ${op}: attribute ${name} must be ${kind}, got ${JSON.stringify(v)}`);
+  };
   switch (kind) {
-    case 'int': if (typeof v !== 'number' || !Number.isInteger(v)) bad(); a.i = v as number; break;
-    case 'float': if (typeof v !== 'number') bad(); a.f = v as number; break;
-    case 'ints': if (!Array.isArray(v)) bad(); a.ints = v as number[]; break;
-    case 'floats': if (!Array.isArray(v)) bad(); a.floats = v as number[]; break;
-    case 'string': if (typeof v !== 'string') bad(); a.s = new TextEncoder().encode(v as string); break;
-    case 'tensor': if (typeof v !== 'object' || Array.isArray(v)) bad(); a.t = tensorProto('', v as HostTensor); break;
+    case 'int':
+      if (typeof v !== 'number' || !Number.isInteger(v)) bad();
+      a.i = v as number;
+      break;
+    case 'float':
+      if (typeof v !== 'number') bad();
+      a.f = v as number;
+      break;
+    case 'ints':
+      if (!Array.isArray(v)) bad();
+      a.ints = v as number[];
+      break;
+    case 'floats':
+      if (!Array.isArray(v)) bad();
+      a.floats = v as number[];
+      break;
+    case 'string':
+      if (typeof v !== 'string') bad();
+      a.s = new TextEncoder().encode(v as string);
+      break;
+    case 'tensor':
+      if (typeof v !== 'object' || Array.isArray(v)) bad();
+      a.t = tensorProto('', v as HostTensor);
+      break;
   }
   return a;
 }
@@ -67,7 +87,9 @@ export function serialize(g: Graph, docString = ''): SerializedModel {
     }
     const folder = dirname(ref.realFile);
     if (externalFolder && folder !== externalFolder) {
-      throw new Error(`weight "${name}" lives in ${folder} but other weights live in ${externalFolder}: onnxruntime reads external weights from one folder`);
+      throw new Error(
+        `weight "${name}" lives in ${folder} but other weights live in ${externalFolder}: onnxruntime reads external weights from one folder`,
+      );
     }
     externalFolder = folder;
     initializer.push({
@@ -87,7 +109,10 @@ export function serialize(g: Graph, docString = ''): SerializedModel {
     irVersion: 9,
     producerName: 'delta-studio',
     docString,
-    opsetImport: [{ domain: '', version: g.opset }, ...(domains.has('com.microsoft') ? [{ domain: 'com.microsoft', version: 1 }] : [])],
+    opsetImport: [
+      { domain: '', version: g.opset },
+      ...(domains.has('com.microsoft') ? [{ domain: 'com.microsoft', version: 1 }] : []),
+    ],
     graph: {
       name: 'delta_studio',
       node: g.nodes.map((n) => ({
@@ -103,5 +128,10 @@ export function serialize(g: Graph, docString = ''): SerializedModel {
       output: g.outputs.map((o) => valueInfo(g.value(o))),
     },
   };
-  return { bytes: onnx.ModelProto.encode(model).finish(), externalFolder, inputs: g.inputs.map((i) => g.value(i)), weightBytes };
+  return {
+    bytes: onnx.ModelProto.encode(model).finish(),
+    externalFolder,
+    inputs: g.inputs.map((i) => g.value(i)),
+    weightBytes,
+  };
 }

@@ -9,11 +9,15 @@ export const fmtShape = (s: Shape): string => `[${s.join(', ')}]`;
 
 function splitTop(d: string): string[] {
   const parts: string[] = [];
-  let depth = 0, cur = '';
+  let depth = 0,
+    cur = '';
   for (const ch of d) {
     if (ch === '(') depth++;
     if (ch === ')') depth--;
-    if (ch === '*' && depth === 0) { parts.push(cur); cur = ''; } else cur += ch;
+    if (ch === '*' && depth === 0) {
+      parts.push(cur);
+      cur = '';
+    } else cur += ch;
   }
   parts.push(cur);
   return parts;
@@ -26,7 +30,8 @@ function factors(d: Dim): { k: number; syms: string[] } {
   for (const f of splitTop(d)) {
     if (/^\d+$/.test(f)) k *= Number(f);
     else if (f.startsWith('(') && f.endsWith(')')) syms.push(f);
-    else if (/[+\-/]/.test(f)) syms.push(`(${f})`); // a sum or difference is one opaque factor
+    else if (/[+\-/]/.test(f))
+      syms.push(`(${f})`); // a sum or difference is one opaque factor
     else syms.push(f);
   }
   return { k, syms };
@@ -39,7 +44,8 @@ function fromFactors(k: number, syms: string[]): Dim {
 }
 
 export function dimMul(a: Dim, b: Dim): Dim {
-  const fa = factors(a), fb = factors(b);
+  const fa = factors(a),
+    fb = factors(b);
   return fromFactors(fa.k * fb.k, [...fa.syms, ...fb.syms]);
 }
 
@@ -49,7 +55,8 @@ export function dimProduct(ds: Dim[]): Dim {
 
 /** a / b when b's factors divide a's; undefined when that cannot be decided symbolically. */
 export function dimDiv(a: Dim, b: Dim): Dim | undefined {
-  const fa = factors(a), fb = factors(b);
+  const fa = factors(a),
+    fb = factors(b);
   if (fb.k === 0 || fa.k % fb.k !== 0) return undefined;
   const rest = [...fa.syms];
   for (const s of fb.syms) {
@@ -66,7 +73,10 @@ export function dimAdd(a: Dim, b: Dim): Dim {
   let k = 0;
   const syms: string[] = [];
   for (const d of [a, b]) {
-    if (typeof d === 'number') { k += d; continue; }
+    if (typeof d === 'number') {
+      k += d;
+      continue;
+    }
     for (const t of d.startsWith('(') ? [d] : d.split('+')) {
       if (/^\d+$/.test(t)) k += Number(t);
       else syms.push(t);
@@ -76,7 +86,8 @@ export function dimAdd(a: Dim, b: Dim): Dim {
   return [...(k ? [String(k)] : []), ...syms].join('+');
 }
 
-export const dimEq = (a: Dim, b: Dim): boolean => a === b || (typeof a !== 'number' && typeof b !== 'number' && dimDiv(a, b) === 1);
+export const dimEq = (a: Dim, b: Dim): boolean =>
+  a === b || (typeof a !== 'number' && typeof b !== 'number' && dimDiv(a, b) === 1);
 
 /** Numpy broadcasting; throws naming both shapes when they cannot broadcast. */
 export function broadcast(shapes: Shape[], where: string): Shape {
@@ -90,7 +101,10 @@ export function broadcast(shapes: Shape[], where: string): Shape {
       const e = s[k];
       if (e === 1) continue;
       if (d === 1) d = e;
-      else if (!dimEq(d, e)) throw new Error(`${where}: shapes ${shapes.map(fmtShape).join(' and ')} do not broadcast (dim ${i}: ${d} vs ${e})`);
+      else if (!dimEq(d, e))
+        throw new Error(
+          `${where}: shapes ${shapes.map(fmtShape).join(' and ')} do not broadcast (dim ${i}: ${d} vs ${e})`,
+        );
     }
     out.push(d);
   }

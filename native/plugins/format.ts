@@ -16,10 +16,16 @@ export const PLUGIN_FORMAT = 'delta-studio-plugin';
 export const PLUGIN_FORMAT_VERSION = 1;
 export const PLUGIN_EXTENSION = '.delta';
 
-export type PluginErrorCode = 'not-a-plugin' | 'truncated' | 'tampered' | 'newer-format' | 'wrong-base' | 'bad-metadata' | 'mismatch';
+export type PluginErrorCode =
+  'not-a-plugin' | 'truncated' | 'tampered' | 'newer-format' | 'wrong-base' | 'bad-metadata' | 'mismatch';
 
 export class PluginError extends Error {
-  constructor(readonly code: PluginErrorCode, message: string, readonly file?: string, options?: ErrorOptions) {
+  constructor(
+    readonly code: PluginErrorCode,
+    message: string,
+    readonly file?: string,
+    options?: ErrorOptions,
+  ) {
     super(message, options);
     this.name = 'PluginError';
   }
@@ -59,13 +65,24 @@ export interface Plugin {
 }
 
 // Keys of config.json that say how a file was saved, not what the model computes.
-const BOOKKEEPING_KEYS = new Set(['_name_or_path', 'transformers_version', 'torch_dtype', 'dtype', 'use_cache', '_commit_hash']);
+const BOOKKEEPING_KEYS = new Set([
+  '_name_or_path',
+  'transformers_version',
+  'torch_dtype',
+  'dtype',
+  'use_cache',
+  '_commit_hash',
+]);
 const WINDOWS = 8;
 const WINDOW_BYTES = 64;
 
 function canonicalJson(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
-  if (v && typeof v === 'object') return `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${canonicalJson((v as Record<string, unknown>)[k])}`).join(',')}}`;
+  if (v && typeof v === 'object')
+    return `{${Object.keys(v)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson((v as Record<string, unknown>)[k])}`)
+      .join(',')}}`;
   return JSON.stringify(v);
 }
 
@@ -129,8 +146,13 @@ function tensorsDigest(tensors: Record<string, HostTensor>): string {
 }
 
 /** Writes a plugin atomically; returns its sha256 and size. */
-export function writePlugin(file: string, meta: Omit<PluginMeta, 'tensorsSha256' | 'formatVersion'>, tensors: Record<string, HostTensor>): { sha256: string; size: number; meta: PluginMeta } {
-  if (Object.keys(tensors).length === 0) throw new PluginError('bad-metadata', `${file}: a plugin needs at least one tensor`, file);
+export function writePlugin(
+  file: string,
+  meta: Omit<PluginMeta, 'tensorsSha256' | 'formatVersion'>,
+  tensors: Record<string, HostTensor>,
+): { sha256: string; size: number; meta: PluginMeta } {
+  if (Object.keys(tensors).length === 0)
+    throw new PluginError('bad-metadata', `${file}: a plugin needs at least one tensor`, file);
   const full: PluginMeta = { ...meta, formatVersion: PLUGIN_FORMAT_VERSION, tensorsSha256: tensorsDigest(tensors) };
   const md: Record<string, string> = {
     format: PLUGIN_FORMAT,
@@ -151,12 +173,23 @@ export function writePlugin(file: string, meta: Omit<PluginMeta, 'tensorsSha256'
   return { sha256: fileSha256(file), size: statSync(file).size, meta: full };
 }
 
-function parseJsonField<T>(file: string, md: Record<string, string>, key: string, check: (v: unknown) => boolean, want: string): T {
+function parseJsonField<T>(
+  file: string,
+  md: Record<string, string>,
+  key: string,
+  check: (v: unknown) => boolean,
+  want: string,
+): T {
   let v: unknown;
   try {
     v = JSON.parse(md[key]);
   } catch (e) {
-    throw new PluginError('bad-metadata', `${file}: metadata "${key}" is not valid JSON (${(e as Error).message})`, file, { cause: e });
+    throw new PluginError(
+      'bad-metadata',
+      `${file}: metadata "${key}" is not valid JSON (${(e as Error).message})`,
+      file,
+      { cause: e },
+    );
   }
   if (!check(v)) throw new PluginError('bad-metadata', `${file}: metadata "${key}" must be ${want}`, file);
   return v as T;
@@ -169,13 +202,33 @@ export function readPluginMeta(file: string): PluginMeta {
     h = readSafetensorsHeader(file);
   } catch (e) {
     const msg = (e as Error).message;
-    throw new PluginError(/truncated|claims/.test(msg) ? 'truncated' : 'not-a-plugin', `${file}: not a readable plugin: ${msg}`, file, { cause: e });
+    throw new PluginError(
+      /truncated|claims/.test(msg) ? 'truncated' : 'not-a-plugin',
+      `${file}: not a readable plugin: ${msg}`,
+      file,
+      { cause: e },
+    );
   }
   const md = h.metadata;
-  if (md.format !== PLUGIN_FORMAT) throw new PluginError('not-a-plugin', `${file}: not a Delta Studio plugin (its metadata "format" is ${JSON.stringify(md.format ?? null)}, expected "${PLUGIN_FORMAT}")`, file);
+  if (md.format !== PLUGIN_FORMAT)
+    throw new PluginError(
+      'not-a-plugin',
+      `${file}: not a Delta Studio plugin (its metadata "format" is ${JSON.stringify(md.format ?? null)}, expected "${PLUGIN_FORMAT}")`,
+      file,
+    );
   const fv = Number(md.format_version);
-  if (!Number.isInteger(fv) || fv < 1) throw new PluginError('bad-metadata', `${file}: metadata "format_version" must be a positive integer, got ${JSON.stringify(md.format_version)}`, file);
-  if (fv > PLUGIN_FORMAT_VERSION) throw new PluginError('newer-format', `${file}: plugin format version ${fv} was written by a newer Delta Studio (this one reads up to ${PLUGIN_FORMAT_VERSION}); update Delta Studio`, file);
+  if (!Number.isInteger(fv) || fv < 1)
+    throw new PluginError(
+      'bad-metadata',
+      `${file}: metadata "format_version" must be a positive integer, got ${JSON.stringify(md.format_version)}`,
+      file,
+    );
+  if (fv > PLUGIN_FORMAT_VERSION)
+    throw new PluginError(
+      'newer-format',
+      `${file}: plugin format version ${fv} was written by a newer Delta Studio (this one reads up to ${PLUGIN_FORMAT_VERSION}); update Delta Studio`,
+      file,
+    );
   for (const k of ['methods', 'task', 'base_model', 'tensors_sha256', 'created_at']) {
     if (typeof md[k] !== 'string') throw new PluginError('bad-metadata', `${file}: metadata "${k}" is missing`, file);
   }
@@ -186,14 +239,45 @@ export function readPluginMeta(file: string): PluginMeta {
   } catch (e) {
     throw new PluginError('bad-metadata', (e as Error).message, file, { cause: e });
   }
-  if (!['classification', 'regression', 'causal-lm', 'seq2seq-lm'].includes(md.task)) throw new PluginError('bad-metadata', `${file}: metadata "task" must be classification, regression, causal-lm or seq2seq-lm, got "${md.task}"`, file);
-  const base = parseJsonField<BaseModelInfo>(file, md, 'base_model', (v) => !!v && typeof (v as BaseModelInfo).fingerprint === 'string' && typeof (v as BaseModelInfo).modelType === 'string', 'an object with fingerprint and modelType');
+  if (!['classification', 'regression', 'causal-lm', 'seq2seq-lm'].includes(md.task))
+    throw new PluginError(
+      'bad-metadata',
+      `${file}: metadata "task" must be classification, regression, causal-lm or seq2seq-lm, got "${md.task}"`,
+      file,
+    );
+  const base = parseJsonField<BaseModelInfo>(
+    file,
+    md,
+    'base_model',
+    (v) =>
+      !!v && typeof (v as BaseModelInfo).fingerprint === 'string' && typeof (v as BaseModelInfo).modelType === 'string',
+    'an object with fingerprint and modelType',
+  );
   const meta: PluginMeta = {
-    formatVersion: fv, methods, task: md.task as Task, base,
-    metrics: md.metrics ? parseJsonField(file, md, 'metrics', (v) => !!v && typeof v === 'object' && !Array.isArray(v), 'an object of numbers') : {},
-    createdAt: md.created_at, tensorsSha256: md.tensors_sha256,
+    formatVersion: fv,
+    methods,
+    task: md.task as Task,
+    base,
+    metrics: md.metrics
+      ? parseJsonField(
+          file,
+          md,
+          'metrics',
+          (v) => !!v && typeof v === 'object' && !Array.isArray(v),
+          'an object of numbers',
+        )
+      : {},
+    createdAt: md.created_at,
+    tensorsSha256: md.tensors_sha256,
   };
-  if (md.labels !== undefined) meta.labels = parseJsonField(file, md, 'labels', (v) => Array.isArray(v) && v.every((s) => typeof s === 'string'), 'a list of strings');
+  if (md.labels !== undefined)
+    meta.labels = parseJsonField(
+      file,
+      md,
+      'labels',
+      (v) => Array.isArray(v) && v.every((s) => typeof s === 'string'),
+      'a list of strings',
+    );
   if (md.plugin !== undefined) meta.plugin = md.plugin;
   if (md.version !== undefined) meta.version = Number(md.version);
   if (md.run_id !== undefined) meta.runId = md.run_id;
@@ -208,30 +292,47 @@ export function readPlugin(file: string): Plugin {
   const size = statSync(h.realFile).size;
   const dataBytes = [...h.tensors.values()].reduce((a, t) => a + t.length, 0);
   if (size !== h.headerBytes + dataBytes) {
-    throw new PluginError(size < h.headerBytes + dataBytes ? 'truncated' : 'tampered', `${file}: ${size} bytes on disk, the header describes ${h.headerBytes + dataBytes}: the file is truncated or was changed`, file);
+    throw new PluginError(
+      size < h.headerBytes + dataBytes ? 'truncated' : 'tampered',
+      `${file}: ${size} bytes on disk, the header describes ${h.headerBytes + dataBytes}: the file is truncated or was changed`,
+      file,
+    );
   }
   const tensors: Record<string, HostTensor> = {};
   const digest = createHash('sha256');
   for (const ref of [...h.tensors.values()].sort((a, b) => a.offset - b.offset)) {
     const bytes = readTensorBytes(ref);
     digest.update(bytes);
-    if (!Object.hasOwn(DTYPES, ref.dtype) || bytes.byteLength % bytesOf(ref.dtype) !== 0) throw new PluginError('bad-metadata', `${file}: tensor "${ref.name}" has an unusable dtype`, file);
+    if (!Object.hasOwn(DTYPES, ref.dtype) || bytes.byteLength % bytesOf(ref.dtype) !== 0)
+      throw new PluginError('bad-metadata', `${file}: tensor "${ref.name}" has an unusable dtype`, file);
     tensors[ref.name] = { dtype: ref.dtype, shape: ref.shape, data: viewAs(ref.dtype, bytes) };
   }
   const got = digest.digest('hex');
   if (got !== meta.tensorsSha256) {
-    throw new PluginError('tampered', `${file}: the tensor bytes have sha256 ${got.slice(0, 16)}…, the plugin says ${meta.tensorsSha256.slice(0, 16)}…: the file was damaged or changed after it was written; do not use it`, file);
+    throw new PluginError(
+      'tampered',
+      `${file}: the tensor bytes have sha256 ${got.slice(0, 16)}…, the plugin says ${meta.tensorsSha256.slice(0, 16)}…: the file was damaged or changed after it was written; do not use it`,
+      file,
+    );
   }
   return { file, meta, tensors };
 }
 
 /** Refuses a plugin trained on another base model unless forced, showing both fingerprints. */
-export function checkBase(meta: PluginMeta, folder: string | ModelFolder, force = false, where = 'plugin'): { fingerprint: string; matches: boolean } {
+export function checkBase(
+  meta: PluginMeta,
+  folder: string | ModelFolder,
+  force = false,
+  where = 'plugin',
+): { fingerprint: string; matches: boolean } {
   const f = typeof folder === 'string' ? readModelFolder(folder) : folder;
   const fingerprint = modelFingerprint(f);
   const matches = fingerprint === meta.base.fingerprint;
   if (!matches && !force) {
-    throw new PluginError('wrong-base', `${where} was trained on another base model: it expects "${meta.base.name}" (${meta.base.modelType}, fingerprint ${meta.base.fingerprint.slice(0, 16)}), but ${basename(f.dir)} (${String(f.config.model_type)}) has fingerprint ${fingerprint.slice(0, 16)}. Use the model it was trained on, or force it (outputs may be meaningless).`);
+    throw new PluginError(
+      'wrong-base',
+      `${where} was trained on another base model: it expects "${meta.base.name}" (${meta.base.modelType}, fingerprint ${meta.base.fingerprint.slice(0, 16)}), but ${basename(f.dir)} (${String(f.config.model_type)}) has fingerprint ${fingerprint.slice(0, 16)}. Use the model it was trained on, or force it (outputs may be meaningless).`,
+    );
   }
   return { fingerprint, matches };
 }

@@ -13,7 +13,13 @@
 //  - at most one plugin changes the inputs (soft prompt) and at most one the attention (prefix): the model has one
 //    prompt and one prefix.
 import { basename } from 'node:path';
-import { applyDeltas, deltaBuildOptions, parseDeltaConfig, type AppliedDelta, type DeltaConfig } from '../delta/index.js';
+import {
+  applyDeltas,
+  deltaBuildOptions,
+  parseDeltaConfig,
+  type AppliedDelta,
+  type DeltaConfig,
+} from '../delta/index.js';
 import { mergeDeltas } from '../delta/merge.js';
 import { toFloat32 } from '../onnx/dtype.js';
 import type { Graph, HostTensor } from '../onnx/graph.js';
@@ -41,9 +47,7 @@ export interface PluginSessionOptions {
 export type PredictInput = string | { text: string; text_pair?: string };
 
 export type Prediction =
-  | { label: string; probabilities: Record<string, number> }
-  | { value: number }
-  | { generated: string };
+  { label: string; probabilities: Record<string, number> } | { value: number } | { generated: string };
 
 export interface PredictOptions {
   /**
@@ -77,13 +81,21 @@ const TRAINING_ONLY: Record<string, string[]> = {
 };
 
 function structural(methods: DeltaConfig[]): DeltaConfig[] {
-  const stripped = methods.map((c) => Object.fromEntries(Object.entries(c).filter(([k]) => !TRAINING_ONLY[c.method]?.includes(k))) as DeltaConfig);
+  const stripped = methods.map(
+    (c) => Object.fromEntries(Object.entries(c).filter(([k]) => !TRAINING_ONLY[c.method]?.includes(k))) as DeltaConfig,
+  );
   return parseDeltaConfig(stripped);
 }
 
-const canonical = (v: unknown): string => (Array.isArray(v)
-  ? `[${v.map(canonical).join(',')}]`
-  : v && typeof v === 'object' ? `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`).join(',')}}` : JSON.stringify(v));
+const canonical = (v: unknown): string =>
+  Array.isArray(v)
+    ? `[${v.map(canonical).join(',')}]`
+    : v && typeof v === 'object'
+      ? `{${Object.keys(v)
+          .sort()
+          .map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`)
+          .join(',')}}`
+      : JSON.stringify(v);
 
 /** A built graph with its delta parameters as inputs, and (once predicted with) its onnxruntime session. */
 class Compiled {
@@ -91,7 +103,11 @@ class Compiled {
   private busy = 0;
   private retired = false;
 
-  constructor(readonly model: BuiltModel, readonly applied: AppliedDelta[], private readonly owner: PluginSession) {}
+  constructor(
+    readonly model: BuiltModel,
+    readonly applied: AppliedDelta[],
+    private readonly owner: PluginSession,
+  ) {}
 
   /** Graph values of every plugin parameter, in plugin order. */
   get paramValues(): string[] {
@@ -102,7 +118,8 @@ class Compiled {
     this.opened ??= (async () => {
       const m = this.model;
       this.owner.counters.sessionsBuilt++;
-      if (m.task === 'causal-lm' || m.task === 'seq2seq-lm') return { gen: await Generator.open(m, this.owner.tokenizer, this.paramValues, this.owner.device) };
+      if (m.task === 'causal-lm' || m.task === 'seq2seq-lm')
+        return { gen: await Generator.open(m, this.owner.tokenizer, this.paramValues, this.owner.device) };
       const g: Graph = withoutDropout(m.graph);
       for (const v of this.paramValues) if (g.initializers.has(v)) g.promoteToInput(v);
       g.outputs.length = 0;
@@ -113,14 +130,21 @@ class Compiled {
     return this.opened;
   }
 
-  async predict(inputs: PredictInput[], params: Record<string, HostTensor>, labels: string[] | undefined, maxLength: number, opts: PredictOptions): Promise<Prediction[]> {
+  async predict(
+    inputs: PredictInput[],
+    params: Record<string, HostTensor>,
+    labels: string[] | undefined,
+    maxLength: number,
+    opts: PredictOptions,
+  ): Promise<Prediction[]> {
     this.busy++;
     try {
       const s = await this.open();
       if ('gen' in s) {
         const out: Prediction[] = [];
         for (const x of inputs) {
-          if (typeof x !== 'string') throw new Error(`a ${this.model.task} model takes text prompts, not ${JSON.stringify(x)}`);
+          if (typeof x !== 'string')
+            throw new Error(`a ${this.model.task} model takes text prompts, not ${JSON.stringify(x)}`);
           out.push({ generated: await s.gen.generate(x, params, opts.maxNewTokens ?? 32) });
         }
         return out;
@@ -128,8 +152,12 @@ class Compiled {
       const task = this.model.task;
       // Per call: plugins sharing this structure may name their labels differently or keep another token limit.
       const collator = makeCollator(this.model, this.owner.tokenizer, { maxLength, labels });
-      const rows = inputs.map((x) => ({ ...(typeof x === 'string' ? { text: x } : x), label: task === 'classification' ? labels![0] : 0 }));
-      if (rows.some((r) => (r.text_pair === undefined) !== (rows[0].text_pair === undefined))) throw new Error('predict: give every input a text_pair, or none');
+      const rows = inputs.map((x) => ({
+        ...(typeof x === 'string' ? { text: x } : x),
+        label: task === 'classification' ? labels![0] : 0,
+      }));
+      if (rows.some((r) => (r.text_pair === undefined) !== (rows[0].text_pair === undefined)))
+        throw new Error('predict: give every input a text_pair, or none');
       const out: Prediction[] = [];
       const BATCH = 16;
       for (let i = 0; i < rows.length; i += BATCH) {
@@ -149,7 +177,10 @@ class Compiled {
           const max = Math.max(...row);
           const e = row.map((v) => Math.exp(v - max));
           const z = e.reduce((a, b) => a + b, 0);
-          out.push({ label: labels![row.indexOf(max)], probabilities: Object.fromEntries(labels!.map((l, k) => [l, e[k] / z])) });
+          out.push({
+            label: labels![row.indexOf(max)],
+            probabilities: Object.fromEntries(labels!.map((l, k) => [l, e[k] / z])),
+          });
         }
       }
       return out;
@@ -188,13 +219,21 @@ export class PluginSession {
   private fingerprint?: string;
   private closed = false;
 
-  private constructor(readonly folder: ModelFolder, readonly tokenizer: TextTokenizer, readonly device: Device, private readonly opts: PluginSessionOptions) {}
+  private constructor(
+    readonly folder: ModelFolder,
+    readonly tokenizer: TextTokenizer,
+    readonly device: Device,
+    private readonly opts: PluginSessionOptions,
+  ) {}
 
   /** Opens a base model folder (read once; nothing is compiled until the first prediction). */
   static async open(modelDir: string, opts: PluginSessionOptions = {}): Promise<PluginSession> {
     const folder = readModelFolder(modelDir);
     const arch = architectureOf(folder);
-    if (opts.task && !arch.tasks.includes(opts.task)) throw new Error(`${modelDir}: ${String(folder.config.model_type)} models support the tasks ${arch.tasks.join(', ')} (asked: ${opts.task})`);
+    if (opts.task && !arch.tasks.includes(opts.task))
+      throw new Error(
+        `${modelDir}: ${String(folder.config.model_type)} models support the tasks ${arch.tasks.join(', ')} (asked: ${opts.task})`,
+      );
     return new PluginSession(folder, TextTokenizer.fromFolder(modelDir), opts.device ?? 'auto', opts);
   }
 
@@ -223,7 +262,8 @@ export class PluginSession {
     const next = [...this.attachedList, ...added];
     const names = new Set<string>();
     for (const a of next) {
-      if (names.has(a.name)) throw new Error(`a plugin named "${a.name}" is already attached; detach it first, or rename the file`);
+      if (names.has(a.name))
+        throw new Error(`a plugin named "${a.name}" is already attached; detach it first, or rename the file`);
       names.add(a.name);
     }
     const st = this.structureFor(next);
@@ -239,7 +279,10 @@ export class PluginSession {
       return;
     }
     const i = this.attachedList.findIndex((a) => a.name === name);
-    if (i < 0) throw new Error(`no plugin "${name}" is attached (attached: ${this.attachedList.map((a) => a.name).join(', ') || 'none'})`);
+    if (i < 0)
+      throw new Error(
+        `no plugin "${name}" is attached (attached: ${this.attachedList.map((a) => a.name).join(', ') || 'none'})`,
+      );
     this.attachedList = this.attachedList.filter((_, k) => k !== i);
   }
 
@@ -276,7 +319,11 @@ export class PluginSession {
       }
       for (const p of applied[i].params) if (p.existing) heads[p.name] = feeds[p.value];
     });
-    const merged = loadModel(this.folder, { task: st.task, numLabels: st.numLabels, weights: { ...weights, ...heads } });
+    const merged = loadModel(this.folder, {
+      task: st.task,
+      numLabels: st.numLabels,
+      weights: { ...weights, ...heads },
+    });
     // A head the folder lacks is created by the builder, which ignores `weights` for it: set its values here.
     for (const name of Object.keys(merged.created)) {
       const v = merged.builder.weightValues.get(name)!;
@@ -313,7 +360,8 @@ export class PluginSession {
     this.fingerprint ??= modelFingerprint(this.folder);
     let baseMatches = plugin.meta.base.fingerprint === this.fingerprint;
     // checkBase words the refusal (both fingerprints); only called when they differ, so the base is sampled once.
-    if (!baseMatches) baseMatches = checkBase(plugin.meta, this.folder, force, `plugin "${name}" (${plugin.file})`).matches;
+    if (!baseMatches)
+      baseMatches = checkBase(plugin.meta, this.folder, force, `plugin "${name}" (${plugin.file})`).matches;
     return { name, file: plugin.file, task: plugin.meta.task, methods: plugin.meta.methods, baseMatches, plugin };
   }
 
@@ -333,7 +381,11 @@ export class PluginSession {
     const c = this.folder.config;
     const positions = [c.max_position_embeddings, c.n_positions].find((v): v is number => typeof v === 'number');
     // Virtual tokens (soft prompt, prefix) take positions too.
-    return Math.min(512, positions ? positions - model.builder.promptTokens - model.builder.prefixTokens : 512, this.tokenizer.modelMaxLength ?? Infinity);
+    return Math.min(
+      512,
+      positions ? positions - model.builder.promptTokens - model.builder.prefixTokens : 512,
+      this.tokenizer.modelMaxLength ?? Infinity,
+    );
   }
 
   /**
@@ -343,12 +395,17 @@ export class PluginSession {
   private structureFor(set: Attached[], context: Attached[] = set): Structure {
     const task = context[0]?.task ?? this.opts.task ?? architectureOf(this.folder).defaultTask;
     for (const a of context) {
-      if (a.task !== task) throw new Error(`plugin "${a.name}" is for ${a.task} but "${context[0].name}" is for ${task}: plugins attached together must share a task`);
+      if (a.task !== task)
+        throw new Error(
+          `plugin "${a.name}" is for ${a.task} but "${context[0].name}" is for ${task}: plugins attached together must share a task`,
+        );
     }
     const labelled = context.filter((a) => a.plugin.meta.labels);
     for (const a of labelled) {
       if (canonical(a.plugin.meta.labels) !== canonical(labelled[0].plugin.meta.labels)) {
-        throw new Error(`plugins "${labelled[0].name}" (labels ${labelled[0].plugin.meta.labels!.join(', ')}) and "${a.name}" (labels ${a.plugin.meta.labels!.join(', ')}) disagree on the labels: they cannot be attached together`);
+        throw new Error(
+          `plugins "${labelled[0].name}" (labels ${labelled[0].plugin.meta.labels!.join(', ')}) and "${a.name}" (labels ${a.plugin.meta.labels!.join(', ')}) disagree on the labels: they cannot be attached together`,
+        );
       }
     }
     const numLabels = task === 'classification' ? labelled[0]?.plugin.meta.labels?.length : undefined;
@@ -365,23 +422,38 @@ export class PluginSession {
     const built: Record<string, string> = {};
     for (const [i, a] of set.entries()) {
       for (const key of Object.keys(deltaBuildOptions(parts[i].methods))) {
-        if (built[key]) throw new Error(`plugins "${built[key]}" and "${a.name}" both use ${key === 'prefix' ? 'prefix tuning' : 'a soft prompt'}: a model has one ${key === 'prefix' ? 'prefix' : 'prompt'}, so they cannot be attached together`);
+        if (built[key])
+          throw new Error(
+            `plugins "${built[key]}" and "${a.name}" both use ${key === 'prefix' ? 'prefix tuning' : 'a soft prompt'}: a model has one ${key === 'prefix' ? 'prefix' : 'prompt'}, so they cannot be attached together`,
+          );
         built[key] = a.name;
       }
     }
-    const model = loadModel(this.folder, { task, numLabels, build: deltaBuildOptions(parts.flatMap((p) => p.methods)) });
+    const model = loadModel(this.folder, {
+      task,
+      numLabels,
+      build: deltaBuildOptions(parts.flatMap((p) => p.methods)),
+    });
     const created = Object.keys(model.created);
     if (created.length && !set.some((a) => created.some((n) => n in a.plugin.tensors))) {
       const need = `${task === 'classification' ? `${model.numLabels} labels` : task}`;
-      throw new Error(set.length
-        ? `no attached plugin carries the task head (${created.join(', ')}) this base lacks for ${need}`
-        : `${basename(this.folder.dir)} has no trained ${task} head for ${need}: the bare base would predict with a random head. Attach a plugin that carries one (and compare against a plugin without, e.g. head-only)`);
+      throw new Error(
+        set.length
+          ? `no attached plugin carries the task head (${created.join(', ')}) this base lacks for ${need}`
+          : `${basename(this.folder.dir)} has no trained ${task} head for ${need}: the bare base would predict with a random head. Attach a plugin that carries one (and compare against a plugin without, e.g. head-only)`,
+      );
     }
     const applied = set.map((a, i) => {
       try {
-        return applyDeltas(model, parts[i].methods, 0, { namespace: `p${i}`, owner: `plugin "${a.name}"`, newHead: created.some((n) => n in a.plugin.tensors) });
+        return applyDeltas(model, parts[i].methods, 0, {
+          namespace: `p${i}`,
+          owner: `plugin "${a.name}"`,
+          newHead: created.some((n) => n in a.plugin.tensors),
+        });
       } catch (e) {
-        throw new PluginError('mismatch', `cannot attach plugin "${a.name}": ${(e as Error).message}`, a.file, { cause: e });
+        throw new PluginError('mismatch', `cannot attach plugin "${a.name}": ${(e as Error).message}`, a.file, {
+          cause: e,
+        });
       }
     });
     this.counters.graphsBuilt++;
@@ -405,16 +477,37 @@ export class PluginSession {
       const used = new Set<string>();
       for (const p of applied.params) {
         const t = a.plugin.tensors[p.name];
-        if (!t) throw new PluginError('mismatch', `plugin "${a.name}" lacks the tensor "${p.name}" that its methods (${a.methods.map((m) => m.method).join(', ')}) need on this base`, a.file);
+        if (!t)
+          throw new PluginError(
+            'mismatch',
+            `plugin "${a.name}" lacks the tensor "${p.name}" that its methods (${a.methods.map((m) => m.method).join(', ')}) need on this base`,
+            a.file,
+          );
         const want = applied.initial[p.value].shape;
         if (t.shape.length !== want.length || t.shape.some((d, k) => d !== want[k])) {
-          throw new PluginError('mismatch', `plugin "${a.name}": tensor "${p.name}" has shape [${t.shape.join(', ')}], this base needs [${want.join(', ')}] (trained on another base?)`, a.file);
+          throw new PluginError(
+            'mismatch',
+            `plugin "${a.name}": tensor "${p.name}" has shape [${t.shape.join(', ')}], this base needs [${want.join(', ')}] (trained on another base?)`,
+            a.file,
+          );
         }
-        feeds[p.value] = t.dtype === 'float32' ? t : { dtype: 'float32', shape: t.shape, data: toFloat32(t.dtype, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength)) };
+        feeds[p.value] =
+          t.dtype === 'float32'
+            ? t
+            : {
+                dtype: 'float32',
+                shape: t.shape,
+                data: toFloat32(t.dtype, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength)),
+              };
         used.add(p.name);
       }
       const extra = Object.keys(a.plugin.tensors).filter((n) => !used.has(n));
-      if (extra.length) throw new PluginError('mismatch', `plugin "${a.name}" has tensors its methods do not use on this base: ${extra.slice(0, 5).join(', ')}${extra.length > 5 ? ', …' : ''}`, a.file);
+      if (extra.length)
+        throw new PluginError(
+          'mismatch',
+          `plugin "${a.name}" has tensors its methods do not use on this base: ${extra.slice(0, 5).join(', ')}${extra.length > 5 ? ', …' : ''}`,
+          a.file,
+        );
     });
     return feeds;
   }

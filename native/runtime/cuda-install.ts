@@ -10,7 +10,17 @@
 // Linux tarball). A deb in /opt or an AppImage is read-only: see build/README.md "CUDA".
 import { createHash, randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
-import { accessSync, constants, copyFileSync, createWriteStream, existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import {
+  accessSync,
+  constants,
+  copyFileSync,
+  createWriteStream,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+} from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { extractTarGz } from '../files/tar.js';
 import { extractZip } from '../files/zip.js';
@@ -87,7 +97,8 @@ export const CUDA_PROVIDER_NUGET = {
 /** The NVIDIA driver each CUDA major version needs (Linux). */
 const MIN_DRIVER: Record<string, string> = { '12': '525', '13': '580' };
 
-const libName = (p: string): string => (process.platform === 'win32' ? `onnxruntime_providers_${p}.dll` : `libonnxruntime_providers_${p}.so`);
+const libName = (p: string): string =>
+  process.platform === 'win32' ? `onnxruntime_providers_${p}.dll` : `libonnxruntime_providers_${p}.so`;
 
 /** The provider's folder inside the app data folder. */
 export function providerDir(dataDir: string): string {
@@ -105,11 +116,25 @@ export interface GpuStatus {
 
 function nvidiaSmi(timeoutMs: number): Promise<{ name: string; driver: string } | { error: string }> {
   return new Promise((res) => {
-    execFile('nvidia-smi', ['--query-gpu=name,driver_version', '--format=csv,noheader'], { timeout: timeoutMs, windowsHide: true }, (err, stdout) => {
-      if (err) return res({ error: (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'nvidia-smi is not installed' : `nvidia-smi failed: ${err.message.split('\n')[0]}` });
-      const [name, driver] = stdout.split('\n')[0].split(',').map((s) => s.trim());
-      res(name ? { name, driver: driver ?? '' } : { error: 'nvidia-smi listed no GPU' });
-    });
+    execFile(
+      'nvidia-smi',
+      ['--query-gpu=name,driver_version', '--format=csv,noheader'],
+      { timeout: timeoutMs, windowsHide: true },
+      (err, stdout) => {
+        if (err)
+          return res({
+            error:
+              (err as NodeJS.ErrnoException).code === 'ENOENT'
+                ? 'nvidia-smi is not installed'
+                : `nvidia-smi failed: ${err.message.split('\n')[0]}`,
+          });
+        const [name, driver] = stdout
+          .split('\n')[0]
+          .split(',')
+          .map((s) => s.trim());
+        res(name ? { name, driver: driver ?? '' } : { error: 'nvidia-smi listed no GPU' });
+      },
+    );
   });
 }
 
@@ -126,22 +151,37 @@ async function detectNvidia(timeoutMs: number): Promise<GpuStatus['nvidia']> {
 }
 
 /** NVIDIA GPU? provider files? loadable (a real CUDA session, via providers.ts)? and what to do next. */
-export async function gpuStatus(opts: { dataDir?: string; timeoutMs?: number; probe?: () => Promise<CudaStatus> } = {}): Promise<GpuStatus> {
+export async function gpuStatus(
+  opts: { dataDir?: string; timeoutMs?: number; probe?: () => Promise<CudaStatus> } = {},
+): Promise<GpuStatus> {
   const nvidia = await detectNvidia(opts.timeoutMs ?? 3000);
   const binFolder = ortBinFolder();
-  const has = (dir: string): boolean => existsSync(join(dir, libName('cuda'))) && existsSync(join(dir, libName('shared')));
+  const has = (dir: string): boolean =>
+    existsSync(join(dir, libName('cuda'))) && existsSync(join(dir, libName('shared')));
   const dataFolder = opts.dataDir ? providerDir(opts.dataDir) : undefined;
   const inBinFolder = has(binFolder);
   const inDataFolder = !!dataFolder && has(dataFolder);
   const supported = process.platform === 'linux' && process.arch === 'x64';
-  const install = { supported, url: CUDA_PROVIDER.url, pinned: !!CUDA_PROVIDER.sha256, cuda: CUDA_PROVIDER.cuda, ortVersion: CUDA_PROVIDER.ortVersion, reason: supported ? undefined : `the one-step install covers Linux x64 only (this is ${process.platform}-${process.arch})` };
+  const install = {
+    supported,
+    url: CUDA_PROVIDER.url,
+    pinned: !!CUDA_PROVIDER.sha256,
+    cuda: CUDA_PROVIDER.cuda,
+    ortVersion: CUDA_PROVIDER.ortVersion,
+    reason: supported
+      ? undefined
+      : `the one-step install covers Linux x64 only (this is ${process.platform}-${process.arch})`,
+  };
   let loadable = false;
   let reason: string | undefined;
   if (inBinFolder) {
     const st = await (opts.probe ?? cudaStatus)();
     loadable = st.usable;
     reason = st.reason;
-  } else reason = inDataFolder ? `the CUDA provider is downloaded (${dataFolder}) but not yet next to onnxruntime (${binFolder})` : `the CUDA provider of onnxruntime ${CUDA_PROVIDER.ortVersion} is not installed`;
+  } else
+    reason = inDataFolder
+      ? `the CUDA provider is downloaded (${dataFolder}) but not yet next to onnxruntime (${binFolder})`
+      : `the CUDA provider of onnxruntime ${CUDA_PROVIDER.ortVersion} is not installed`;
   if (!nvidia.present) reason = `${nvidia.reason}; ${reason ?? 'the CUDA provider is installed'}`;
   const cuda = CUDA_PROVIDER.cuda;
   const advice = loadable
@@ -149,11 +189,20 @@ export async function gpuStatus(opts: { dataDir?: string; timeoutMs?: number; pr
     : !nvidia.present
       ? `No NVIDIA GPU was found: training runs on the CPU. With an NVIDIA GPU, install its driver (≥ ${MIN_DRIVER[cuda] ?? '?'} for CUDA ${cuda}) and check again.`
       : !inBinFolder && !inDataFolder
-        ? supported ? `Install the CUDA provider (one download, about ${CUDA_PROVIDER.sizeMB} MB). It needs the CUDA ${cuda} runtime, cuBLAS ${cuda} and cuDNN 9 libraries on the library path.` : install.reason!
+        ? supported
+          ? `Install the CUDA provider (one download, about ${CUDA_PROVIDER.sizeMB} MB). It needs the CUDA ${cuda} runtime, cuBLAS ${cuda} and cuDNN 9 libraries on the library path.`
+          : install.reason!
         : !inBinFolder
           ? `Activate the downloaded provider: copy it next to onnxruntime (${binFolder}).`
           : `The CUDA provider is installed but does not load: ${reason}. Usually the CUDA ${cuda} runtime, cuBLAS ${cuda} or cuDNN 9 libraries are missing from the library path.`;
-  return { nvidia, provider: { installed: inBinFolder || inDataFolder, binFolder, dataFolder, inBinFolder, inDataFolder }, loadable, reason: loadable ? undefined : reason, advice, install };
+  return {
+    nvidia,
+    provider: { installed: inBinFolder || inDataFolder, binFolder, dataFolder, inBinFolder, inDataFolder },
+    loadable,
+    reason: loadable ? undefined : reason,
+    advice,
+    install,
+  };
 }
 
 export interface InstallProgress {
@@ -169,12 +218,22 @@ export interface InstallProgress {
  * absolute names, "..", links and duplicates), and lays the provider files out in `providerDir(dataDir)` atomically
  * (temp folder, then rename): on any failure nothing is left behind.
  */
-export async function installCudaProvider(opts: { dataDir: string; onProgress?: (p: InstallProgress) => void; signal?: AbortSignal; source?: ProviderSource }): Promise<{ dir: string; files: string[]; sha256: string }> {
+export async function installCudaProvider(opts: {
+  dataDir: string;
+  onProgress?: (p: InstallProgress) => void;
+  signal?: AbortSignal;
+  source?: ProviderSource;
+}): Promise<{ dir: string; files: string[]; sha256: string }> {
   const src = opts.source ?? CUDA_PROVIDER;
-  if (!src.sha256) throw new Error(`the sha256 of ${src.url} is not pinned in this build (native/runtime/cuda-install.ts): refusing to install an unverified download (from a source checkout, onnxruntime-node's own script: npm run cuda:install)`);
-  if (!/^[0-9a-f]{64}$/i.test(src.sha256)) throw new Error(`the pinned sha256 of ${src.url} is not 64 hex digits: ${src.sha256}`);
+  if (!src.sha256)
+    throw new Error(
+      `the sha256 of ${src.url} is not pinned in this build (native/runtime/cuda-install.ts): refusing to install an unverified download (from a source checkout, onnxruntime-node's own script: npm run cuda:install)`,
+    );
+  if (!/^[0-9a-f]{64}$/i.test(src.sha256))
+    throw new Error(`the pinned sha256 of ${src.url} is not 64 hex digits: ${src.sha256}`);
   const integrity = src.integrity ? /^sha512-([A-Za-z0-9+/]+={0,2})$/.exec(src.integrity)?.[1] : undefined;
-  if (src.integrity && !integrity) throw new Error(`unsupported integrity "${src.integrity}" for ${src.url} (only sha512-<base64>)`);
+  if (src.integrity && !integrity)
+    throw new Error(`unsupported integrity "${src.integrity}" for ${src.url} (only sha512-<base64>)`);
   const progress = opts.onProgress ?? (() => {});
   const root = join(opts.dataDir, 'onnxruntime-cuda');
   mkdirSync(root, { recursive: true });
@@ -201,8 +260,14 @@ export async function installCudaProvider(opts: { dataDir: string; onProgress?: 
     await new Promise<void>((res2, rej) => out.end((e?: Error | null) => (e ? rej(e) : res2())));
     progress({ phase: 'verify', bytes, total, fraction: 0.9 });
     const sha256 = hash.digest('hex');
-    if (sha256 !== src.sha256.toLowerCase()) throw new Error(`the download of ${src.url} does not match its pinned sha256 (got ${sha256}, expected ${src.sha256}): nothing was installed`);
-    if (hash512 && hash512.digest('base64') !== integrity) throw new Error(`the download of ${src.url} does not match its pinned integrity ${src.integrity}: nothing was installed`);
+    if (sha256 !== src.sha256.toLowerCase())
+      throw new Error(
+        `the download of ${src.url} does not match its pinned sha256 (got ${sha256}, expected ${src.sha256}): nothing was installed`,
+      );
+    if (hash512 && hash512.digest('base64') !== integrity)
+      throw new Error(
+        `the download of ${src.url} does not match its pinned integrity ${src.integrity}: nothing was installed`,
+      );
     progress({ phase: 'extract', bytes, total, fraction: 0.92 });
     if (src.format === 'tgz') {
       // Streamed; only the mapped files are written, but every entry is checked (absolute, "..", links, duplicates).
@@ -223,7 +288,8 @@ export async function installCudaProvider(opts: { dataDir: string; onProgress?: 
     const files: string[] = [];
     for (const [name, inPkg] of Object.entries(src.files)) {
       const from = join(unpacked, ...inPkg.split('/'));
-      if (basename(name) !== name || !isInside(unpacked, from)) throw new Error(`bad provider file mapping ${name} → ${inPkg}`);
+      if (basename(name) !== name || !isInside(unpacked, from))
+        throw new Error(`bad provider file mapping ${name} → ${inPkg}`);
       if (!existsSync(from)) throw new Error(`${inPkg} is missing from the downloaded package`);
       renameSync(from, join(staged, name)); // same folder tree: a rename, not a 230 MB copy
       files.push(name);
@@ -243,13 +309,20 @@ export async function installCudaProvider(opts: { dataDir: string; onProgress?: 
 
 /** Copies the downloaded provider next to onnxruntime's core library (each file via a temp name and a rename; the
  *  CUDA library last, since its presence is what says "installed"). */
-export function activateCudaProvider(dataDir: string, binFolder = ortBinFolder()): { activated: boolean; reason?: string } {
+export function activateCudaProvider(
+  dataDir: string,
+  binFolder = ortBinFolder(),
+): { activated: boolean; reason?: string } {
   const from = providerDir(dataDir);
-  if (!existsSync(join(from, libName('cuda')))) return { activated: false, reason: `no downloaded provider in ${from}` };
+  if (!existsSync(join(from, libName('cuda'))))
+    return { activated: false, reason: `no downloaded provider in ${from}` };
   try {
     accessSync(binFolder, constants.W_OK);
   } catch {
-    return { activated: false, reason: `${binFolder} is read-only (a system or AppImage install): see build/README.md "CUDA"` };
+    return {
+      activated: false,
+      reason: `${binFolder} is read-only (a system or AppImage install): see build/README.md "CUDA"`,
+    };
   }
   for (const f of [libName('shared'), libName('tensorrt'), libName('cuda')]) {
     if (!existsSync(join(from, f))) continue; // tensorrt is optional

@@ -17,7 +17,10 @@ export interface SessionHandle {
 export async function openInline(model: Graph | SerializedModel, opts: SessionOptions = {}): Promise<SessionHandle> {
   const s = await openSession(model, opts);
   return {
-    device: s.device, fallbackReason: s.fallbackReason, inputNames: s.inputNames, outputNames: s.outputNames,
+    device: s.device,
+    fallbackReason: s.fallbackReason,
+    inputNames: s.inputNames,
+    outputNames: s.outputNames,
     run: (feeds, fetches) => runSession(s, feeds, fetches),
     release: () => s.session.release(),
   };
@@ -32,7 +35,10 @@ export async function openInWorker(model: Graph | SerializedModel, opts: Session
   const fromSource = import.meta.url.endsWith('.ts');
   const entry = new URL(`./session-worker${fromSource ? '.ts' : '.js'}`, import.meta.url);
   const worker = fromSource
-    ? new Worker(`import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((api) => { api.register(); return import(${JSON.stringify(entry.href)}); });`, { eval: true })
+    ? new Worker(
+        `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((api) => { api.register(); return import(${JSON.stringify(entry.href)}); });`,
+        { eval: true },
+      )
     : new Worker(entry);
   let next = 0;
   const waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
@@ -62,8 +68,18 @@ export async function openInWorker(model: Graph | SerializedModel, opts: Session
       worker.postMessage({ ...msg, id }, transfer);
     });
   };
-  const info = (await call({ type: 'open', bytes: m.bytes, externalFolder: m.externalFolder, inputs: m.inputs, weightBytes: m.weightBytes, opts })) as {
-    device: 'cpu' | 'cuda'; fallbackReason?: string; inputNames: string[]; outputNames: string[];
+  const info = (await call({
+    type: 'open',
+    bytes: m.bytes,
+    externalFolder: m.externalFolder,
+    inputs: m.inputs,
+    weightBytes: m.weightBytes,
+    opts,
+  })) as {
+    device: 'cpu' | 'cuda';
+    fallbackReason?: string;
+    inputNames: string[];
+    outputNames: string[];
   };
   return {
     ...info,

@@ -22,7 +22,12 @@ export function ortBinFolder(): string {
   const require = createRequire(import.meta.url);
   const root = dirname(require.resolve('onnxruntime-node/package.json'));
   const base = join(root, 'bin');
-  const napi = existsSync(base) ? readdirSync(base).filter((d) => d.startsWith('napi-v')).sort().pop() : undefined;
+  const napi = existsSync(base)
+    ? readdirSync(base)
+        .filter((d) => d.startsWith('napi-v'))
+        .sort()
+        .pop()
+    : undefined;
   return join(base, napi ?? 'napi-v6', process.platform, process.arch);
 }
 
@@ -32,13 +37,21 @@ export function providersPresent(): string[] {
   const ext = process.platform === 'win32' ? 'dll' : 'so';
   const pre = process.platform === 'win32' ? '' : 'lib';
   for (const p of ['cuda', 'tensorrt']) {
-    if (existsSync(join(folder, `${pre}onnxruntime_providers_${p}.${ext}`)) && existsSync(join(folder, `${pre}onnxruntime_providers_shared.${ext}`))) out.push(p);
+    if (
+      existsSync(join(folder, `${pre}onnxruntime_providers_${p}.${ext}`)) &&
+      existsSync(join(folder, `${pre}onnxruntime_providers_shared.${ext}`))
+    )
+      out.push(p);
   }
   return out;
 }
 
 function nvidiaGpuPresent(): boolean {
-  return existsSync('/proc/driver/nvidia/version') || existsSync('/dev/nvidia0') || existsSync('C:\\Windows\\System32\\nvml.dll');
+  return (
+    existsSync('/proc/driver/nvidia/version') ||
+    existsSync('/dev/nvidia0') ||
+    existsSync('C:\\Windows\\System32\\nvml.dll')
+  );
 }
 
 function tinyModel(): Uint8Array {
@@ -65,17 +78,35 @@ export function cudaStatus(): Promise<CudaStatus> {
     const providerFiles = providersPresent().includes('cuda');
     if (!providerFiles) {
       return {
-        usable: false, gpu, providerFiles, providerFolder,
-        reason: `the CUDA provider of onnxruntime ${ortVersion()} is not installed (libonnxruntime_providers_cuda and _shared are missing from ${providerFolder}; see README "GPU")` + (gpu ? '' : '; no NVIDIA GPU was found either'),
+        usable: false,
+        gpu,
+        providerFiles,
+        providerFolder,
+        reason:
+          `the CUDA provider of onnxruntime ${ortVersion()} is not installed (libonnxruntime_providers_cuda and _shared are missing from ${providerFolder}; see README "GPU")` +
+          (gpu ? '' : '; no NVIDIA GPU was found either'),
       };
     }
-    if (!gpu) return { usable: false, gpu, providerFiles, providerFolder, reason: 'no NVIDIA GPU or driver was found (/proc/driver/nvidia/version is missing)' };
+    if (!gpu)
+      return {
+        usable: false,
+        gpu,
+        providerFiles,
+        providerFolder,
+        reason: 'no NVIDIA GPU or driver was found (/proc/driver/nvidia/version is missing)',
+      };
     try {
       const s = await ort.InferenceSession.create(tinyModel(), { executionProviders: ['cuda'], logSeverityLevel: 3 });
       await s.release();
       return { usable: true, gpu, providerFiles, providerFolder };
     } catch (e) {
-      return { usable: false, gpu, providerFiles, providerFolder, reason: `the CUDA provider failed to load: ${(e as Error).message.split('\n')[0]}` };
+      return {
+        usable: false,
+        gpu,
+        providerFiles,
+        providerFolder,
+        reason: `the CUDA provider failed to load: ${(e as Error).message.split('\n')[0]}`,
+      };
     }
   })();
   return cached;

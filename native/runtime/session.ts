@@ -78,7 +78,11 @@ export function fromOrt(t: ort.Tensor): HostTensor {
 }
 
 /** Runs a session with host tensors in and out. Blocking native work: call it from a worker, never the UI thread. */
-export async function runSession(s: OpenedSession, feeds: Record<string, HostTensor>, fetches?: string[]): Promise<Record<string, HostTensor>> {
+export async function runSession(
+  s: OpenedSession,
+  feeds: Record<string, HostTensor>,
+  fetches?: string[],
+): Promise<Record<string, HostTensor>> {
   checkFeeds(s, feeds);
   const f: Record<string, ort.Tensor> = {};
   for (const [k, v] of Object.entries(feeds)) if (s.inputNames.includes(k)) f[k] = toOrt(v);
@@ -90,23 +94,31 @@ export async function runSession(s: OpenedSession, feeds: Record<string, HostTen
 
 /** Checks feeds against the declared inputs: names, dtypes, ranks, static dims, and one size per symbolic dim. */
 export function checkFeeds(s: Pick<OpenedSession, 'inputNames' | 'inputs'>, feeds: Record<string, HostTensor>): void {
-  for (const name of s.inputNames) if (feeds[name] === undefined) throw new Error(`missing input "${name}" for the session (inputs: ${s.inputNames.join(', ')})`);
+  for (const name of s.inputNames)
+    if (feeds[name] === undefined)
+      throw new Error(`missing input "${name}" for the session (inputs: ${s.inputNames.join(', ')})`);
   if (!s.inputs) return;
   const bound = new Map<string, [number, string]>();
   for (const v of s.inputs) {
     const t = feeds[v.name];
     if (t.dtype !== v.dtype) throw new Error(`input "${v.name}": got ${t.dtype}, expected ${v.dtype}`);
     const n = t.shape.reduce((a, b) => a * b, 1);
-    if (t.data.length !== n) throw new Error(`input "${v.name}": ${t.data.length} elements for shape ${fmtShape(t.shape)}`);
-    if (t.shape.length !== v.shape.length) throw new Error(`input "${v.name}": got shape ${fmtShape(t.shape)}, expected ${fmtShape(v.shape)}`);
+    if (t.data.length !== n)
+      throw new Error(`input "${v.name}": ${t.data.length} elements for shape ${fmtShape(t.shape)}`);
+    if (t.shape.length !== v.shape.length)
+      throw new Error(`input "${v.name}": got shape ${fmtShape(t.shape)}, expected ${fmtShape(v.shape)}`);
     v.shape.forEach((d, i) => {
       const got = t.shape[i];
       if (typeof d === 'number') {
-        if (d !== got) throw new Error(`input "${v.name}": got shape ${fmtShape(t.shape)}, expected ${fmtShape(v.shape)} (dim ${i})`);
+        if (d !== got)
+          throw new Error(
+            `input "${v.name}": got shape ${fmtShape(t.shape)}, expected ${fmtShape(v.shape)} (dim ${i})`,
+          );
         return;
       }
       const prev = bound.get(d);
-      if (prev && prev[0] !== got) throw new Error(`input "${v.name}": dim ${i} (${d}) is ${got}, but "${prev[1]}" gave ${d} = ${prev[0]}`);
+      if (prev && prev[0] !== got)
+        throw new Error(`input "${v.name}": dim ${i} (${d}) is ${got}, but "${prev[1]}" gave ${d} = ${prev[0]}`);
       if (!prev) bound.set(d, [got, v.name]);
     });
   }

@@ -26,13 +26,19 @@ export interface TrackedRun {
   done: Promise<{ result: TrainResult; plugin?: PluginVersionRow }>;
 }
 
-const STATUS: Record<TrainResult['status'], RunStatus> = { finished: 'finished', 'stopped-early': 'finished', diverged: 'diverged', cancelled: 'cancelled' };
+const STATUS: Record<TrainResult['status'], RunStatus> = {
+  finished: 'finished',
+  'stopped-early': 'finished',
+  diverged: 'diverged',
+  cancelled: 'cancelled',
+};
 
 /** Reads a delta file written by the trainer: tensors by plugin name. */
 export function readDeltaFile(file: string): Record<string, HostTensor> {
   const h = readSafetensorsHeader(file);
   const out: Record<string, HostTensor> = {};
-  for (const [name, ref] of h.tensors) out[name] = { dtype: ref.dtype, shape: ref.shape, data: viewAs(ref.dtype, readTensorBytes(ref)) };
+  for (const [name, ref] of h.tensors)
+    out[name] = { dtype: ref.dtype, shape: ref.shape, data: viewAs(ref.dtype, readTensorBytes(ref)) };
   return out;
 }
 
@@ -45,7 +51,12 @@ export function writeRunFile(runDir: string, run: RunFile): void {
  * Progress metrics are written in batches (at most every `flushMs`, and at every evaluation and at the end), each
  * batch one transaction.
  */
-export function trackRun(ws: Workspace, run: RunFile, onEvent: (e: TrainEvent) => void = () => {}, opts: { flushMs?: number; startTrainer?: typeof startTrainer } = {}): TrackedRun {
+export function trackRun(
+  ws: Workspace,
+  run: RunFile,
+  onEvent: (e: TrainEvent) => void = () => {},
+  opts: { flushMs?: number; startTrainer?: typeof startTrainer } = {},
+): TrackedRun {
   const row = ws.getRun(run.id);
   const data = { train: loadSplit(run.dataset.dir, 'train'), validation: loadSplit(run.dataset.dir, 'validation') };
   const pending: { key: string; step: number; value: number }[] = [];
@@ -58,45 +69,78 @@ export function trackRun(ws: Workspace, run: RunFile, onEvent: (e: TrainEvent) =
   ACTIVE_RUNS.add(run.id);
   // The desktop app hosts the trainer in an Electron utilityProcess; the CLI and `serve` fork a Node child.
   const job = (opts.startTrainer ?? startTrainer)(run.config, data, (e) => {
-    if (e.type === 'start') ws.startRun(run.id, { device: e.device, totalSteps: e.totalSteps, trainableParams: e.trainable });
+    if (e.type === 'start')
+      ws.startRun(run.id, { device: e.device, totalSteps: e.totalSteps, trainableParams: e.trainable });
     else if (e.type === 'progress') {
-      pending.push({ key: 'train/loss', step: e.step, value: e.loss }, { key: 'train/lr', step: e.step, value: e.lr }, { key: 'train/grad_norm', step: e.step, value: e.gradNorm }, { key: 'train/tokens_per_sec', step: e.step, value: e.tokensPerSec });
+      pending.push(
+        { key: 'train/loss', step: e.step, value: e.loss },
+        { key: 'train/lr', step: e.step, value: e.lr },
+        { key: 'train/grad_norm', step: e.step, value: e.gradNorm },
+        { key: 'train/tokens_per_sec', step: e.step, value: e.tokensPerSec },
+      );
       if (Date.now() - lastFlush >= (opts.flushMs ?? 1000)) flush();
     } else if (e.type === 'eval') {
       pending.push(...Object.entries(e.metrics).map(([k, v]) => ({ key: `eval/${k}`, step: e.step, value: v })));
       flush();
-    } else if (e.type === 'checkpoint') flush(); // what a resume starts from is always recorded
+    } else if (e.type === 'checkpoint')
+      flush(); // what a resume starts from is always recorded
     else if (e.type === 'paused') ws.setRunStatus(run.id, 'paused');
     else if (e.type === 'resumed') ws.setRunStatus(run.id, 'running');
     onEvent(e);
   });
   ws.startRun(run.id, { pid: process.pid });
-  const done = job.result.then(
-    (result) => {
-      flush();
-      const status = STATUS[result.status];
-      ws.finishRun(run.id, { status, steps: result.steps, reason: result.status === 'stopped-early' ? `stopped early at step ${result.steps} (no better ${result.best?.metric ?? 'metric'} for the patience)` : result.reason, tokensPerSec: result.tokensPerSec, trainSeconds: (performance.now() - t0) / 1000, device: result.device });
-      let plugin: PluginVersionRow | undefined;
-      if (status === 'finished' && existsSync(result.deltaFile)) {
-        const model = row.model_id !== null ? ws.getModel(row.model_id) : undefined;
-        plugin = ws.registerPlugin({
-          name: run.plugin ?? `${run.id}`,
-          tensors: readDeltaFile(result.deltaFile),
-          meta: {
-            methods: run.config.deltas, task: run.config.task ?? 'classification', labels: run.config.labels,
-            base: { fingerprint: model?.fingerprint ?? '', modelType: model?.model_type ?? '', name: model?.name ?? run.config.model },
-            metrics: result.metrics, maxLength: run.config.maxLength, runId: run.id,
-          },
-          runId: run.id, modelId: model?.id, source: 'run',
+  const done = job.result
+    .then(
+      (result) => {
+        flush();
+        const status = STATUS[result.status];
+        ws.finishRun(run.id, {
+          status,
+          steps: result.steps,
+          reason:
+            result.status === 'stopped-early'
+              ? `stopped early at step ${result.steps} (no better ${result.best?.metric ?? 'metric'} for the patience)`
+              : result.reason,
+          tokensPerSec: result.tokensPerSec,
+          trainSeconds: (performance.now() - t0) / 1000,
+          device: result.device,
         });
-      }
-      return { result, plugin };
-    },
-    (e: Error) => {
-      try { flush(); } catch { /* the failure below is the one to report */ }
-      ws.finishRun(run.id, { status: 'failed', steps: ws.getRun(run.id).steps, reason: e.message });
-      throw e;
-    },
-  ).finally(() => ACTIVE_RUNS.delete(run.id));
+        let plugin: PluginVersionRow | undefined;
+        if (status === 'finished' && existsSync(result.deltaFile)) {
+          const model = row.model_id !== null ? ws.getModel(row.model_id) : undefined;
+          plugin = ws.registerPlugin({
+            name: run.plugin ?? `${run.id}`,
+            tensors: readDeltaFile(result.deltaFile),
+            meta: {
+              methods: run.config.deltas,
+              task: run.config.task ?? 'classification',
+              labels: run.config.labels,
+              base: {
+                fingerprint: model?.fingerprint ?? '',
+                modelType: model?.model_type ?? '',
+                name: model?.name ?? run.config.model,
+              },
+              metrics: result.metrics,
+              maxLength: run.config.maxLength,
+              runId: run.id,
+            },
+            runId: run.id,
+            modelId: model?.id,
+            source: 'run',
+          });
+        }
+        return { result, plugin };
+      },
+      (e: Error) => {
+        try {
+          flush();
+        } catch {
+          /* the failure below is the one to report */
+        }
+        ws.finishRun(run.id, { status: 'failed', steps: ws.getRun(run.id).steps, reason: e.message });
+        throw e;
+      },
+    )
+    .finally(() => ACTIVE_RUNS.delete(run.id));
   return { job, done };
 }

@@ -2,7 +2,17 @@
 // payload): datasets/, runs/, plugins/, exports/, models/ (for models copied in). Files are written atomically
 // before the row that names them is committed, so a crash leaves at worst an unreferenced file (an orphan that
 // `workspace check` finds and moves to lost+found/), never a row pointing at a half-written file.
-import { accessSync, constants, cpSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import {
+  accessSync,
+  constants,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -12,7 +22,14 @@ import type { HostTensor } from '../onnx/graph.js';
 import { readModelFolder } from '../models/folder.js';
 import { architectureOf } from '../models/index.js';
 import type { DatasetVersion } from '../data/types.js';
-import { modelFingerprint, PLUGIN_EXTENSION, readPlugin, writePlugin, type Plugin, type PluginMeta } from '../plugins/format.js';
+import {
+  modelFingerprint,
+  PLUGIN_EXTENSION,
+  readPlugin,
+  writePlugin,
+  type Plugin,
+  type PluginMeta,
+} from '../plugins/format.js';
 import { openDatabase, WorkspaceError, type DB } from './db.js';
 import { SCHEMA_VERSION } from './migrations/index.js';
 
@@ -21,22 +38,79 @@ export { WorkspaceError } from './db.js';
 export const DB_FILE = 'workspace.db';
 export const FOLDERS = ['datasets', 'runs', 'plugins', 'exports', 'models', 'lost+found'] as const;
 
-export type RunStatus = 'queued' | 'running' | 'paused' | 'finished' | 'failed' | 'diverged' | 'interrupted' | 'cancelled';
-export const RUN_STATUSES: RunStatus[] = ['queued', 'running', 'paused', 'finished', 'failed', 'diverged', 'interrupted', 'cancelled'];
+export type RunStatus =
+  'queued' | 'running' | 'paused' | 'finished' | 'failed' | 'diverged' | 'interrupted' | 'cancelled';
+export const RUN_STATUSES: RunStatus[] = [
+  'queued',
+  'running',
+  'paused',
+  'finished',
+  'failed',
+  'diverged',
+  'interrupted',
+  'cancelled',
+];
 
-export interface ModelRow { id: number; name: string; path: string; copied: number; model_type: string; architecture: string | null; fingerprint: string; params: number | null; added_at: string }
+export interface ModelRow {
+  id: number;
+  name: string;
+  path: string;
+  copied: number;
+  model_type: string;
+  architecture: string | null;
+  fingerprint: string;
+  params: number | null;
+  added_at: string;
+}
 export interface RunRow {
-  id: string; name: string | null; status: RunStatus; config: string; method: string; trainable_params: number | null; total_params: number | null;
-  device: string | null; model_id: number | null; dataset_version_id: number | null; dir: string; created_at: string; started_at: string | null;
-  finished_at: string | null; steps: number; total_steps: number | null; train_seconds: number | null; tokens_per_sec: number | null; reason: string | null;
-  pid: number | null; host: string | null;
+  id: string;
+  name: string | null;
+  status: RunStatus;
+  config: string;
+  method: string;
+  trainable_params: number | null;
+  total_params: number | null;
+  device: string | null;
+  model_id: number | null;
+  dataset_version_id: number | null;
+  dir: string;
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+  steps: number;
+  total_steps: number | null;
+  train_seconds: number | null;
+  tokens_per_sec: number | null;
+  reason: string | null;
+  pid: number | null;
+  host: string | null;
 }
 export interface PluginVersionRow {
-  id: number; plugin_id: number; plugin: string; version: number; file: string; sha256: string; size: number; method: string; methods: string; task: string;
-  labels: string | null; base_fingerprint: string; model_id: number | null; run_id: string | null; source: string; metrics: string; trainable_params: number;
-  notes: string; created_at: string;
+  id: number;
+  plugin_id: number;
+  plugin: string;
+  version: number;
+  file: string;
+  sha256: string;
+  size: number;
+  method: string;
+  methods: string;
+  task: string;
+  labels: string | null;
+  base_fingerprint: string;
+  model_id: number | null;
+  run_id: string | null;
+  source: string;
+  metrics: string;
+  trainable_params: number;
+  notes: string;
+  created_at: string;
 }
-export interface MetricPoint { step: number; value: number | null; nan: boolean }
+export interface MetricPoint {
+  step: number;
+  value: number | null;
+  nan: boolean;
+}
 
 const now = (): string => new Date().toISOString();
 
@@ -64,19 +138,29 @@ function checkWritable(dir: string): void {
     rmSync(probe, { recursive: true });
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new WorkspaceError('read-only', `${dir}: the workspace folder cannot be written (${code ?? (e as Error).message}${code === 'EROFS' ? ': read-only file system' : ''}); choose a writable folder or copy the workspace to one`, { cause: e });
+    throw new WorkspaceError(
+      'read-only',
+      `${dir}: the workspace folder cannot be written (${code ?? (e as Error).message}${code === 'EROFS' ? ': read-only file system' : ''}); choose a writable folder or copy the workspace to one`,
+      { cause: e },
+    );
   }
 }
 
 export class Workspace {
   /** Run ids found `running` by a process that no longer exists, marked `interrupted` when this workspace opened. */
   readonly recovered: string[] = [];
-  private constructor(readonly dir: string, readonly db: DB, readonly migratedFrom?: number, readonly backup?: string) {}
+  private constructor(
+    readonly dir: string,
+    readonly db: DB,
+    readonly migratedFrom?: number,
+    readonly backup?: string,
+  ) {}
 
   /** Creates a workspace in `dir` (made if missing; an existing workspace is opened as it is). */
   static init(dir: string): Workspace {
     const root = resolve(dir);
-    if (existsSync(root) && !statSync(root).isDirectory()) throw new WorkspaceError('bad-input', `${root} is a file, not a folder`);
+    if (existsSync(root) && !statSync(root).isDirectory())
+      throw new WorkspaceError('bad-input', `${root} is a file, not a folder`);
     try {
       mkdirSync(root, { recursive: true });
     } catch (e) {
@@ -84,8 +168,16 @@ export class Workspace {
       let up = dirname(root);
       while (!existsSync(up) && dirname(up) !== up) up = dirname(up);
       let code = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
-      try { accessSync(up, constants.W_OK); } catch (w) { code = (w as NodeJS.ErrnoException).code ?? code; }
-      throw new WorkspaceError('read-only', `${root}: cannot create the workspace folder (${code}${code === 'EROFS' ? ': read-only file system' : ''})`, { cause: e });
+      try {
+        accessSync(up, constants.W_OK);
+      } catch (w) {
+        code = (w as NodeJS.ErrnoException).code ?? code;
+      }
+      throw new WorkspaceError(
+        'read-only',
+        `${root}: cannot create the workspace folder (${code}${code === 'EROFS' ? ': read-only file system' : ''})`,
+        { cause: e },
+      );
     }
     checkWritable(root);
     return Workspace.openAt(root);
@@ -95,7 +187,10 @@ export class Workspace {
   static open(dir: string, opts: { recover?: boolean } = {}): Workspace {
     const root = resolve(dir);
     if (!existsSync(join(root, DB_FILE))) {
-      throw new WorkspaceError(existsSync(root) ? 'not-a-workspace' : 'not-found', `${root}: not a Delta Studio workspace (no ${DB_FILE}); create one with 'delta-studio workspace init ${dir}'`);
+      throw new WorkspaceError(
+        existsSync(root) ? 'not-a-workspace' : 'not-found',
+        `${root}: not a Delta Studio workspace (no ${DB_FILE}); create one with 'delta-studio workspace init ${dir}'`,
+      );
     }
     checkWritable(root);
     return Workspace.openAt(root, opts.recover ?? true);
@@ -135,12 +230,24 @@ export class Workspace {
   /** Runs left running or paused by a process that is gone (on this machine) become `interrupted`, resumable. */
   recoverInterrupted(): string[] {
     const host = hostname();
-    const rows = this.db.prepare(`SELECT id, pid, host FROM runs WHERE status IN ('running', 'paused')`).all() as { id: string; pid: number | null; host: string | null }[];
+    const rows = this.db.prepare(`SELECT id, pid, host FROM runs WHERE status IN ('running', 'paused')`).all() as {
+      id: string;
+      pid: number | null;
+      host: string | null;
+    }[];
     // Our own pid on a run this process is not running: the pid was reused after the crash of the one that was.
-    const dead = rows.filter((r) => r.pid === null || (r.host === host && (!pidAlive(r.pid) || (r.pid === process.pid && !ACTIVE_RUNS.has(r.id)))));
+    const dead = rows.filter(
+      (r) =>
+        r.pid === null || (r.host === host && (!pidAlive(r.pid) || (r.pid === process.pid && !ACTIVE_RUNS.has(r.id)))),
+    );
     if (dead.length) {
-      const mark = this.db.prepare(`UPDATE runs SET status = 'interrupted', reason = ?, pid = NULL WHERE id = ? AND status IN ('running', 'paused')`);
-      this.tx(() => { for (const r of dead) mark.run('the process running it stopped without finishing (crash, kill or power loss); resume it', r.id); });
+      const mark = this.db.prepare(
+        `UPDATE runs SET status = 'interrupted', reason = ?, pid = NULL WHERE id = ? AND status IN ('running', 'paused')`,
+      );
+      this.tx(() => {
+        for (const r of dead)
+          mark.run('the process running it stopped without finishing (crash, kill or power loss); resume it', r.id);
+      });
       this.recovered.push(...dead.map((r) => r.id));
     }
     return dead.map((r) => r.id);
@@ -167,11 +274,16 @@ export class Workspace {
       }
       stored = rel;
     }
-    const existing = this.db.prepare('SELECT * FROM models WHERE fingerprint = ? AND path = ?').get(fingerprint, stored) as ModelRow | undefined;
+    const existing = this.db
+      .prepare('SELECT * FROM models WHERE fingerprint = ? AND path = ?')
+      .get(fingerprint, stored) as ModelRow | undefined;
     if (existing) return existing;
     const architecture = Array.isArray(folder.config.architectures) ? String(folder.config.architectures[0]) : null;
     void arch;
-    const info = this.db.prepare('INSERT INTO models (name, path, copied, model_type, architecture, fingerprint, params, added_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+    const info = this.db
+      .prepare(
+        'INSERT INTO models (name, path, copied, model_type, architecture, fingerprint, params, added_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+      )
       .run(name, stored, opts.copy ? 1 : 0, String(folder.config.model_type), architecture, fingerprint, params, now());
     return this.db.prepare('SELECT * FROM models WHERE id = ?').get(info.lastInsertRowid) as ModelRow;
   }
@@ -197,57 +309,152 @@ export class Workspace {
     const rel = relative(this.dir, resolve(this.dir, dir));
     this.path(rel);
     return this.tx(() => {
-      this.db.prepare('INSERT INTO datasets (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING').run(name, now());
+      this.db
+        .prepare('INSERT INTO datasets (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING')
+        .run(name, now());
       const { id: datasetId } = this.db.prepare('SELECT id FROM datasets WHERE name = ?').get(name) as { id: number };
-      const hit = this.db.prepare('SELECT id FROM dataset_versions WHERE dataset_id = ? AND digest = ?').get(datasetId, v.digest) as { id: number } | undefined;
+      const hit = this.db
+        .prepare('SELECT id FROM dataset_versions WHERE dataset_id = ? AND digest = ?')
+        .get(datasetId, v.digest) as { id: number } | undefined;
       if (hit) return { datasetId, versionId: hit.id };
-      const info = this.db.prepare('INSERT INTO dataset_versions (dataset_id, digest, dir, source, task, schema, stats, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
-        .run(datasetId, v.digest, rel, v.source.files.join(', '), v.task, JSON.stringify({ columns: v.columns, labels: v.labels ?? null, split: v.split }), JSON.stringify({ rows: v.rows, ...v.stats }), now());
+      const info = this.db
+        .prepare(
+          'INSERT INTO dataset_versions (dataset_id, digest, dir, source, task, schema, stats, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+        )
+        .run(
+          datasetId,
+          v.digest,
+          rel,
+          v.source.files.join(', '),
+          v.task,
+          JSON.stringify({ columns: v.columns, labels: v.labels ?? null, split: v.split }),
+          JSON.stringify({ rows: v.rows, ...v.stats }),
+          now(),
+        );
       return { datasetId, versionId: Number(info.lastInsertRowid) };
     });
   }
 
-  listDatasets(): { id: number; name: string; versions: { id: number; digest: string; dir: string; task: string; source: string; stats: unknown; created_at: string }[] }[] {
+  listDatasets(): {
+    id: number;
+    name: string;
+    versions: {
+      id: number;
+      digest: string;
+      dir: string;
+      task: string;
+      source: string;
+      stats: unknown;
+      created_at: string;
+    }[];
+  }[] {
     const ds = this.db.prepare('SELECT id, name FROM datasets ORDER BY id').all() as { id: number; name: string }[];
-    const vs = this.db.prepare('SELECT id, digest, dir, task, source, stats, created_at FROM dataset_versions WHERE dataset_id = ? ORDER BY id');
-    return ds.map((d) => ({ ...d, versions: (vs.all(d.id) as { id: number; digest: string; dir: string; task: string; source: string; stats: string; created_at: string }[]).map((v) => ({ ...v, stats: JSON.parse(v.stats) as unknown })) }));
+    const vs = this.db.prepare(
+      'SELECT id, digest, dir, task, source, stats, created_at FROM dataset_versions WHERE dataset_id = ? ORDER BY id',
+    );
+    return ds.map((d) => ({
+      ...d,
+      versions: (
+        vs.all(d.id) as {
+          id: number;
+          digest: string;
+          dir: string;
+          task: string;
+          source: string;
+          stats: string;
+          created_at: string;
+        }[]
+      ).map((v) => ({ ...v, stats: JSON.parse(v.stats) as unknown })),
+    }));
   }
 
   datasetVersion(id: number): { id: number; dataset: string; digest: string; dir: string; task: string } {
-    const v = this.db.prepare('SELECT v.id, d.name AS dataset, v.digest, v.dir, v.task FROM dataset_versions v JOIN datasets d ON d.id = v.dataset_id WHERE v.id = ?').get(id) as { id: number; dataset: string; digest: string; dir: string; task: string } | undefined;
+    const v = this.db
+      .prepare(
+        'SELECT v.id, d.name AS dataset, v.digest, v.dir, v.task FROM dataset_versions v JOIN datasets d ON d.id = v.dataset_id WHERE v.id = ?',
+      )
+      .get(id) as { id: number; dataset: string; digest: string; dir: string; task: string } | undefined;
     if (!v) throw new WorkspaceError('not-found', `no dataset version ${id} in ${this.dir}`);
     return v;
   }
 
   // ——— runs ———
 
-  createRun(r: { id: string; name?: string; config: unknown; method: string; modelId?: number; datasetVersionId?: number; dir: string; totalParams?: number; trainableParams?: number }): RunRow {
+  createRun(r: {
+    id: string;
+    name?: string;
+    config: unknown;
+    method: string;
+    modelId?: number;
+    datasetVersionId?: number;
+    dir: string;
+    totalParams?: number;
+    trainableParams?: number;
+  }): RunRow {
     const rel = relative(this.dir, resolve(this.dir, r.dir));
     this.path(rel);
     this.tx(() => {
-      this.db.prepare(`INSERT INTO runs (id, name, status, config, method, trainable_params, total_params, model_id, dataset_version_id, dir, created_at) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)`)
-        .run(r.id, r.name ?? null, JSON.stringify(r.config), r.method, r.trainableParams ?? null, r.totalParams ?? null, r.modelId ?? null, r.datasetVersionId ?? null, rel, now());
+      this.db
+        .prepare(
+          `INSERT INTO runs (id, name, status, config, method, trainable_params, total_params, model_id, dataset_version_id, dir, created_at) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(
+          r.id,
+          r.name ?? null,
+          JSON.stringify(r.config),
+          r.method,
+          r.trainableParams ?? null,
+          r.totalParams ?? null,
+          r.modelId ?? null,
+          r.datasetVersionId ?? null,
+          rel,
+          now(),
+        );
       crashPoint(`run ${r.id} inserted, not committed`);
     });
     return this.getRun(r.id);
   }
 
   /** Marks a run running in this process (or `pid`): a crash is then told apart from a live run by the pid. */
-  startRun(id: string, info: { device?: string; totalSteps?: number; trainableParams?: number; pid?: number } = {}): void {
+  startRun(
+    id: string,
+    info: { device?: string; totalSteps?: number; trainableParams?: number; pid?: number } = {},
+  ): void {
     const run = this.getRun(id);
-    if (run.status === 'running' && run.pid !== null && run.host === hostname() && pidAlive(run.pid) && run.pid !== process.pid) {
+    if (
+      run.status === 'running' &&
+      run.pid !== null &&
+      run.host === hostname() &&
+      pidAlive(run.pid) &&
+      run.pid !== process.pid
+    ) {
       throw new WorkspaceError('conflict', `run ${id} is already running (process ${run.pid})`);
     }
-    if (run.status === 'finished') throw new WorkspaceError('conflict', `run ${id} has finished; start a new run instead`);
-    this.db.prepare(`UPDATE runs SET status = 'running', started_at = COALESCE(started_at, ?), device = COALESCE(?, device), total_steps = COALESCE(?, total_steps),
-      trainable_params = COALESCE(?, trainable_params), pid = ?, host = ?, reason = NULL WHERE id = ?`)
-      .run(now(), info.device ?? null, info.totalSteps ?? null, info.trainableParams ?? null, info.pid ?? process.pid, hostname(), id);
+    if (run.status === 'finished')
+      throw new WorkspaceError('conflict', `run ${id} has finished; start a new run instead`);
+    this.db
+      .prepare(
+        `UPDATE runs SET status = 'running', started_at = COALESCE(started_at, ?), device = COALESCE(?, device), total_steps = COALESCE(?, total_steps),
+      trainable_params = COALESCE(?, trainable_params), pid = ?, host = ?, reason = NULL WHERE id = ?`,
+      )
+      .run(
+        now(),
+        info.device ?? null,
+        info.totalSteps ?? null,
+        info.trainableParams ?? null,
+        info.pid ?? process.pid,
+        hostname(),
+        id,
+      );
   }
 
   setRunStatus(id: string, status: RunStatus, reason?: string): void {
-    if (!RUN_STATUSES.includes(status)) throw new WorkspaceError('bad-input', `unknown run status "${status}" (expected ${RUN_STATUSES.join(', ')})`);
+    if (!RUN_STATUSES.includes(status))
+      throw new WorkspaceError('bad-input', `unknown run status "${status}" (expected ${RUN_STATUSES.join(', ')})`);
     const done = !['queued', 'running', 'paused'].includes(status);
-    const info = this.db.prepare(`UPDATE runs SET status = ?, reason = ?, pid = CASE WHEN ? THEN NULL ELSE pid END WHERE id = ?`).run(status, reason ?? null, done ? 1 : 0, id);
+    const info = this.db
+      .prepare(`UPDATE runs SET status = ?, reason = ?, pid = CASE WHEN ? THEN NULL ELSE pid END WHERE id = ?`)
+      .run(status, reason ?? null, done ? 1 : 0, id);
     if (info.changes === 0) throw new WorkspaceError('not-found', `no run "${id}" in ${this.dir}`);
   }
 
@@ -258,18 +465,42 @@ export class Workspace {
     const ins = this.db.prepare('INSERT INTO metrics (run_id, key, step, value, nan, at) VALUES (?, ?, ?, ?, ?, ?)');
     const t = Date.now() / 1000;
     this.tx(() => {
-      for (const p of points) ins.run(runId, p.key, p.step, Number.isNaN(p.value) ? null : p.value, Number.isNaN(p.value) ? 1 : 0, t);
+      for (const p of points)
+        ins.run(runId, p.key, p.step, Number.isNaN(p.value) ? null : p.value, Number.isNaN(p.value) ? 1 : 0, t);
       this.db.prepare('UPDATE runs SET steps = MAX(steps, ?) WHERE id = ?').run(step, runId);
       crashPoint(`metrics of ${runId} inserted, not committed`);
     });
     crashPoint(`metrics of ${runId} committed`);
   }
 
-  finishRun(id: string, r: { status: RunStatus; steps: number; reason?: string; tokensPerSec?: number; trainSeconds?: number; device?: string }): void {
+  finishRun(
+    id: string,
+    r: {
+      status: RunStatus;
+      steps: number;
+      reason?: string;
+      tokensPerSec?: number;
+      trainSeconds?: number;
+      device?: string;
+    },
+  ): void {
     this.tx(() => {
-      this.db.prepare(`UPDATE runs SET status = ?, steps = ?, reason = ?, tokens_per_sec = COALESCE(?, tokens_per_sec), train_seconds = COALESCE(train_seconds, 0) + COALESCE(?, 0),
-        device = COALESCE(?, device), finished_at = CASE WHEN ? IN ('finished', 'failed', 'diverged') THEN ? ELSE finished_at END, pid = NULL WHERE id = ?`)
-        .run(r.status, r.steps, r.reason ?? null, r.tokensPerSec ?? null, r.trainSeconds ?? null, r.device ?? null, r.status, now(), id);
+      this.db
+        .prepare(
+          `UPDATE runs SET status = ?, steps = ?, reason = ?, tokens_per_sec = COALESCE(?, tokens_per_sec), train_seconds = COALESCE(train_seconds, 0) + COALESCE(?, 0),
+        device = COALESCE(?, device), finished_at = CASE WHEN ? IN ('finished', 'failed', 'diverged') THEN ? ELSE finished_at END, pid = NULL WHERE id = ?`,
+        )
+        .run(
+          r.status,
+          r.steps,
+          r.reason ?? null,
+          r.tokensPerSec ?? null,
+          r.trainSeconds ?? null,
+          r.device ?? null,
+          r.status,
+          now(),
+          id,
+        );
       crashPoint(`run ${id} finished, not committed`);
     });
   }
@@ -279,33 +510,59 @@ export class Workspace {
     if (r) return r;
     const like = this.db.prepare('SELECT * FROM runs WHERE id LIKE ? ORDER BY id').all(`${id}%`) as RunRow[];
     if (like.length === 1) return like[0];
-    throw new WorkspaceError('not-found', like.length > 1 ? `run id "${id}" is ambiguous: ${like.map((x) => x.id).join(', ')}` : `no run "${id}" in ${this.dir} (see 'delta-studio runs list')`);
+    throw new WorkspaceError(
+      'not-found',
+      like.length > 1
+        ? `run id "${id}" is ambiguous: ${like.map((x) => x.id).join(', ')}`
+        : `no run "${id}" in ${this.dir} (see 'delta-studio runs list')`,
+    );
   }
 
-  listRuns(filter: { status?: RunStatus; method?: string; datasetVersionId?: number } = {}): (RunRow & { metrics: Record<string, number | null> })[] {
+  listRuns(
+    filter: { status?: RunStatus; method?: string; datasetVersionId?: number } = {},
+  ): (RunRow & { metrics: Record<string, number | null> })[] {
     const where: string[] = [];
     const args: unknown[] = [];
-    if (filter.status) { where.push('status = ?'); args.push(filter.status); }
-    if (filter.method) { where.push('method = ?'); args.push(filter.method); }
-    if (filter.datasetVersionId !== undefined) { where.push('dataset_version_id = ?'); args.push(filter.datasetVersionId); }
-    const rows = this.db.prepare(`SELECT * FROM runs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at, id`).all(...args) as RunRow[];
+    if (filter.status) {
+      where.push('status = ?');
+      args.push(filter.status);
+    }
+    if (filter.method) {
+      where.push('method = ?');
+      args.push(filter.method);
+    }
+    if (filter.datasetVersionId !== undefined) {
+      where.push('dataset_version_id = ?');
+      args.push(filter.datasetVersionId);
+    }
+    const rows = this.db
+      .prepare(`SELECT * FROM runs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at, id`)
+      .all(...args) as RunRow[];
     return rows.map((r) => ({ ...r, metrics: this.latestMetrics(r.id) }));
   }
 
   /** The latest value of every metric of a run (NaN as null). */
   latestMetrics(runId: string): Record<string, number | null> {
-    const rows = this.db.prepare('SELECT key, value, nan FROM metric_latest WHERE run_id = ? ORDER BY key').all(runId) as { key: string; value: number | null; nan: number }[];
+    const rows = this.db
+      .prepare('SELECT key, value, nan FROM metric_latest WHERE run_id = ? ORDER BY key')
+      .all(runId) as { key: string; value: number | null; nan: number }[];
     return Object.fromEntries(rows.map((r) => [r.key, r.nan ? null : r.value]));
   }
 
   /** One metric's series; where a step was recorded twice (a resumed run repeats the steps after its checkpoint), the last record wins. */
   metricSeries(runId: string, key: string): MetricPoint[] {
-    const rows = this.db.prepare(`SELECT step, value, nan FROM metrics WHERE id IN (SELECT MAX(id) FROM metrics WHERE run_id = ? AND key = ? GROUP BY step) ORDER BY step`).all(runId, key) as { step: number; value: number | null; nan: number }[];
+    const rows = this.db
+      .prepare(
+        `SELECT step, value, nan FROM metrics WHERE id IN (SELECT MAX(id) FROM metrics WHERE run_id = ? AND key = ? GROUP BY step) ORDER BY step`,
+      )
+      .all(runId, key) as { step: number; value: number | null; nan: number }[];
     return rows.map((r) => ({ step: r.step, value: r.value, nan: r.nan === 1 }));
   }
 
   metricKeys(runId: string): string[] {
-    return (this.db.prepare('SELECT DISTINCT key FROM metrics WHERE run_id = ? ORDER BY key').all(runId) as { key: string }[]).map((r) => r.key);
+    return (
+      this.db.prepare('SELECT DISTINCT key FROM metrics WHERE run_id = ? ORDER BY key').all(runId) as { key: string }[]
+    ).map((r) => r.key);
   }
 
   // ——— plugins ———
@@ -315,22 +572,62 @@ export class Workspace {
    * plugins/<name>/, the row, and the `latest` alias (and `best` when its metric beats the current best), all under
    * one write lock so that concurrent registrations get distinct versions.
    */
-  registerPlugin(p: { name: string; tensors: Record<string, HostTensor>; meta: Omit<PluginMeta, 'tensorsSha256' | 'formatVersion' | 'plugin' | 'version' | 'createdAt'>; runId?: string; modelId?: number; source?: string; notes?: string }): PluginVersionRow {
+  registerPlugin(p: {
+    name: string;
+    tensors: Record<string, HostTensor>;
+    meta: Omit<PluginMeta, 'tensorsSha256' | 'formatVersion' | 'plugin' | 'version' | 'createdAt'>;
+    runId?: string;
+    modelId?: number;
+    source?: string;
+    notes?: string;
+  }): PluginVersionRow {
     const name = p.name.trim();
-    if (!name || name !== safeName(name)) throw new WorkspaceError('bad-input', `plugin name "${p.name}" must be letters, digits, ".", "-" or "_" (for example "${safeName(p.name)}")`);
+    if (!name || name !== safeName(name))
+      throw new WorkspaceError(
+        'bad-input',
+        `plugin name "${p.name}" must be letters, digits, ".", "-" or "_" (for example "${safeName(p.name)}")`,
+      );
     const trainable = Object.values(p.tensors).reduce((a, t) => a + t.shape.reduce((x, y) => x * y, 1), 0);
     const id = this.tx(() => {
-      this.db.prepare('INSERT INTO plugins (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING').run(name, now());
+      this.db
+        .prepare('INSERT INTO plugins (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING')
+        .run(name, now());
       const { id: pluginId } = this.db.prepare('SELECT id FROM plugins WHERE name = ?').get(name) as { id: number };
-      const { v } = this.db.prepare('SELECT COALESCE(MAX(version), 0) + 1 AS v FROM plugin_versions WHERE plugin_id = ?').get(pluginId) as { v: number };
+      const { v } = this.db
+        .prepare('SELECT COALESCE(MAX(version), 0) + 1 AS v FROM plugin_versions WHERE plugin_id = ?')
+        .get(pluginId) as { v: number };
       const rel = join('plugins', name, `${name}-v${v}${PLUGIN_EXTENSION}`);
       mkdirSync(this.path(join('plugins', name)), { recursive: true });
       const createdAt = now();
-      const { sha256, size } = writePlugin(this.path(rel), { ...p.meta, plugin: name, version: v, createdAt, runId: p.runId ?? p.meta.runId }, p.tensors);
-      const info = this.db.prepare(`INSERT INTO plugin_versions (plugin_id, version, file, sha256, size, method, methods, task, labels, base_fingerprint, model_id, run_id, source, metrics, trainable_params, notes, created_at)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-        .run(pluginId, v, rel, sha256, size, p.meta.methods.map((m) => m.method).join('+'), JSON.stringify(p.meta.methods), p.meta.task, p.meta.labels ? JSON.stringify(p.meta.labels) : null,
-          p.meta.base.fingerprint, p.modelId ?? null, p.runId ?? null, p.source ?? (p.runId ? 'run' : 'unknown'), JSON.stringify(p.meta.metrics), trainable, p.notes ?? '', createdAt);
+      const { sha256, size } = writePlugin(
+        this.path(rel),
+        { ...p.meta, plugin: name, version: v, createdAt, runId: p.runId ?? p.meta.runId },
+        p.tensors,
+      );
+      const info = this.db
+        .prepare(
+          `INSERT INTO plugin_versions (plugin_id, version, file, sha256, size, method, methods, task, labels, base_fingerprint, model_id, run_id, source, metrics, trainable_params, notes, created_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(
+          pluginId,
+          v,
+          rel,
+          sha256,
+          size,
+          p.meta.methods.map((m) => m.method).join('+'),
+          JSON.stringify(p.meta.methods),
+          p.meta.task,
+          p.meta.labels ? JSON.stringify(p.meta.labels) : null,
+          p.meta.base.fingerprint,
+          p.modelId ?? null,
+          p.runId ?? null,
+          p.source ?? (p.runId ? 'run' : 'unknown'),
+          JSON.stringify(p.meta.metrics),
+          trainable,
+          p.notes ?? '',
+          createdAt,
+        );
       const versionId = Number(info.lastInsertRowid);
       this.setAliasIn(pluginId, 'latest', versionId);
       const best = this.bestOf(pluginId);
@@ -346,15 +643,30 @@ export class Workspace {
   importPluginFile(file: string, opts: { name?: string; source?: string; notes?: string } = {}): PluginVersionRow {
     const plugin = readPlugin(file);
     const { tensorsSha256: _s, formatVersion: _f, plugin: own, version: _v, createdAt: _c, ...meta } = plugin.meta;
-    void _s; void _f; void _v; void _c;
-    const model = this.db.prepare('SELECT id FROM models WHERE fingerprint = ? ORDER BY id LIMIT 1').get(meta.base.fingerprint) as { id: number } | undefined;
+    void _s;
+    void _f;
+    void _v;
+    void _c;
+    const model = this.db
+      .prepare('SELECT id FROM models WHERE fingerprint = ? ORDER BY id LIMIT 1')
+      .get(meta.base.fingerprint) as { id: number } | undefined;
     const runKnown = meta.runId && this.db.prepare('SELECT 1 FROM runs WHERE id = ?').get(meta.runId);
-    return this.registerPlugin({ name: opts.name ?? own ?? safeName(basename(file, PLUGIN_EXTENSION)), tensors: plugin.tensors, meta: { ...meta, runId: runKnown ? meta.runId : undefined }, runId: runKnown ? meta.runId : undefined, modelId: model?.id, source: opts.source ?? `file:${resolve(file)}`, notes: opts.notes });
+    return this.registerPlugin({
+      name: opts.name ?? own ?? safeName(basename(file, PLUGIN_EXTENSION)),
+      tensors: plugin.tensors,
+      meta: { ...meta, runId: runKnown ? meta.runId : undefined },
+      runId: runKnown ? meta.runId : undefined,
+      modelId: model?.id,
+      source: opts.source ?? `file:${resolve(file)}`,
+      notes: opts.notes,
+    });
   }
 
   /** The version the `best` alias should point at: by the first higher-is-better metric versions have, else lowest loss. */
   private bestOf(pluginId: number): number | undefined {
-    const vs = this.db.prepare('SELECT id, metrics FROM plugin_versions WHERE plugin_id = ? ORDER BY version').all(pluginId) as { id: number; metrics: string }[];
+    const vs = this.db
+      .prepare('SELECT id, metrics FROM plugin_versions WHERE plugin_id = ? ORDER BY version')
+      .all(pluginId) as { id: number; metrics: string }[];
     const parsed = vs.map((v) => ({ id: v.id, m: JSON.parse(v.metrics) as Record<string, number> }));
     for (const key of [...HIGHER, ...LOWER]) {
       const have = parsed.filter((v) => typeof v.m[key] === 'number' && Number.isFinite(v.m[key]));
@@ -367,11 +679,19 @@ export class Workspace {
   }
 
   private setAliasIn(pluginId: number, alias: string, versionId: number): void {
-    this.db.prepare('INSERT INTO plugin_aliases (plugin_id, alias, version_id) VALUES (?, ?, ?) ON CONFLICT (plugin_id, alias) DO UPDATE SET version_id = excluded.version_id').run(pluginId, alias, versionId);
+    this.db
+      .prepare(
+        'INSERT INTO plugin_aliases (plugin_id, alias, version_id) VALUES (?, ?, ?) ON CONFLICT (plugin_id, alias) DO UPDATE SET version_id = excluded.version_id',
+      )
+      .run(pluginId, alias, versionId);
   }
 
   private pluginVersionById(id: number): PluginVersionRow {
-    return this.db.prepare('SELECT v.*, p.name AS plugin FROM plugin_versions v JOIN plugins p ON p.id = v.plugin_id WHERE v.id = ?').get(id) as PluginVersionRow;
+    return this.db
+      .prepare(
+        'SELECT v.*, p.name AS plugin FROM plugin_versions v JOIN plugins p ON p.id = v.plugin_id WHERE v.id = ?',
+      )
+      .get(id) as PluginVersionRow;
   }
 
   /** A plugin version by reference: "name" (its latest), "name@3", "name@best" or "name@<alias>". */
@@ -381,13 +701,28 @@ export class Workspace {
     const sel = at < 0 ? 'latest' : ref.slice(at + 1);
     const p = this.db.prepare('SELECT id FROM plugins WHERE name = ?').get(name) as { id: number } | undefined;
     if (!p) {
-      const names = (this.db.prepare('SELECT name FROM plugins ORDER BY name').all() as { name: string }[]).map((r) => r.name);
-      throw new WorkspaceError('not-found', `no plugin "${name}" in ${this.dir}${names.length ? ` (plugins: ${names.join(', ')})` : ' (it has no plugins yet)'}`);
+      const names = (this.db.prepare('SELECT name FROM plugins ORDER BY name').all() as { name: string }[]).map(
+        (r) => r.name,
+      );
+      throw new WorkspaceError(
+        'not-found',
+        `no plugin "${name}" in ${this.dir}${names.length ? ` (plugins: ${names.join(', ')})` : ' (it has no plugins yet)'}`,
+      );
     }
     let row: { id: number } | undefined;
-    if (/^v?\d+$/.test(sel)) row = this.db.prepare('SELECT id FROM plugin_versions WHERE plugin_id = ? AND version = ?').get(p.id, Number(sel.replace(/^v/, ''))) as { id: number } | undefined;
-    else row = this.db.prepare('SELECT version_id AS id FROM plugin_aliases WHERE plugin_id = ? AND alias = ?').get(p.id, sel) as { id: number } | undefined;
-    if (!row) throw new WorkspaceError('not-found', `plugin "${name}" has no ${/^v?\d+$/.test(sel) ? 'version' : 'alias'} "${sel}"`);
+    if (/^v?\d+$/.test(sel))
+      row = this.db
+        .prepare('SELECT id FROM plugin_versions WHERE plugin_id = ? AND version = ?')
+        .get(p.id, Number(sel.replace(/^v/, ''))) as { id: number } | undefined;
+    else
+      row = this.db
+        .prepare('SELECT version_id AS id FROM plugin_aliases WHERE plugin_id = ? AND alias = ?')
+        .get(p.id, sel) as { id: number } | undefined;
+    if (!row)
+      throw new WorkspaceError(
+        'not-found',
+        `plugin "${name}" has no ${/^v?\d+$/.test(sel) ? 'version' : 'alias'} "${sel}"`,
+      );
     return this.pluginVersionById(row.id);
   }
 
@@ -395,41 +730,97 @@ export class Workspace {
   loadPlugin(ref: string | PluginVersionRow): Plugin & { row: PluginVersionRow } {
     const row = typeof ref === 'string' ? this.resolvePlugin(ref) : ref;
     const file = this.path(row.file);
-    if (!existsSync(file)) throw new WorkspaceError('damaged', `${file} (plugin ${row.plugin} v${row.version}) is missing; run 'delta-studio workspace check'`);
+    if (!existsSync(file))
+      throw new WorkspaceError(
+        'damaged',
+        `${file} (plugin ${row.plugin} v${row.version}) is missing; run 'delta-studio workspace check'`,
+      );
     const size = statSync(file).size;
-    if (size !== row.size) throw new WorkspaceError('damaged', `${file} (plugin ${row.plugin} v${row.version}) has ${size} bytes, the workspace recorded ${row.size}: it is truncated or was changed; do not use it`);
+    if (size !== row.size)
+      throw new WorkspaceError(
+        'damaged',
+        `${file} (plugin ${row.plugin} v${row.version}) has ${size} bytes, the workspace recorded ${row.size}: it is truncated or was changed; do not use it`,
+      );
     const plugin = readPlugin(file);
     return { ...plugin, row };
   }
 
-  listPlugins(): { name: string; description: string; versions: number; latest: number; aliases: Record<string, number>; method: string; task: string }[] {
-    const ps = this.db.prepare(`SELECT p.id, p.name, p.description, COUNT(v.id) AS versions, MAX(v.version) AS latest FROM plugins p LEFT JOIN plugin_versions v ON v.plugin_id = p.id GROUP BY p.id ORDER BY p.name`).all() as { id: number; name: string; description: string; versions: number; latest: number }[];
+  listPlugins(): {
+    name: string;
+    description: string;
+    versions: number;
+    latest: number;
+    aliases: Record<string, number>;
+    method: string;
+    task: string;
+  }[] {
+    const ps = this.db
+      .prepare(
+        `SELECT p.id, p.name, p.description, COUNT(v.id) AS versions, MAX(v.version) AS latest FROM plugins p LEFT JOIN plugin_versions v ON v.plugin_id = p.id GROUP BY p.id ORDER BY p.name`,
+      )
+      .all() as { id: number; name: string; description: string; versions: number; latest: number }[];
     return ps.map((p) => {
-      const top = this.db.prepare('SELECT method, task FROM plugin_versions WHERE plugin_id = ? ORDER BY version DESC LIMIT 1').get(p.id) as { method: string; task: string } | undefined;
-      return { name: p.name, description: p.description, versions: p.versions, latest: p.latest, aliases: this.aliasesOf(p.id), method: top?.method ?? '', task: top?.task ?? '' };
+      const top = this.db
+        .prepare('SELECT method, task FROM plugin_versions WHERE plugin_id = ? ORDER BY version DESC LIMIT 1')
+        .get(p.id) as { method: string; task: string } | undefined;
+      return {
+        name: p.name,
+        description: p.description,
+        versions: p.versions,
+        latest: p.latest,
+        aliases: this.aliasesOf(p.id),
+        method: top?.method ?? '',
+        task: top?.task ?? '',
+      };
     });
   }
 
   private aliasesOf(pluginId: number): Record<string, number> {
-    const rows = this.db.prepare('SELECT a.alias, v.version FROM plugin_aliases a JOIN plugin_versions v ON v.id = a.version_id WHERE a.plugin_id = ? ORDER BY a.alias').all(pluginId) as { alias: string; version: number }[];
+    const rows = this.db
+      .prepare(
+        'SELECT a.alias, v.version FROM plugin_aliases a JOIN plugin_versions v ON v.id = a.version_id WHERE a.plugin_id = ? ORDER BY a.alias',
+      )
+      .all(pluginId) as { alias: string; version: number }[];
     return Object.fromEntries(rows.map((r) => [r.alias, r.version]));
   }
 
-  showPlugin(name: string): { name: string; description: string; aliases: Record<string, number>; versions: (PluginVersionRow & { tags: string[]; exports: { format: string; path: string; created_at: string }[] })[] } {
-    const p = this.db.prepare('SELECT id, name, description FROM plugins WHERE name = ?').get(name) as { id: number; name: string; description: string } | undefined;
+  showPlugin(name: string): {
+    name: string;
+    description: string;
+    aliases: Record<string, number>;
+    versions: (PluginVersionRow & {
+      tags: string[];
+      exports: { format: string; path: string; created_at: string }[];
+    })[];
+  } {
+    const p = this.db.prepare('SELECT id, name, description FROM plugins WHERE name = ?').get(name) as
+      { id: number; name: string; description: string } | undefined;
     if (!p) this.resolvePlugin(name);
-    const versions = (this.db.prepare('SELECT v.*, ? AS plugin FROM plugin_versions v WHERE plugin_id = ? ORDER BY version').all(p!.name, p!.id) as PluginVersionRow[]).map((v) => ({
+    const versions = (
+      this.db
+        .prepare('SELECT v.*, ? AS plugin FROM plugin_versions v WHERE plugin_id = ? ORDER BY version')
+        .all(p!.name, p!.id) as PluginVersionRow[]
+    ).map((v) => ({
       ...v,
-      tags: (this.db.prepare('SELECT tag FROM plugin_tags WHERE version_id = ? ORDER BY tag').all(v.id) as { tag: string }[]).map((t) => t.tag),
-      exports: this.db.prepare('SELECT format, path, created_at FROM exports WHERE plugin_version_id = ? ORDER BY id').all(v.id) as { format: string; path: string; created_at: string }[],
+      tags: (
+        this.db.prepare('SELECT tag FROM plugin_tags WHERE version_id = ? ORDER BY tag').all(v.id) as { tag: string }[]
+      ).map((t) => t.tag),
+      exports: this.db
+        .prepare('SELECT format, path, created_at FROM exports WHERE plugin_version_id = ? ORDER BY id')
+        .all(v.id) as { format: string; path: string; created_at: string }[],
     }));
     return { name: p!.name, description: p!.description, aliases: this.aliasesOf(p!.id), versions };
   }
 
   /** Points an alias of the plugin at a version ("latest" is moved by registration; "best" and the user's own here). */
   setAlias(ref: string, alias: string): PluginVersionRow {
-    if (!/^[A-Za-z][A-Za-z0-9_-]{0,63}$/.test(alias)) throw new WorkspaceError('bad-input', `alias "${alias}" must start with a letter and hold only letters, digits, "-" and "_"`);
-    if (alias === 'latest') throw new WorkspaceError('bad-input', 'the "latest" alias always names the newest version; choose another alias');
+    if (!/^[A-Za-z][A-Za-z0-9_-]{0,63}$/.test(alias))
+      throw new WorkspaceError(
+        'bad-input',
+        `alias "${alias}" must start with a letter and hold only letters, digits, "-" and "_"`,
+      );
+    if (alias === 'latest')
+      throw new WorkspaceError('bad-input', 'the "latest" alias always names the newest version; choose another alias');
     const v = this.resolvePlugin(ref);
     this.setAliasIn(v.plugin_id, alias, v.id);
     return v;
@@ -438,18 +829,25 @@ export class Workspace {
   removeAlias(name: string, alias: string): void {
     const p = this.resolvePlugin(name);
     if (alias === 'latest') throw new WorkspaceError('bad-input', 'the "latest" alias cannot be removed');
-    const info = this.db.prepare('DELETE FROM plugin_aliases WHERE plugin_id = ? AND alias = ?').run(p.plugin_id, alias);
+    const info = this.db
+      .prepare('DELETE FROM plugin_aliases WHERE plugin_id = ? AND alias = ?')
+      .run(p.plugin_id, alias);
     if (!info.changes) throw new WorkspaceError('not-found', `plugin "${p.plugin}" has no alias "${alias}"`);
   }
 
   tag(ref: string, add: string[], remove: string[] = []): string[] {
     const v = this.resolvePlugin(ref);
-    for (const t of add) if (!t.trim() || t.length > 64) throw new WorkspaceError('bad-input', `tag "${t}" must be 1 to 64 characters`);
+    for (const t of add)
+      if (!t.trim() || t.length > 64) throw new WorkspaceError('bad-input', `tag "${t}" must be 1 to 64 characters`);
     this.tx(() => {
-      for (const t of add) this.db.prepare('INSERT OR IGNORE INTO plugin_tags (version_id, tag) VALUES (?, ?)').run(v.id, t.trim());
-      for (const t of remove) this.db.prepare('DELETE FROM plugin_tags WHERE version_id = ? AND tag = ?').run(v.id, t.trim());
+      for (const t of add)
+        this.db.prepare('INSERT OR IGNORE INTO plugin_tags (version_id, tag) VALUES (?, ?)').run(v.id, t.trim());
+      for (const t of remove)
+        this.db.prepare('DELETE FROM plugin_tags WHERE version_id = ? AND tag = ?').run(v.id, t.trim());
     });
-    return (this.db.prepare('SELECT tag FROM plugin_tags WHERE version_id = ? ORDER BY tag').all(v.id) as { tag: string }[]).map((t) => t.tag);
+    return (
+      this.db.prepare('SELECT tag FROM plugin_tags WHERE version_id = ? ORDER BY tag').all(v.id) as { tag: string }[]
+    ).map((t) => t.tag);
   }
 
   setNotes(ref: string, notes: string): void {
@@ -457,18 +855,43 @@ export class Workspace {
     this.db.prepare('UPDATE plugin_versions SET notes = ? WHERE id = ?').run(notes, v.id);
   }
 
-  recordExport(versionId: number, format: 'peft' | 'merged' | 'onnx' | 'bundle', path: string, options: unknown = {}, size?: number): number {
-    const info = this.db.prepare('INSERT INTO exports (plugin_version_id, format, path, options, size, created_at) VALUES (?, ?, ?, ?, ?, ?)').run(versionId, format, resolve(path), JSON.stringify(options), size ?? null, now());
+  recordExport(
+    versionId: number,
+    format: 'peft' | 'merged' | 'onnx' | 'bundle',
+    path: string,
+    options: unknown = {},
+    size?: number,
+  ): number {
+    const info = this.db
+      .prepare(
+        'INSERT INTO exports (plugin_version_id, format, path, options, size, created_at) VALUES (?, ?, ?, ?, ?, ?)',
+      )
+      .run(versionId, format, resolve(path), JSON.stringify(options), size ?? null, now());
     return Number(info.lastInsertRowid);
   }
 
   /** Where a plugin version came from and went: model and dataset version → run → this version → exports. */
-  lineage(ref: string): { model?: ModelRow; dataset?: { id: number; dataset: string; digest: string; dir: string; task: string }; run?: RunRow; plugin: PluginVersionRow; exports: { id: number; format: string; path: string; created_at: string }[] } {
+  lineage(ref: string): {
+    model?: ModelRow;
+    dataset?: { id: number; dataset: string; digest: string; dir: string; task: string };
+    run?: RunRow;
+    plugin: PluginVersionRow;
+    exports: { id: number; format: string; path: string; created_at: string }[];
+  } {
     const plugin = this.resolvePlugin(ref);
     const run = plugin.run_id ? this.getRun(plugin.run_id) : undefined;
-    const model = plugin.model_id !== null ? this.getModel(plugin.model_id) : run?.model_id != null ? this.getModel(run.model_id) : undefined;
+    const model =
+      plugin.model_id !== null
+        ? this.getModel(plugin.model_id)
+        : run?.model_id != null
+          ? this.getModel(run.model_id)
+          : undefined;
     const dataset = run?.dataset_version_id != null ? this.datasetVersion(run.dataset_version_id) : undefined;
-    const exports = this.db.prepare("SELECT e.id, e.format, e.path, e.created_at FROM lineage l JOIN exports e ON CAST(e.id AS TEXT) = l.to_id WHERE l.from_kind = 'plugin_version' AND l.from_id = ? ORDER BY e.id").all(String(plugin.id)) as { id: number; format: string; path: string; created_at: string }[];
+    const exports = this.db
+      .prepare(
+        "SELECT e.id, e.format, e.path, e.created_at FROM lineage l JOIN exports e ON CAST(e.id AS TEXT) = l.to_id WHERE l.from_kind = 'plugin_version' AND l.from_id = ? ORDER BY e.id",
+      )
+      .all(String(plugin.id)) as { id: number; format: string; path: string; created_at: string }[];
     return { model, dataset, run, plugin, exports };
   }
 
@@ -478,16 +901,45 @@ export class Workspace {
   }
 
   /** Every file the index points at, relative to the workspace (for `check`). */
-  indexedFiles(): { kind: 'plugin' | 'dataset' | 'run' | 'model'; rel: string; sha256?: string; size?: number; label: string }[] {
-    const out: { kind: 'plugin' | 'dataset' | 'run' | 'model'; rel: string; sha256?: string; size?: number; label: string }[] = [];
-    for (const v of this.db.prepare('SELECT v.file, v.sha256, v.size, v.version, p.name FROM plugin_versions v JOIN plugins p ON p.id = v.plugin_id').all() as { file: string; sha256: string; size: number; version: number; name: string }[]) {
-      out.push({ kind: 'plugin', rel: v.file, sha256: v.sha256, size: v.size, label: `plugin ${v.name} v${v.version}` });
+  indexedFiles(): {
+    kind: 'plugin' | 'dataset' | 'run' | 'model';
+    rel: string;
+    sha256?: string;
+    size?: number;
+    label: string;
+  }[] {
+    const out: {
+      kind: 'plugin' | 'dataset' | 'run' | 'model';
+      rel: string;
+      sha256?: string;
+      size?: number;
+      label: string;
+    }[] = [];
+    for (const v of this.db
+      .prepare(
+        'SELECT v.file, v.sha256, v.size, v.version, p.name FROM plugin_versions v JOIN plugins p ON p.id = v.plugin_id',
+      )
+      .all() as { file: string; sha256: string; size: number; version: number; name: string }[]) {
+      out.push({
+        kind: 'plugin',
+        rel: v.file,
+        sha256: v.sha256,
+        size: v.size,
+        label: `plugin ${v.name} v${v.version}`,
+      });
     }
-    for (const d of this.db.prepare('SELECT v.dir, v.digest, d.name FROM dataset_versions v JOIN datasets d ON d.id = v.dataset_id').all() as { dir: string; digest: string; name: string }[]) {
+    for (const d of this.db
+      .prepare('SELECT v.dir, v.digest, d.name FROM dataset_versions v JOIN datasets d ON d.id = v.dataset_id')
+      .all() as { dir: string; digest: string; name: string }[]) {
       out.push({ kind: 'dataset', rel: d.dir, label: `dataset ${d.name} ${d.digest.slice(0, 12)}` });
     }
-    for (const r of this.db.prepare('SELECT id, dir FROM runs').all() as { id: string; dir: string }[]) out.push({ kind: 'run', rel: r.dir, label: `run ${r.id}` });
-    for (const m of this.db.prepare('SELECT name, path FROM models WHERE copied = 1').all() as { name: string; path: string }[]) out.push({ kind: 'model', rel: m.path, label: `model ${m.name}` });
+    for (const r of this.db.prepare('SELECT id, dir FROM runs').all() as { id: string; dir: string }[])
+      out.push({ kind: 'run', rel: r.dir, label: `run ${r.id}` });
+    for (const m of this.db.prepare('SELECT name, path FROM models WHERE copied = 1').all() as {
+      name: string;
+      path: string;
+    }[])
+      out.push({ kind: 'model', rel: m.path, label: `model ${m.name}` });
     return out;
   }
 

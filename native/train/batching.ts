@@ -23,9 +23,13 @@ function shuffle<T>(xs: T[], rng: Rng): T[] {
  * sort each window by length, slice into batches, shuffle the batches. `window` 1 is a plain shuffle.
  */
 export function planEpoch(lengths: number[], batchSize: number, seed: number, epoch: number, window = 50): BatchPlan {
-  if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error(`batch size must be a positive integer, got ${batchSize}`);
+  if (!Number.isInteger(batchSize) || batchSize < 1)
+    throw new Error(`batch size must be a positive integer, got ${batchSize}`);
   const rng = new Rng((seed * 1000003 + epoch * 7919 + 1) >>> 0);
-  const order = shuffle(lengths.map((_, i) => i), rng);
+  const order = shuffle(
+    lengths.map((_, i) => i),
+    rng,
+  );
   const batches: number[][] = [];
   const span = batchSize * Math.max(1, window);
   for (let w = 0; w < order.length; w += span) {
@@ -33,10 +37,14 @@ export function planEpoch(lengths: number[], batchSize: number, seed: number, ep
     for (let b = 0; b < chunk.length; b += batchSize) batches.push(chunk.slice(b, b + batchSize));
   }
   shuffle(batches, rng);
-  let pad = 0, real = 0;
+  let pad = 0,
+    real = 0;
   for (const b of batches) {
     const max = Math.max(...b.map((i) => lengths[i]));
-    for (const i of b) { pad += max - lengths[i]; real += lengths[i]; }
+    for (const i of b) {
+      pad += max - lengths[i];
+      real += lengths[i];
+    }
   }
   return { batches, padTokens: pad, realTokens: real };
 }

@@ -29,10 +29,14 @@ export function saveCheckpoint(dir: string, s: TrainerState, keep = 2): string {
   for (const [k, t] of Object.entries(s.m)) tensors[`adam_m/${k}`] = t;
   for (const [k, t] of Object.entries(s.v)) tensors[`adam_v/${k}`] = t;
   const name = file(s.step);
-  writeSafetensors(join(dir, name), tensors, { state: JSON.stringify({ step: s.step, epoch: s.epoch, cursor: s.cursor, extra: s.extra }) });
+  writeSafetensors(join(dir, name), tensors, {
+    state: JSON.stringify({ step: s.step, epoch: s.epoch, cursor: s.cursor, extra: s.extra }),
+  });
   // The pointer moves only once the checkpoint is complete on disk.
   writeFileAtomic(join(dir, 'latest.json'), new TextEncoder().encode(JSON.stringify({ file: name, step: s.step })));
-  const old = readdirSync(dir).filter((f) => /^step-\d+\.safetensors$/.test(f) && f !== name).sort();
+  const old = readdirSync(dir)
+    .filter((f) => /^step-\d+\.safetensors$/.test(f) && f !== name)
+    .sort();
   for (const f of old.slice(0, Math.max(0, old.length - (keep - 1)))) rmSync(join(dir, f), { force: true });
   return join(dir, name);
 }
@@ -48,8 +52,21 @@ export function loadCheckpoint(dir: string): TrainerState | undefined {
   }
   const h = readSafetensorsHeader(join(dir, latest.file));
   if (!h.metadata.state) throw new Error(`${h.file}: not a Delta Studio checkpoint (no state metadata)`);
-  const meta = JSON.parse(h.metadata.state) as { step: number; epoch: number; cursor: number; extra: Record<string, unknown> };
-  const s: TrainerState = { step: meta.step, epoch: meta.epoch, cursor: meta.cursor, extra: meta.extra, params: {}, m: {}, v: {} };
+  const meta = JSON.parse(h.metadata.state) as {
+    step: number;
+    epoch: number;
+    cursor: number;
+    extra: Record<string, unknown>;
+  };
+  const s: TrainerState = {
+    step: meta.step,
+    epoch: meta.epoch,
+    cursor: meta.cursor,
+    extra: meta.extra,
+    params: {},
+    m: {},
+    v: {},
+  };
   for (const [name, ref] of h.tensors) {
     const t: HostTensor = { dtype: ref.dtype, shape: ref.shape, data: viewAs(ref.dtype, readTensorBytes(ref)) };
     const [kind, ...rest] = name.split('/');

@@ -14,24 +14,38 @@ export interface Collator {
 }
 
 const i64 = (rows: number[][], width: number, fill: number): HostTensor => ({
-  dtype: 'int64', shape: [rows.length, width],
+  dtype: 'int64',
+  shape: [rows.length, width],
   data: BigInt64Array.from(rows.flatMap((r) => [...r, ...Array<number>(width - r.length).fill(fill)].map(BigInt))),
 });
 
-export function makeCollator(model: BuiltModel, tok: TextTokenizer, opts: { maxLength: number; targetMaxLength?: number; labels?: string[] }): Collator {
+export function makeCollator(
+  model: BuiltModel,
+  tok: TextTokenizer,
+  opts: { maxLength: number; targetMaxLength?: number; labels?: string[] },
+): Collator {
   const { maxLength } = opts;
   const needs = (n: string): boolean => model.inputs.includes(n);
   const need = (e: Example, k: keyof Example, i: number): string => {
     const v = e[k];
-    if (typeof v !== 'string' || v.length === 0) throw new Error(`example ${i}: "${k}" is missing or empty (task ${model.task})`);
+    if (typeof v !== 'string' || v.length === 0)
+      throw new Error(`example ${i}: "${k}" is missing or empty (task ${model.task})`);
     return v;
   };
   if (model.task === 'classification' || model.task === 'regression') {
     const index = new Map((opts.labels ?? []).map((l, i) => [l, i]));
-    if (model.task === 'classification' && index.size === 0) throw new Error('classification needs the label vocabulary');
-    const enc = (xs: Example[]) => (xs[0]?.text_pair !== undefined
-      ? tok.encodeBatch(xs.map((e, i) => [need(e, 'text', i), need(e, 'text_pair', i)] as [string, string]), { maxLength, padding: 'longest', paddingSide: 'right' })
-      : tok.encodeBatch(xs.map((e, i) => need(e, 'text', i)), { maxLength, padding: 'longest', paddingSide: 'right' }));
+    if (model.task === 'classification' && index.size === 0)
+      throw new Error('classification needs the label vocabulary');
+    const enc = (xs: Example[]) =>
+      xs[0]?.text_pair !== undefined
+        ? tok.encodeBatch(
+            xs.map((e, i) => [need(e, 'text', i), need(e, 'text_pair', i)] as [string, string]),
+            { maxLength, padding: 'longest', paddingSide: 'right' },
+          )
+        : tok.encodeBatch(
+            xs.map((e, i) => need(e, 'text', i)),
+            { maxLength, padding: 'longest', paddingSide: 'right' },
+          );
     return {
       lengths: (xs) => enc(xs).lengths,
       batch: (xs) => {
@@ -39,17 +53,29 @@ export function makeCollator(model: BuiltModel, tok: TextTokenizer, opts: { maxL
         const out: Record<string, HostTensor> = { input_ids: b.input_ids, attention_mask: b.attention_mask };
         if (needs('token_type_ids')) out.token_type_ids = b.token_type_ids;
         if (model.task === 'regression') {
-          out.labels = { dtype: 'float32', shape: [xs.length], data: Float32Array.from(xs, (e, i) => {
-            const v = Number(e.label);
-            if (e.label === undefined || e.label === '' || !Number.isFinite(v)) throw new Error(`example ${i}: label ${JSON.stringify(e.label)} is not a number`);
-            return v;
-          }) };
+          out.labels = {
+            dtype: 'float32',
+            shape: [xs.length],
+            data: Float32Array.from(xs, (e, i) => {
+              const v = Number(e.label);
+              if (e.label === undefined || e.label === '' || !Number.isFinite(v))
+                throw new Error(`example ${i}: label ${JSON.stringify(e.label)} is not a number`);
+              return v;
+            }),
+          };
         } else {
-          out.labels = { dtype: 'int64', shape: [xs.length], data: BigInt64Array.from(xs, (e, i) => {
-            const k = index.get(String(e.label));
-            if (k === undefined) throw new Error(`example ${i}: label ${JSON.stringify(e.label)} is not one of ${opts.labels!.join(', ')}`);
-            return BigInt(k);
-          }) };
+          out.labels = {
+            dtype: 'int64',
+            shape: [xs.length],
+            data: BigInt64Array.from(xs, (e, i) => {
+              const k = index.get(String(e.label));
+              if (k === undefined)
+                throw new Error(
+                  `example ${i}: label ${JSON.stringify(e.label)} is not one of ${opts.labels!.join(', ')}`,
+                );
+              return BigInt(k);
+            }),
+          };
         }
         return out;
       },
@@ -60,7 +86,10 @@ export function makeCollator(model: BuiltModel, tok: TextTokenizer, opts: { maxL
       let ids: number[], labels: number[];
       if (e.prompt !== undefined || e.completion !== undefined) {
         const p = tok.encode(need(e, 'prompt', i)).ids;
-        const c = [...tok.encode(need(e, 'completion', i), undefined, { addSpecialTokens: false }).ids, ...(tok.eosId !== undefined ? [tok.eosId] : [])];
+        const c = [
+          ...tok.encode(need(e, 'completion', i), undefined, { addSpecialTokens: false }).ids,
+          ...(tok.eosId !== undefined ? [tok.eosId] : []),
+        ];
         ids = [...p, ...c];
         labels = [...p.map(() => -100), ...c]; // loss on the completion only
       } else {
@@ -75,9 +104,21 @@ export function makeCollator(model: BuiltModel, tok: TextTokenizer, opts: { maxL
         const rows = xs.map((e, i) => encode(e, i));
         const S = Math.max(...rows.map((r) => r.ids.length));
         return {
-          input_ids: i64(rows.map((r) => r.ids), S, tok.padId < 0 ? 0 : tok.padId),
-          attention_mask: i64(rows.map((r) => r.ids.map(() => 1)), S, 0),
-          labels: i64(rows.map((r) => r.labels), S, -100),
+          input_ids: i64(
+            rows.map((r) => r.ids),
+            S,
+            tok.padId < 0 ? 0 : tok.padId,
+          ),
+          attention_mask: i64(
+            rows.map((r) => r.ids.map(() => 1)),
+            S,
+            0,
+          ),
+          labels: i64(
+            rows.map((r) => r.labels),
+            S,
+            -100,
+          ),
         };
       },
     };
@@ -88,14 +129,25 @@ export function makeCollator(model: BuiltModel, tok: TextTokenizer, opts: { maxL
   return {
     lengths: (xs) => xs.map((e, i) => tok.encode(need(e, 'source', i), undefined, { maxLength }).ids.length),
     batch: (xs) => {
-      const src = tok.encodeBatch(xs.map((e, i) => need(e, 'source', i)), { maxLength, padding: 'longest', paddingSide: 'right' });
+      const src = tok.encodeBatch(
+        xs.map((e, i) => need(e, 'source', i)),
+        { maxLength, padding: 'longest', paddingSide: 'right' },
+      );
       const tgt = xs.map((e, i) => tok.encode(need(e, 'target', i), undefined, { maxLength: tMax }).ids);
       const T = Math.max(...tgt.map((t) => t.length));
       return {
         input_ids: src.input_ids,
         attention_mask: src.attention_mask,
-        decoder_input_ids: i64(tgt.map((t) => [start, ...t.slice(0, -1)]), T, tok.padId),
-        decoder_attention_mask: i64(tgt.map((t) => t.map(() => 1)), T, 0),
+        decoder_input_ids: i64(
+          tgt.map((t) => [start, ...t.slice(0, -1)]),
+          T,
+          tok.padId,
+        ),
+        decoder_attention_mask: i64(
+          tgt.map((t) => t.map(() => 1)),
+          T,
+          0,
+        ),
         labels: i64(tgt, T, -100),
       };
     },

@@ -8,15 +8,30 @@ import type { Example } from './collate.js';
 import { withoutDropout } from './dropout.js';
 import { exactMatch } from './metrics.js';
 
-const ids = (rows: number[]): HostTensor => ({ dtype: 'int64', shape: [1, rows.length], data: BigInt64Array.from(rows.map(BigInt)) });
+const ids = (rows: number[]): HostTensor => ({
+  dtype: 'int64',
+  shape: [1, rows.length],
+  data: BigInt64Array.from(rows.map(BigInt)),
+});
 const ones = (n: number): HostTensor => ({ dtype: 'int64', shape: [1, n], data: new BigInt64Array(n).fill(1n) });
 
 export class Generator {
-  private constructor(private readonly model: BuiltModel, private readonly tok: TextTokenizer, private readonly session: SessionHandle, private readonly trainable: string[]) {}
+  private constructor(
+    private readonly model: BuiltModel,
+    private readonly tok: TextTokenizer,
+    private readonly session: SessionHandle,
+    private readonly trainable: string[],
+  ) {}
 
   /** A logits-only session of the model; delta parameters (graph values in `trainable`) are fed at each call. */
-  static async open(model: BuiltModel, tok: TextTokenizer, trainable: string[], device: 'auto' | 'cpu' | 'cuda' = 'cpu'): Promise<Generator> {
-    if (model.task !== 'causal-lm' && model.task !== 'seq2seq-lm') throw new Error(`generation needs a language model (this one is ${model.task})`);
+  static async open(
+    model: BuiltModel,
+    tok: TextTokenizer,
+    trainable: string[],
+    device: 'auto' | 'cpu' | 'cuda' = 'cpu',
+  ): Promise<Generator> {
+    if (model.task !== 'causal-lm' && model.task !== 'seq2seq-lm')
+      throw new Error(`generation needs a language model (this one is ${model.task})`);
     const g = withoutDropout(model.graph);
     for (const v of trainable) if (g.initializers.has(v)) g.promoteToInput(v);
     g.outputs.length = 0;
@@ -45,7 +60,13 @@ export class Generator {
       const start = Number(this.model.builder.folder.config.decoder_start_token_id ?? this.tok.padId);
       const dec = [start];
       for (let i = 0; i < maxNewTokens; i++) {
-        const r = await this.session.run({ ...feeds, input_ids: ids(src), attention_mask: ones(src.length), decoder_input_ids: ids(dec), decoder_attention_mask: ones(dec.length) });
+        const r = await this.session.run({
+          ...feeds,
+          input_ids: ids(src),
+          attention_mask: ones(src.length),
+          decoder_input_ids: ids(dec),
+          decoder_attention_mask: ones(dec.length),
+        });
         const next = argmaxLast(r.logits);
         if (next === eos) break;
         dec.push(next);
@@ -57,9 +78,14 @@ export class Generator {
 
   /** Exact match of greedy generations against the references of up to `limit` rows. */
   async exactMatch(rows: Example[], params: Record<string, HostTensor>, limit = 128): Promise<number> {
-    const xs = rows.filter((r) => (this.model.task === 'causal-lm' ? r.prompt !== undefined && r.completion !== undefined : r.source !== undefined)).slice(0, limit);
+    const xs = rows
+      .filter((r) =>
+        this.model.task === 'causal-lm' ? r.prompt !== undefined && r.completion !== undefined : r.source !== undefined,
+      )
+      .slice(0, limit);
     if (xs.length === 0) return NaN;
-    const preds: string[] = [], gold: string[] = [];
+    const preds: string[] = [],
+      gold: string[] = [];
     for (const r of xs) {
       const target = (this.model.task === 'causal-lm' ? r.completion : r.target) ?? '';
       const budget = this.tok.encode(target, undefined, { addSpecialTokens: false }).ids.length + 4;

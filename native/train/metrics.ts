@@ -2,7 +2,8 @@
 // loss and perplexity for language models, exact match for generation.
 
 export function accuracy(pred: number[], gold: number[]): number {
-  if (pred.length !== gold.length || pred.length === 0) throw new Error(`accuracy: ${pred.length} predictions for ${gold.length} labels`);
+  if (pred.length !== gold.length || pred.length === 0)
+    throw new Error(`accuracy: ${pred.length} predictions for ${gold.length} labels`);
   return pred.reduce((a, p, i) => a + (p === gold[i] ? 1 : 0), 0) / pred.length;
 }
 
@@ -11,7 +12,9 @@ export function macroF1(pred: number[], gold: number[]): number {
   const classes = [...new Set([...pred, ...gold])];
   let sum = 0;
   for (const c of classes) {
-    let tp = 0, fp = 0, fn = 0;
+    let tp = 0,
+      fp = 0,
+      fn = 0;
     for (let i = 0; i < pred.length; i++) {
       if (pred[i] === c && gold[i] === c) tp++;
       else if (pred[i] === c) fp++;
@@ -27,13 +30,16 @@ export function mcc(pred: number[], gold: number[]): number {
   const classes = [...new Set([...pred, ...gold])];
   const n = pred.length;
   let correct = 0;
-  const t = new Map<number, number>(), p = new Map<number, number>();
+  const t = new Map<number, number>(),
+    p = new Map<number, number>();
   for (let i = 0; i < n; i++) {
     if (pred[i] === gold[i]) correct++;
     t.set(gold[i], (t.get(gold[i]) ?? 0) + 1);
     p.set(pred[i], (p.get(pred[i]) ?? 0) + 1);
   }
-  let tp = 0, tt = 0, pp = 0;
+  let tp = 0,
+    tt = 0,
+    pp = 0;
   for (const c of classes) {
     tp += (t.get(c) ?? 0) * (p.get(c) ?? 0);
     tt += (t.get(c) ?? 0) ** 2;
@@ -46,8 +52,11 @@ export function mcc(pred: number[], gold: number[]): number {
 export function pearson(x: number[], y: number[]): number {
   const n = x.length;
   if (n !== y.length || n < 2) throw new Error(`pearson: needs two series of the same length ≥ 2 (${n}, ${y.length})`);
-  const mx = x.reduce((a, b) => a + b, 0) / n, my = y.reduce((a, b) => a + b, 0) / n;
-  let sxy = 0, sxx = 0, syy = 0;
+  const mx = x.reduce((a, b) => a + b, 0) / n,
+    my = y.reduce((a, b) => a + b, 0) / n;
+  let sxy = 0,
+    sxx = 0,
+    syy = 0;
   for (let i = 0; i < n; i++) {
     sxy += (x[i] - mx) * (y[i] - my);
     sxx += (x[i] - mx) ** 2;

@@ -16,7 +16,11 @@ export interface TrainerJob {
   kill(): void;
 }
 
-export function startTrainer(config: TrainConfig, data: { train: Example[]; validation?: Example[] }, onEvent: (e: TrainEvent) => void = () => {}): TrainerJob {
+export function startTrainer(
+  config: TrainConfig,
+  data: { train: Example[]; validation?: Example[] },
+  onEvent: (e: TrainEvent) => void = () => {},
+): TrainerJob {
   const fromSource = import.meta.url.endsWith('.ts');
   const entry = fileURLToPath(new URL(`./trainer-process${fromSource ? '.ts' : '.js'}`, import.meta.url));
   const child: ChildProcess = fork(entry, [], {
@@ -29,11 +33,21 @@ export function startTrainer(config: TrainConfig, data: { train: Example[]; vali
     child.on('message', (m: { type: string; event?: TrainEvent; result?: TrainResult; message?: string }) => {
       if (m.type === 'ready') child.send({ type: 'train', config, data });
       else if (m.type === 'event') onEvent(m.event!);
-      else if (m.type === 'result') { settled = true; resolve(m.result!); }
-      else if (m.type === 'error') { settled = true; reject(new Error(m.message)); }
+      else if (m.type === 'result') {
+        settled = true;
+        resolve(m.result!);
+      } else if (m.type === 'error') {
+        settled = true;
+        reject(new Error(m.message));
+      }
     });
     child.on('exit', (code, sig) => {
-      if (!settled) reject(new Error(`the trainer process ended without a result (${sig ? `signal ${sig}` : `exit code ${code}`}); resume the run from its last checkpoint`));
+      if (!settled)
+        reject(
+          new Error(
+            `the trainer process ended without a result (${sig ? `signal ${sig}` : `exit code ${code}`}); resume the run from its last checkpoint`,
+          ),
+        );
     });
   });
   return {

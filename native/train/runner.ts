@@ -17,7 +17,11 @@ export interface RunnerOptions {
   inWorker?: boolean;
 }
 
-const zerosLike = (t: HostTensor): HostTensor => ({ dtype: 'float32', shape: t.shape, data: new Float32Array(t.data.length) });
+const zerosLike = (t: HostTensor): HostTensor => ({
+  dtype: 'float32',
+  shape: t.shape,
+  data: new Float32Array(t.data.length),
+});
 const scalarF = (v: number): HostTensor => ({ dtype: 'float32', shape: [], data: Float32Array.of(v) });
 const scalarI = (v: number): HostTensor => ({ dtype: 'int64', shape: [], data: BigInt64Array.of(BigInt(v)) });
 
@@ -32,13 +36,19 @@ export class StepRunner {
     readonly v: Record<string, HostTensor>,
   ) {}
 
-  static async open(graphs: TrainStepGraphs, initial: Record<string, HostTensor>, opts: RunnerOptions = {}): Promise<StepRunner> {
+  static async open(
+    graphs: TrainStepGraphs,
+    initial: Record<string, HostTensor>,
+    opts: RunnerOptions = {},
+  ): Promise<StepRunner> {
     const open = opts.inWorker === false ? openInline : openInWorker;
     const sessions: { step?: SessionHandle; accumulate?: SessionHandle; apply?: SessionHandle } = {};
     if (graphs.step) sessions.step = await open(graphs.step, opts.session);
     if (graphs.accumulate) sessions.accumulate = await open(graphs.accumulate, opts.session);
     if (graphs.apply) sessions.apply = await open(graphs.apply, opts.session);
-    const params: Record<string, HostTensor> = {}, m: Record<string, HostTensor> = {}, v: Record<string, HostTensor> = {};
+    const params: Record<string, HostTensor> = {},
+      m: Record<string, HostTensor> = {},
+      v: Record<string, HostTensor> = {};
     for (const p of graphs.trainable) {
       const t = initial[p];
       if (!t) throw new Error(`no initial value for trainable parameter "${p}"`);
@@ -67,7 +77,10 @@ export class StepRunner {
     if (this.sessions.step) {
       if (microBatches.length !== 1) throw new Error(`this step graph takes 1 micro-batch, got ${microBatches.length}`);
       const feeds: Record<string, HostTensor> = { ...microBatches[0], ...common(), ...this.params };
-      for (const p of want) { feeds[names.m(p)] = this.m[p]; feeds[names.v(p)] = this.v[p]; }
+      for (const p of want) {
+        feeds[names.m(p)] = this.m[p];
+        feeds[names.v(p)] = this.v[p];
+      }
       if (this.graphs.dropoutNodes) feeds[names.seed] = scalarI(dropoutSeed);
       out = await this.sessions.step.run(feeds);
       loss = Number(out[names.loss].data[0]);
@@ -85,7 +98,11 @@ export class StepRunner {
       }
       loss = total / microBatches.length;
       const feeds: Record<string, HostTensor> = { ...common(), ...this.params };
-      for (const p of want) { feeds[names.m(p)] = this.m[p]; feeds[names.v(p)] = this.v[p]; feeds[names.grad(p)] = sums[p]; }
+      for (const p of want) {
+        feeds[names.m(p)] = this.m[p];
+        feeds[names.v(p)] = this.v[p];
+        feeds[names.grad(p)] = sums[p];
+      }
       out = await this.sessions.apply!.run(feeds);
     }
     const gradNorm = Number(out[names.gradNorm].data[0]);
@@ -99,12 +116,22 @@ export class StepRunner {
   }
 
   /** Continues from a checkpoint: parameters, moments and the step count (the schedule and bias correction). */
-  restore(state: { step: number; params: Record<string, HostTensor>; m: Record<string, HostTensor>; v: Record<string, HostTensor> }): void {
+  restore(state: {
+    step: number;
+    params: Record<string, HostTensor>;
+    m: Record<string, HostTensor>;
+    v: Record<string, HostTensor>;
+  }): void {
     for (const p of this.graphs.trainable) {
-      for (const [what, src, dst] of [['parameter', state.params, this.params], ['first moment', state.m, this.m], ['second moment', state.v, this.v]] as const) {
+      for (const [what, src, dst] of [
+        ['parameter', state.params, this.params],
+        ['first moment', state.m, this.m],
+        ['second moment', state.v, this.v],
+      ] as const) {
         const t = src[p];
         if (!t) throw new Error(`checkpoint has no ${what} for "${p}"`);
-        if (t.data.length !== dst[p].data.length) throw new Error(`checkpoint ${what} of "${p}" has shape [${t.shape}], the model's is [${dst[p].shape}]`);
+        if (t.data.length !== dst[p].data.length)
+          throw new Error(`checkpoint ${what} of "${p}" has shape [${t.shape}], the model's is [${dst[p].shape}]`);
         dst[p] = { dtype: 'float32', shape: [...dst[p].shape], data: Float32Array.from(t.data as Float32Array) };
       }
     }

@@ -64,8 +64,16 @@ export function decayFor(name: string, rank: number, cfg: AdamWConfig): number {
 }
 
 /** Appends clipping and AdamW for `grads`; outputs grad_norm and the updated parameters and moments. */
-function appendUpdate(g: Graph, params: Value[], grads: Map<string, Value>, cfg: AdamWConfig, decay: Record<string, number>): void {
-  const b1 = cfg.beta1 ?? 0.9, b2 = cfg.beta2 ?? 0.999, eps = cfg.eps ?? 1e-8;
+function appendUpdate(
+  g: Graph,
+  params: Value[],
+  grads: Map<string, Value>,
+  cfg: AdamWConfig,
+  decay: Record<string, number>,
+): void {
+  const b1 = cfg.beta1 ?? 0.9,
+    b2 = cfg.beta2 ?? 0.999,
+    eps = cfg.eps ?? 1e-8;
   const f = (v: number): Value => g.constant(v, 'float32', []);
   const lr = g.input(names.lr, 'float32', []);
   const step = g.input(names.step, 'int64', []);
@@ -84,7 +92,10 @@ function appendUpdate(g: Graph, params: Value[], grads: Map<string, Value>, cfg:
     const stepSize = g.op1('Div', [lr, bc1]);
     const sqrtBc2 = g.op1('Sqrt', [bc2]);
     for (const p of params) {
-      if (p.dtype !== 'float32') throw new Error(`trainable parameter "${p.name}" is ${p.dtype}; trainable parameters and optimizer state are float32`);
+      if (p.dtype !== 'float32')
+        throw new Error(
+          `trainable parameter "${p.name}" is ${p.dtype}; trainable parameters and optimizer state are float32`,
+        );
       g.scope(p.name, () => {
         let gr = grads.get(p.name)!;
         if (coef) gr = g.op1('Mul', [gr, coef]);

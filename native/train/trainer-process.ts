@@ -13,16 +13,30 @@ const gate = async (): Promise<void> => {
   await paused;
 };
 
-process.on('message', (msg: { type: string; config?: TrainConfig; data?: { train: Example[]; validation?: Example[] } }) => {
-  if (msg.type === 'cancel') { controller.abort(); release?.(); paused = undefined; }
-  if (msg.type === 'pause' && !paused) paused = new Promise((r) => { release = r; });
-  if (msg.type === 'resume' && paused) { release?.(); paused = undefined; process.send!({ type: 'event', event: { type: 'resumed' } }); }
-  if (msg.type !== 'train') return;
-  train(msg.config!, msg.data!, (e) => process.send!({ type: 'event', event: e }), controller.signal, gate).then(
-    (result) => process.send!({ type: 'result', result }, () => process.exit(0)),
-    (e: Error) => process.send!({ type: 'error', message: e.message }, () => process.exit(1)),
-  );
-});
+process.on(
+  'message',
+  (msg: { type: string; config?: TrainConfig; data?: { train: Example[]; validation?: Example[] } }) => {
+    if (msg.type === 'cancel') {
+      controller.abort();
+      release?.();
+      paused = undefined;
+    }
+    if (msg.type === 'pause' && !paused)
+      paused = new Promise((r) => {
+        release = r;
+      });
+    if (msg.type === 'resume' && paused) {
+      release?.();
+      paused = undefined;
+      process.send!({ type: 'event', event: { type: 'resumed' } });
+    }
+    if (msg.type !== 'train') return;
+    train(msg.config!, msg.data!, (e) => process.send!({ type: 'event', event: e }), controller.signal, gate).then(
+      (result) => process.send!({ type: 'result', result }, () => process.exit(0)),
+      (e: Error) => process.send!({ type: 'error', message: e.message }, () => process.exit(1)),
+    );
+  },
+);
 // The parent is gone (killed, or closed): nobody records this run any more. Stop; its last checkpoint stands and the
 // run, marked interrupted when its workspace is next opened, resumes from there.
 process.on('disconnect', () => process.exit(3));

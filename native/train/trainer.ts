@@ -53,8 +53,25 @@ export interface TrainConfig {
 export type RunStatus = 'finished' | 'diverged' | 'cancelled' | 'stopped-early';
 
 export type TrainEvent =
-  | { type: 'start'; totalSteps: number; device: string; fallbackReason?: string; trainable: number; resumedFrom?: number }
-  | { type: 'progress'; step: number; epoch: number; loss: number; lr: number; gradNorm: number; tokensPerSec: number; etaSeconds: number; rssBytes: number }
+  | {
+      type: 'start';
+      totalSteps: number;
+      device: string;
+      fallbackReason?: string;
+      trainable: number;
+      resumedFrom?: number;
+    }
+  | {
+      type: 'progress';
+      step: number;
+      epoch: number;
+      loss: number;
+      lr: number;
+      gradNorm: number;
+      tokensPerSec: number;
+      etaSeconds: number;
+      rssBytes: number;
+    }
   | { type: 'eval'; step: number; metrics: Record<string, number> }
   | { type: 'checkpoint'; step: number; file: string }
   | { type: 'paused' }
@@ -77,10 +94,21 @@ const HIGHER = new Set(['accuracy', 'macro_f1', 'mcc', 'pearson', 'spearman', 'e
 /**
  * Trains. `signal` cancels after the current step; `gate` is awaited before every step (a paused run waits there).
  */
-export async function train(cfg: TrainConfig, data: { train: Example[]; validation?: Example[] }, emit: (e: TrainEvent) => void = () => {}, signal?: AbortSignal, gate?: () => Promise<void>): Promise<TrainResult> {
+export async function train(
+  cfg: TrainConfig,
+  data: { train: Example[]; validation?: Example[] },
+  emit: (e: TrainEvent) => void = () => {},
+  signal?: AbortSignal,
+  gate?: () => Promise<void>,
+): Promise<TrainResult> {
   if (data.train.length === 0) throw new Error('no training examples');
   const acc = cfg.accumulation ?? 1;
-  const { model, applied } = loadWithDeltas(cfg.model, { task: cfg.task, numLabels: cfg.labels?.length, precision: cfg.precision }, cfg.deltas, cfg.seed);
+  const { model, applied } = loadWithDeltas(
+    cfg.model,
+    { task: cfg.task, numLabels: cfg.labels?.length, precision: cfg.precision },
+    cfg.deltas,
+    cfg.seed,
+  );
   const tok = TextTokenizer.fromFolder(cfg.model);
   const collate = makeCollator(model, tok, { maxLength: cfg.maxLength, labels: cfg.labels });
   const lengths = collate.lengths(data.train);
@@ -90,15 +118,25 @@ export async function train(cfg: TrainConfig, data: { train: Example[]; validati
   const warmupSteps = (cfg.warmup ?? 0) < 1 ? Math.round((cfg.warmup ?? 0) * totalSteps) : (cfg.warmup as number);
   const schedule = { lr: cfg.lr, kind: cfg.schedule ?? 'linear', warmup: warmupSteps, total: totalSteps };
 
-  const graphs = buildTrainStep({ forward: model.graph, loss: model.loss, trainable: applied.trainable, optimizer: { weightDecay: cfg.weightDecay ?? 0.01, maxGradNorm: cfg.maxGradNorm ?? 1 }, accumulation: acc });
-  const runner = await StepRunner.open(graphs, applied.initial, { inWorker: cfg.inWorker ?? false, session: { device: cfg.device ?? 'auto' } });
+  const graphs = buildTrainStep({
+    forward: model.graph,
+    loss: model.loss,
+    trainable: applied.trainable,
+    optimizer: { weightDecay: cfg.weightDecay ?? 0.01, maxGradNorm: cfg.maxGradNorm ?? 1 },
+    accumulation: acc,
+  });
+  const runner = await StepRunner.open(graphs, applied.initial, {
+    inWorker: cfg.inWorker ?? false,
+    session: { device: cfg.device ?? 'auto' },
+  });
 
   // Evaluation reads the trained parameters as inputs of a dropout-free forward graph.
   const evaluator = await openInline(evaluationGraph(model, applied.trainable), { device: runner.device });
 
   const ckptDir = join(cfg.runDir, 'checkpoints');
   mkdirSync(cfg.runDir, { recursive: true });
-  let epoch = 0, cursor = 0;
+  let epoch = 0,
+    cursor = 0;
   let best: TrainResult['best'];
   let patience = 0;
   const resumed = loadCheckpoint(ckptDir);
@@ -109,12 +147,30 @@ export async function train(cfg: TrainConfig, data: { train: Example[]; validati
     best = resumed.extra.best as TrainResult['best'];
     patience = (resumed.extra.patience as number) ?? 0;
   }
-  emit({ type: 'start', totalSteps, device: runner.device, fallbackReason: runner.fallbackReason, trainable: applied.params.reduce((a, p) => a + applied.initial[p.value].data.length, 0), resumedFrom: resumed?.step });
+  emit({
+    type: 'start',
+    totalSteps,
+    device: runner.device,
+    fallbackReason: runner.fallbackReason,
+    trainable: applied.params.reduce((a, p) => a + applied.initial[p.value].data.length, 0),
+    resumedFrom: resumed?.step,
+  });
 
   // Language models are also judged on what they generate: exact match of greedy completions (up to 64 rows).
-  const generator = model.task === 'causal-lm' || model.task === 'seq2seq-lm' ? await Generator.open(model, tok, applied.trainable, runner.device) : undefined;
+  const generator =
+    model.task === 'causal-lm' || model.task === 'seq2seq-lm'
+      ? await Generator.open(model, tok, applied.trainable, runner.device)
+      : undefined;
   const evaluate = async (): Promise<Record<string, number>> => {
-    const m = await evaluateRows(model.task, model.loss, evaluator, collate, data.validation ?? [], runner.params, cfg.batchSize);
+    const m = await evaluateRows(
+      model.task,
+      model.loss,
+      evaluator,
+      collate,
+      data.validation ?? [],
+      runner.params,
+      cfg.batchSize,
+    );
     if (generator && data.validation?.length) {
       const em = await generator.exactMatch(data.validation, runner.params, 64);
       if (Number.isFinite(em)) m.exact_match = em;
@@ -126,10 +182,15 @@ export async function train(cfg: TrainConfig, data: { train: Example[]; validati
   const saveDelta = (file: string): void => {
     const tensors: Record<string, HostTensor> = {};
     for (const p of applied.params) tensors[p.name] = runner.params[p.value];
-    writeSafetensors(file, tensors, { format: 'delta-studio-delta', methods: JSON.stringify(cfg.deltas), step: String(runner.t) });
+    writeSafetensors(file, tensors, {
+      format: 'delta-studio-delta',
+      methods: JSON.stringify(cfg.deltas),
+      step: String(runner.t),
+    });
   };
 
-  let status: RunStatus = 'finished', reason: string | undefined;
+  let status: RunStatus = 'finished',
+    reason: string | undefined;
   let metrics: Record<string, number> = {};
   let tokens = 0;
   const t0 = performance.now();
@@ -142,7 +203,15 @@ export async function train(cfg: TrainConfig, data: { train: Example[]; validati
       if (signal?.aborted) {
         status = 'cancelled';
         // A cancelled run can be resumed from exactly here.
-        saveCheckpoint(ckptDir, { step: runner.t, epoch, cursor, params: runner.params, m: runner.m, v: runner.v, extra: { best, patience } });
+        saveCheckpoint(ckptDir, {
+          step: runner.t,
+          epoch,
+          cursor,
+          params: runner.params,
+          m: runner.m,
+          v: runner.v,
+          extra: { best, patience },
+        });
         break outer;
       }
       const micro = plan.batches.slice(cursor, cursor + acc).map((b) => collate.batch(b.map((i) => data.train[i])));
@@ -155,10 +224,23 @@ export async function train(cfg: TrainConfig, data: { train: Example[]; validati
         reason = `step ${step}: loss ${r.loss}, gradient norm ${r.gradNorm}`;
         break outer;
       }
-      tokens += plan.batches.slice(cursor, cursor + acc).flat().reduce((a, i) => a + lengths[i], 0);
+      tokens += plan.batches
+        .slice(cursor, cursor + acc)
+        .flat()
+        .reduce((a, i) => a + lengths[i], 0);
       const secs = (performance.now() - t0) / 1000;
       const done = runner.t - startStep;
-      emit({ type: 'progress', step: runner.t, epoch, loss: r.loss, lr, gradNorm: r.gradNorm, tokensPerSec: tokens / secs, etaSeconds: (secs / done) * (totalSteps - runner.t), rssBytes: process.memoryUsage().rss });
+      emit({
+        type: 'progress',
+        step: runner.t,
+        epoch,
+        loss: r.loss,
+        lr,
+        gradNorm: r.gradNorm,
+        tokensPerSec: tokens / secs,
+        etaSeconds: (secs / done) * (totalSteps - runner.t),
+        rssBytes: process.memoryUsage().rss,
+      });
       const atEval = cfg.evalEvery && runner.t % cfg.evalEvery === 0;
       if (atEval) {
         metrics = await evaluate();
@@ -178,7 +260,15 @@ export async function train(cfg: TrainConfig, data: { train: Example[]; validati
         }
       }
       if (cfg.checkpointEvery && runner.t % cfg.checkpointEvery === 0) {
-        const file = saveCheckpoint(ckptDir, { step: runner.t, epoch, cursor: cursor + acc, params: runner.params, m: runner.m, v: runner.v, extra: { best, patience } });
+        const file = saveCheckpoint(ckptDir, {
+          step: runner.t,
+          epoch,
+          cursor: cursor + acc,
+          params: runner.params,
+          m: runner.m,
+          v: runner.v,
+          extra: { best, patience },
+        });
         emit({ type: 'checkpoint', step: runner.t, file });
       }
     }
@@ -194,7 +284,16 @@ export async function train(cfg: TrainConfig, data: { train: Example[]; validati
     }
     saveDelta(deltaFile);
   }
-  const result: TrainResult = { status, steps: runner.t, metrics, best, tokensPerSec: tokens / ((performance.now() - t0) / 1000), device: runner.device, deltaFile, reason };
+  const result: TrainResult = {
+    status,
+    steps: runner.t,
+    metrics,
+    best,
+    tokensPerSec: tokens / ((performance.now() - t0) / 1000),
+    device: runner.device,
+    deltaFile,
+    reason,
+  };
   await runner.release();
   await evaluator.release();
   await generator?.release();
@@ -202,15 +301,28 @@ export async function train(cfg: TrainConfig, data: { train: Example[]; validati
 }
 
 /** Metrics of `rows` under the given parameter values: loss, and accuracy/F1/MCC, Pearson/Spearman/MSE or perplexity. */
-export async function evaluateRows(task: Task, lossName: string, session: SessionHandle, collate: Collator, rows: Example[], params: Record<string, HostTensor>, batchSize: number): Promise<Record<string, number>> {
+export async function evaluateRows(
+  task: Task,
+  lossName: string,
+  session: SessionHandle,
+  collate: Collator,
+  rows: Example[],
+  params: Record<string, HostTensor>,
+  batchSize: number,
+): Promise<Record<string, number>> {
   if (rows.length === 0) return {};
-  let lossSum = 0, weight = 0;
-  const preds: number[] = [], gold: number[] = [];
+  let lossSum = 0,
+    weight = 0;
+  const preds: number[] = [],
+    gold: number[] = [];
   for (let i = 0; i < rows.length; i += batchSize) {
     const xs = rows.slice(i, i + batchSize);
     const feeds = { ...collate.batch(xs), ...params };
     const out = await session.run(feeds);
-    const w = task === 'classification' || task === 'regression' ? xs.length : Array.from(feeds.labels.data as BigInt64Array).filter((l) => l !== -100n).length;
+    const w =
+      task === 'classification' || task === 'regression'
+        ? xs.length
+        : Array.from(feeds.labels.data as BigInt64Array).filter((l) => l !== -100n).length;
     lossSum += Number(out[lossName].data[0]) * w;
     weight += w;
     if (task === 'classification') {
@@ -228,8 +340,14 @@ export async function evaluateRows(task: Task, lossName: string, session: Sessio
     }
   }
   const m: Record<string, number> = { loss: lossSum / weight };
-  if (task === 'classification') Object.assign(m, { accuracy: accuracy(preds, gold), macro_f1: macroF1(preds, gold), mcc: mcc(preds, gold) });
-  else if (task === 'regression') Object.assign(m, { pearson: pearson(preds, gold), spearman: spearman(preds, gold), mse: preds.reduce((a, p, i) => a + (p - gold[i]) ** 2, 0) / preds.length });
+  if (task === 'classification')
+    Object.assign(m, { accuracy: accuracy(preds, gold), macro_f1: macroF1(preds, gold), mcc: mcc(preds, gold) });
+  else if (task === 'regression')
+    Object.assign(m, {
+      pearson: pearson(preds, gold),
+      spearman: spearman(preds, gold),
+      mse: preds.reduce((a, p, i) => a + (p - gold[i]) ** 2, 0) / preds.length,
+    });
   else m.perplexity = perplexity(m.loss);
   return m;
 }

@@ -14,15 +14,27 @@ describe('api client', () => {
   });
 
   it('turns a bridge error into an ApiCallError with the ApiError', async () => {
-    const api = createApi({ studio: { call: async () => ({ error: { code: 'not-found', message: 'no run 7' } }), on: () => () => {} } });
-    await expect(api.call('runs.get', { runId: '7' })).rejects.toMatchObject({ error: { code: 'not-found', message: 'no run 7' } });
+    const api = createApi({
+      studio: { call: async () => ({ error: { code: 'not-found', message: 'no run 7' } }), on: () => () => {} },
+    });
+    await expect(api.call('runs.get', { runId: '7' })).rejects.toMatchObject({
+      error: { code: 'not-found', message: 'no run 7' },
+    });
   });
 
   it('uses HTTP POST /api/<method> with the token otherwise', async () => {
     const store = new Map<string, string>();
-    const storage = { getItem: (k: string) => store.get(k) ?? null, setItem: (k: string, v: string) => void store.set(k, v) };
+    const storage = {
+      getItem: (k: string) => store.get(k) ?? null,
+      setItem: (k: string, v: string) => void store.set(k, v),
+    };
     const fetch = vi.fn(async () => new Response(JSON.stringify({ result: { version: '0.1.0' } }), { status: 200 }));
-    const api = httpApi({ location: { href: 'http://h:7860/?token=abc' }, storage, fetch: fetch as unknown as typeof globalThis.fetch, WebSocket: undefined });
+    const api = httpApi({
+      location: { href: 'http://h:7860/?token=abc' },
+      storage,
+      fetch: fetch as unknown as typeof globalThis.fetch,
+      WebSocket: undefined,
+    });
     expect(api.transport).toBe('http');
     expect(await api.call('app.info', {})).toEqual({ version: '0.1.0' });
     const [url, init] = fetch.mock.calls[0] as unknown as [string, RequestInit];
@@ -38,8 +50,18 @@ describe('api client', () => {
   });
 
   it('HTTP errors become ApiErrors', async () => {
-    const fetch = async () => new Response(JSON.stringify({ error: { code: 'bad-params', message: 'lr: too big', issues: [{ path: 'lr', message: 'too big' }] } }), { status: 400 });
-    const api = httpApi({ location: { href: 'http://h/' }, fetch: fetch as typeof globalThis.fetch, WebSocket: undefined });
+    const fetch = async () =>
+      new Response(
+        JSON.stringify({
+          error: { code: 'bad-params', message: 'lr: too big', issues: [{ path: 'lr', message: 'too big' }] },
+        }),
+        { status: 400 },
+      );
+    const api = httpApi({
+      location: { href: 'http://h/' },
+      fetch: fetch as typeof globalThis.fetch,
+      WebSocket: undefined,
+    });
     const err = await api.call('runs.start', {} as never).catch((e) => e);
     expect(err).toBeInstanceOf(ApiCallError);
     expect(err.error.issues[0].path).toBe('lr');
@@ -49,10 +71,20 @@ describe('api client', () => {
     vi.useFakeTimers();
     const sockets: FakeWS[] = [];
     class FakeWS {
-      onopen?: () => void; onmessage?: (m: { data: string }) => void; onclose?: () => void;
-      constructor(readonly url: string) { sockets.push(this); }
+      onopen?: () => void;
+      onmessage?: (m: { data: string }) => void;
+      onclose?: () => void;
+      constructor(readonly url: string) {
+        sockets.push(this);
+      }
     }
-    const api = httpApi({ location: { href: 'http://h:1/?token=t' }, fetch: (async () => new Response('{}')) as typeof fetch, WebSocket: FakeWS as unknown as typeof WebSocket, storage: { getItem: () => null, setItem: () => {} }, reconnectMs: 100 });
+    const api = httpApi({
+      location: { href: 'http://h:1/?token=t' },
+      fetch: (async () => new Response('{}')) as typeof fetch,
+      WebSocket: FakeWS as unknown as typeof WebSocket,
+      storage: { getItem: () => null, setItem: () => {} },
+      reconnectMs: 100,
+    });
     const got: unknown[] = [];
     api.on('job.done', (d) => got.push(d));
     expect(sockets[0].url).toBe('ws://h:1/api/events?token=t');

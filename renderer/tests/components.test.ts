@@ -9,25 +9,109 @@ import type { TreeNode } from '../src/lib/types.js';
 import { fakeApi, type FakeApi } from './fake-api.js';
 
 const ctx = (api: FakeApi) => new Map<unknown, unknown>([[STUDIO_KEY, createStudio(api)]]);
-const models = [{ id: 1, name: 'tiny-llama', path: '/m', copied: 0, model_type: 'llama', architecture: 'LlamaForCausalLM', fingerprint: 'f', params: 600000, added_at: '' }];
-const datasets = [{ id: 1, name: 'reviews', versions: [{ id: 5, digest: 'abcdef123456', dir: '', task: 'classification', source: '', stats: null, created_at: '' }] }];
+const models = [
+  {
+    id: 1,
+    name: 'tiny-llama',
+    path: '/m',
+    copied: 0,
+    model_type: 'llama',
+    architecture: 'LlamaForCausalLM',
+    fingerprint: 'f',
+    params: 600000,
+    added_at: '',
+  },
+];
+const datasets = [
+  {
+    id: 1,
+    name: 'reviews',
+    versions: [
+      { id: 5, digest: 'abcdef123456', dir: '', task: 'classification', source: '', stats: null, created_at: '' },
+    ],
+  },
+];
 
-const leaf = (name: string, key: string, delta?: string[]): TreeNode => ({ name, key, type: 'Linear', params: { weight: [4, 4] }, count: 16, repeat: 1, children: [], ...(delta ? { delta } : {}) });
+const leaf = (name: string, key: string, delta?: string[]): TreeNode => ({
+  name,
+  key,
+  type: 'Linear',
+  params: { weight: [4, 4] },
+  count: 16,
+  repeat: 1,
+  children: [],
+  ...(delta ? { delta } : {}),
+});
 function tree(deltaOn: string[]): TreeNode {
-  const attn = ['q_proj', 'k_proj', 'v_proj'].map((k) => leaf(`model.layers.0-1.self_attn.${k}`, k, deltaOn.includes(k) ? ['lora'] : undefined));
-  return { name: 'model', key: 'model', type: 'Module', params: {}, count: 96, repeat: 1, children: [
-    { name: 'model.layers', key: 'layers', type: 'ModuleList', params: {}, count: 96, repeat: 1, children: [
-      { name: 'model.layers.0-1', key: '0-1', type: 'Block', params: {}, count: 96, repeat: 2, children: [{ name: 'model.layers.0-1.self_attn', key: 'self_attn', type: 'Attention', params: {}, count: 48, repeat: 1, children: attn }] }] }] };
+  const attn = ['q_proj', 'k_proj', 'v_proj'].map((k) =>
+    leaf(`model.layers.0-1.self_attn.${k}`, k, deltaOn.includes(k) ? ['lora'] : undefined),
+  );
+  return {
+    name: 'model',
+    key: 'model',
+    type: 'Module',
+    params: {},
+    count: 96,
+    repeat: 1,
+    children: [
+      {
+        name: 'model.layers',
+        key: 'layers',
+        type: 'ModuleList',
+        params: {},
+        count: 96,
+        repeat: 1,
+        children: [
+          {
+            name: 'model.layers.0-1',
+            key: '0-1',
+            type: 'Block',
+            params: {},
+            count: 96,
+            repeat: 2,
+            children: [
+              {
+                name: 'model.layers.0-1.self_attn',
+                key: 'self_attn',
+                type: 'Attention',
+                params: {},
+                count: 48,
+                repeat: 1,
+                children: attn,
+              },
+            ],
+          },
+        ],
+      },
+    ],
+  };
 }
 
 describe('New run form', () => {
-  const api = () => fakeApi({
-    'models.list': models,
-    'datasets.list': datasets,
-    'runs.estimate': { trainableParams: 14592, trainablePercent: 2.4, backboneParams: 607616, pluginBytes: 60000, memoryBytes: 50_000_000, memory: {}, byMethod: {}, device: 'cpu', steps: 150, tokens: 1, tokensPerSec: 1, secondsEstimate: 3.7, basis: 'default speed' },
-    'runs.start': { error: { code: 'bad-params', message: 'runs.start: deltas.0: lora: rank 64 is larger than q_proj; use r ≤ 32' } },
-    'runs.list': [],
-  });
+  const api = () =>
+    fakeApi({
+      'models.list': models,
+      'datasets.list': datasets,
+      'runs.estimate': {
+        trainableParams: 14592,
+        trainablePercent: 2.4,
+        backboneParams: 607616,
+        pluginBytes: 60000,
+        memoryBytes: 50_000_000,
+        memory: {},
+        byMethod: {},
+        device: 'cpu',
+        steps: 150,
+        tokens: 1,
+        tokensPerSec: 1,
+        secondsEstimate: 3.7,
+        basis: 'default speed',
+      },
+      'runs.start': {
+        error: { code: 'bad-params', message: 'runs.start: deltas.0: lora: rank 64 is larger than q_proj; use r ≤ 32' },
+      },
+      'runs.list': [],
+    });
 
   it('blocks a bad learning rate with a message, and sends nothing', async () => {
     const a = api();
@@ -63,7 +147,10 @@ describe('New run form', () => {
 describe('module tree', () => {
   it('highlights the modules a delta modifies, and only those', () => {
     render(ModuleTree, { props: { root: tree(['q_proj', 'v_proj']) } });
-    const hits = screen.getAllByTestId('tree-node').filter((n) => n.dataset.matched === 'true').map((n) => n.dataset.name);
+    const hits = screen
+      .getAllByTestId('tree-node')
+      .filter((n) => n.dataset.matched === 'true')
+      .map((n) => n.dataset.name);
     expect(hits).toEqual(['model.layers.0-1.self_attn.q_proj', 'model.layers.0-1.self_attn.v_proj']);
     expect(screen.getByText('×2')).toBeTruthy();
   });
@@ -74,12 +161,35 @@ describe('module tree', () => {
       'models.tree': (p: Record<string, unknown>) => {
         const d = (p.deltas as { target_modules?: string | string[] }[])[0];
         const targets = d?.target_modules ? ([] as string[]).concat(d.target_modules) : ['q_proj', 'v_proj'];
-        return { tree: { architecture: 'LlamaForCausalLM', model_type: 'llama', params_total: 96, params_new: 0, root: tree(targets), modules: [] }, task: 'causal-lm',
-          report: { matched_modules: targets.map((t) => ({ name: t, methods: ['lora'] })), trainable_params: 8 * targets.length, trainable_percent: targets.length, backbone_params: 96, plugin_bytes: 100, estimated_train_memory_bytes: 1000, estimate: { batch: 8, seq: 128, weights_bytes: 0, optimizer_bytes: 0, activation_bytes: 0 }, by_method: {} } };
+        return {
+          tree: {
+            architecture: 'LlamaForCausalLM',
+            model_type: 'llama',
+            params_total: 96,
+            params_new: 0,
+            root: tree(targets),
+            modules: [],
+          },
+          task: 'causal-lm',
+          report: {
+            matched_modules: targets.map((t) => ({ name: t, methods: ['lora'] })),
+            trainable_params: 8 * targets.length,
+            trainable_percent: targets.length,
+            backbone_params: 96,
+            plugin_bytes: 100,
+            estimated_train_memory_bytes: 1000,
+            estimate: { batch: 8, seq: 128, weights_bytes: 0, optimizer_bytes: 0, activation_bytes: 0 },
+            by_method: {},
+          },
+        };
       },
     });
     render(Models, { props: { debounceMs: 5 }, context: ctx(a) });
-    const matched = () => screen.queryAllByTestId('tree-node').filter((n) => n.dataset.matched === 'true').map((n) => n.dataset.name!.split('.').at(-1));
+    const matched = () =>
+      screen
+        .queryAllByTestId('tree-node')
+        .filter((n) => n.dataset.matched === 'true')
+        .map((n) => n.dataset.name!.split('.').at(-1));
     await waitFor(() => expect(matched()).toEqual(['q_proj', 'v_proj']));
     await fireEvent.input(screen.getByTestId('target-modules'), { target: { value: 'k_proj' } });
     await waitFor(() => expect(matched()).toEqual(['k_proj']));
@@ -91,10 +201,55 @@ describe('module tree', () => {
 
 describe('plugins screen', () => {
   it('export shows progress, then done with Show in folder', async () => {
-    const version = { id: 1, plugin_id: 1, plugin: 'sentiment', version: 1, file: 'f', sha256: 's', size: 60000, method: 'lora', methods: '[]', task: 'classification', labels: null, base_fingerprint: 'b', model_id: 1, run_id: 'r1', source: 'run', metrics: '{}', trainable_params: 14592, notes: '', created_at: 'today', tags: ['good'], exports: [] };
+    const version = {
+      id: 1,
+      plugin_id: 1,
+      plugin: 'sentiment',
+      version: 1,
+      file: 'f',
+      sha256: 's',
+      size: 60000,
+      method: 'lora',
+      methods: '[]',
+      task: 'classification',
+      labels: null,
+      base_fingerprint: 'b',
+      model_id: 1,
+      run_id: 'r1',
+      source: 'run',
+      metrics: '{}',
+      trainable_params: 14592,
+      notes: '',
+      created_at: 'today',
+      tags: ['good'],
+      exports: [],
+    };
     const a = fakeApi({
-      'plugins.list': [{ name: 'sentiment', description: '', versions: 1, latest: 1, aliases: { latest: 1 }, method: 'lora', task: 'classification' }],
-      'plugins.get': { name: 'sentiment', description: '', aliases: { latest: 1 }, versions: [version], lineage: [{ version: 1, model: null, dataset: { id: 1, dataset: 'reviews', digest: 'abcdef12' }, run: { id: 'r1', status: 'finished', method: 'lora' } }] },
+      'plugins.list': [
+        {
+          name: 'sentiment',
+          description: '',
+          versions: 1,
+          latest: 1,
+          aliases: { latest: 1 },
+          method: 'lora',
+          task: 'classification',
+        },
+      ],
+      'plugins.get': {
+        name: 'sentiment',
+        description: '',
+        aliases: { latest: 1 },
+        versions: [version],
+        lineage: [
+          {
+            version: 1,
+            model: null,
+            dataset: { id: 1, dataset: 'reviews', digest: 'abcdef12' },
+            run: { id: 'r1', status: 'finished', method: 'lora' },
+          },
+        ],
+      },
       'plugins.export': { jobId: 'j9' },
       'plugins.showInFolder': {},
     });
@@ -108,11 +263,16 @@ describe('plugins screen', () => {
     const bar = await screen.findByRole('progressbar');
     await waitFor(() => expect(bar.getAttribute('aria-valuenow')).toBe('40'));
     expect(screen.getByTestId('export-progress').textContent).toContain('writing adapter');
-    a.emit('job.done', { jobId: 'j9', result: { id: 1, format: 'peft', path: '/out/sentiment-peft', files: [], bytes: 60000 } });
+    a.emit('job.done', {
+      jobId: 'j9',
+      result: { id: 1, format: 'peft', path: '/out/sentiment-peft', files: [], bytes: 60000 },
+    });
     const done = await screen.findByTestId('export-done');
     expect(done.textContent).toContain('/out/sentiment-peft');
     expect(screen.queryByTestId('export-progress')).toBeNull();
     await fireEvent.click(screen.getByText('Show in folder'));
-    await waitFor(() => expect(a.calls.at(-1)).toEqual({ method: 'plugins.showInFolder', params: { path: '/out/sentiment-peft' } }));
+    await waitFor(() =>
+      expect(a.calls.at(-1)).toEqual({ method: 'plugins.showInFolder', params: { path: '/out/sentiment-peft' } }),
+    );
   });
 });

@@ -20,10 +20,12 @@ export function fakeApi(handlers: Partial<Record<MethodName, Handler | unknown>>
     calls,
     async call(method, params) {
       calls.push({ method, params });
-      if (!table.has(method)) throw new ApiCallError({ code: 'unknown-method', message: `fake: no handler for ${method}` });
+      if (!table.has(method))
+        throw new ApiCallError({ code: 'unknown-method', message: `fake: no handler for ${method}` });
       const h = table.get(method);
       const r = typeof h === 'function' ? await (h as Handler)((params ?? {}) as Record<string, unknown>) : h;
-      if (r && typeof r === 'object' && 'error' in r && (r as { error: ApiError }).error?.code) throw new ApiCallError((r as { error: ApiError }).error);
+      if (r && typeof r === 'object' && 'error' in r && (r as { error: ApiError }).error?.code)
+        throw new ApiCallError((r as { error: ApiError }).error);
       return r as never;
     },
     on(event, fn) {

@@ -4,5 +4,14 @@ import { cleanup } from '@testing-library/svelte';
 
 afterEach(() => cleanup());
 if (!globalThis.matchMedia) {
-  globalThis.matchMedia = ((q: string) => ({ matches: false, media: q, onchange: null, addListener() {}, removeListener() {}, addEventListener() {}, removeEventListener() {}, dispatchEvent: () => false })) as unknown as typeof matchMedia;
+  globalThis.matchMedia = ((q: string) => ({
+    matches: false,
+    media: q,
+    onchange: null,
+    addListener() {},
+    removeListener() {},
+    addEventListener() {},
+    removeEventListener() {},
+    dispatchEvent: () => false,
+  })) as unknown as typeof matchMedia;
 }

@@ -4,7 +4,18 @@ import { RunsStore } from '../src/lib/stores/runs.svelte.js';
 import { Series } from '../src/lib/series.js';
 import { fakeApi } from './fake-api.js';
 
-const progress = (runId: string, step: number, loss: number) => ({ runId, step, totalSteps: 100, epoch: 0, loss, lr: 1e-3, gradNorm: 1, tokensPerSec: 10, etaSeconds: 5, rssBytes: 1 });
+const progress = (runId: string, step: number, loss: number) => ({
+  runId,
+  step,
+  totalSteps: 100,
+  epoch: 0,
+  loss,
+  lr: 1e-3,
+  gradNorm: 1,
+  tokensPerSec: 10,
+  etaSeconds: 5,
+  rssBytes: 1,
+});
 
 describe('runs store', () => {
   it('appends progress events into typed-array series and follows status', () => {
@@ -32,8 +43,25 @@ describe('runs store', () => {
   it('rebuilds a run after a reload from runs.get + runs.metrics + runs.log', async () => {
     const api = fakeApi({
       'runs.list': [],
-      'runs.get': { run: { id: 'r2', status: 'paused', reason: null }, config: {}, metricKeys: [], latest: {}, plugin: null, queuePosition: null },
-      'runs.metrics': { runId: 'r2', series: { 'train/loss': [{ step: 1, value: 2, nan: false }, { step: 2, value: null, nan: true }], 'eval/accuracy': [{ step: 2, value: 0.5, nan: false }], 'train/grad_norm': [{ step: 1, value: 3, nan: false }] } },
+      'runs.get': {
+        run: { id: 'r2', status: 'paused', reason: null },
+        config: {},
+        metricKeys: [],
+        latest: {},
+        plugin: null,
+        queuePosition: null,
+      },
+      'runs.metrics': {
+        runId: 'r2',
+        series: {
+          'train/loss': [
+            { step: 1, value: 2, nan: false },
+            { step: 2, value: null, nan: true },
+          ],
+          'eval/accuracy': [{ step: 2, value: 0.5, nan: false }],
+          'train/grad_norm': [{ step: 1, value: 3, nan: false }],
+        },
+      },
       'runs.log': { lines: ['t0 status running', 't1 step 1/2 epoch 0 loss 2.0000'] },
     });
     const runs = new RunsStore(api);

@@ -3,9 +3,22 @@
 import type { Graph, Value } from '../../native/onnx/graph.js';
 import type { BuiltModel } from '../../native/models/index.js';
 
-export function addLowRank(g: Graph, m: BuiltModel, module: string, r: number, scale: number, names = { A: `lora.${module}.lora_A`, B: `lora.${module}.lora_B` }): [Value, Value] {
+export function addLowRank(
+  g: Graph,
+  m: BuiltModel,
+  module: string,
+  r: number,
+  scale: number,
+  names = { A: `lora.${module}.lora_A`, B: `lora.${module}.lora_B` },
+): [Value, Value] {
   const rec = m.modules.find((x) => x.name === module && x.input && x.output);
-  if (!rec) throw new Error(`no module ${module} (modules: ${m.modules.map((x) => x.name).slice(0, 8).join(', ')}, …)`);
+  if (!rec)
+    throw new Error(
+      `no module ${module} (modules: ${m.modules
+        .map((x) => x.name)
+        .slice(0, 8)
+        .join(', ')}, …)`,
+    );
   const A = g.input(names.A, 'float32', [r, rec.in!]);
   const B = g.input(names.B, 'float32', [rec.out!, r]);
   g.spliceAfter(rec.output!, (y) => {

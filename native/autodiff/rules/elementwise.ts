@@ -5,9 +5,15 @@ import { add, cast, div, mul, mulScalar, neg, scalar, sub, sumTo } from '../emit
 defineRule('Identity', (c) => [c.dy[0]]);
 defineRule('Neg', (c) => [neg(c.g, c.dy[0]!)]);
 
-defineRule('Add', (c) => [c.needs[0] ? sumTo(c.g, c.dy[0]!, c.x(0)) : undefined, c.needs[1] ? sumTo(c.g, c.dy[0]!, c.x(1)) : undefined]);
+defineRule('Add', (c) => [
+  c.needs[0] ? sumTo(c.g, c.dy[0]!, c.x(0)) : undefined,
+  c.needs[1] ? sumTo(c.g, c.dy[0]!, c.x(1)) : undefined,
+]);
 
-defineRule('Sub', (c) => [c.needs[0] ? sumTo(c.g, c.dy[0]!, c.x(0)) : undefined, c.needs[1] ? sumTo(c.g, neg(c.g, c.dy[0]!), c.x(1)) : undefined]);
+defineRule('Sub', (c) => [
+  c.needs[0] ? sumTo(c.g, c.dy[0]!, c.x(0)) : undefined,
+  c.needs[1] ? sumTo(c.g, neg(c.g, c.dy[0]!), c.x(1)) : undefined,
+]);
 
 defineRule('Sum', (c) => c.node.inputs.map((_, i) => (c.needs[i] ? sumTo(c.g, c.dy[0]!, c.x(i)) : undefined)));
 
@@ -105,7 +111,12 @@ defineRule('Dropout', (c) => {
 });
 
 // Exact GELU: x·Φ(x); derivative Φ(x) + x·φ(x). Tanh form: 0.5·x·(1 + tanh(u)), u = √(2/π)(x + 0.044715x³).
-function geluGrad(g: Parameters<typeof add>[0], x: Parameters<typeof add>[1], dy: Parameters<typeof add>[1], approximate: string) {
+function geluGrad(
+  g: Parameters<typeof add>[0],
+  x: Parameters<typeof add>[1],
+  dy: Parameters<typeof add>[1],
+  approximate: string,
+) {
   const one = scalar(g, 1, x.dtype);
   if (approximate === 'tanh') {
     const k = Math.sqrt(2 / Math.PI);
@@ -124,20 +135,28 @@ function geluGrad(g: Parameters<typeof add>[0], x: Parameters<typeof add>[1], dy
 
 defineRule('Gelu', (c) => [geluGrad(c.g, c.x(0), c.dy[0]!, c.attr('approximate', 'none'))]);
 
-defineRule('FastGelu', (c) => {
-  const { g } = c;
-  const x = c.has(1) ? add(g, c.x(0), c.x(1)) : c.x(0);
-  const d = geluGrad(g, x, c.dy[0]!, 'tanh');
-  return [c.needs[0] ? d : undefined, c.has(1) && c.needs[1] ? sumTo(g, d, c.x(1)) : undefined];
-}, 'com.microsoft');
+defineRule(
+  'FastGelu',
+  (c) => {
+    const { g } = c;
+    const x = c.has(1) ? add(g, c.x(0), c.x(1)) : c.x(0);
+    const d = geluGrad(g, x, c.dy[0]!, 'tanh');
+    return [c.needs[0] ? d : undefined, c.has(1) && c.needs[1] ? sumTo(g, d, c.x(1)) : undefined];
+  },
+  'com.microsoft',
+);
 
 // QuickGelu(alpha) = x·σ(αx); with alpha = 1 it is SiLU (Swish), as Llama's MLP uses.
-defineRule('QuickGelu', (c) => {
-  const { g } = c;
-  const x = c.x(0);
-  const alpha = c.attr('alpha', 1.702);
-  const s = g.op1('Sigmoid', [mulScalar(g, x, alpha)]);
-  const one = scalar(g, 1, x.dtype);
-  const d = mul(g, s, add(g, one, mulScalar(g, mul(g, x, sub(g, one, s)), alpha)));
-  return [mul(g, c.dy[0]!, d)];
-}, 'com.microsoft');
+defineRule(
+  'QuickGelu',
+  (c) => {
+    const { g } = c;
+    const x = c.x(0);
+    const alpha = c.attr('alpha', 1.702);
+    const s = g.op1('Sigmoid', [mulScalar(g, x, alpha)]);
+    const one = scalar(g, 1, x.dtype);
+    const d = mul(g, s, add(g, one, mulScalar(g, mul(g, x, sub(g, one, s)), alpha)));
+    return [mul(g, c.dy[0]!, d)];
+  },
+  'com.microsoft',
+);

@@ -29,8 +29,18 @@ function gemm(g: Graph, a: Value, b: Value, transA: number, transB: number, alph
 }
 
 /** Y = alpha · op(A) @ op(B) for A [..., M, K] and B [..., K, N] (op = optional transpose of the last two dims). */
-function productGrads(g: Graph, A: Value, B: Value, dy: Value, transA: number, transB: number, alpha: number, needs: boolean[]): (Value | undefined)[] {
-  if (A.shape.length < 2 || B.shape.length < 2) throw new Error(`matmul gradient: 1-D operands (${A.name}, ${B.name}) are not supported`);
+function productGrads(
+  g: Graph,
+  A: Value,
+  B: Value,
+  dy: Value,
+  transA: number,
+  transB: number,
+  alpha: number,
+  needs: boolean[],
+): (Value | undefined)[] {
+  if (A.shape.length < 2 || B.shape.length < 2)
+    throw new Error(`matmul gradient: 1-D operands (${A.name}, ${B.name}) are not supported`);
   let dA: Value | undefined, dB: Value | undefined;
   if (needs[0]) {
     dA = transA ? fused(g, B, dy, transB, 1, alpha) : fused(g, dy, B, 0, transB ? 0 : 1, alpha);
@@ -39,7 +49,8 @@ function productGrads(g: Graph, A: Value, B: Value, dy: Value, transA: number, t
   if (needs[1]) {
     if (B.shape.length === 2 && !transA) {
       // Weight gradient: flatten the batch and let one Gemm contract it.
-      const A2 = flat2d(g, A), dy2 = flat2d(g, dy);
+      const A2 = flat2d(g, A),
+        dy2 = flat2d(g, dy);
       dB = transB ? gemm(g, dy2, A2, 1, 0, alpha) : gemm(g, A2, dy2, 1, 0, alpha);
     } else {
       dB = transB ? fused(g, dy, A, 1, transA, alpha) : fused(g, A, dy, transA ? 0 : 1, 0, alpha);
@@ -51,13 +62,21 @@ function productGrads(g: Graph, A: Value, B: Value, dy: Value, transA: number, t
 
 defineRule('MatMul', (c) => productGrads(c.g, c.x(0), c.x(1), c.dy[0]!, 0, 0, 1, c.needs));
 
-defineRule('FusedMatMul', (c) => productGrads(c.g, c.x(0), c.x(1), c.dy[0]!, c.attr('transA', 0), c.attr('transB', 0), c.attr('alpha', 1), c.needs), 'com.microsoft');
+defineRule(
+  'FusedMatMul',
+  (c) =>
+    productGrads(c.g, c.x(0), c.x(1), c.dy[0]!, c.attr('transA', 0), c.attr('transB', 0), c.attr('alpha', 1), c.needs),
+  'com.microsoft',
+);
 
 defineRule('Gemm', (c) => {
   const { g } = c;
   const [A, B] = [c.x(0), c.x(1)];
   const dy = c.dy[0]!;
-  const tA = c.attr('transA', 0), tB = c.attr('transB', 0), alpha = c.attr('alpha', 1), beta = c.attr('beta', 1);
+  const tA = c.attr('transA', 0),
+    tB = c.attr('transB', 0),
+    alpha = c.attr('alpha', 1),
+    beta = c.attr('beta', 1);
   let dA, dB, dC;
   if (c.needs[0]) dA = tA ? gemm(g, B, dy, tB, 1, alpha) : gemm(g, dy, B, 0, tB ? 0 : 1, alpha);
   if (c.needs[1]) dB = tB ? gemm(g, dy, A, 1, tA, alpha) : gemm(g, A, dy, tA ? 0 : 1, 0, alpha);

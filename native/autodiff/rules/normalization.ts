@@ -6,10 +6,12 @@ import { normAxis } from '../../onnx/shape.js';
 
 defineRule('LayerNormalization', (c) => {
   const { g } = c;
-  const x = c.x(0), dy = c.dy[0]!;
+  const x = c.x(0),
+    dy = c.dy[0]!;
   const axis = normAxis(c.attr('axis', -1), x.shape.length, c.node.name);
   const axes = x.shape.map((_, i) => i).filter((i) => i >= axis);
-  const mean = cast(g, c.y(1), x.dtype), inv = cast(g, c.y(2), x.dtype);
+  const mean = cast(g, c.y(1), x.dtype),
+    inv = cast(g, c.y(2), x.dtype);
   const xhat = mul(g, sub(g, x, mean), inv);
   let dx;
   if (c.needs[0]) {
@@ -25,7 +27,8 @@ defineRule('LayerNormalization', (c) => {
 
 defineRule('SimplifiedLayerNormalization', (c) => {
   const { g } = c;
-  const x = c.x(0), dy = c.dy[0]!;
+  const x = c.x(0),
+    dy = c.dy[0]!;
   const axis = normAxis(c.attr('axis', -1), x.shape.length, c.node.name);
   const axes = x.shape.map((_, i) => i).filter((i) => i >= axis);
   const inv = cast(g, c.y(1), x.dtype);

@@ -22,9 +22,10 @@ function spread(c: GradContext): Value {
   if (!axes) return dy;
   if (c.attr('keepdims', 1) === 0) {
     const keepShape = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
-    dy = axes.length === x.shape.length
-      ? g.op1('Reshape', [dy, ints(g, keepShape as number[])])
-      : g.op1('Unsqueeze', [dy, ints(g, axes)]);
+    dy =
+      axes.length === x.shape.length
+        ? g.op1('Reshape', [dy, ints(g, keepShape as number[])])
+        : g.op1('Unsqueeze', [dy, ints(g, axes)]);
   }
   return expandLike(g, dy, x);
 }
@@ -37,10 +38,10 @@ defineRule('ReduceMean', (c) => {
   const axes = reducedAxes(c) ?? [];
   const spreadDy = spread(c);
   const dims = axes.map((a) => x.shape[a]);
-  if (dims.every((d) => typeof d === 'number')) return [mulScalar(g, spreadDy, 1 / (dims as number[]).reduce((a, b) => a * b, 1))];
+  if (dims.every((d) => typeof d === 'number'))
+    return [mulScalar(g, spreadDy, 1 / (dims as number[]).reduce((a, b) => a * b, 1))];
   const n = g.op1('ReduceProd', [g.op1('Gather', [g.op1('Shape', [x]), ints(g, axes)], { axis: 0 })], { keepdims: 0 });
   return [div(g, spreadDy, cast(g, n, x.dtype))];
 });
 
 defineRule('ReduceSumSquare', (c) => [mul(c.g, spread(c), mulScalar(c.g, c.x(0), 2))]);
-

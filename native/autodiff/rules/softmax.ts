@@ -5,14 +5,16 @@ import type { Value } from '../../onnx/graph.js';
 
 defineRule('Softmax', (c) => {
   const { g } = c;
-  const y = c.y(0), dy = c.dy[0]!;
+  const y = c.y(0),
+    dy = c.dy[0]!;
   const axis = c.attr('axis', -1);
   return [mul(g, y, sub(g, dy, reduceKeep(g, mul(g, dy, y), [axis])))];
 });
 
 defineRule('LogSoftmax', (c) => {
   const { g } = c;
-  const y = c.y(0), dy = c.dy[0]!;
+  const y = c.y(0),
+    dy = c.dy[0]!;
   const axis = c.attr('axis', -1);
   return [sub(g, dy, mul(g, g.op1('Exp', [y]), reduceKeep(g, dy, [axis])))];
 });
@@ -21,7 +23,8 @@ defineRule('LogSoftmax', (c) => {
 // the probabilities at each label, so a 32k vocabulary costs one [N, C] tensor, not two.
 defineRule('SoftmaxCrossEntropyLoss', (c) => {
   const { g } = c;
-  const scores = c.x(0), labels = c.x(1);
+  const scores = c.x(0),
+    labels = c.x(1);
   const dt = scores.dtype;
   const reduction = c.attr('reduction', 'mean');
   const p = g.op1('Exp', [c.y(1)]);
@@ -47,9 +50,13 @@ defineRule('SoftmaxCrossEntropyLoss', (c) => {
   if (reduction === 'mean') {
     const count = w ? g.op1('ReduceSum', [w], { keepdims: 0 }) : cast(g, g.op1('Size', [labels]), dt);
     const coef = g.op1('Div', [dy, count]);
-    row = w ? mul(g, w, coef) : g.op1('Expand', [coef, g.op1('Shape', [labels])], {}, { infos: [{ dtype: dt, shape: labels.shape }] });
+    row = w
+      ? mul(g, w, coef)
+      : g.op1('Expand', [coef, g.op1('Shape', [labels])], {}, { infos: [{ dtype: dt, shape: labels.shape }] });
   } else if (reduction === 'sum') {
-    row = w ? mul(g, w, dy) : g.op1('Expand', [dy, g.op1('Shape', [labels])], {}, { infos: [{ dtype: dt, shape: labels.shape }] });
+    row = w
+      ? mul(g, w, dy)
+      : g.op1('Expand', [dy, g.op1('Shape', [labels])], {}, { infos: [{ dtype: dt, shape: labels.shape }] });
   } else {
     row = w ? mul(g, w, dy) : dy;
   }

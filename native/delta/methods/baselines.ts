@@ -10,7 +10,10 @@ registerMethod({
   keys: {},
   apply(ctx: DeltaContext) {
     const names = [...ctx.model.builder.weightValues.keys()].filter((n) => HEADS.test(n));
-    if (names.length === 0) throw new Error(`head-only: this ${ctx.model.architecture} has no separate task head (its output layer is tied to the embeddings)`);
+    if (names.length === 0)
+      throw new Error(
+        `head-only: this ${ctx.model.architecture} has no separate task head (its output layer is tied to the embeddings)`,
+      );
     for (const n of names) ctx.trainWeight(n);
     for (const m of ctx.model.modules) if (HEADS.test(`${m.name}.`)) ctx.mark(m);
   },

@@ -26,10 +26,13 @@ registerMethod({
     const dflt = IA3_DEFAULTS[ctx.model.modelType];
     const mods = selectModules(ctx.model, cfg as Addressing, 'ia3', ['Linear', 'Conv1D'], dflt?.targets);
     const given = !!(cfg.modified_modules || cfg.target_modules);
-    const ffSpec = cfg.feedforward_modules ?? (given ? [] : dflt?.feedforward ?? []);
+    const ffSpec = cfg.feedforward_modules ?? (given ? [] : (dflt?.feedforward ?? []));
     const ff = new Set<string>();
     if ((Array.isArray(ffSpec) && ffSpec.length) || typeof ffSpec === 'string') {
-      const sel = selectModules(ctx.model, { target_modules: ffSpec as string[] | string }, 'ia3.feedforward_modules', ['Linear', 'Conv1D']);
+      const sel = selectModules(ctx.model, { target_modules: ffSpec as string[] | string }, 'ia3.feedforward_modules', [
+        'Linear',
+        'Conv1D',
+      ]);
       for (const m of sel) {
         if (!mods.includes(m)) throw new Error(`ia3: feedforward module ${m.name} is not among the target modules`);
         ff.add(m.name);

@@ -11,22 +11,36 @@ registerMethod({
   keys: {
     prefix_token_num: { type: 'integer', default: 6, doc: 'prefix length' },
     mid_dim: { type: 'integer', default: 512, doc: 'width of the reparameterisation MLP' },
-    reparameterize: { type: 'boolean', default: true, doc: 'train through the MLP (false: train the prefixes directly)' },
+    reparameterize: {
+      type: 'boolean',
+      default: true,
+      doc: 'train through the MLP (false: train the prefixes directly)',
+    },
   },
   build(cfg) {
     const n = cfg.prefix_token_num as number;
     if (n < 1) throw new Error(`prefix: prefix_token_num must be at least 1, got ${n}`);
-    if (cfg.reparameterize && (cfg.mid_dim as number) < 1) throw new Error(`prefix: mid_dim must be at least 1, got ${cfg.mid_dim}`);
+    if (cfg.reparameterize && (cfg.mid_dim as number) < 1)
+      throw new Error(`prefix: mid_dim must be at least 1, got ${cfg.mid_dim}`);
     return { prefix: { tokens: n, hidden: cfg.reparameterize ? (cfg.mid_dim as number) : 0 } };
   },
   apply(ctx) {
     const w = ctx.model.builder.deltaWeights;
     const init = (name: string, fill: (fanIn: number) => number): void => {
       const v = w.get(name);
-      if (!v) throw new Error(`prefix: the model was built without "${name}"; build it with deltaBuildOptions(configs) (loadWithDeltas does)`);
+      if (!v)
+        throw new Error(
+          `prefix: the model was built without "${name}"; build it with deltaBuildOptions(configs) (loadWithDeltas does)`,
+        );
       const shape = v.shape as number[];
-      const fanIn = name.endsWith('.bias') ? (w.get(name.replace('.bias', '.weight'))!.shape[1] as number) : (shape[shape.length - 1]);
-      ctx.adoptParam(name, { dtype: 'float32', shape, data: Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => fill(fanIn)) });
+      const fanIn = name.endsWith('.bias')
+        ? (w.get(name.replace('.bias', '.weight'))!.shape[1] as number)
+        : shape[shape.length - 1];
+      ctx.adoptParam(name, {
+        dtype: 'float32',
+        shape,
+        data: Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => fill(fanIn)),
+      });
     };
     if (w.has('prefix.key_values')) init('prefix.key_values', () => ctx.rng.normal());
     else {
@@ -44,10 +58,18 @@ registerMethod({
  * The prefixes a trained reparameterised prefix delta stands for, [layers, 2, kvHeads, P, dh]: what its plugin
  * keeps (the MLP is only a training aid). `value(name)` gives a parameter's trained float32 values.
  */
-export function projectPrefix(value: (name: string) => { data: Float32Array; shape: number[] }): { data: Float32Array; shape: number[] } {
-  const E = value('prefix.embedding'), W0 = value('prefix.mlp.0.weight'), b0 = value('prefix.mlp.0.bias');
-  const W2 = value('prefix.mlp.2.weight'), b2 = value('prefix.mlp.2.bias');
-  const [P, D] = E.shape, [Hd] = W0.shape, [N] = W2.shape;
+export function projectPrefix(value: (name: string) => { data: Float32Array; shape: number[] }): {
+  data: Float32Array;
+  shape: number[];
+} {
+  const E = value('prefix.embedding'),
+    W0 = value('prefix.mlp.0.weight'),
+    b0 = value('prefix.mlp.0.bias');
+  const W2 = value('prefix.mlp.2.weight'),
+    b2 = value('prefix.mlp.2.bias');
+  const [P, D] = E.shape,
+    [Hd] = W0.shape,
+    [N] = W2.shape;
   const kv = new Float32Array(P * N);
   const h = new Float64Array(Hd);
   for (let p = 0; p < P; p++) {

@@ -6,7 +6,8 @@ import { readTensorBytes } from '../../onnx/safetensors.js';
 import { TextTokenizer } from '../../models/tokenizer.js';
 import { registerMethod } from '../registry.js';
 
-const EMBEDDINGS = /^((bert|roberta)\.)?embeddings\.word_embeddings\.weight$|^(transformer\.)?wte\.weight$|^(model\.)?embed_tokens\.weight$|^shared\.weight$/;
+const EMBEDDINGS =
+  /^((bert|roberta)\.)?embeddings\.word_embeddings\.weight$|^(transformer\.)?wte\.weight$|^(model\.)?embed_tokens\.weight$|^shared\.weight$/;
 
 registerMethod({
   name: 'soft_prompt',
@@ -14,7 +15,11 @@ registerMethod({
   title: 'Soft prompt (prompt tuning)',
   keys: {
     soft_token_num: { type: 'integer', default: 100, doc: 'number of virtual tokens' },
-    init: { type: 'string', default: 'random', doc: 'random (uniform ±init_range), vocab (embeddings of random tokens) or text (embeddings of init_text)' },
+    init: {
+      type: 'string',
+      default: 'random',
+      doc: 'random (uniform ±init_range), vocab (embeddings of random tokens) or text (embeddings of init_text)',
+    },
     init_range: { type: 'number', default: 0.5, doc: 'bound of the uniform initialisation' },
     init_text: { type: 'string', doc: 'text whose token embeddings start the prompt (repeated to fill it)' },
   },
@@ -24,7 +29,8 @@ registerMethod({
     return { softPromptTokens: n };
   },
   apply(ctx, cfg) {
-    const P = cfg.soft_token_num as number, D = ctx.model.dims.hidden;
+    const P = cfg.soft_token_num as number,
+      D = ctx.model.dims.hidden;
     const init = cfg.init as string;
     const data = new Float32Array(P * D);
     if (init === 'random') {
@@ -41,7 +47,9 @@ registerMethod({
       if (init === 'vocab') ids = Array.from({ length: P }, () => ctx.rng.int(V));
       else {
         if (!cfg.init_text) throw new Error('soft_prompt: init "text" needs init_text');
-        const enc = TextTokenizer.fromFolder(folder.dir).encode(cfg.init_text as string, undefined, { addSpecialTokens: false }).ids;
+        const enc = TextTokenizer.fromFolder(folder.dir).encode(cfg.init_text as string, undefined, {
+          addSpecialTokens: false,
+        }).ids;
         if (enc.length === 0) throw new Error('soft_prompt: init_text has no tokens');
         ids = Array.from({ length: P }, (_, i) => enc[i % enc.length]);
       }

@@ -128,13 +128,19 @@ export function httpApi(opts: HttpOptions = {}): Api {
           body: JSON.stringify(params ?? {}),
         });
       } catch (e) {
-        throw new ApiCallError({ code: 'failed', message: `The engine did not answer (${(e as Error).message}). Check that \`delta-studio serve\` is running, then retry.` });
+        throw new ApiCallError({
+          code: 'failed',
+          message: `The engine did not answer (${(e as Error).message}). Check that \`delta-studio serve\` is running, then retry.`,
+        });
       }
       const body = (await res.json().catch(() => null)) as { result?: unknown; error?: ApiError } | null;
       if (body?.error) throw new ApiCallError(body.error);
       if (!res.ok) {
         const code = res.status === 401 || res.status === 403 ? 'unauthorized' : 'failed';
-        const hint = code === 'unauthorized' ? 'Open the address with ?token= that `delta-studio serve` printed.' : 'Retry, or check the server log.';
+        const hint =
+          code === 'unauthorized'
+            ? 'Open the address with ?token= that `delta-studio serve` printed.'
+            : 'Retry, or check the server log.';
         throw new ApiCallError({ code, message: `HTTP ${res.status} from ${method}. ${hint}` });
       }
       return unwrap({ result: body?.result ?? null });

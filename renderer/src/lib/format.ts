@@ -1,5 +1,6 @@
 // Numbers as people read them.
-export const fmtInt = (n: number | null | undefined): string => (n == null ? '—' : Math.round(n).toLocaleString('en-US'));
+export const fmtInt = (n: number | null | undefined): string =>
+  n == null ? '—' : Math.round(n).toLocaleString('en-US');
 
 export function fmtPct(n: number | null | undefined, digits = 2): string {
   if (n == null || !Number.isFinite(n)) return '—';
@@ -28,19 +29,29 @@ export function fmtSeconds(s: number | null | undefined): string {
 export function fmtNum(n: number | null | undefined, digits = 4): string {
   if (n == null) return '—';
   if (!Number.isFinite(n)) return String(n);
-  return Math.abs(n) >= 1000 || (Math.abs(n) < 1e-3 && n !== 0) ? n.toExponential(2) : Number(n.toPrecision(digits)).toString();
+  return Math.abs(n) >= 1000 || (Math.abs(n) < 1e-3 && n !== 0)
+    ? n.toExponential(2)
+    : Number(n.toPrecision(digits)).toString();
 }
 
 /** What to do next, for an error code. */
 export function nextStep(code: string): string {
   switch (code) {
-    case 'bad-params': return 'Fix the highlighted values and try again.';
-    case 'not-found': return 'It may have been removed: refresh the list.';
-    case 'path-outside': return 'Choose a folder the server allows (see `delta-studio serve --allow`).';
-    case 'unauthorized': return 'Reopen the address with the ?token= that `delta-studio serve` printed.';
-    case 'conflict': return 'Something else changed it: refresh and try again.';
-    case 'unknown-method': return 'The engine is older than this UI: update Delta Studio.';
-    case 'damaged': return 'Run the workspace check: it reports what is damaged and repairs what it safely can.';
-    default: return 'Try again; if it keeps failing, run the workspace check.';
+    case 'bad-params':
+      return 'Fix the highlighted values and try again.';
+    case 'not-found':
+      return 'It may have been removed: refresh the list.';
+    case 'path-outside':
+      return 'Choose a folder the server allows (see `delta-studio serve --allow`).';
+    case 'unauthorized':
+      return 'Reopen the address with the ?token= that `delta-studio serve` printed.';
+    case 'conflict':
+      return 'Something else changed it: refresh and try again.';
+    case 'unknown-method':
+      return 'The engine is older than this UI: update Delta Studio.';
+    case 'damaged':
+      return 'Run the workspace check: it reports what is damaged and repairs what it safely can.';
+    default:
+      return 'Try again; if it keeps failing, run the workspace check.';
   }
 }

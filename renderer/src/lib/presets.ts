@@ -24,6 +24,9 @@ export const presetById = (id: string): Preset | undefined => PRESETS.find((p) =
 
 /** "q_proj, v_proj" → ["q_proj", "v_proj"]; empty → undefined (the method's default targets). */
 export function parseModules(text: string): string[] | undefined {
-  const list = text.split(/[,\n]/).map((s) => s.trim()).filter(Boolean);
+  const list = text
+    .split(/[,\n]/)
+    .map((s) => s.trim())
+    .filter(Boolean);
   return list.length ? list : undefined;
 }

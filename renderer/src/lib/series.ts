@@ -17,7 +17,8 @@ export class Series {
       this.length = i;
     }
     if (this.length === this.x.length) {
-      const x2 = new Float64Array(this.x.length * 2), y2 = new Float64Array(this.y.length * 2);
+      const x2 = new Float64Array(this.x.length * 2),
+        y2 = new Float64Array(this.y.length * 2);
       x2.set(this.x);
       y2.set(this.y);
       this.x = x2;

@@ -33,13 +33,15 @@ export function checkNumber(value: unknown, rule: Rule): string | null {
 export function validateRunConfig(cfg: Partial<RunConfig>): Record<string, string> {
   const errors: Record<string, string> = {};
   if (!cfg.modelId) errors.modelId = 'Choose a model (import one on the Models screen first)';
-  if (!cfg.datasetVersionId) errors.datasetVersionId = 'Choose a dataset version (import one on the Datasets screen first)';
+  if (!cfg.datasetVersionId)
+    errors.datasetVersionId = 'Choose a dataset version (import one on the Datasets screen first)';
   if (!cfg.deltas?.length) errors.deltas = 'Choose a method';
   else if (cfg.deltas.length > 8) errors.deltas = 'At most 8 methods can be combined';
   for (const [k, rule] of Object.entries(RUN_FIELDS)) {
     const msg = checkNumber((cfg as Record<string, unknown>)[k], rule);
     if (msg) errors[k] = msg;
   }
-  if (cfg.plugin !== undefined && cfg.plugin !== '' && !/^[\p{L}\p{N}._-]{1,100}$/u.test(cfg.plugin)) errors.plugin = 'Plugin name: letters, digits, ".", "-" or "_" only';
+  if (cfg.plugin !== undefined && cfg.plugin !== '' && !/^[\p{L}\p{N}._-]{1,100}$/u.test(cfg.plugin))
+    errors.plugin = 'Plugin name: letters, digits, ".", "-" or "_" only';
   return errors;
 }

@@ -13,6 +13,13 @@ export class DatasetsStore {
 
   /** Every version as one choice, newest first within a dataset. */
   get versions(): { id: number; label: string; task: string; datasetId: number }[] {
-    return this.list.flatMap((d) => [...d.versions].reverse().map((v, i) => ({ id: v.id, datasetId: d.id, task: v.task, label: `${d.name} · v${d.versions.length - i} (${v.digest.slice(0, 8)})` })));
+    return this.list.flatMap((d) =>
+      [...d.versions].reverse().map((v, i) => ({
+        id: v.id,
+        datasetId: d.id,
+        task: v.task,
+        label: `${d.name} · v${d.versions.length - i} (${v.digest.slice(0, 8)})`,
+      })),
+    );
   }
 }

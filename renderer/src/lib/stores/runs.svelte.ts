@@ -67,7 +67,8 @@ export class RunsStore {
           if (e.plugin) v.plugin = e.plugin;
         }
         const i = this.list.findIndex((r) => r.id === e.runId);
-        if (i >= 0) this.list = this.list.map((r, j) => (j === i ? { ...r, status: e.status, reason: e.reason ?? r.reason } : r));
+        if (i >= 0)
+          this.list = this.list.map((r, j) => (j === i ? { ...r, status: e.status, reason: e.reason ?? r.reason } : r));
         else void this.refresh();
       }),
       api.on('run.log', (e) => {
@@ -109,7 +110,14 @@ export class RunsStore {
     v.evals.clear();
     const latest: Record<string, number> = {};
     for (const [key, points] of Object.entries(series)) {
-      const target = key === 'train/loss' ? v.loss : key === 'train/lr' ? v.lr : key.startsWith('eval/') ? v.evalSeries(key.slice(5)) : null;
+      const target =
+        key === 'train/loss'
+          ? v.loss
+          : key === 'train/lr'
+            ? v.lr
+            : key.startsWith('eval/')
+              ? v.evalSeries(key.slice(5))
+              : null;
       if (!target) continue;
       for (const p of points) target.push(p.step, p.nan ? NaN : p.value);
       if (key.startsWith('eval/') && points.length) latest[key.slice(5)] = points[points.length - 1].value ?? NaN;

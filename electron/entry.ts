@@ -3,8 +3,8 @@
 import { join } from 'node:path';
 import { app, BrowserWindow, dialog, ipcMain, Menu, protocol, session, shell, utilityProcess } from 'electron';
 import { createService } from '../native/api/service.js';
-import { createApp, type AppDeps } from './main.js';
-import { utilityTrainer, type UtilityProcessLike } from './trainer-host.js';
+import { createApp } from './main.js';
+import { utilityTrainer } from './trainer-host.js';
 
 // dist-electron/ sits beside renderer/dist in the app (asar or not).
 const here = __dirname;
@@ -18,8 +18,8 @@ createApp({
   protocol,
   session,
   utilityProcess,
-  createService: createService as unknown as AppDeps['createService'],
-  makeTrainerStarter: (u: unknown) => utilityTrainer(u as UtilityProcessLike, join(here, 'trainer.cjs')),
+  createService,
+  makeTrainerStarter: (u) => utilityTrainer(u, join(here, 'trainer.cjs')),
   rendererDir: join(here, '..', 'renderer', 'dist'),
   preloadPath: join(here, 'preload.cjs'),
-} as unknown as AppDeps);
+});

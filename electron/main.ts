@@ -7,11 +7,15 @@ import {
   ContractError,
   EVENT_NAMES,
   METHODS,
-  validateCall,
+  dispatch,
   type ApiError,
   type EventName,
-} from '../native/api/contract.js';
+} from '../native/contract/index.js';
 import { isInside } from '../native/files/paths.js';
+import type { Service, ServiceOptions } from '../native/api/service.js';
+import type { StartTrainer } from '../native/app/index.js';
+import type { UtilityProcessLike } from './trainer-host.js';
+import type { MenuItemConstructorOptions } from 'electron';
 import {
   CALL_CHANNEL,
   EVENT_CHANNEL,
@@ -67,6 +71,8 @@ export interface WebContentsLike {
   setWindowOpenHandler(handler: (details: { url: string }) => { action: 'deny' | 'allow' }): void;
   isDestroyed?(): boolean;
 }
+/** What a built menu is to this file: something to install. */
+export type MenuLike = object;
 export interface WindowLike {
   webContents: WebContentsLike;
   loadURL(url: string): Promise<unknown>;
@@ -98,32 +104,17 @@ export interface IpcEventLike {
 }
 export interface MenuItemSpec {
   label?: string;
-  role?: string;
+  role?: MenuItemConstructorOptions['role'];
   type?: 'separator' | 'submenu' | 'normal';
   accelerator?: string;
   enabled?: boolean;
   submenu?: MenuItemSpec[];
   click?: () => void;
 }
-export interface ServiceLike {
-  handlers: Partial<Record<string, (params: any) => unknown>>; // eslint-disable-line @typescript-eslint/no-explicit-any
-  /** The engine's event stream: on(name, fn) and returns an unsubscribe, or an EventEmitter (then off is used). */
-  events: {
-    on(name: EventName, fn: (payload: unknown) => void): unknown;
-    off?(name: EventName, fn: (payload: unknown) => void): unknown;
-  };
-  close(): unknown;
-}
-/** What createService (native/api/service.ts) is given. */
-export interface ServiceOptions {
-  stateDir: string;
-  dataDir: string;
-  transport: 'ipc';
-  showInFolder?: (path: string) => void;
-  /** Runs the trainer in an Electron utilityProcess (electron/trainer-host.ts) instead of child_process.fork. */
-  startTrainer?: unknown;
-}
-export interface AppDeps {
+/** The service's surface the shell uses (native/api/service.ts): its handlers, events and close. */
+export type ServiceLike = Pick<Service, 'handlers' | 'events' | 'close'>;
+/** The app's dependencies; `W` is the window type (Electron's BrowserWindow, or a test's fake). */
+export interface AppDeps<W extends WindowLike = WindowLike> {
   app: {
     whenReady(): Promise<unknown>;
     on(event: string, listener: Listener): unknown;
@@ -133,17 +124,22 @@ export interface AppDeps {
     getVersion(): string;
     isPackaged: boolean;
   };
-  BrowserWindow: new (options: Record<string, unknown>) => WindowLike;
+  BrowserWindow: new (options: Record<string, unknown>) => W;
   ipcMain: IpcMainLike;
+  /** Native dialogs, parented to our window (which they take as it is: a BrowserWindow). */
   dialog: {
     showOpenDialog(
-      win: WindowLike,
-      options: { properties: string[]; filters?: { name: string; extensions: string[] }[]; title?: string },
+      win: W,
+      options: {
+        properties: ('openFile' | 'openDirectory' | 'createDirectory')[];
+        filters?: { name: string; extensions: string[] }[];
+        title?: string;
+      },
     ): Promise<{ canceled: boolean; filePaths: string[] }>;
     showMessageBox(
-      win: WindowLike | undefined,
+      win: W,
       options: {
-        type?: string;
+        type?: 'none' | 'info' | 'error' | 'question' | 'warning';
         buttons: string[];
         defaultId?: number;
         cancelId?: number;
@@ -153,13 +149,13 @@ export interface AppDeps {
     ): Promise<{ response: number }>;
   };
   shell: { openExternal(url: string): Promise<void>; showItemInFolder?(path: string): void };
-  Menu: { buildFromTemplate(template: MenuItemSpec[]): unknown; setApplicationMenu(menu: unknown): void };
+  Menu: { buildFromTemplate(template: MenuItemSpec[]): MenuLike; setApplicationMenu(menu: MenuLike | null): void };
   protocol: { registerSchemesAsPrivileged(schemes: { scheme: string; privileges: Record<string, boolean> }[]): void };
   session: { defaultSession: SessionLike };
-  utilityProcess?: unknown;
+  utilityProcess?: UtilityProcessLike;
   createService: (opts: ServiceOptions) => ServiceLike;
   /** Builds the trainer starter from utilityProcess (electron/trainer-host.ts); optional so tests need none. */
-  makeTrainerStarter?: (utilityProcess: unknown) => unknown;
+  makeTrainerStarter?: (utilityProcess: UtilityProcessLike) => StartTrainer;
   /** renderer/dist (the built UI) and the bundled preload script. */
   rendererDir: string;
   preloadPath: string;
@@ -252,10 +248,10 @@ export function registerScheme(protocol: AppDeps['protocol']): void {
   ]);
 }
 
-export function createApp(deps: AppDeps): StudioApp {
+export function createApp<W extends WindowLike>(deps: AppDeps<W>): StudioApp {
   const { app, ipcMain, dialog, shell, Menu } = deps;
   registerScheme(deps.protocol);
-  let win: WindowLike | undefined;
+  let win: W | undefined;
   let service: ServiceLike | undefined;
   const active = new Map<string, string>();
   let quitting = false;
@@ -272,12 +268,7 @@ export function createApp(deps: AppDeps): StudioApp {
       win.webContents.send(EVENT_CHANNEL, { name, payload });
   };
 
-  const call = async (method: string, params: unknown): Promise<unknown> => {
-    const v = validateCall(method, params);
-    const h = service?.handlers[v.method];
-    if (!h) throw new ContractError({ code: 'unknown-method', message: `"${method}" has no handler in this build` });
-    return await h(v.params);
-  };
+  const call = (method: string, params: unknown): Promise<unknown> => dispatch(service?.handlers ?? {}, method, params);
 
   const handleCall = async (event: IpcEventLike, method: unknown, params: unknown): Promise<CallResult> => {
     if (!isTrustedSender(event))
@@ -331,12 +322,13 @@ export function createApp(deps: AppDeps): StudioApp {
       send(SHELL_WORKSPACE_EVENT, { path: folder, result });
       await buildMenu();
     } catch (e) {
-      await dialog.showMessageBox(win, {
-        type: 'error',
-        buttons: ['OK'],
-        message: `Could not open ${folder}`,
-        detail: toApiError(e).message,
-      });
+      if (win)
+        await dialog.showMessageBox(win, {
+          type: 'error',
+          buttons: ['OK'],
+          message: `Could not open ${folder}`,
+          detail: toApiError(e).message,
+        });
     }
   };
 
@@ -460,7 +452,8 @@ export function createApp(deps: AppDeps): StudioApp {
     if (quitting) return;
     event.preventDefault();
     void (async () => {
-      if (active.size > 0) {
+      // Without a window there is no one to ask: quitting leaves the runs interrupted, resumable.
+      if (active.size > 0 && win) {
         const n = active.size;
         const r = await dialog.showMessageBox(win, {
           type: 'question',
@@ -486,7 +479,7 @@ export function createApp(deps: AppDeps): StudioApp {
   app.on('window-all-closed', () => app.quit());
   app.on('web-contents-created', (_e: unknown, wc: WebContentsLike) => hardenContents(wc));
 
-  const ready = (async (): Promise<WindowLike> => {
+  const ready = (async (): Promise<W> => {
     await app.whenReady();
     hardenSession(deps.session.defaultSession);
     const startTrainer =

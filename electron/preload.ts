@@ -1,6 +1,6 @@
 // The preload script: exposes one narrow object, window.studio, and nothing of Electron or Node. It runs sandboxed
 // (no require but electron's renderer modules), so build/build-electron.mjs bundles it with the contract's method list.
-import { METHODS, EVENT_NAMES } from '../native/api/contract.js';
+import { METHODS, EVENT_NAMES } from '../native/contract/index.js';
 import {
   CALL_CHANNEL,
   EVENT_CHANNEL,

@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
-import { METHODS, type EventName, type Events } from '../native/api/contract.js';
-import { createService, type Service, type Result } from '../native/api/service.js';
+import { METHODS, type EventName, type Events, type Result } from '../native/contract/index.js';
+import { createService, type Service } from '../native/api/service.js';
 import { startServer, type RunningServer } from '../native/api/server.js';
 
 const DEMO = fileURLToPath(new URL('../native/demo/', import.meta.url));
@@ -185,8 +185,10 @@ test('the main flow over HTTP: model, data, LoRA run with events, plugin, export
     numLabels: 2,
     deltas: [{ method: 'lora', r: 8 }],
   });
-  assert.ok(tree.report && tree.report.trainable_params > 0);
-  assert.ok(tree.tree.modules.some((m) => m.delta?.includes('lora')));
+  assert.ok(tree.report && tree.report.trainableParams > 0);
+  type Node = typeof tree.tree.root;
+  const nodes = (n: Node): Node[] => [n, ...n.children.flatMap(nodes)];
+  assert.ok(nodes(tree.tree.root).some((m) => m.delta?.includes('lora')));
   assert.equal((await call('models.tree', { modelId: 999 })).error?.code, 'not-found');
 
   const preview = await ok('datasets.preview', { path: join(tmp, 'data', 'train.csv'), rows: 5 });

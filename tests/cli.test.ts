@@ -43,13 +43,13 @@ describe('delta-studio CLI', () => {
     const r = lastJson(out) as {
       device: string;
       plugin: string;
-      runs: { name: string; trainable_params: number; accuracy: number; macro_f1: number }[];
+      runs: { name: string; trainableParams: number; accuracy: number; macro_f1: number }[];
     };
     assert.equal(r.device, 'cpu');
     assert.equal(r.runs.length, 3);
     const [lora, untrained, full] = r.runs;
     assert.equal(
-      lora.trainable_params,
+      lora.trainableParams,
       4 * (8 * 128 + 128 * 8 + 8 * 128 + 64 * 8) + 2 * 128,
       'LoRA r=8 on q and v, and the new 2-class head',
     );
@@ -99,7 +99,7 @@ describe('delta-studio CLI', () => {
       steps: number;
       metrics: Record<string, number>;
       plugin: { name: string; version: number; file: string };
-      run_dir: string;
+      runDir: string;
       device: string;
     };
     assert.equal(r.status, 'finished');
@@ -108,11 +108,11 @@ describe('delta-studio CLI', () => {
     assert.ok(r.metrics.accuracy > 0 && r.metrics.accuracy <= 1);
     assert.ok(existsSync(r.plugin.file));
     assert.deepEqual([r.plugin.name, r.plugin.version], ['reviews-train-lora', 1]);
-    const again = spawnSync(process.execPath, [bin, 'resume', r.run_dir, '--json'], { encoding: 'utf8' });
+    const again = spawnSync(process.execPath, [bin, 'resume', r.runDir, '--json'], { encoding: 'utf8' });
     assert.equal(again.status, 1);
     assert.match(again.stderr, /has already finished \(plugin reviews-train-lora\); start a new run/);
     const ev = lastJson(
-      execFileSync(process.execPath, [bin, 'eval', r.run_dir, '--json'], {
+      execFileSync(process.execPath, [bin, 'eval', r.runDir, '--json'], {
         encoding: 'utf8',
         stdio: ['ignore', 'pipe', 'pipe'],
       }),
@@ -123,7 +123,7 @@ describe('delta-studio CLI', () => {
       'eval of the saved delta reproduces the final metrics',
     );
     const pr = lastJson(
-      execFileSync(process.execPath, [bin, 'predict', r.run_dir, '--text', 'the movie was superb', '--json'], {
+      execFileSync(process.execPath, [bin, 'predict', r.runDir, '--text', 'the movie was superb', '--json'], {
         encoding: 'utf8',
         stdio: ['ignore', 'pipe', 'pipe'],
       }),

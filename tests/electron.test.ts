@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { EventEmitter } from 'node:events';
-import { METHODS } from '../native/api/contract.js';
+import { METHODS } from '../native/contract/index.js';
 import {
   CSP,
   createApp,
@@ -50,15 +50,16 @@ const VALID: Record<string, unknown> = {
 function fakes() {
   const calls: { method: string; params: unknown }[] = [];
   const emitter = new EventEmitter();
-  const handlers: ServiceLike['handlers'] = {};
+  const handlers: Record<string, (params: unknown) => Promise<unknown>> = {};
   for (const m of Object.keys(METHODS))
     handlers[m] = async (params: unknown) => {
       calls.push({ method: m, params });
       return m === 'workspace.recent' ? [] : { method: m };
     };
   const service: ServiceLike = {
-    handlers,
-    events: { on: (n, fn) => emitter.on(n, fn) },
+    // A fake answers every method alike: typed loosely on purpose.
+    handlers: handlers as unknown as ServiceLike['handlers'],
+    events: { on: (n, fn) => void emitter.on(n, fn), off: (n, fn) => void emitter.off(n, fn) },
     close: async () => {
       closed = true;
     },

@@ -49,7 +49,7 @@ describe('workspace, runs, plugins and export commands', () => {
       'reviews',
       ...extra,
     ) as {
-      run_id: string;
+      runId: string;
       status: string;
       metrics: Record<string, number>;
       plugin: { name: string; version: number; file: string };
@@ -77,10 +77,10 @@ describe('workspace, runs, plugins and export commands', () => {
     };
     assert.deepEqual(
       list.runs.map((r) => [r.id, r.status, r.steps]),
-      runs.map((r) => [r.run_id, 'finished', 10]),
+      runs.map((r) => [r.runId, 'finished', 10]),
     );
     assert.equal(list.runs[0].metrics['eval/accuracy'], runs[0].metrics.accuracy);
-    const show = cli('runs', 'show', runs[1].run_id, '--workspace', ws) as {
+    const show = cli('runs', 'show', runs[1].runId, '--workspace', ws) as {
       config: { lr: number; deltas: { r: number }[] };
       series: Record<string, { step: number }[]>;
     };
@@ -90,11 +90,11 @@ describe('workspace, runs, plugins and export commands', () => {
       show.series['train/loss'].map((p) => p.step),
       [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
     );
-    const cmp = cli('runs', 'compare', runs[0].run_id, runs[1].run_id, '--workspace', ws) as {
-      runs: { trainable_params: number; trainable_percent: number; metrics: Record<string, number> }[];
+    const cmp = cli('runs', 'compare', runs[0].runId, runs[1].runId, '--workspace', ws) as {
+      runs: { trainableParams: number; trainablePercent: number; metrics: Record<string, number> }[];
     };
-    assert.ok(cmp.runs[0].trainable_params > cmp.runs[1].trainable_params, 'r=8 trains more than r=4');
-    assert.ok(cmp.runs[1].trainable_percent > 0 && cmp.runs[1].trainable_percent < 5);
+    assert.ok(cmp.runs[0].trainableParams > cmp.runs[1].trainableParams, 'r=8 trains more than r=4');
+    assert.ok(cmp.runs[1].trainablePercent > 0 && cmp.runs[1].trainablePercent < 5);
     assert.equal(cmp.runs[1].metrics.accuracy, runs[1].metrics.accuracy);
   });
 
@@ -102,12 +102,12 @@ describe('workspace, runs, plugins and export commands', () => {
     const best = runs[0].metrics.accuracy >= runs[1].metrics.accuracy ? 1 : 2;
     let p = cli('plugins', 'show', 'reviews', '--workspace', ws) as {
       aliases: Record<string, number>;
-      versions: { version: number; run_id: string; tags: string[] }[];
+      versions: { version: number; runId: string; tags: string[] }[];
     };
     assert.deepEqual(p.aliases, { best, latest: 2 });
     assert.deepEqual(
-      p.versions.map((v) => v.run_id),
-      runs.map((r) => r.run_id),
+      p.versions.map((v) => v.runId),
+      runs.map((r) => r.runId),
     );
     cli('plugins', 'alias', 'reviews@1', 'production', '--workspace', ws);
     cli('plugins', 'tag', 'reviews@2', 'sentiment', 'try-2', '--workspace', ws);
@@ -177,7 +177,7 @@ describe('workspace, runs, plugins and export commands', () => {
       'reviews-from-peft',
       '--workspace',
       ws,
-    ) as { plugin: string; version: number; method: string; trainable_params: number };
+    ) as { plugin: string; version: number; method: string; trainableParams: number };
     assert.deepEqual([imported.plugin, imported.version, imported.method], ['reviews-from-peft', 1, 'lora']);
     rmSync(out, { recursive: true, force: true });
   });
@@ -277,7 +277,10 @@ test('a CLI killed mid-run leaves the run interrupted; resume finishes it and re
   assert.equal(resumed.status, 'finished');
   assert.equal(resumed.steps, 150);
   assert.deepEqual([resumed.plugin.name, resumed.plugin.version], ['killed', 1]);
-  assert.equal((cli('runs', 'show', list.runs[0].id, '--workspace', ws) as { status: string }).status, 'finished');
+  assert.equal(
+    (cli('runs', 'show', list.runs[0].id, '--workspace', ws) as { run: { status: string } }).run.status,
+    'finished',
+  );
   assert.equal((cli('workspace', 'check', ws) as { ok: boolean }).ok, true);
   rmSync(ws, { recursive: true, force: true });
 });

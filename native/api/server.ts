@@ -16,8 +16,9 @@ import {
   type EventName,
   type Events,
   type MethodName,
-} from './contract.js';
-import { toContractError, type Service } from './service.js';
+} from '../contract/index.js';
+import type { Service } from './service.js';
+import { toContractError } from '../app/errors.js';
 import { isInside } from '../files/paths.js';
 
 export interface ServerOptions {

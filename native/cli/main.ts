@@ -7,6 +7,8 @@ import { resumeCommand, trainCommand } from './train.js';
 import { evalCommand, predictCommand, predictWithPlugins } from './predict.js';
 import { passed } from '../autodiff/gradcheck.js';
 import { serveCommand } from './serve.js';
+import { runSettingHelp, runSettingOptions } from './flags.js';
+import { COLUMN_ROLES } from '../contract/index.js';
 import { gpuCommand } from './gpu.js';
 import { exportCommand, importPeftCommand, pluginsCommand, runsCommand, workspaceCommand } from './library.js';
 
@@ -140,56 +142,38 @@ Options:
   --method M           lora, bitfit, ia3, adapter, parallel_adapter, low_rank_adapter, compacter, soft_prompt,
                        prefix, head-only or full (default lora); --r N and --alpha X for LoRA
   --delta FILE         a delta config (JSON) instead of --method
-  --epochs N (3)  --max-steps N  --batch-size N (16)  --accumulation N (1)  --lr X (1e-3)
-  --schedule linear|cosine|constant (linear)  --warmup X (0.06: a fraction, or steps when ≥ 1)
-  --max-length N (128)  --seed N (0)  --device auto|cpu|cuda (auto)  --eval-every N  --checkpoint-every N (50)
-  --precision fp32|fp16  fp16: mixed precision — frozen matrices in float16 (half the memory, the GPU's fast
-                       path), deltas and optimizer in float32 (default fp32)
   --plugin NAME        the plugin its delta becomes a new version of (default <dataset>-<method>)
   --copy-model         copy the model folder into the workspace (default: reference it where it is)
   --dataset-name NAME  the dataset's name in the workspace (default: the data file's name)
   --name TEXT          a name for the run
   --workspace DIR      the workspace (created if missing; default ./delta-studio-workspace or $DELTA_STUDIO_WORKSPACE)
-  --json               one JSON object as the last line: { run_id, run_dir, workspace, status, steps, metrics, best,
-                       delta, plugin: {name, version, file, sha256}, tokens_per_sec, device }`,
-    options: Object.fromEntries([
-      ...[
-        'model',
-        'data',
-        'validation',
-        'task',
-        'text',
-        'text-pair',
-        'label',
-        'prompt',
-        'completion',
-        'source',
-        'target',
-        'method',
-        'r',
-        'alpha',
-        'delta',
-        'epochs',
-        'max-steps',
-        'batch-size',
-        'accumulation',
-        'lr',
-        'schedule',
-        'warmup',
-        'max-length',
-        'seed',
-        'device',
-        'eval-every',
-        'checkpoint-every',
-        'workspace',
-        'precision',
-        'plugin',
-        'dataset-name',
-        'name',
-      ].map((k) => [k, { type: 'string' as const }]),
-      ['json', { type: 'boolean' as const, default: false }],
-      ['copy-model', { type: 'boolean' as const, default: false }],
-    ]),
+  --json               one JSON object as the last line: { runId, runDir, workspace, status, steps, metrics, best,
+                       delta, plugin: {name, version, file, sha256}, tokensPerSec, device }
+Training settings (the same defaults and ranges as the app's New run form; fp16 precision is mixed precision:
+frozen matrices in float16, deltas and optimizer in float32):
+${runSettingHelp()}`,
+    options: {
+      ...Object.fromEntries(
+        [
+          'model',
+          'data',
+          'validation',
+          'task',
+          ...COLUMN_ROLES.map((r) => r.replace('_', '-')),
+          'method',
+          'r',
+          'alpha',
+          'delta',
+          'workspace',
+          'plugin',
+          'dataset-name',
+          'name',
+        ].map((k) => [k, { type: 'string' as const }]),
+      ),
+      ...runSettingOptions(),
+      json: { type: 'boolean' as const, default: false },
+      'copy-model': { type: 'boolean' as const, default: false },
+    },
     run: (v) => trainCommand(v),
   },
   eval: {

@@ -1,7 +1,7 @@
 // Runs exportPlugin in a worker thread (see worker.ts) and relays its progress; errors come back as the contract's
 // ApiError, so the UI sees the same codes and messages as from an export in this thread.
 import { Worker } from 'node:worker_threads';
-import { ContractError, type ApiError } from '../api/contract.js';
+import { ContractError, type ApiError } from '../contract/errors.js';
 import type { ExportRequest, ExportResult } from './index.js';
 
 export function exportInWorker(

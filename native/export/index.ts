@@ -11,8 +11,9 @@ import { exportMerged } from './merged.js';
 import { exportOnnx } from './onnx.js';
 import { exportPeft } from './peft.js';
 
-export const EXPORT_FORMATS = ['peft', 'merged', 'onnx', 'bundle'] as const;
-export type ExportFormat = (typeof EXPORT_FORMATS)[number];
+import { EXPORT_FORMATS, type ExportFormat } from '../contract/vocabulary.js';
+
+export { EXPORT_FORMATS, type ExportFormat };
 
 export interface ExportRequest {
   /** Plugin reference: "name", "name@3", "name@best". */

@@ -3,7 +3,7 @@
 // thread that answers the UI. Started by exportInWorker (in-worker.ts).
 import { parentPort, workerData } from 'node:worker_threads';
 import { Workspace } from '../store/workspace.js';
-import { toContractError } from '../api/errors.js';
+import { toContractError } from '../app/errors.js';
 import { exportPlugin, type ExportRequest } from './index.js';
 
 const { workspace, request } = workerData as { workspace: string; request: ExportRequest };

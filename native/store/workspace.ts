@@ -726,6 +726,14 @@ export class Workspace {
     return this.pluginVersionById(row.id);
   }
 
+  /** The plugin version a run registered, if any. */
+  pluginOfRun(runId: string): PluginVersionRow | undefined {
+    const row = this.db.prepare('SELECT id FROM plugin_versions WHERE run_id = ? ORDER BY id DESC LIMIT 1').get(runId) as
+      | { id: number }
+      | undefined;
+    return row ? this.pluginVersionById(row.id) : undefined;
+  }
+
   /** Loads a plugin version's file, verifying its sha256 against the index and its own tensor digest. */
   loadPlugin(ref: string | PluginVersionRow): Plugin & { row: PluginVersionRow } {
     const row = typeof ref === 'string' ? this.resolvePlugin(ref) : ref;

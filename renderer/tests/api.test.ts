@@ -5,7 +5,7 @@ describe('api client', () => {
   it('uses window.studio when present', async () => {
     const bridge = { call: vi.fn(async () => ({ result: [{ id: 1 }] })), on: vi.fn(() => () => {}) };
     const api = createApi({ studio: bridge });
-    expect(api.transport).toBe('electron');
+    expect(api.transport).toBe('ipc');
     expect(await api.call('models.list', {})).toEqual([{ id: 1 }]);
     expect(bridge.call).toHaveBeenCalledWith('models.list', {});
     const fn = () => {};

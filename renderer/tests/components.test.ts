@@ -14,12 +14,12 @@ const models = [
     id: 1,
     name: 'tiny-llama',
     path: '/m',
-    copied: 0,
-    model_type: 'llama',
+    copied: false,
+    modelType: 'llama',
     architecture: 'LlamaForCausalLM',
     fingerprint: 'f',
     params: 600000,
-    added_at: '',
+    addedAt: '',
   },
 ];
 const datasets = [
@@ -27,7 +27,7 @@ const datasets = [
     id: 1,
     name: 'reviews',
     versions: [
-      { id: 5, digest: 'abcdef123456', dir: '', task: 'classification', source: '', stats: null, created_at: '' },
+      { id: 5, digest: 'abcdef123456', task: 'classification', source: '', rows: null, createdAt: '' },
     ],
   },
 ];
@@ -164,22 +164,21 @@ describe('module tree', () => {
         return {
           tree: {
             architecture: 'LlamaForCausalLM',
-            model_type: 'llama',
-            params_total: 96,
-            params_new: 0,
+            modelType: 'llama',
+            paramsTotal: 96,
+            paramsNew: 0,
             root: tree(targets),
-            modules: [],
           },
           task: 'causal-lm',
           report: {
-            matched_modules: targets.map((t) => ({ name: t, methods: ['lora'] })),
-            trainable_params: 8 * targets.length,
-            trainable_percent: targets.length,
-            backbone_params: 96,
-            plugin_bytes: 100,
-            estimated_train_memory_bytes: 1000,
-            estimate: { batch: 8, seq: 128, weights_bytes: 0, optimizer_bytes: 0, activation_bytes: 0 },
-            by_method: {},
+            matchedModules: targets.map((t) => ({ name: t, methods: ['lora'] })),
+            trainableParams: 8 * targets.length,
+            trainablePercent: targets.length,
+            backboneParams: 96,
+            pluginBytes: 100,
+            estimatedTrainMemoryBytes: 1000,
+            estimate: { batch: 8, seq: 128, weightsBytes: 0, optimizerBytes: 0, activationBytes: 0 },
+            byMethod: {},
           },
         };
       },
@@ -203,24 +202,23 @@ describe('plugins screen', () => {
   it('export shows progress, then done with Show in folder', async () => {
     const version = {
       id: 1,
-      plugin_id: 1,
       plugin: 'sentiment',
       version: 1,
       file: 'f',
       sha256: 's',
       size: 60000,
       method: 'lora',
-      methods: '[]',
+      methods: [],
       task: 'classification',
       labels: null,
-      base_fingerprint: 'b',
-      model_id: 1,
-      run_id: 'r1',
+      baseFingerprint: 'b',
+      modelId: 1,
+      runId: 'r1',
       source: 'run',
-      metrics: '{}',
-      trainable_params: 14592,
+      metrics: {},
+      trainableParams: 14592,
       notes: '',
-      created_at: 'today',
+      createdAt: 'today',
       tags: ['good'],
       exports: [],
     };
@@ -265,6 +263,7 @@ describe('plugins screen', () => {
     expect(screen.getByTestId('export-progress').textContent).toContain('writing adapter');
     a.emit('job.done', {
       jobId: 'j9',
+      method: 'plugins.export',
       result: { id: 1, format: 'peft', path: '/out/sentiment-peft', files: [], bytes: 60000 },
     });
     const done = await screen.findByTestId('export-done');

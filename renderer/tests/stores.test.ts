@@ -102,8 +102,9 @@ describe('jobs store', () => {
     api.emit('job.progress', { jobId: 'j', fraction: 0.5, message: 'half' });
     expect(jobs.jobs.j.fraction).toBe(0.5);
     expect(jobs.active.length).toBe(1);
-    api.emit('job.done', { jobId: 'j', result: { ok: 1 } });
-    expect((await done).result).toEqual({ ok: 1 });
+    const result = { dir: '/d', files: [], sha256: 'ab', activation: { activated: true } };
+    api.emit('job.done', { jobId: 'j', method: 'system.installCuda', result });
+    expect((await done).result).toEqual(result);
     expect(jobs.active.length).toBe(0);
   });
 });

@@ -4,7 +4,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Workspace } from '../../native/store/workspace.js';
-import { writeRunFile } from '../../native/store/track.js';
+import { writeRunFile } from '../../native/app/run-file.js';
 import { Rng } from '../../native/rng.js';
 
 const [dir, iterArg] = process.argv.slice(2);

@@ -8,7 +8,7 @@ export interface Api {
   on<E extends EventName>(event: E, fn: (data: Events[E]) => void): Unsubscribe;
   /** Native folder picker: only the desktop app has one. */
   pickFolder?: () => Promise<string | null>;
-  transport: 'electron' | 'http';
+  transport: 'ipc' | 'http';
 }
 
 /** What electron/preload exposes through contextBridge. */
@@ -41,7 +41,7 @@ function unwrap(r: { result: unknown } | { error: ApiError }): never {
 
 export function electronApi(bridge: StudioBridge): Api {
   return {
-    transport: 'electron',
+    transport: 'ipc',
     async call(method, params) {
       return unwrap(await bridge.call(method, params ?? {}));
     },

@@ -1,5 +1,7 @@
 // Method presets offered by the New run, Models and Compare screens: delta configs as native/delta reads them.
-export type DeltaConfig = { method: string } & Record<string, unknown>;
+import type { DeltaConfigInput } from './types.js';
+
+export type DeltaConfig = DeltaConfigInput;
 
 export interface Preset {
   id: string;

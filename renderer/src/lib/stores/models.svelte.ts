@@ -1,9 +1,9 @@
 // Models of the workspace.
 import type { Api } from '../api.js';
-import type { ModelRow } from '../types.js';
+import type { Model } from '../types.js';
 
 export class ModelsStore {
-  list = $state.raw<ModelRow[]>([]);
+  list = $state.raw<Model[]>([]);
 
   constructor(private api: Api) {}
 
@@ -11,7 +11,7 @@ export class ModelsStore {
     this.list = await this.api.call('models.list', {});
   }
 
-  async import(path: string, opts: { copy?: boolean; name?: string } = {}): Promise<ModelRow> {
+  async import(path: string, opts: { copy?: boolean; name?: string } = {}): Promise<Model> {
     const m = await this.api.call('models.import', { path, ...opts });
     await this.refresh();
     return m;

@@ -1,63 +1,20 @@
-// The one contract between the UI and the engine: every method with a runtime schema for its parameters, and every
-// event. Both transports — Electron IPC (electron/) and HTTP + WebSocket (`delta-studio serve`, native/api/server.ts)
-// — validate against it before anything runs, and the renderer imports only its *types*.
+// Every method of the contract: its parameters' runtime schema, what it returns, and whether it names paths (a
+// server checks them) or runs as a job. Both transports — Electron IPC (electron/) and HTTP + WebSocket
+// (`delta-studio serve`) — validate calls here before anything runs.
 import { z } from 'zod';
+import { ContractError } from './errors.js';
+import { deltaConfig, pluginName, runConfig } from './run-config.js';
+import { COLUMN_ROLES, DEVICES, EXPORT_FORMATS, RUN_STATUSES, TASKS } from './vocabulary.js';
+import type * as T from './types.js';
 
 const id = z.number().int().min(1);
 const text = (max = 10_000) => z.string().max(max);
-const name = z
-  .string()
-  .min(1)
-  .max(100)
-  .regex(/^[\p{L}\p{N}._-]+$/u, 'letters, digits, ".", "-" or "_" only');
 const path = z.string().min(1).max(4096);
-const task = z.enum(['classification', 'pair-classification', 'regression', 'causal-lm', 'seq2seq']);
-const modelTask = z.enum(['classification', 'regression', 'causal-lm', 'seq2seq-lm']);
-const device = z.enum(['auto', 'cpu', 'cuda']);
-/** A delta config as native/delta reads it ({method, …keys}); the engine checks the keys per method. */
-const delta = z.object({ method: z.string().min(1).max(40) }).catchall(z.unknown());
-const columns = z
-  .object({
-    text: z.string(),
-    text_pair: z.string(),
-    label: z.string(),
-    prompt: z.string(),
-    completion: z.string(),
-    source: z.string(),
-    target: z.string(),
-  })
-  .partial();
-const runStatus = z.enum(['queued', 'running', 'paused', 'finished', 'failed', 'diverged', 'interrupted', 'cancelled']);
-
-/** Everything a run needs; defaults are the CLI's. */
-export const runConfig = z
-  .object({
-    modelId: id,
-    datasetVersionId: id,
-    deltas: z.array(delta).min(1).max(8),
-    plugin: name.optional(),
-    name: text(200).optional(),
-    epochs: z.number().int().min(1).max(1000).default(3),
-    maxSteps: z.number().int().min(1).max(10_000_000).optional(),
-    batchSize: z.number().int().min(1).max(4096).default(16),
-    accumulation: z.number().int().min(1).max(1024).default(1),
-    lr: z.number().positive().max(10).default(1e-3),
-    schedule: z.enum(['linear', 'cosine', 'constant']).default('linear'),
-    warmup: z.number().min(0).default(0.06),
-    weightDecay: z.number().min(0).max(1).default(0.01),
-    maxLength: z.number().int().min(4).max(32_768).default(128),
-    seed: z.number().int().min(0).default(0),
-    device: device.default('auto'),
-    precision: z.enum(['float32', 'float16']).default('float32'),
-    evalEvery: z.number().int().min(1).optional(),
-    checkpointEvery: z.number().int().min(1).default(50),
-    earlyStopping: z
-      .object({ metric: z.string(), patience: z.number().int().min(1) })
-      .strict()
-      .optional(),
-  })
-  .strict(); // strict: a misspelt option is an error, not a silently ignored default
-export type RunConfig = z.infer<typeof runConfig>;
+const runId = z.string().min(1).max(64);
+const pluginRef = z.string().min(1).max(200);
+const task = z.enum(TASKS);
+const device = z.enum(DEVICES);
+const columns = z.object(Object.fromEntries(COLUMN_ROLES.map((r) => [r, z.string()]))).partial();
 
 interface MethodSpec<P extends z.ZodType> {
   params: P;
@@ -99,9 +56,9 @@ export const METHODS = {
     params: z
       .object({
         modelId: id,
-        task: modelTask.optional(),
+        task: task.optional(),
         numLabels: z.number().int().min(1).max(100_000).optional(),
-        deltas: z.array(delta).max(8).optional(),
+        deltas: z.array(deltaConfig).max(8).optional(),
         batch: z.number().int().min(1).optional(),
         seq: z.number().int().min(1).optional(),
       })
@@ -118,7 +75,7 @@ export const METHODS = {
     params: z
       .object({
         path,
-        name,
+        name: pluginName,
         task,
         columns: columns.default({}),
         validationPath: path.optional(),
@@ -142,43 +99,34 @@ export const METHODS = {
   }),
   'runs.start': method({ params: runConfig, doc: 'queue a run (it starts when the trainer is free)' }),
   'runs.list': method({
-    params: z.object({ status: runStatus.optional() }).strict(),
+    params: z.object({ status: z.enum(RUN_STATUSES).optional() }).strict(),
     doc: 'runs with status, method and latest metrics',
   }),
   'runs.get': method({
-    params: z.object({ runId: z.string().min(1).max(64) }).strict(),
+    params: z.object({ runId }).strict(),
     doc: 'one run: config, status, timings, metric keys',
   }),
   'runs.log': method({
-    params: z
-      .object({ runId: z.string().min(1).max(64), tail: z.number().int().min(1).max(100_000).default(2000) })
-      .strict(),
+    params: z.object({ runId, tail: z.number().int().min(1).max(100_000).default(2000) }).strict(),
     doc: "the last lines of a run's log (status changes, progress, evaluations)",
   }),
   'runs.metrics': method({
     params: z
-      .object({
-        runId: z.string().min(1).max(64),
-        keys: z.array(z.string()).max(64).optional(),
-        afterStep: z.number().int().min(0).optional(),
-      })
+      .object({ runId, keys: z.array(z.string()).max(64).optional(), afterStep: z.number().int().min(0).optional() })
       .strict(),
     doc: 'metric series (steps and values) after a step',
   }),
-  'runs.pause': method({
-    params: z.object({ runId: z.string().min(1).max(64) }).strict(),
-    doc: 'hold a running run between steps',
-  }),
+  'runs.pause': method({ params: z.object({ runId }).strict(), doc: 'hold a running run between steps' }),
   'runs.resume': method({
-    params: z.object({ runId: z.string().min(1).max(64) }).strict(),
+    params: z.object({ runId }).strict(),
     doc: 'continue a paused run, or an interrupted or cancelled one from its checkpoint',
   }),
   'runs.cancel': method({
-    params: z.object({ runId: z.string().min(1).max(64) }).strict(),
+    params: z.object({ runId }).strict(),
     doc: 'stop after the current step (resumable), or drop it from the queue',
   }),
   'runs.compare': method({
-    params: z.object({ runIds: z.array(z.string().min(1).max(64)).min(1).max(64) }).strict(),
+    params: z.object({ runIds: z.array(runId).min(1).max(64) }).strict(),
     doc: 'quality vs trainable % vs time, and every eval metric, side by side',
   }),
   'sweeps.start': method({
@@ -190,48 +138,53 @@ export const METHODS = {
 
   'plugins.list': method({ params: none, doc: 'plugins with versions and aliases' }),
   'plugins.get': method({
-    params: z.object({ name }).strict(),
+    params: z.object({ name: pluginName }).strict(),
     doc: 'versions, aliases, tags, notes, exports and lineage of a plugin',
   }),
   'plugins.tag': method({
     params: z
-      .object({
-        ref: z.string().min(1).max(200),
-        add: z.array(text(64)).default([]),
-        remove: z.array(text(64)).default([]),
-      })
+      .object({ ref: pluginRef, add: z.array(text(64)).default([]), remove: z.array(text(64)).default([]) })
       .strict(),
     doc: 'add or remove tags of a version',
   }),
   'plugins.alias': method({
-    params: z
-      .object({ ref: z.string().min(1).max(200), alias: z.string().min(1).max(64), remove: z.boolean().default(false) })
-      .strict(),
+    params: z.object({ ref: pluginRef, alias: z.string().min(1).max(64), remove: z.boolean().default(false) }).strict(),
     doc: 'point an alias at a version, or remove it',
   }),
   'plugins.notes': method({
-    params: z.object({ ref: z.string().min(1).max(200), notes: text(100_000) }).strict(),
+    params: z.object({ ref: pluginRef, notes: text(100_000) }).strict(),
     doc: 'set the notes of a version',
   }),
   'plugins.export': method({
     params: z
       .object({
-        ref: z.string().min(1).max(200),
-        format: z.enum(['peft', 'merged', 'onnx', 'bundle']),
+        ref: pluginRef,
+        format: z.enum(EXPORT_FORMATS),
         folder: path.optional(),
         name: z.string().min(1).max(200).optional(),
         onnxMode: z.enum(['baked', 'inputs']).optional(),
         dtype: z.enum(['float32', 'source']).optional(),
         overwrite: z.boolean().default(false),
+        /** The base model folder, when the plugin does not record one (or another base, with force). */
+        model: path.optional(),
+        force: z.boolean().default(false),
       })
       .strict(),
     doc: 'one-click export of a version',
-    paths: (p) => [p.folder],
+    paths: (p) => [p.folder, p.model],
     job: true,
   }),
   'plugins.importPeft': method({
-    params: z.object({ path, modelId: id, name: name.optional() }).strict(),
-    doc: 'a PEFT adapter folder as a plugin',
+    params: z
+      .object({
+        path,
+        modelId: id,
+        name: pluginName.optional(),
+        task: task.optional(),
+        labels: z.array(text(200)).min(1).max(100_000).optional(),
+      })
+      .strict(),
+    doc: 'a PEFT adapter folder as a plugin (task and labels when its config does not say)',
     paths: (p) => [p.path],
   }),
   'plugins.showInFolder': method({
@@ -244,7 +197,7 @@ export const METHODS = {
     params: z
       .object({
         modelId: id,
-        plugins: z.array(z.string().min(1).max(200)).max(8),
+        plugins: z.array(pluginRef).max(8),
         inputs: z.array(text(20_000)).min(1).max(32),
         textPair: text(20_000).optional(),
         compareBase: z.boolean().default(true),
@@ -267,64 +220,66 @@ export const METHODS = {
 } as const;
 
 export type MethodName = keyof typeof METHODS;
+/** Parameters as a caller writes them (defaults may be left out). */
 export type Params<M extends MethodName> = z.input<(typeof METHODS)[M]['params']>;
+/** Parameters as a handler receives them (validated, defaults filled in). */
+export type ValidParams<M extends MethodName> = z.infer<(typeof METHODS)[M]['params']>;
 
-/** Events the engine pushes to every connected UI. */
-export interface Events {
-  'run.status': {
-    runId: string;
-    status: z.infer<typeof runStatus>;
-    reason?: string | null;
-    plugin?: { name: string; version: number } | null;
-  };
-  'run.progress': {
-    runId: string;
-    step: number;
-    totalSteps: number;
-    epoch: number;
-    loss: number;
-    lr: number;
-    gradNorm: number;
-    tokensPerSec: number;
-    etaSeconds: number;
-    rssBytes: number;
-  };
-  'run.eval': { runId: string; step: number; metrics: Record<string, number> };
-  'run.log': { runId: string; line: string };
-  'job.progress': { jobId: string; fraction: number; message: string };
-  'job.done': { jobId: string; result?: unknown; error?: { code: string; message: string } };
+/** What each method answers. A job method answers {jobId}; its outcome is in JobResults. */
+export interface Results {
+  'app.info': T.AppInfo;
+  'workspace.create': T.WorkspaceInfo;
+  'workspace.open': T.WorkspaceInfo;
+  'workspace.recent': T.RecentWorkspace[];
+  'workspace.check': T.CheckReport;
+  'models.import': T.Model;
+  'models.list': T.Model[];
+  'models.tree': T.ModelTreeResult;
+  'datasets.preview': T.DatasetPreview;
+  'datasets.import': T.JobStarted;
+  'datasets.list': T.DatasetSummary[];
+  'datasets.stats': T.DatasetStatsResult;
+  'runs.estimate': T.RunEstimate;
+  'runs.start': T.RunStarted;
+  'runs.list': T.RunSummary[];
+  'runs.get': T.RunDetail;
+  'runs.log': { lines: string[] };
+  'runs.metrics': T.RunMetrics;
+  'runs.pause': T.RunControl;
+  'runs.resume': T.RunControl;
+  'runs.cancel': T.RunControl;
+  'runs.compare': T.CompareResult;
+  'sweeps.start': T.SweepStarted;
+  'plugins.list': T.PluginSummary[];
+  'plugins.get': T.PluginDetail;
+  'plugins.tag': { ref: string; tags: string[] };
+  'plugins.alias': { plugin: string; alias: string; version: number | null };
+  'plugins.notes': { ref: string; notes: string };
+  'plugins.export': T.JobStarted;
+  'plugins.importPeft': T.PluginVersion;
+  'plugins.showInFolder': { path: string; shown: boolean };
+  'playground.predict': T.PredictResult;
+  'system.gpu': T.GpuStatus;
+  'system.installCuda': T.JobStarted;
 }
-export type EventName = keyof Events;
-export const EVENT_NAMES: EventName[] = [
-  'run.status',
-  'run.progress',
-  'run.eval',
-  'run.log',
-  'job.progress',
-  'job.done',
-];
+export type Result<M extends MethodName> = Results[M];
 
-/** An error as it crosses a transport: a stable code and a message that says what to do next. */
-export interface ApiError {
-  code:
-    'bad-params' | 'not-found' | 'path-outside' | 'unauthorized' | 'conflict' | 'failed' | 'unknown-method' | 'damaged';
-  message: string;
-  /** For bad-params: which parameter, and what was expected. */
-  issues?: { path: string; message: string }[];
+/** The outcome of each job method, carried by its job.done event. */
+export interface JobResults {
+  'datasets.import': T.DatasetImportResult;
+  'plugins.export': T.ExportResult;
+  'system.installCuda': T.CudaInstalled;
 }
+export type JobMethod = keyof JobResults;
 
-export class ContractError extends Error {
-  constructor(readonly error: ApiError) {
-    super(error.message);
-    this.name = 'ContractError';
-  }
-}
+/** The whole interface: one handler per method, with validated parameters and its result. */
+export type Handlers = { [M in MethodName]: (params: ValidParams<M>) => Promise<Results[M]> };
 
 /** Validates a call: the method must exist and its parameters fit its schema (defaults filled in). */
 export function validateCall<M extends MethodName>(
   methodName: string,
   params: unknown,
-): { method: M; params: z.infer<(typeof METHODS)[M]['params']> } {
+): { method: M; params: ValidParams<M> } {
   if (!Object.hasOwn(METHODS, methodName)) {
     throw new ContractError({ code: 'unknown-method', message: `unknown method "${methodName}"` });
   }
@@ -338,7 +293,16 @@ export function validateCall<M extends MethodName>(
       issues,
     });
   }
-  return { method: methodName as M, params: r.data as z.infer<(typeof METHODS)[M]['params']> };
+  return { method: methodName as M, params: r.data as ValidParams<M> };
+}
+
+/** Validates a call and runs it on `handlers`: what both transports do with a request. */
+export async function dispatch(handlers: Partial<Handlers>, methodName: string, params: unknown): Promise<unknown> {
+  const v = validateCall(methodName, params);
+  const handler = handlers[v.method] as ((p: unknown) => Promise<unknown>) | undefined;
+  if (!handler)
+    throw new ContractError({ code: 'unknown-method', message: `"${methodName}" has no handler in this build` });
+  return handler(v.params);
 }
 
 /** The paths a validated call names (for a transport's folder checks). */

@@ -1,26 +1,22 @@
-// A training run recorded in a workspace: the trainer process's events become the run's status and metric series,
-// and its delta becomes a new plugin version. The CLI and the app's server both start runs through here.
+// A training run recorded in a workspace: starts the trainer (a child process, or Electron's utilityProcess) on the
+// run's folder, turns its events into the run's status and metric series, and its delta into a new plugin version.
+// The store only records; this is where recording meets running.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadSplit, type TaskKind } from '../data/index.js';
+import { loadSplit } from '../data/index.js';
 import { viewAs } from '../onnx/dtype.js';
 import type { HostTensor } from '../onnx/graph.js';
 import { readSafetensorsHeader, readTensorBytes } from '../onnx/safetensors.js';
 import { writeFileAtomic } from '../files/atomic.js';
 import { startTrainer, type TrainerJob } from '../train/process.js';
-import type { TrainConfig, TrainEvent, TrainResult } from '../train/trainer.js';
-import { ACTIVE_RUNS, Workspace, type PluginVersionRow, type RunStatus } from './workspace.js';
+import type { TrainEvent, TrainResult } from '../train/trainer.js';
+import { ACTIVE_RUNS, type PluginVersionRow, type Workspace } from '../store/workspace.js';
+import type { RunStatus } from '../contract/index.js';
+import type { RunFile } from './run-file.js';
 
-/** What a run folder's run.json holds: enough to resume it without the database. */
-export interface RunFile {
-  id: string;
-  dataset: { dir: string; digest: string; task: TaskKind };
-  config: TrainConfig;
-  /** Name of the plugin its delta is registered as. */
-  plugin?: string;
-}
+export type StartTrainer = typeof startTrainer;
 
-export interface TrackedRun {
+export interface RecordedRun {
   job: TrainerJob;
   /** Resolves when the run has ended and been recorded (with its plugin version when it finished). */
   done: Promise<{ result: TrainResult; plugin?: PluginVersionRow }>;
@@ -42,21 +38,17 @@ export function readDeltaFile(file: string): Record<string, HostTensor> {
   return out;
 }
 
-export function writeRunFile(runDir: string, run: RunFile): void {
-  writeFileAtomic(join(runDir, 'run.json'), new TextEncoder().encode(`${JSON.stringify(run, null, 2)}\n`));
-}
-
 /**
  * Starts (or resumes: the trainer continues from the run folder's last checkpoint) a run recorded in `ws`.
- * Progress metrics are written in batches (at most every `flushMs`, and at every evaluation and at the end), each
- * batch one transaction.
+ * Progress metrics are written in batches (at most every `flushMs`, and at every evaluation, checkpoint and at the
+ * end), each batch one transaction.
  */
-export function trackRun(
+export function recordRun(
   ws: Workspace,
   run: RunFile,
   onEvent: (e: TrainEvent) => void = () => {},
-  opts: { flushMs?: number; startTrainer?: typeof startTrainer } = {},
-): TrackedRun {
+  opts: { flushMs?: number; startTrainer?: StartTrainer } = {},
+): RecordedRun {
   const row = ws.getRun(run.id);
   const data = { train: loadSplit(run.dataset.dir, 'train'), validation: loadSplit(run.dataset.dir, 'validation') };
   const pending: { key: string; step: number; value: number }[] = [];
@@ -67,7 +59,6 @@ export function trackRun(
   };
   const t0 = performance.now();
   ACTIVE_RUNS.add(run.id);
-  // The desktop app hosts the trainer in an Electron utilityProcess; the CLI and `serve` fork a Node child.
   const job = (opts.startTrainer ?? startTrainer)(run.config, data, (e) => {
     if (e.type === 'start')
       ws.startRun(run.id, { device: e.device, totalSteps: e.totalSteps, trainableParams: e.trainable });
@@ -105,6 +96,10 @@ export function trackRun(
           trainSeconds: (performance.now() - t0) / 1000,
           device: result.device,
         });
+        writeFileAtomic(
+          join(ws.path(row.dir), 'result.json'),
+          new TextEncoder().encode(`${JSON.stringify(result, null, 2)}\n`),
+        );
         let plugin: PluginVersionRow | undefined;
         if (status === 'finished' && existsSync(result.deltaFile)) {
           const model = row.model_id !== null ? ws.getModel(row.model_id) : undefined;

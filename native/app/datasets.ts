@@ -1,0 +1,179 @@
+// Datasets: previewing a data file (with a guess of its task and columns), importing it as a content-addressed
+// version (the same data imported twice is one folder), and its statistics.
+import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { basename, join, relative, resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type {
+  ColumnMapping,
+  DatasetImportResult,
+  DatasetPreview,
+  DatasetStatsResult,
+  DatasetSummary,
+  TaskName,
+} from '../contract/index.js';
+import {
+  DEFAULT_MAX_BYTES,
+  importDataset,
+  readDatasetVersion,
+  resolveColumns,
+  tokenLengthStats,
+  type DatasetVersion,
+} from '../data/index.js';
+import { formatOf, readRows } from '../data/readers.js';
+import { TextTokenizer } from '../models/tokenizer.js';
+import type { Workspace } from '../store/workspace.js';
+import type { Progress } from './jobs.js';
+import { taskName } from './tasks.js';
+
+/** Guesses the task and column mapping from a header (exact names, then ignoring case). */
+export function guessTask(
+  columns: string[],
+  rows: Record<string, string>[],
+  file: string,
+): { task: TaskName; columns: ColumnMapping } | null {
+  const has = (...names: string[]): boolean => names.some((n) => columns.some((c) => c.toLowerCase() === n));
+  const order: TaskName[] = [];
+  if (has('prompt') && has('completion')) order.push('causal-lm');
+  if (has('source') && has('target')) order.push('seq2seq');
+  if (has('premise', 'sentence1', 'text_pair') && has('hypothesis', 'sentence2', 'text_pair') && has('label'))
+    order.push('pair-classification');
+  if (has('text', 'sentence') && has('label', 'score')) {
+    const labelCol = columns.find((c) => ['label', 'score'].includes(c.toLowerCase()));
+    const values = rows.map((r) => r[labelCol ?? 'label']).filter((v) => v !== undefined && v !== '');
+    const numeric = values.length > 0 && values.every((v) => Number.isFinite(Number(v)));
+    const fractional = numeric && values.some((v) => !Number.isInteger(Number(v)));
+    order.push(fractional || (numeric && labelCol?.toLowerCase() === 'score') ? 'regression' : 'classification');
+  }
+  if (has('text')) order.push('causal-lm');
+  for (const task of order) {
+    try {
+      return { task, columns: resolveColumns(task, {}, columns, file) };
+    } catch {
+      // try the next task that could fit
+    }
+  }
+  return null;
+}
+
+/** The format, columns and first `n` rows of a data file, and a guess of its task. */
+export async function previewFile(file: string, n: number): Promise<DatasetPreview> {
+  const format = formatOf(file);
+  const ctx = {
+    file,
+    format,
+    encoding: undefined,
+    maxBytes: DEFAULT_MAX_BYTES,
+    result: { bytes: 0, sha256: '' },
+    skipped: 0,
+  };
+  let columns: string[] = [];
+  const rows: Record<string, string>[] = [];
+  for await (const ev of readRows(ctx)) {
+    if (ev.kind === 'header') columns = ev.columns;
+    else {
+      rows.push(
+        Object.fromEntries(
+          columns.map((c) => {
+            const v = ev.get(c);
+            return [c, v === undefined || v === null ? '' : typeof v === 'string' ? v : JSON.stringify(v)];
+          }),
+        ),
+      );
+      if (rows.length >= n) break; // leaving the loop closes the reader
+    }
+  }
+  return { path: file, format, columns, rows, guess: guessTask(columns, rows, file) };
+}
+
+export interface DatasetImport {
+  path: string;
+  name: string;
+  task: TaskName;
+  columns: ColumnMapping;
+  /** A file for the validation split (else `validationFraction` of the rows, by seed). */
+  validationPath?: string;
+  validationFraction: number;
+  seed: number;
+}
+
+export class Datasets {
+  constructor(private readonly need: () => Workspace) {}
+
+  /** Imports a data file as a new version of dataset `name`; a version with the same content reuses its folder. */
+  async import(p: DatasetImport, progress: Progress = () => {}): Promise<DatasetImportResult> {
+    const ws = this.need();
+    progress(0, `reading ${basename(p.path)}`);
+    const datasets = join(ws.dir, 'datasets');
+    mkdirSync(datasets, { recursive: true });
+    const tmp = join(datasets, `.import-${randomBytes(4).toString('hex')}`);
+    let version: DatasetVersion;
+    try {
+      version = await importDataset(resolve(p.path), tmp, {
+        task: p.task,
+        columns: p.columns,
+        split: { validation: p.validationPath ? 0 : p.validationFraction, test: 0, seed: p.seed },
+        files: p.validationPath ? { validation: resolve(p.validationPath) } : undefined,
+      });
+    } catch (e) {
+      rmSync(tmp, { recursive: true, force: true });
+      throw e;
+    }
+    progress(0.9, 'recording the version');
+    const dir = join(datasets, version.digest.slice(0, 16));
+    if (existsSync(dir)) rmSync(tmp, { recursive: true, force: true });
+    else renameSync(tmp, dir);
+    const { datasetId, versionId } = ws.addDatasetVersion(p.name, relative(ws.dir, dir), version);
+    progress(1, 'imported');
+    return {
+      datasetId,
+      versionId,
+      digest: version.digest,
+      task: version.task,
+      rows: version.rows,
+      labels: version.labels ?? null,
+      columns: version.columns,
+    };
+  }
+
+  preview(path: string, rows: number): Promise<DatasetPreview> {
+    return previewFile(resolve(path), rows);
+  }
+
+  list(): DatasetSummary[] {
+    return this.need()
+      .listDatasets()
+      .map((d) => ({
+        id: d.id,
+        name: d.name,
+        versions: d.versions.map((v) => ({
+          id: v.id,
+          digest: v.digest,
+          task: taskName(v.task),
+          source: v.source,
+          rows: (v.stats as { rows?: DatasetImportResult['rows'] } | null)?.rows ?? null,
+          createdAt: v.created_at,
+        })),
+      }));
+  }
+
+  stats(versionId: number, modelId?: number): DatasetStatsResult {
+    const ws = this.need();
+    const dir = ws.path(ws.datasetVersion(versionId).dir);
+    const v = readDatasetVersion(dir);
+    const tokens =
+      modelId !== undefined
+        ? tokenLengthStats(dir, TextTokenizer.fromFolder(ws.modelPath(ws.getModel(modelId))))
+        : null;
+    return {
+      versionId,
+      task: v.task,
+      rows: v.rows,
+      labels: v.labels ?? null,
+      labelCounts: v.stats.labelCounts ?? null,
+      labelRange: v.stats.labelRange ?? null,
+      fields: v.stats.fields,
+      duplicates: v.stats.duplicates,
+      tokens,
+    };
+  }
+}

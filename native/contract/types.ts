@@ -1,0 +1,394 @@
+// What crosses the contract: plain JSON objects in camelCase, declared here and nowhere else, so the UI imports its
+// types from the contract alone. The application layer (native/app) maps the store's rows and the engine's objects
+// onto these; TypeScript checks each mapping.
+import type { ColumnMapping, ExportFormat, RunStatus, SplitName, TaskName } from './vocabulary.js';
+import type { DeltaConfigInput } from './run-config.js';
+
+/** What a `job` method returns at once; its outcome comes as job.progress / job.done events with this id. */
+export interface JobStarted {
+  jobId: string;
+}
+
+// ——— app and workspaces ———
+
+export interface RecentWorkspace {
+  path: string;
+  openedAt: string;
+  exists: boolean;
+}
+
+export interface AppInfo {
+  version: string;
+  transport: 'ipc' | 'http';
+  workspace: string | null;
+  recent: RecentWorkspace[];
+}
+
+export interface WorkspaceInfo {
+  path: string;
+  schemaVersion: number;
+  /** Runs left interrupted (by a crash or a closed app): runs.resume continues them from their checkpoint. */
+  interrupted: string[];
+  counts: { models: number; datasets: number; runs: number; plugins: number };
+}
+
+export interface CheckProblem {
+  severity: 'error' | 'warning';
+  kind: string;
+  path?: string;
+  message: string;
+  /** What --repair did about it. */
+  repaired?: string;
+}
+
+export interface CheckReport {
+  workspace: string;
+  ok: boolean;
+  schemaVersion: number;
+  checked: { plugins: number; datasets: number; runs: number; models: number; bytesHashed: number };
+  problems: CheckProblem[];
+}
+
+// ——— models ———
+
+export interface Model {
+  id: number;
+  name: string;
+  /** The folder it is read from (the workspace's copy when copied in). */
+  path: string;
+  copied: boolean;
+  modelType: string;
+  architecture: string | null;
+  fingerprint: string;
+  params: number | null;
+  addedAt: string;
+}
+
+export interface TreeNode {
+  /** Full Hugging Face name; folded repeats read e.g. "bert.encoder.layer.0-11". */
+  name: string;
+  key: string;
+  type: string;
+  /** Parameters owned directly: name relative to the module → shape. */
+  params: Record<string, number[]>;
+  /** Parameters in the whole subtree, repeats included. */
+  count: number;
+  /** How many identical blocks this node stands for (1 unless folded). */
+  repeat: number;
+  children: TreeNode[];
+  /** Delta methods that modify this module. */
+  delta?: string[];
+}
+
+export interface ModelTree {
+  architecture: string;
+  modelType: string;
+  paramsTotal: number;
+  /** Of which weights that the folder lacked and the task head created. */
+  paramsNew: number;
+  root: TreeNode;
+}
+
+/** What a delta config costs on a model. */
+export interface DeltaReport {
+  matchedModules: { name: string; methods: string[] }[];
+  trainableParams: number;
+  /** Of the backbone's parameters. */
+  trainablePercent: number;
+  backboneParams: number;
+  /** Bytes of the plugin file. */
+  pluginBytes: number;
+  estimatedTrainMemoryBytes: number;
+  /** What the memory estimate assumed. */
+  estimate: { batch: number; seq: number; weightsBytes: number; optimizerBytes: number; activationBytes: number };
+  /** Trainable parameters per method. */
+  byMethod: Record<string, number>;
+}
+
+export interface ModelTreeResult {
+  tree: ModelTree;
+  task: TaskName;
+  /** With deltas: what they cost (trainable params, %, plugin bytes, memory). */
+  report: DeltaReport | null;
+}
+
+// ——— datasets ———
+
+export type DataFormat = 'csv' | 'tsv' | 'jsonl' | 'json';
+
+export interface DatasetPreview {
+  path: string;
+  format: DataFormat;
+  columns: string[];
+  rows: Record<string, string>[];
+  /** Best guess from the headers (null when nothing fits); the UI lets the user change it. */
+  guess: { task: TaskName; columns: ColumnMapping } | null;
+}
+
+/** job.done result of datasets.import. */
+export interface DatasetImportResult {
+  datasetId: number;
+  versionId: number;
+  digest: string;
+  task: TaskName;
+  rows: Record<SplitName, number>;
+  labels: string[] | null;
+  columns: ColumnMapping;
+}
+
+export interface DatasetVersionSummary {
+  id: number;
+  digest: string;
+  task: TaskName;
+  /** The file(s) it was imported from. */
+  source: string;
+  rows: Record<SplitName, number> | null;
+  createdAt: string;
+}
+
+export interface DatasetSummary {
+  id: number;
+  name: string;
+  versions: DatasetVersionSummary[];
+}
+
+export interface LengthStats {
+  count: number;
+  mean: number;
+  p50: number;
+  p95: number;
+  max: number;
+  /** Powers of two from 8 up: `count` rows have a length in (previous bucketUpper, bucketUpper]. */
+  histogram: { bucketUpper: number; count: number }[];
+}
+
+export interface DatasetStatsResult {
+  versionId: number;
+  task: TaskName;
+  rows: Record<SplitName, number>;
+  labels: string[] | null;
+  /** Classification: rows per label per split. */
+  labelCounts: Partial<Record<SplitName, Record<string, number>>> | null;
+  labelRange: { min: number; max: number; mean: number; std: number } | null;
+  fields: Partial<Record<string, { minChars: number; maxChars: number; meanChars: number }>>;
+  duplicates: number;
+  /** With a model: token lengths under its tokenizer (seq2seq: `target` for the targets). */
+  tokens: (LengthStats & { target?: LengthStats }) | null;
+}
+
+// ——— runs ———
+
+export interface Run {
+  id: string;
+  name: string | null;
+  status: RunStatus;
+  /** The methods, joined by "+". */
+  method: string;
+  trainableParams: number | null;
+  totalParams: number | null;
+  device: string | null;
+  modelId: number | null;
+  datasetVersionId: number | null;
+  /** Its folder (checkpoints, run.json, train.log). */
+  dir: string;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  steps: number;
+  totalSteps: number | null;
+  trainSeconds: number | null;
+  tokensPerSec: number | null;
+  /** Why it ended as it did (failed, diverged, stopped early, interrupted). */
+  reason: string | null;
+}
+
+export interface RunEstimate {
+  trainableParams: number;
+  trainablePercent: number;
+  backboneParams: number;
+  pluginBytes: number;
+  memoryBytes: number;
+  memory: DeltaReport['estimate'];
+  byMethod: Record<string, number>;
+  device: 'cpu' | 'cuda';
+  steps: number;
+  tokens: number;
+  tokensPerSec: number;
+  secondsEstimate: number;
+  /** How secondsEstimate was made, in words (measured speed of an earlier run, or the default assumption). */
+  basis: string;
+}
+
+export interface RunStarted {
+  runId: string;
+  status: RunStatus;
+  /** 0 = training now; n = n runs ahead of it. */
+  position: number;
+}
+
+export type RunSummary = Run & { metrics: Record<string, number | null> };
+
+export interface PluginRef {
+  name: string;
+  version: number;
+}
+
+export interface RunDetail {
+  run: Run;
+  /** The recorded training config (model folder, task, labels, deltas, hyperparameters). */
+  config: Record<string, unknown>;
+  metricKeys: string[];
+  latest: Record<string, number | null>;
+  plugin: PluginRef | null;
+  /** Position in the queue (null when not queued). */
+  queuePosition: number | null;
+}
+
+export interface MetricPoint {
+  step: number;
+  value: number | null;
+  /** The value was NaN or infinite (kept as a flag; value is null). */
+  nan: boolean;
+}
+
+export interface RunMetrics {
+  runId: string;
+  series: Record<string, MetricPoint[]>;
+}
+
+export interface RunControl {
+  runId: string;
+  status: RunStatus;
+}
+
+export interface CompareRow {
+  id: string;
+  name: string | null;
+  method: string;
+  status: RunStatus;
+  trainableParams: number | null;
+  trainablePercent: number | null;
+  steps: number;
+  trainSeconds: number | null;
+  tokensPerSec: number | null;
+  /** Latest eval metrics, without the "eval/" prefix. */
+  metrics: Record<string, number | null>;
+}
+export interface CompareResult {
+  runs: CompareRow[];
+  metricKeys: string[];
+}
+
+export interface SweepStarted {
+  runIds: string[];
+}
+
+// ——— plugins ———
+
+export interface PluginSummary {
+  name: string;
+  description: string;
+  versions: number;
+  latest: number;
+  aliases: Record<string, number>;
+  method: string;
+  task: TaskName;
+}
+
+export interface PluginVersion {
+  id: number;
+  plugin: string;
+  version: number;
+  /** The .delta file. */
+  file: string;
+  sha256: string;
+  size: number;
+  method: string;
+  methods: DeltaConfigInput[];
+  task: TaskName;
+  labels: string[] | null;
+  baseFingerprint: string;
+  modelId: number | null;
+  runId: string | null;
+  /** 'run', 'import' or where it was imported from ('peft:<dir>'). */
+  source: string;
+  metrics: Record<string, number>;
+  trainableParams: number;
+  notes: string;
+  createdAt: string;
+}
+
+export interface PluginExportRecord {
+  format: ExportFormat;
+  path: string;
+  createdAt: string;
+}
+
+export interface PluginLineage {
+  version: number;
+  model: { id: number; name: string; path: string } | null;
+  dataset: { id: number; dataset: string; digest: string } | null;
+  run: { id: string; status: RunStatus; method: string } | null;
+}
+
+export interface PluginDetail {
+  name: string;
+  description: string;
+  aliases: Record<string, number>;
+  versions: (PluginVersion & { tags: string[]; exports: PluginExportRecord[] })[];
+  lineage: PluginLineage[];
+}
+
+/** job.done result of plugins.export. */
+export interface ExportResult {
+  id: number;
+  format: ExportFormat;
+  /** The folder or file made. */
+  path: string;
+  files: string[];
+  bytes: number;
+}
+
+// ——— playground ———
+
+export type Prediction =
+  { label: string; probabilities: Record<string, number> } | { value: number } | { generated: string };
+
+export interface PredictRow {
+  input: string;
+  /** Base + the given plugins (null when no plugin is given). */
+  plugins: Prediction | null;
+  /** The bare base (null when not asked for, or when it cannot answer: see baseMessage). */
+  base: Prediction | null;
+}
+
+export interface PredictResult {
+  modelId: number;
+  task: TaskName;
+  attached: { name: string; task: TaskName; methods: string[]; baseMatches: boolean }[];
+  rows: PredictRow[];
+  /** Why the bare base gave no prediction (e.g. a classification base has no trained head). */
+  baseMessage: string | null;
+  ms: number;
+}
+
+// ——— system ———
+
+export interface GpuStatus {
+  nvidia: { present: boolean; name?: string; driver?: string; reason?: string };
+  provider: { installed: boolean; binFolder: string; dataFolder?: string; inBinFolder: boolean; inDataFolder: boolean };
+  loadable: boolean;
+  reason?: string;
+  advice: string;
+  install: { supported: boolean; url: string; pinned: boolean; cuda: string; ortVersion: string; reason?: string };
+}
+
+/** job.done result of system.installCuda. */
+export interface CudaInstalled {
+  /** Where the provider was unpacked (the app's data folder). */
+  dir: string;
+  files: string[];
+  sha256: string;
+  /** Whether it was copied next to onnxruntime's core library (where onnxruntime loads it from), or why not. */
+  activation: { activated: boolean; reason?: string };
+}

@@ -247,7 +247,9 @@ export class Runs {
       );
     }
     if (!RESUMABLE_STATUSES.includes(row.status) && row.status !== 'queued')
-      throw conflict(`run ${row.id} is ${row.status}: only a paused, interrupted, cancelled or failed run can be resumed`);
+      throw conflict(
+        `run ${row.id} is ${row.status}: only a paused, interrupted, cancelled or failed run can be resumed`,
+      );
     readRunFile(ws.path(row.dir)); // its folder must still hold what the trainer continues from
     ws.setRunStatus(row.id, 'queued');
     this.queue.enqueue(row.id);

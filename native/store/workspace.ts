@@ -728,9 +728,9 @@ export class Workspace {
 
   /** The plugin version a run registered, if any. */
   pluginOfRun(runId: string): PluginVersionRow | undefined {
-    const row = this.db.prepare('SELECT id FROM plugin_versions WHERE run_id = ? ORDER BY id DESC LIMIT 1').get(runId) as
-      | { id: number }
-      | undefined;
+    const row = this.db
+      .prepare('SELECT id FROM plugin_versions WHERE run_id = ? ORDER BY id DESC LIMIT 1')
+      .get(runId) as { id: number } | undefined;
     return row ? this.pluginVersionById(row.id) : undefined;
   }
 

@@ -26,9 +26,7 @@ const datasets = [
   {
     id: 1,
     name: 'reviews',
-    versions: [
-      { id: 5, digest: 'abcdef123456', task: 'classification', source: '', rows: null, createdAt: '' },
-    ],
+    versions: [{ id: 5, digest: 'abcdef123456', task: 'classification', source: '', rows: null, createdAt: '' }],
   },
 ];
 

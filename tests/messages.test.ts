@@ -1,10 +1,16 @@
 // The message layer (native/messages/): requests and replies, events, commands, errors as data, and the other side
 // dying; over an in-memory pair of ports, then over a real worker thread and child process (support/echo-peer.ts).
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { toContractError } from '../native/api/errors.js';
+import { exportInWorker } from '../native/export/in-worker.js';
 import { errorFromData, errorToData } from '../native/messages/errors.js';
 import { processPort, startProcess, startThread, threadPort } from '../native/messages/ports.js';
 import { connect, serve, type Port, type PortEnd } from '../native/messages/protocol.js';
+import { WorkspaceError } from '../native/store/workspace.js';
 import type { EchoProtocol } from './support/echo-peer.js';
 
 class QuotaError extends Error {
@@ -225,4 +231,16 @@ describe('the message layer over real carriers', () => {
       await assert.rejects(waiting, /^Error: the echo process ended \(signal SIGKILL\)$/);
       await assert.rejects(echo.request('echo', { text: 'x' }), /ended \(signal SIGKILL\)/);
     });
+
+  test("an export worker's failure keeps its class, so the service gives it the same contract code", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ds-msg-'));
+    const e = await exportInWorker(join(dir, 'no-such-workspace'), { plugin: 'p', format: 'peft' }).catch(
+      (x: unknown) => x,
+    );
+    assert.ok(e instanceof WorkspaceError, String(e));
+    assert.equal(e.code, 'not-found');
+    assert.match(e.message, /not a Delta Studio workspace/);
+    assert.deepEqual(toContractError(e).error, { code: 'not-found', message: e.message });
+    rmSync(dir, { recursive: true });
+  });
 });

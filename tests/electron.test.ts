@@ -399,25 +399,30 @@ test("the utilityProcess trainer host speaks trainer-process.ts's protocol", asy
   const events: unknown[] = [];
   const job = start({} as never, { train: [] }, (e) => events.push(e));
   assert.equal(job.pid, 123);
-  handlers.get('message')!({ type: 'ready' });
-  assert.deepEqual(posted[0], { type: 'train', config: {}, data: { train: [] } });
-  handlers.get('message')!({ type: 'event', event: { type: 'step' } });
+  job.pause();
+  assert.deepEqual(posted, [], 'nothing is sent before the trainer says it is ready');
+  handlers.get('message')!({ kind: 'ready' });
+  assert.deepEqual(posted, [
+    { kind: 'request', id: 0, name: 'train', params: { config: {}, data: { train: [] } } },
+    { kind: 'command', name: 'pause', params: undefined },
+  ]);
+  handlers.get('message')!({ kind: 'event', name: 'train', payload: { type: 'step' } });
   job.cancel();
-  assert.deepEqual(posted[1], { type: 'cancel' });
-  handlers.get('message')!({ type: 'result', result: { status: 'cancelled' } });
+  assert.deepEqual(posted[2], { kind: 'command', name: 'cancel', params: undefined });
+  handlers.get('message')!({ kind: 'reply', id: 0, result: { status: 'cancelled' } });
   assert.deepEqual(await job.result, { status: 'cancelled' });
   assert.deepEqual(events, [{ type: 'step' }]);
-  const job2 = utilityTrainer(
-    {
-      fork: () => ({
-        ...child,
-        on: ((e: string, l: (a: unknown) => void) => void handlers.set(e, l)) as UtilityChildLike['on'],
-      }),
-    },
-    '/x',
-  )({} as never, { train: [] });
+  // A failed run comes back with its message; a trainer that dies rejects the run and takes no more commands.
+  const job2 = start({} as never, { train: [] });
+  handlers.get('message')!({ kind: 'ready' });
+  handlers.get('message')!({ kind: 'failure', id: 0, error: { name: 'Error', message: 'no such model' } });
+  await assert.rejects(job2.result, /^Error: no such model$/);
+  const job3 = start({} as never, { train: [] });
   handlers.get('exit')!(9);
-  await assert.rejects(job2.result, /ended without a result/);
+  await assert.rejects(job3.result, /ended without a result \(exit code 9\); resume the run from its last checkpoint/);
+  const sent = posted.length;
+  job3.cancel();
+  assert.equal(posted.length, sent);
 });
 
 test('electron-builder config: native modules unpacked, rebuilt at packaging, no publishing, four targets', () => {

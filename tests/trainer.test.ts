@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -188,5 +189,69 @@ describe('the trainer process', () => {
     assert.deepEqual(rest.metrics, whole.metrics);
     rmSync(dir, { recursive: true });
     rmSync(ref, { recursive: true });
+  });
+});
+
+describe('the trainer process without its parent', () => {
+  /** Starts a trainer from a parent process, SIGKILLs the parent after `step`, and returns what the trainer printed. */
+  const orphan = async (step: number): Promise<string> => {
+    const dir = mkdtempSync(join(tmpdir(), 'ds-orphan-'));
+    const job = join(dir, 'job.json');
+    writeFileSync(job, JSON.stringify({ config: config(join(dir, 'run'), { epochs: 20 }), data }));
+    // The parent's stderr is a file the trainer inherits: what the trainer prints once its parent is gone is kept.
+    const stderr = join(dir, 'stderr.txt');
+    const fd = openSync(stderr, 'w');
+    const parent = spawn(
+      process.execPath,
+      [
+        '--import',
+        import.meta.resolve('tsx'),
+        '--input-type=module',
+        '-e',
+        `import { readFileSync } from 'node:fs';
+         import { startTrainer } from ${JSON.stringify(new URL('../native/train/process.ts', import.meta.url).href)};
+         const { config, data } = JSON.parse(readFileSync(process.env.DS_JOB, 'utf8'));
+         const job = startTrainer(config, data, (e) => e.type === 'progress' && e.step === ${step} && console.log(job.pid));`,
+      ],
+      { stdio: ['ignore', 'pipe', fd], env: { ...process.env, DS_JOB: job } },
+    );
+    closeSync(fd);
+    const pid = await new Promise<number>((resolve, reject) => {
+      let out = '';
+      parent.stdout!.on('data', (b: Buffer) => {
+        out += b.toString();
+        if (out.includes('\n')) resolve(Number(out.trim()));
+      });
+      parent.on('exit', (code) =>
+        reject(new Error(`the parent ended first (exit code ${code}): ${readFileSync(stderr, 'utf8')}`)),
+      );
+    });
+    parent.kill('SIGKILL');
+    // The orphan is no child of ours: watch its pid.
+    const gone = (): boolean => {
+      try {
+        process.kill(pid, 0);
+        // A zombie nobody reaps (a container's PID 1 may not) has exited too.
+        return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].startsWith('Z');
+      } catch {
+        return true;
+      }
+    };
+    const t0 = Date.now();
+    while (!gone()) {
+      assert.ok(Date.now() - t0 < 30_000, 'the trainer is still running 30 s after its parent was killed');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const printed = readFileSync(stderr, 'utf8');
+    rmSync(dir, { recursive: true });
+    return printed;
+  };
+
+  test('a parent killed with SIGKILL mid-run leaves the trainer to exit quietly: no EPIPE, no stack trace', async () => {
+    // Whether the trainer first reads the closed channel or first writes to it is a race: try it at a few steps.
+    for (const step of [2, 5, 9]) {
+      const printed = await orphan(step);
+      assert.doesNotMatch(printed, /EPIPE|ERR_IPC_CHANNEL_CLOSED|\n\s+at /, `killed after step ${step}:\n${printed}`);
+    }
   });
 });

@@ -1,8 +1,9 @@
 // Where a session runs: in this thread (tests, CLI one-shots) or in a worker thread, so that onnxruntime's blocking
 // run() never stalls a thread that must stay responsive. Both speak the same SessionHandle.
-import { Worker } from 'node:worker_threads';
 import type { Graph, HostTensor } from '../onnx/graph.js';
 import { serialize, type SerializedModel } from '../onnx/serialize.js';
+import { connect } from '../messages/protocol.js';
+import { startThread, threadPort } from '../messages/ports.js';
 import { checkFeeds, openSession, runSession, type SessionOptions } from './session.js';
 
 export interface SessionHandle {
@@ -26,72 +27,42 @@ export async function openInline(model: Graph | SerializedModel, opts: SessionOp
   };
 }
 
-type Reply = { id: number; ok: true; result: unknown } | { id: number; ok: false; error: string };
+export type SessionInfo = Pick<SessionHandle, 'device' | 'fallbackReason' | 'inputNames' | 'outputNames'>;
 
-/** A session living in its own worker thread; calls are queued and answered in order. */
+/** What a session worker answers (session-worker.ts). */
+export type SessionProtocol = {
+  requests: {
+    open: { params: SerializedModel & { opts: SessionOptions }; result: SessionInfo };
+    run: { params: { feeds: Record<string, HostTensor>; fetches?: string[] }; result: Record<string, HostTensor> };
+    release: { params: void; result: void };
+  };
+  commands: Record<never, never>;
+  events: Record<never, never>;
+};
+
+/** A session living in its own worker thread; calls wait until it is ready, then are answered by id. */
 export async function openInWorker(model: Graph | SerializedModel, opts: SessionOptions = {}): Promise<SessionHandle> {
   const m = 'bytes' in model ? model : serialize(model);
-  // Run from TypeScript sources (tests, the CLI through tsx), the worker registers tsx's loader before loading itself.
-  const fromSource = import.meta.url.endsWith('.ts');
-  const entry = new URL(`./session-worker${fromSource ? '.ts' : '.js'}`, import.meta.url);
-  const worker = fromSource
-    ? new Worker(
-        `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((api) => { api.register(); return import(${JSON.stringify(entry.href)}); });`,
-        { eval: true },
-      )
-    : new Worker(entry);
-  let next = 0;
-  const waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-  let dead: Error | undefined;
-  worker.on('message', (r: Reply) => {
-    const w = waiting.get(r.id);
-    if (!w) return;
-    waiting.delete(r.id);
-    // An idle worker must not keep the process alive; a busy one must.
-    if (waiting.size === 0) worker.unref();
-    if (r.ok) w.resolve(r.result);
-    else w.reject(new Error(r.error));
+  const worker = connect<SessionProtocol>(threadPort(startThread(import.meta.url, './session-worker')), {
+    ended: ({ code }) => `session worker exited (code ${code})`,
   });
-  const fail = (e: Error): void => {
-    dead = e;
-    for (const w of waiting.values()) w.reject(e);
-    waiting.clear();
-  };
-  worker.on('error', fail);
-  worker.on('exit', (code) => fail(new Error(`session worker exited (code ${code})`)));
-  const call = (msg: Record<string, unknown>, transfer: ArrayBuffer[] = []): Promise<unknown> => {
-    if (dead) return Promise.reject(dead);
-    const id = next++;
-    worker.ref();
-    return new Promise((resolve, reject) => {
-      waiting.set(id, { resolve, reject });
-      worker.postMessage({ ...msg, id }, transfer);
-    });
-  };
-  const info = (await call({
-    type: 'open',
+  const info = await worker.request('open', {
     bytes: m.bytes,
     externalFolder: m.externalFolder,
     inputs: m.inputs,
     weightBytes: m.weightBytes,
     opts,
-  })) as {
-    device: 'cpu' | 'cuda';
-    fallbackReason?: string;
-    inputNames: string[];
-    outputNames: string[];
-  };
+  });
   return {
     ...info,
     run: async (feeds, fetches) => {
       // Checked here too, so a bad feed is named without a round trip and before any copy.
       checkFeeds({ inputNames: info.inputNames, inputs: m.inputs }, feeds);
-      return (await call({ type: 'run', feeds, fetches })) as Record<string, HostTensor>;
+      return worker.request('run', { feeds, fetches });
     },
     release: async () => {
-      await call({ type: 'release' }).catch(() => undefined);
-      worker.removeAllListeners('exit');
-      await worker.terminate();
+      await worker.request('release', undefined).catch(() => undefined);
+      await worker.close();
     },
   };
 }

@@ -1,6 +1,6 @@
 // Starts a training job in its own process (never on a thread that must stay responsive) and relays its events.
-import { fork, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { processPort, startProcess } from '../messages/ports.js';
+import { connect, type Port } from '../messages/protocol.js';
 import type { Example } from './collate.js';
 import type { TrainConfig, TrainEvent, TrainResult } from './trainer.js';
 
@@ -16,46 +16,54 @@ export interface TrainerJob {
   kill(): void;
 }
 
+export type TrainData = { train: Example[]; validation?: Example[] };
+
+/** What a trainer process answers (trainer-process.ts): one run, its events, and commands while it runs. */
+export type TrainerProtocol = {
+  requests: { train: { params: { config: TrainConfig; data: TrainData }; result: TrainResult } };
+  commands: { cancel: void; pause: void; resume: void };
+  events: { train: TrainEvent };
+};
+
+/**
+ * A TrainerJob over the port to a trainer process, whichever started it: a forked child here, a utility process in
+ * the desktop app (electron/trainer-host.ts).
+ */
+export function trainerJob(
+  port: Port,
+  trainer: { pid(): number; kill(): void },
+  config: TrainConfig,
+  data: TrainData,
+  onEvent: (e: TrainEvent) => void,
+): TrainerJob {
+  const run = connect<TrainerProtocol>(port, {
+    ended: ({ code, signal }) =>
+      `the trainer process ended without a result (${signal ? `signal ${signal}` : `exit code ${code}`}); resume the run from its last checkpoint`,
+  });
+  run.on('train', onEvent);
+  return {
+    get pid() {
+      return trainer.pid();
+    },
+    result: run.request('train', { config, data }),
+    cancel: () => run.command('cancel'),
+    pause: () => run.command('pause'),
+    resume: () => run.command('resume'),
+    kill: () => trainer.kill(),
+  };
+}
+
 export function startTrainer(
   config: TrainConfig,
-  data: { train: Example[]; validation?: Example[] },
+  data: TrainData,
   onEvent: (e: TrainEvent) => void = () => {},
 ): TrainerJob {
-  const fromSource = import.meta.url.endsWith('.ts');
-  const entry = fileURLToPath(new URL(`./trainer-process${fromSource ? '.ts' : '.js'}`, import.meta.url));
-  const child: ChildProcess = fork(entry, [], {
-    // tsx by absolute URL: the user's working folder need not hold our node_modules.
-    execArgv: fromSource ? ['--import', import.meta.resolve('tsx')] : [],
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
-  const result = new Promise<TrainResult>((resolve, reject) => {
-    let settled = false;
-    child.on('message', (m: { type: string; event?: TrainEvent; result?: TrainResult; message?: string }) => {
-      if (m.type === 'ready') child.send({ type: 'train', config, data });
-      else if (m.type === 'event') onEvent(m.event!);
-      else if (m.type === 'result') {
-        settled = true;
-        resolve(m.result!);
-      } else if (m.type === 'error') {
-        settled = true;
-        reject(new Error(m.message));
-      }
-    });
-    child.on('exit', (code, sig) => {
-      if (!settled)
-        reject(
-          new Error(
-            `the trainer process ended without a result (${sig ? `signal ${sig}` : `exit code ${code}`}); resume the run from its last checkpoint`,
-          ),
-        );
-    });
-  });
-  return {
-    pid: child.pid!,
-    result,
-    cancel: () => child.send({ type: 'cancel' }),
-    pause: () => child.send({ type: 'pause' }),
-    resume: () => child.send({ type: 'resume' }),
-    kill: () => child.kill('SIGKILL'),
-  };
+  const child = startProcess(import.meta.url, './trainer-process');
+  return trainerJob(
+    processPort(child),
+    { pid: () => child.pid!, kill: () => child.kill('SIGKILL') },
+    config,
+    data,
+    onEvent,
+  );
 }

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { toContractError } from '../native/api/errors.js';
+import { toContractError } from '../native/app/errors.js';
 import { exportInWorker } from '../native/export/in-worker.js';
 import { errorFromData, errorToData } from '../native/messages/errors.js';
 import { processPort, startProcess, startThread, threadPort } from '../native/messages/ports.js';

@@ -1,6 +1,7 @@
-// Lint: the recommended JavaScript and TypeScript rules, plus the import rule of the design (native/ is plain Node).
+// Lint: the recommended JavaScript and TypeScript rules, plus the layering of the house (build/eslint-layers.js).
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
+import { layersPlugin } from './build/eslint-layers.js';
 
 export default tseslint.config(
   { ignores: ['node_modules/**', 'scratch/**', 'dist/**', 'out/**', 'renderer/dist/**'] },
@@ -36,19 +37,9 @@ export default tseslint.config(
     rules: { '@typescript-eslint/no-require-imports': 'off' },
   },
   {
-    files: ['native/**/*.ts'],
-    rules: {
-      'no-restricted-imports': [
-        'error',
-        {
-          patterns: [
-            {
-              group: ['electron', '**/electron/**', '**/renderer/**'],
-              message: 'native/ is the engine: plain Node, no Electron or UI imports',
-            },
-          ],
-        },
-      ],
-    },
+    // The floors of the house: see build/eslint-layers.js.
+    files: ['native/**/*.ts', 'renderer/src/**/*.ts', 'electron/**/*.ts'],
+    plugins: { layers: layersPlugin },
+    rules: { 'layers/imports': 'error' },
   },
 );

@@ -17,6 +17,8 @@ export interface ConfigKey {
   type: 'number' | 'integer' | 'boolean' | 'string' | 'strings' | 'strings-or-regex';
   default?: unknown;
   doc: string;
+  /** Only decides a starting value or training noise: plugins that differ in it alone share one inference graph. */
+  trainingOnly?: boolean;
 }
 
 export interface DeltaMethod {

@@ -63,6 +63,7 @@ registerMethod({
       type: 'number',
       default: 0.0001,
       doc: 'standard deviation of the PHM rules at start',
+      trainingOnly: true,
     },
     non_linearity: bottleneckKeys.non_linearity,
     ...ADDRESSING_KEYS,

@@ -15,7 +15,7 @@ registerMethod({
   keys: {
     r: { type: 'integer', default: 8, doc: 'rank of the update' },
     alpha: { type: 'number', default: 8, doc: 'scale numerator (PEFT lora_alpha)' },
-    dropout: { type: 'number', default: 0, doc: 'dropout on the branch input' },
+    dropout: { type: 'number', default: 0, doc: 'dropout on the branch input', trainingOnly: true },
     rslora: { type: 'boolean', default: false, doc: 'scale by alpha/√r (rank-stabilised LoRA)' },
     ...ADDRESSING_KEYS,
   },

@@ -576,7 +576,7 @@ describe('the delta report and inspect --delta', () => {
 
 describe('prefix plugins keep the projected prefixes', () => {
   test("a model built with the projected prefixes gives the reparameterised model's logits", async () => {
-    const { projectPrefix } = await import('../native/delta/methods/prefix.js');
+    const { projectPrefix } = await import('../native/delta/methods/prefix/index.js');
     const { t } = readDeltaRef('llama', 'prefix');
     const dir = join(FIXTURES, 'llama');
     const ref = readReference(dir);

@@ -37,7 +37,7 @@ import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { exportPeft, importPeft } from '../native/export/peft.js';
 import { loadWithDeltas, parseDeltaConfig, type DeltaConfig } from '../native/delta/index.js';
-import { projectPrefix } from '../native/delta/methods/prefix.js';
+import { projectPrefix } from '../native/delta/methods/prefix/index.js';
 import type { HostTensor } from '../native/onnx/graph.js';
 import { readSafetensorsHeader, readTensorBytes, writeSafetensors } from '../native/onnx/safetensors.js';
 import { toFloat32, viewAs } from '../native/onnx/dtype.js';

@@ -5,7 +5,7 @@ import { basename, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { loadWithDeltas, parseDeltaConfig, type DeltaConfig } from '../native/delta/index.js';
-import { loraScale } from '../native/delta/methods/lora.js';
+import { loraScale } from '../native/delta/methods/lora/index.js';
 import { toFloat32 } from '../native/onnx/dtype.js';
 import type { HostTensor } from '../native/onnx/graph.js';
 import { readTensorBytes } from '../native/onnx/safetensors.js';

@@ -1,18 +1,20 @@
 // Applies delta configs to a built model. Several methods combine on one backbone in a fixed, documented order:
-// specification-based first (full, head-only, BitFit: which existing weights train), then reparameterisation
-// (LoRA, then (IA)³: on the same module, (IA)³ scales W·x + LoRA(x)), then addition-based methods; within a kind,
-// in the order given. A task head the folder lacked always trains (PEFT's modules_to_save).
+// specification-based first (full, head-only, BitFit: which existing weights train), then reparameterisation (LoRA,
+// (IA)³), then addition-based methods; within a kind, in the order given (on one module, LoRA and an output-scaling
+// (IA)³ wrap each other in that order; an input-scaling (IA)³ scales the base product only). A task head the folder
+// lacked always trains (PEFT's modules_to_save). Each method lives in its own folder, methods/<method>/.
 import type { HostTensor } from '../onnx/graph.js';
 import { loadModel } from '../models/index.js';
 import type { BuildDeltas, BuiltModel, ModelOptions } from '../models/types.js';
 import { DeltaContext, METHODS, validateConfig, type DeltaParam, type DeltaScope } from './registry.js';
-import './methods/lora.js';
-import './methods/bitfit.js';
-import './methods/ia3.js';
-import './methods/baselines.js';
-import './methods/adapters.js';
-import './methods/soft-prompt.js';
-import './methods/prefix.js';
+// One folder per method (methods/<method>/index.ts registers it); the registry keeps this order.
+import './methods/lora/index.js';
+import './methods/bitfit/index.js';
+import './methods/ia3/index.js';
+import './methods/baselines/index.js';
+import './methods/adapters/index.js';
+import './methods/soft-prompt/index.js';
+import './methods/prefix/index.js';
 
 export interface DeltaConfig {
   method: string;

@@ -1,11 +1,108 @@
-// Merging LoRA and (IA)³ into the base weights (and taking them out again): the merged model has no delta nodes
-// and gives the same outputs. Other methods change the computation in ways a weight cannot hold, and are refused.
+// Merging deltas into base weights, the one implementation. A method that can become plain weights says how in its
+// own folder (methods/<method>/merge.ts: a fold of its delta into one module's weight, as pure functions over float32
+// arrays); this module orders the folds on each module as the graph applies them, and mergeDeltas folds LoRA and
+// (IA)³ into the base weights in memory (and takes them out again). The merged export (native/export/merged.ts)
+// streams the same folds, in the same order, weight by weight.
 import { toFloat32 } from '../onnx/dtype.js';
 import type { HostTensor } from '../onnx/graph.js';
 import { readTensorBytes } from '../onnx/safetensors.js';
+import type { ModuleRecord } from '../models/builder.js';
 import type { BuiltModel } from '../models/types.js';
 import type { AppliedDelta } from './index.js';
-import { loraScale } from './methods/lora.js';
+import { METHODS, validateConfig, type DeltaParam } from './registry.js';
+
+/** A Linear/Conv1D weight: its math-sense shape [out, in], stored as [out, in], or [in, out] for Conv1D (GPT-2). */
+export interface WeightLayout {
+  in: number;
+  out: number;
+  conv: boolean;
+}
+
+/** Where element (o, i) of the math-sense weight [out, in] is in the stored layout. */
+export function storedAt({ in: inF, out: outF, conv }: WeightLayout): (o: number, i: number) => number {
+  return conv ? (o, i) => i * outF + o : (o, i) => o * inF + i;
+}
+
+/** One method's change to one Linear/Conv1D module. */
+export interface WeightFold {
+  /**
+   * 'input': it scales what only the base product reads (an input-scaling (IA)³: a LoRA branch reads the unscaled
+   * input), so it folds first; 'output': it wraps the module's output, and folds in the order applied.
+   */
+  stage: 'input' | 'output';
+  /** Folds the change into (sign 1) or out of (−1) the module's weight, in its stored layout, in place. */
+  weight(W: Float32Array, layout: WeightLayout, sign: 1 | -1): void;
+  /** Folds it into or out of the module's bias [out], when the change reaches the bias. */
+  bias?(b: Float32Array, sign: 1 | -1): void;
+}
+
+/** What a method's fold rule is told about one module the method changed. */
+export interface FoldSite {
+  model: BuiltModel;
+  module: ModuleRecord;
+  /** The method's config, defaults filled. */
+  config: Record<string, unknown>;
+  /** A delta parameter by plugin name: its trained values, and its graph value (to see where the graph reads it). */
+  param(name: string): { data: Float32Array; value: string };
+}
+
+/** Where a new delta parameter goes in the plain model: added to a base weight, or nowhere (and why). */
+export type Placement = { addTo: string } | { refused: string };
+
+/**
+ * How a method's trained delta becomes plain weights. Trained backbone weights (BitFit on existing biases, head-only,
+ * full) need no rule, the plain model holds them as they are: an empty rule says just that.
+ */
+export interface MergeRule {
+  /** The fold of the delta into one module it changed (LoRA, (IA)³); reversible, so it can be taken out again. */
+  fold?(site: FoldSite): WeightFold;
+  /** Where a new parameter goes (BitFit's new biases), for the merged export: `model` is the base it was built on. */
+  place?(param: string, model: BuiltModel): Placement;
+}
+
+/** One fold of one module, a step of a merge. */
+export interface FoldStep {
+  module: ModuleRecord;
+  layout: WeightLayout;
+  fold: WeightFold;
+}
+
+/** The methods whose deltas fold into base weights (and out again). */
+export function foldingMethods(): string[] {
+  return [...METHODS.values()].filter((m) => m.merge?.fold).map((m) => m.name);
+}
+
+/**
+ * The folds of every module a set of applied deltas changed, in graph order: input-stage folds first (they act on
+ * the base product only), then the output-stage ones in the order their methods were applied; on one module, this
+ * is the order the graph computes them in. `value` gives a parameter's trained values. Methods without a fold rule
+ * are left out: each driver refuses or handles them itself.
+ */
+export function foldsInGraphOrder(
+  model: BuiltModel,
+  applied: AppliedDelta,
+  value: (p: DeltaParam) => Float32Array,
+): FoldStep[] {
+  const param = (name: string): { data: Float32Array; value: string } => {
+    const p = applied.params.find((q) => q.name === name);
+    if (!p) throw new Error(`merge: no value for delta parameter "${name}"`);
+    return { data: value(p), value: p.value };
+  };
+  const steps: FoldStep[] = [];
+  for (const m of applied.methods) {
+    const method = METHODS.get(m.method);
+    const fold = method?.merge?.fold;
+    if (!method || !fold) continue;
+    const config = validateConfig(method, m.config);
+    for (const name of m.modules) {
+      const rec = model.modules.find((r) => r.name === name);
+      if (!rec) throw new Error(`merge: module ${name} is not in the ${model.architecture} graph`);
+      const layout = { in: rec.in!, out: rec.out!, conv: rec.type === 'Conv1D' };
+      steps.push({ module: rec, layout, fold: fold({ model, module: rec, config, param }) });
+    }
+  }
+  return [...steps.filter((s) => s.fold.stage === 'input'), ...steps.filter((s) => s.fold.stage === 'output')];
+}
 
 type Weights = Record<string, HostTensor>;
 
@@ -17,8 +114,9 @@ function baseWeight(model: BuiltModel, name: string, current: Weights): Float32A
 }
 
 /**
- * Returns the base weights with every LoRA and (IA)³ delta folded in (sign = 1) or taken out (sign = −1), by
- * Hugging Face name, as float32. `values` holds the delta parameters by graph value name.
+ * Returns the base weights with every delta folded in (sign = 1) or taken out (sign = −1), by Hugging Face name, as
+ * float32. `values` holds the delta parameters by graph value name; `start`, weights to continue from (another set's
+ * merge). Only methods with a fold rule (LoRA, (IA)³) can be merged here; others are refused.
  */
 export function mergeDeltas(
   model: BuiltModel,
@@ -29,79 +127,28 @@ export function mergeDeltas(
 ): Weights {
   const out: Weights = { ...start };
   for (const m of applied.methods) {
-    if (m.method !== 'lora' && m.method !== 'ia3')
-      throw new Error(`merge: ${m.method} cannot be merged into the base weights (only lora and ia3 can)`);
+    if (!METHODS.get(m.method)?.merge?.fold)
+      throw new Error(
+        `merge: ${m.method} cannot be merged into the base weights (only ${foldingMethods().join(' and ')} can)`,
+      );
   }
-  const val = (name: string): Float32Array => {
-    const p = applied.params.find((q) => q.name === name);
-    const t = p && (values[p.value] ?? applied.initial[p.value]);
-    if (!t) throw new Error(`merge: no value for delta parameter "${name}"`);
+  const steps = foldsInGraphOrder(model, applied, (p) => {
+    const t = values[p.value] ?? applied.initial[p.value];
+    if (!t) throw new Error(`merge: no value for delta parameter "${p.name}"`);
     return t.data as Float32Array;
-  };
-  // Fold in graph order: an (IA)³ vector on a module's input scales only the base weight (LoRA reads the unscaled
-  // input), so it goes first; LoRA and output-scaling (IA)³ wrap each other in the order they were applied.
-  const steps: { m: AppliedDelta['methods'][number]; modName: string; phase: number }[] = [];
-  for (const m of applied.methods) {
-    for (const modName of m.modules) {
-      let phase = 1;
-      if (m.method === 'ia3') {
-        const rec = model.modules.find((r) => r.name === modName)!;
-        const p = applied.params.find((q) => q.name === `${modName}.ia3_l`);
-        const len = p ? (values[p.value] ?? applied.initial[p.value]).data.length : 0;
-        if (p && len === rec.in && !(len === rec.out && isOutputScaled(model, modName, p.value))) phase = 0;
-      }
-      steps.push({ m, modName, phase });
+  });
+  // Out again in the reverse order.
+  for (const { module, layout, fold } of sign === 1 ? steps : steps.reverse()) {
+    const b = `${module.name}.bias`;
+    if (fold.bias && module.params.some((p) => p.name === b)) {
+      const v = baseWeight(model, b, out);
+      fold.bias(v, sign);
+      out[b] = { dtype: 'float32', shape: [layout.out], data: v };
     }
-  }
-  steps.sort((a, b) => a.phase - b.phase);
-  if (sign === -1) steps.reverse();
-  for (const { m, modName } of steps) {
-    const rec = model.modules.find((r) => r.name === modName)!;
-    const conv = rec.type === 'Conv1D';
-    const inF = rec.in!,
-      outF = rec.out!;
-    const wName = `${modName}.weight`;
-    const W = baseWeight(model, wName, out);
-    // Element (o, i) of the math-sense weight [out, in], in the stored layout.
-    const at = (o: number, i: number): number => (conv ? i * outF + o : o * inF + i);
-    if (m.method === 'lora') {
-      const r = m.config.r as number;
-      const s = sign * loraScale({ r, alpha: m.config.alpha as number, rslora: m.config.rslora as boolean });
-      const A = val(`${modName}.lora_A`),
-        B = val(`${modName}.lora_B`);
-      for (let o = 0; o < outF; o++)
-        for (let i = 0; i < inF; i++) {
-          let d = 0;
-          for (let k = 0; k < r; k++) d += B[o * r + k] * A[k * inF + i];
-          W[at(o, i)] += s * d;
-        }
-    } else {
-      const l = val(`${modName}.ia3_l`);
-      const lValue = applied.params.find((q) => q.name === `${modName}.ia3_l`)!.value;
-      const onInput = l.length === inF && !(l.length === outF && isOutputScaled(model, modName, lValue));
-      for (let o = 0; o < outF; o++)
-        for (let i = 0; i < inF; i++) {
-          const f = onInput ? l[i] : l[o];
-          W[at(o, i)] = sign === 1 ? W[at(o, i)] * f : W[at(o, i)] / f;
-        }
-      const bName = `${modName}.bias`;
-      if (!onInput && rec.params.some((p) => p.name === bName)) {
-        const b = baseWeight(model, bName, out);
-        for (let o = 0; o < outF; o++) b[o] = sign === 1 ? b[o] * l[o] : b[o] / l[o];
-        out[bName] = { dtype: 'float32', shape: [outF], data: b };
-      }
-    }
-    out[wName] = { dtype: 'float32', shape: conv ? [inF, outF] : [outF, inF], data: W };
+    const w = `${module.name}.weight`;
+    const W = baseWeight(model, w, out);
+    fold.weight(W, layout, sign);
+    out[w] = { dtype: 'float32', shape: layout.conv ? [layout.in, layout.out] : [layout.out, layout.in], data: W };
   }
   return out;
-}
-
-/** Whether an (IA)³ vector (graph value `lValue`) of a square module scales its output: the graph says, by where it is read. */
-function isOutputScaled(model: BuiltModel, modName: string, lValue: string): boolean {
-  const g = model.graph;
-  const rec = model.modules.find((r) => r.name === modName)!;
-  const entry = g.nodes.find((n) => n.name === rec.entry);
-  return !entry?.inputs.some((i) =>
-    g.nodes.some((n) => n.outputs.includes(i) && n.op === 'Mul' && n.inputs.includes(lValue)),
-  );
 }

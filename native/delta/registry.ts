@@ -1,11 +1,15 @@
-// Delta methods: one module each, one registry. A method is a config schema with defaults + a graph transform that
-// adds its parameters (with their initialisation) and nodes, and says which parameters train.
+// Delta methods: one folder each (methods/<method>/), one registry. A method is a config schema with defaults + a
+// graph transform that adds its parameters (with their initialisation) and nodes and says which parameters train,
+// and, where it has them, a merge rule (how its delta becomes plain weights) and a PEFT mapping (how it is written as
+// and read from a PEFT adapter). The merge and PEFT drivers ask the registry, never a method's name.
 import { toFloat32 } from '../onnx/dtype.js';
 import type { HostTensor, Value } from '../onnx/graph.js';
 import { readTensorBytes } from '../onnx/safetensors.js';
 import type { ModuleRecord } from '../models/builder.js';
 import type { BuildDeltas, BuiltModel } from '../models/types.js';
 import { Rng } from '../rng.js';
+import type { MergeRule } from './merge.js';
+import type { PeftMapping } from './peft.js';
 
 export type DeltaKind = 'specification' | 'reparameterization' | 'addition';
 
@@ -13,6 +17,8 @@ export interface ConfigKey {
   type: 'number' | 'integer' | 'boolean' | 'string' | 'strings' | 'strings-or-regex';
   default?: unknown;
   doc: string;
+  /** Only decides a starting value or training noise: plugins that differ in it alone share one inference graph. */
+  trainingOnly?: boolean;
 }
 
 export interface DeltaMethod {
@@ -24,6 +30,17 @@ export interface DeltaMethod {
   /** What the graph must be built with (a soft prompt changes the inputs, not a module). */
   build?(cfg: Record<string, unknown>): BuildDeltas;
   apply(ctx: DeltaContext, cfg: Record<string, unknown>): void;
+  /**
+   * The config that builds the graph a trained plugin's tensors fit, when they are not the ones `cfg` trains (a
+   * prefix plugin may keep the projected prefixes of its MLP). `has` says whether the plugin holds a tensor.
+   */
+  forPluginTensors?(cfg: Record<string, unknown>, has: (name: string) => boolean): Record<string, unknown>;
+  /** How the trained delta becomes plain weights of the base model; absent: it cannot (`cannotMerge` says why). */
+  merge?: MergeRule;
+  /** Why no weight of the base model can hold this method's delta, for the refusal. */
+  cannotMerge?: string;
+  /** How PEFT writes and reads this method; absent: PEFT has no equivalent. */
+  peft?: PeftMapping;
 }
 
 /** A parameter of a plugin: its name in the plugin file and the graph value that holds it. */

@@ -32,13 +32,11 @@ export interface BundleResult {
   trainableParameters: number;
 }
 
-/** PEFT's name for the methods that have a PEFT equivalent (what `delta-studio export --format peft` can write). */
-const PEFT_TYPES: Record<string, string> = {
-  lora: 'LORA',
-  ia3: 'IA3',
-  prefix: 'PREFIX_TUNING',
-  soft_prompt: 'PROMPT_TUNING',
-};
+/** PEFT's adapter type for a method that is one (what `delta-studio export --format peft` can write). */
+function peftType(method: string): string | undefined {
+  const peft = METHODS.get(method)?.peft;
+  return peft?.kind === 'adapter' ? peft.type : undefined;
+}
 
 const AUTO_CLASS: Record<PluginMeta['task'], string> = {
   classification: 'AutoModelForSequenceClassification',
@@ -120,7 +118,7 @@ function configText(c: DeltaConfig): string {
 /** Why the plugin has no PEFT form, or null when `delta-studio export --format peft` applies. */
 function noPeft(methods: DeltaConfig[]): string | null {
   const names = methods.map((m) => m.method);
-  const without = names.filter((m) => !PEFT_TYPES[m]);
+  const without = names.filter((m) => !peftType(m));
   if (without.length)
     return `${without.map((m) => METHODS.get(m)?.title ?? m).join(', ')} ${without.length > 1 ? 'have' : 'has'} no PEFT equivalent, so this plugin cannot be loaded with PEFT; use it with Delta Studio.`;
   if (names.length > 1)
@@ -218,7 +216,7 @@ function modelCard(stem: string, pluginName: string, facts: PluginFacts, info: B
   } else {
     const peftDir = `${stem}-peft`;
     L.push(
-      `PEFT (${PEFT_TYPES[meta.methods[0].method]}) reads its own files, not the \`.delta\` plugin: write them with Delta Studio first.`,
+      `PEFT (${peftType(meta.methods[0].method)}) reads its own files, not the \`.delta\` plugin: write them with Delta Studio first.`,
       '',
     );
     // After `plugins import`, the plugin is known by its own name (its newest version).

@@ -1,7 +1,9 @@
-// Exporting a plugin as a merged Hugging Face model folder: the base weights with LoRA and (IA)³ folded in and the
-// plugin's trained weights (task head, BitFit biases, head-only, full fine-tuning) in place, as the task class's
+// Exporting a plugin as a merged Hugging Face model folder: the base weights with the plugin's deltas folded in and
+// its trained weights (task head, BitFit biases, head-only, full fine-tuning) in place, as the task class's
 // save_pretrained would write it — model.safetensors or model-0000i-of-0000N.safetensors + index, config.json for
 // the task, the tokenizer and generation files — so transformers (or Delta Studio) loads it with no delta code.
+// What each method turns into is its own merge rule (native/delta/methods/<method>/merge.ts), folded in graph order
+// by native/delta/merge.ts, as mergeDeltas does in memory; a method without one is refused with its reason.
 //
 // Weights are streamed one at a time: a merged weight is computed alone (float32), an untouched one is copied as
 // bytes, so a multi-GB model is never in memory at once. Everything is written into a temporary folder next to the
@@ -28,9 +30,8 @@ import { readTensorBytes, type TensorRef } from '../onnx/safetensors.js';
 import { readModelFolder, type ModelFolder } from '../models/folder.js';
 import type { ModuleRecord } from '../models/builder.js';
 import type { BuiltModel, Task } from '../models/types.js';
-import { loadWithDeltas, type AppliedDelta, type DeltaConfig } from '../delta/index.js';
-import { METHODS, validateConfig } from '../delta/registry.js';
-import { loraScale } from '../delta/methods/lora.js';
+import { loadWithDeltas, METHODS, type AppliedDelta, type DeltaConfig } from '../delta/index.js';
+import { foldsInGraphOrder, type FoldStep } from '../delta/merge.js';
 import { checkBase, PluginError, type Plugin } from '../plugins/format.js';
 import { isInside } from '../files/paths.js';
 
@@ -53,16 +54,9 @@ export interface PluginModel {
 
 const HEAD_WEIGHTS = ['classifier.weight', 'classifier.out_proj.weight', 'score.weight'];
 
-/** A prefix plugin keeps the prefixes themselves (the MLP is a training aid): build it without the MLP then. */
+/** The config that builds the graph the plugin's tensors fit (a method may keep other tensors than it trains). */
 function configFor(p: Plugin, c: DeltaConfig): DeltaConfig {
-  if (
-    c.method === 'prefix' &&
-    c.reparameterize !== false &&
-    p.tensors['prefix.key_values'] &&
-    !p.tensors['prefix.embedding']
-  )
-    return { ...c, reparameterize: false };
-  return c;
+  return (METHODS.get(c.method)?.forPluginTensors?.(c, (name) => !!p.tensors[name]) ?? c) as DeltaConfig;
 }
 
 /**
@@ -267,17 +261,6 @@ export interface MergedExportResult {
   notes: string[];
 }
 
-// Why a method cannot become plain weights: it adds computation the Hugging Face class has no parameters for.
-const UNMERGEABLE: Record<string, string> = {
-  adapter: 'it inserts bottleneck adapter layers, which the Hugging Face architecture does not have',
-  parallel_adapter: 'it adds parallel bottleneck adapter layers, which the Hugging Face architecture does not have',
-  low_rank_adapter: 'it inserts low-rank adapter layers, which the Hugging Face architecture does not have',
-  compacter: 'it inserts hypercomplex adapter layers, which the Hugging Face architecture does not have',
-  soft_prompt: 'it prepends learned virtual tokens to the input, which no weight of the model can hold',
-  prefix: 'it prepends learned keys and values to every attention, which no weight of the model can hold',
-};
-const MERGEABLE = new Set(['lora', 'ia3', 'bitfit', 'head-only', 'full']);
-
 // The backbone's name prefix in a task class's state dict (BertForSequenceClassification → "bert.", …).
 const BACKBONE_PREFIX: Record<string, string> = {
   bert: 'bert.',
@@ -318,10 +301,6 @@ function encode(dtype: DType, v: Float32Array): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }
 
-/** One change to a Linear/Conv1D weight, in the order the graph applies it. */
-type Fold =
-  { kind: 'lora'; A: string; B: string; r: number; scale: number } | { kind: 'ia3'; l: string; input: boolean };
-
 /** One weight of the export: where its bytes come from and what is done to them. */
 interface Planned {
   /** Name in the exported state dict. */
@@ -333,15 +312,6 @@ interface Planned {
   ref?: TensorRef;
   /** Returns the weight's float32 values when it is computed (merged or replaced); undefined = copy as stored. */
   compute?: () => Float32Array;
-}
-
-/** Whether an (IA)³ vector (graph value `lName`) scales the module's input: the graph says, by which node reads the scaled value. */
-function ia3OnInput(model: BuiltModel, rec: ModuleRecord, lName: string): boolean {
-  const g = model.graph;
-  const scaled = new Set(g.nodes.filter((n) => n.op === 'Mul' && n.inputs.includes(lName)).flatMap((n) => n.outputs));
-  const entry = g.nodes.find((n) => n.name === rec.entry);
-  if (entry) return entry.inputs.some((i) => scaled.has(i));
-  return rec.in !== rec.out && g.value(lName).shape[0] === rec.in;
 }
 
 /**
@@ -364,9 +334,10 @@ export function exportMerged(
   const dest = resolve(outDir);
   checkDestination(dest, modelDir, opts.overwrite ?? false);
   for (const c of plugin.meta.methods) {
-    if (!MERGEABLE.has(c.method)) {
+    const method = METHODS.get(c.method);
+    if (!method?.merge) {
       throw new Error(
-        `${plugin.file}: ${c.method} cannot be merged into the base weights: ${UNMERGEABLE[c.method] ?? 'it adds computation the Hugging Face architecture has no weights for'}. Export it as ONNX instead (exportOnnx), which keeps the base model and the delta apart`,
+        `${plugin.file}: ${c.method} cannot be merged into the base weights: ${method?.cannotMerge ?? 'it adds computation the Hugging Face architecture has no weights for'}. Export it as ONNX instead (exportOnnx), which keeps the base model and the delta apart`,
       );
     }
   }
@@ -486,33 +457,22 @@ function planWeights(plugin: Plugin, pm: PluginModel, dtypeMode: 'float32' | 'so
     );
   };
 
-  // What happens to each weight, in the order the graph applies it.
+  // What happens to each weight: replaced by a trained value, added to (a new parameter's place), or folded.
   const replace = new Map<string, string>(); // weight → plugin tensor holding its trained value
-  const addBias = new Map<string, string[]>(); // LayerNorm bias → BitFit norm biases added to it
-  const folds = new Map<string, { rec: ModuleRecord; steps: Fold[] }>(); // module → its folds
+  const added = new Map<string, string[]>(); // base weight → new parameters added to it (BitFit norm biases)
   for (const p of applied.params) {
     if (p.existing || p.method === 'new head') {
       replace.set(p.name, p.name);
       continue;
     }
-    if (p.method !== 'bitfit') continue;
-    if (p.name.endsWith('.bitfit_bias')) {
-      const rec = mod(p.name.slice(0, -'.bitfit_bias'.length));
-      const bias = `${rec.name}.bias`;
-      if (rec.type !== 'LayerNorm' || !written.has(bias))
-        refuse(
-          `bitfit added a bias to ${rec.name} (${rec.type}), which has none in ${model.architecture}; a merged folder cannot hold it`,
-        );
-      addBias.set(bias, [...(addBias.get(bias) ?? []), p.name]);
-    } else {
-      refuse(
-        `bitfit added a bias to ${p.name.replace(/\.bias$/, '')}, which has none in ${model.architecture}; a merged folder cannot hold it`,
-      );
-    }
+    const place = METHODS.get(p.method)?.merge?.place;
+    if (!place) continue; // a fold's parameter (LoRA, (IA)³): folded below
+    const at = place(p.name, model);
+    if ('refused' in at) refuse(at.refused);
+    else added.set(at.addTo, [...(added.get(at.addTo) ?? []), p.name]);
   }
   for (const m of applied.methods) {
-    if (m.method !== 'lora' && m.method !== 'ia3') continue;
-    const cfg = validateConfig(METHODS.get(m.method)!, m.config);
+    if (!METHODS.get(m.method)?.merge?.fold) continue;
     for (const name of m.modules) {
       const rec = mod(name);
       const w = `${name}.weight`;
@@ -520,29 +480,18 @@ function planWeights(plugin: Plugin, pm: PluginModel, dtypeMode: 'float32' | 'so
         refuse(
           `${m.method} changed ${name}, whose weight is tied to another (${model.architecture} stores no "${w}"); merging would have to untie them`,
         );
-      const entry = folds.get(w) ?? { rec, steps: [] };
-      if (m.method === 'lora')
-        entry.steps.push({
-          kind: 'lora',
-          A: `${name}.lora_A`,
-          B: `${name}.lora_B`,
-          r: cfg.r as number,
-          scale: loraScale({ r: cfg.r as number, alpha: cfg.alpha as number, rslora: cfg.rslora as boolean }),
-        });
-      else {
-        const l = applied.params.find((q) => q.name === `${name}.ia3_l`)!;
-        entry.steps.push({ kind: 'ia3', l: l.name, input: ia3OnInput(model, rec, l.value) });
-      }
-      folds.set(w, entry);
     }
   }
-  // An output-scaling (IA)³ also scales the module's bias.
-  const biasScale = new Map<string, { l: string }>();
-  for (const { rec, steps } of folds.values()) {
-    const bias = `${rec.name}.bias`;
-    for (const s of steps)
-      if (s.kind === 'ia3' && !s.input && written.has(bias) && rec.params.some((q) => q.name === bias))
-        biasScale.set(bias, { l: s.l });
+  // Each changed module's folds in graph order, by the weight (and the bias) they change.
+  const folds = new Map<string, FoldStep[]>();
+  const biasFolds = new Map<string, FoldStep[]>();
+  for (const step of foldsInGraphOrder(model, applied, (p) => value(p.name))) {
+    const { module: rec, fold } = step;
+    const w = `${rec.name}.weight`,
+      bias = `${rec.name}.bias`;
+    folds.set(w, [...(folds.get(w) ?? []), step]);
+    if (fold.bias && written.has(bias) && rec.params.some((q) => q.name === bias))
+      biasFolds.set(bias, [...(biasFolds.get(bias) ?? []), step]);
   }
 
   const base = (name: string): Float32Array => {
@@ -577,11 +526,15 @@ function planWeights(plugin: Plugin, pm: PluginModel, dtypeMode: 'float32' | 'so
     const dtype: DType = dtypeMode === 'float32' ? 'float32' : (ref?.dtype ?? torchDtype);
     const out = prefix && !name.startsWith(prefix) && !HEAD_NAME.test(name) ? prefix + name : name;
     const fold = folds.get(name);
-    const bs = biasScale.get(name);
-    const adds = addBias.get(name);
+    const bs = biasFolds.get(name);
+    const adds = added.get(name);
     let compute: (() => Float32Array) | undefined;
     if (fold) {
-      compute = () => foldModule(base(name), fold.rec, fold.steps, value);
+      compute = () => {
+        const W = base(name);
+        for (const s of fold) s.fold.weight(W, s.layout, 1);
+        return W;
+      };
       merged.push(name);
     } else if (bs || adds) {
       compute = () => {
@@ -590,10 +543,7 @@ function planWeights(plugin: Plugin, pm: PluginModel, dtypeMode: 'float32' | 'so
           const d = value(a);
           for (let i = 0; i < v.length; i++) v[i] += d[i];
         }
-        if (bs) {
-          const l = value(bs.l);
-          for (let i = 0; i < v.length; i++) v[i] *= l[i];
-        }
+        for (const s of bs ?? []) s.fold.bias!(v, 1);
         return v;
       };
       merged.push(name);
@@ -617,50 +567,6 @@ function planWeights(plugin: Plugin, pm: PluginModel, dtypeMode: 'float32' | 'so
       `${dropped.length} weight(s) of ${folder.dir} that ${model.architecture} does not read were left out: ${dropped.slice(0, 5).join(', ')}${dropped.length > 5 ? ', …' : ''}`,
     );
   return { weights, torchDtype, merged, replaced, rounded, dropped, notes };
-}
-
-/**
- * A Linear/Conv1D weight with its folds, as the graph computes the module: an input-scaling (IA)³ multiplies the
- * base product only (its node reads the scaled input; a LoRA branch reads the unscaled one), then every output
- * transform in the order it was applied — LoRA adds s·B·A, an output-scaling (IA)³ scales the running sum's rows.
- */
-function foldModule(
-  W: Float32Array,
-  rec: ModuleRecord,
-  steps: Fold[],
-  value: (n: string) => Float32Array,
-): Float32Array {
-  const conv = rec.type === 'Conv1D';
-  const inF = rec.in!,
-    outF = rec.out!;
-  // Element (o, i) of the math-sense weight [out, in], in the stored layout (Conv1D stores [in, out]).
-  const at = (o: number, i: number): number => (conv ? i * outF + o : o * inF + i);
-  for (const s of steps) {
-    if (s.kind !== 'ia3' || !s.input) continue;
-    const l = value(s.l);
-    for (let o = 0; o < outF; o++) for (let i = 0; i < inF; i++) W[at(o, i)] *= l[i];
-  }
-  for (const s of steps) {
-    if (s.kind === 'lora') {
-      const A = value(s.A),
-        B = value(s.B),
-        r = s.r;
-      const row = new Float64Array(inF);
-      for (let o = 0; o < outF; o++) {
-        row.fill(0);
-        for (let k = 0; k < r; k++) {
-          const bk = B[o * r + k];
-          if (bk === 0) continue;
-          for (let i = 0; i < inF; i++) row[i] += bk * A[k * inF + i];
-        }
-        for (let i = 0; i < inF; i++) W[at(o, i)] += s.scale * row[i];
-      }
-    } else if (!s.input) {
-      const l = value(s.l);
-      for (let o = 0; o < outF; o++) for (let i = 0; i < inF; i++) W[at(o, i)] *= l[o];
-    }
-  }
-  return W;
 }
 
 /** Shards like huggingface_hub's split_torch_state_dict_into_shards: in order, a new shard when the next weight would overflow. */

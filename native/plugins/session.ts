@@ -1,5 +1,6 @@
 // Using plugins: one base model opened once, any set of .delta plugins attached to it at a time (several at once =
-// combination, applied in the given order), predictions with that set or with the bare base, and merged weights.
+// combination, applied in the given order), predictions with that set or with the bare base, and merged weights
+// (mergeDeltas: the methods' own merge rules, folded as the merged export folds them).
 //
 // Plugin parameters are graph *inputs*, so the compiled onnxruntime session belongs to a *structure* (task, label
 // count, and each plugin's methods and tensor names), not to a plugin: swapping to another plugin of the same
@@ -16,6 +17,7 @@ import { basename } from 'node:path';
 import {
   applyDeltas,
   deltaBuildOptions,
+  METHODS,
   parseDeltaConfig,
   type AppliedDelta,
   type DeltaConfig,
@@ -72,17 +74,14 @@ interface Attached extends AttachedPlugin {
   plugin: Plugin;
 }
 
-// Config keys that only decide a parameter's starting value or training noise: they do not change the inference
-// graph, so plugins that differ only in them share one compiled structure.
-const TRAINING_ONLY: Record<string, string[]> = {
-  lora: ['dropout'],
-  soft_prompt: ['init', 'init_range', 'init_text'],
-  compacter: ['phm_init_range'],
-};
-
+// Config keys that only decide a parameter's starting value or training noise (the methods mark them) do not change
+// the inference graph, so plugins that differ only in them share one compiled structure.
 function structural(methods: DeltaConfig[]): DeltaConfig[] {
   const stripped = methods.map(
-    (c) => Object.fromEntries(Object.entries(c).filter(([k]) => !TRAINING_ONLY[c.method]?.includes(k))) as DeltaConfig,
+    (c) =>
+      Object.fromEntries(
+        Object.entries(c).filter(([k]) => !METHODS.get(c.method)?.keys[k]?.trainingOnly),
+      ) as DeltaConfig,
   );
   return parseDeltaConfig(stripped);
 }

@@ -3,10 +3,10 @@
 // (IA)³), then addition-based methods; within a kind, in the order given (on one module, LoRA and an output-scaling
 // (IA)³ wrap each other in that order; an input-scaling (IA)³ scales the base product only). A task head the folder
 // lacked always trains (PEFT's modules_to_save). Each method lives in its own folder, methods/<method>/.
-import type { HostTensor } from '../onnx/graph.js';
 import { loadModel } from '../models/index.js';
 import type { BuildDeltas, BuiltModel, ModelOptions } from '../models/types.js';
-import { DeltaContext, METHODS, validateConfig, type DeltaParam, type DeltaScope } from './registry.js';
+import { DeltaContext, METHODS, validateConfig, type DeltaScope } from './registry.js';
+import type { AppliedDelta, DeltaConfig } from './types.js';
 // One folder per method (methods/<method>/index.ts registers it); the registry keeps this order.
 import './methods/lora/index.js';
 import './methods/bitfit/index.js';
@@ -16,20 +16,7 @@ import './methods/adapters/index.js';
 import './methods/soft-prompt/index.js';
 import './methods/prefix/index.js';
 
-export interface DeltaConfig {
-  method: string;
-  [key: string]: unknown;
-}
-
-export interface AppliedDelta {
-  methods: { method: string; config: Record<string, unknown>; modules: string[] }[];
-  params: DeltaParam[];
-  /** Graph values to train, and their initial values. */
-  trainable: string[];
-  initial: Record<string, HostTensor>;
-  /** Module name → methods that modified it. */
-  marked: Map<string, string[]>;
-}
+export type { AppliedDelta, DeltaConfig } from './types.js';
 
 const ORDER = { specification: 0, reparameterization: 1, addition: 2 } as const;
 

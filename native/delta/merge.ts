@@ -8,56 +8,14 @@ import type { HostTensor } from '../onnx/graph.js';
 import { readTensorBytes } from '../onnx/safetensors.js';
 import type { ModuleRecord } from '../models/builder.js';
 import type { BuiltModel } from '../models/types.js';
-import type { AppliedDelta } from './index.js';
-import { METHODS, validateConfig, type DeltaParam } from './registry.js';
+import { METHODS, validateConfig } from './registry.js';
+import type { AppliedDelta, DeltaParam, WeightFold, WeightLayout } from './types.js';
 
-/** A Linear/Conv1D weight: its math-sense shape [out, in], stored as [out, in], or [in, out] for Conv1D (GPT-2). */
-export interface WeightLayout {
-  in: number;
-  out: number;
-  conv: boolean;
-}
+export type { FoldSite, MergeRule, Placement, WeightFold, WeightLayout } from './types.js';
 
 /** Where element (o, i) of the math-sense weight [out, in] is in the stored layout. */
 export function storedAt({ in: inF, out: outF, conv }: WeightLayout): (o: number, i: number) => number {
   return conv ? (o, i) => i * outF + o : (o, i) => o * inF + i;
-}
-
-/** One method's change to one Linear/Conv1D module. */
-export interface WeightFold {
-  /**
-   * 'input': it scales what only the base product reads (an input-scaling (IA)³: a LoRA branch reads the unscaled
-   * input), so it folds first; 'output': it wraps the module's output, and folds in the order applied.
-   */
-  stage: 'input' | 'output';
-  /** Folds the change into (sign 1) or out of (−1) the module's weight, in its stored layout, in place. */
-  weight(W: Float32Array, layout: WeightLayout, sign: 1 | -1): void;
-  /** Folds it into or out of the module's bias [out], when the change reaches the bias. */
-  bias?(b: Float32Array, sign: 1 | -1): void;
-}
-
-/** What a method's fold rule is told about one module the method changed. */
-export interface FoldSite {
-  model: BuiltModel;
-  module: ModuleRecord;
-  /** The method's config, defaults filled. */
-  config: Record<string, unknown>;
-  /** A delta parameter by plugin name: its trained values, and its graph value (to see where the graph reads it). */
-  param(name: string): { data: Float32Array; value: string };
-}
-
-/** Where a new delta parameter goes in the plain model: added to a base weight, or nowhere (and why). */
-export type Placement = { addTo: string } | { refused: string };
-
-/**
- * How a method's trained delta becomes plain weights. Trained backbone weights (BitFit on existing biases, head-only,
- * full) need no rule, the plain model holds them as they are: an empty rule says just that.
- */
-export interface MergeRule {
-  /** The fold of the delta into one module it changed (LoRA, (IA)³); reversible, so it can be taken out again. */
-  fold?(site: FoldSite): WeightFold;
-  /** Where a new parameter goes (BitFit's new biases), for the merged export: `model` is the base it was built on. */
-  place?(param: string, model: BuiltModel): Placement;
 }
 
 /** One fold of one module, a step of a merge. */

@@ -5,10 +5,19 @@
 import { toFloat32 } from '../onnx/dtype.js';
 import type { HostTensor } from '../onnx/graph.js';
 import type { HfConfig } from '../models/folder.js';
-import type { BuiltModel, Task } from '../models/types.js';
+import type { BuiltModel } from '../models/types.js';
 import { selectModules } from './addressing.js';
-import type { DeltaConfig } from './index.js';
-import type { DeltaParam } from './registry.js';
+import type { DeltaParam, PeftImportSite, PeftSource } from './types.js';
+
+export type {
+  Json,
+  PeftAdapter,
+  PeftExportSite,
+  PeftImportSite,
+  PeftMapping,
+  PeftModulesToSave,
+  PeftSource,
+} from './types.js';
 
 export class PeftError extends Error {
   constructor(
@@ -20,84 +29,6 @@ export class PeftError extends Error {
     this.name = 'PeftError';
   }
 }
-
-export type Json = Record<string, unknown>;
-
-/** An adapter folder as read: adapter_config.json and the tensors of adapter_model.safetensors. */
-export interface PeftSource {
-  dir: string;
-  configFile: string;
-  weightsFile: string;
-  cfg: Json;
-  /** Tensors by normalised key: without base_model(.model). and without the adapter name. */
-  tensors: Map<string, HostTensor>;
-  /** Normalised key → the key in the file, for errors. */
-  original: Map<string, string>;
-  /** How the file spells a module's keys (its prefix), for errors about keys it lacks. */
-  prefix: string;
-}
-
-/** What a method's mapping is given to write its part of an adapter. */
-export interface PeftExportSite {
-  /** The base model built with the plugin's methods. */
-  model: BuiltModel;
-  /** The method's config in the plugin (defaults filled). */
-  config: DeltaConfig;
-  /** The method's parameters on the model. */
-  params: DeltaParam[];
-  /** The plugin's tensors by name, as stored (f32 widens them). */
-  tensors: Record<string, HostTensor>;
-  /** The base model's config.json, and its folder (for errors). */
-  hf: HfConfig;
-  modelDir: string;
-  /** The plugin file, for errors. */
-  where: string;
-  /** What keys start with: "base_model.model." (tuners) or "base_model." (prompt learning). */
-  prefix: string;
-}
-
-/** What a method's mapping is given to read an adapter of its peft_type. */
-export interface PeftImportSite {
-  src: PeftSource;
-  /** The base model built for the adapter's task (no deltas). */
-  model: BuiltModel;
-  task: Task;
-  hf: HfConfig;
-  modelDir: string;
-}
-
-/** A method that is a PEFT adapter type. */
-export interface PeftAdapter {
-  kind: 'adapter';
-  /** adapter_config.json's peft_type. */
-  type: string;
-  /** A prompt-learning adapter: keys under "base_model.", and no modules_to_save in its config (PEFT 0.6). */
-  promptLearning: boolean;
-  /**
-   * How PEFT names the method's tensors in a state dict: per module, a Linear per adapter (`<module>.<layer>.<adapter>.weight`)
-   * or a tensor per adapter (`<module>.<vector>.<adapter>`); or keys of their own (`prompt_embeddings`). The reader
-   * takes the adapter name out, and tells them from whole weights (modules_to_save).
-   */
-  keys: { layers?: string[]; vectors?: string[]; own?: string[] };
-  /** Why this plugin cannot be written as this adapter type at all (checked before the model is built). */
-  refuseExport?(task: Task, hf: HfConfig): string | undefined;
-  /** The adapter's tensors (full keys) and its adapter_config.json fields beyond the common ones. */
-  export(site: PeftExportSite): { tensors: Record<string, HostTensor>; config: Json };
-  /** The method's config and its tensors by plugin name, from an adapter of this type. */
-  import(site: PeftImportSite): { config: DeltaConfig; tensors: Record<string, HostTensor> };
-}
-
-/**
- * A method whose trained backbone weights PEFT keeps as modules_to_save beside an adapter (head-only): `weights`
- * says which it covers, `which` the same in words for refusals.
- */
-export interface PeftModulesToSave {
-  kind: 'modules_to_save';
-  weights: RegExp;
-  which: string;
-}
-
-export type PeftMapping = PeftAdapter | PeftModulesToSave;
 
 /** What PeftModelForSequenceClassification puts in modules_to_save by itself. */
 export const CLASSIFIER_MODULES = ['classifier', 'score'];

@@ -8,18 +8,9 @@ import { readTensorBytes } from '../onnx/safetensors.js';
 import type { ModuleRecord } from '../models/builder.js';
 import type { BuildDeltas, BuiltModel } from '../models/types.js';
 import { Rng } from '../rng.js';
-import type { MergeRule } from './merge.js';
-import type { PeftMapping } from './peft.js';
+import type { ConfigKey, DeltaKind, DeltaParam, DeltaScope, MergeRule, PeftMapping } from './types.js';
 
-export type DeltaKind = 'specification' | 'reparameterization' | 'addition';
-
-export interface ConfigKey {
-  type: 'number' | 'integer' | 'boolean' | 'string' | 'strings' | 'strings-or-regex';
-  default?: unknown;
-  doc: string;
-  /** Only decides a starting value or training noise: plugins that differ in it alone share one inference graph. */
-  trainingOnly?: boolean;
-}
+export type { ConfigKey, DeltaKind, DeltaParam, DeltaScope } from './types.js';
 
 export interface DeltaMethod {
   name: string;
@@ -41,23 +32,6 @@ export interface DeltaMethod {
   cannotMerge?: string;
   /** How PEFT writes and reads this method; absent: PEFT has no equivalent. */
   peft?: PeftMapping;
-}
-
-/** A parameter of a plugin: its name in the plugin file and the graph value that holds it. */
-export interface DeltaParam {
-  name: string;
-  value: string;
-  method: string;
-  /** Existing backbone weight made trainable (BitFit's biases, full fine-tuning), rather than a new one. */
-  existing: boolean;
-}
-
-/** Where a set of deltas lives on a graph that may carry several (plugins combined on one base). */
-export interface DeltaScope {
-  /** New parameters become graph values `<namespace>/<name>`, so two sets may use the same method on one module. */
-  namespace?: string;
-  /** Who the set belongs to, for errors (e.g. 'plugin "sentiment"'); default: 'delta set "<namespace>"'. */
-  owner?: string;
 }
 
 // Which delta set took over each backbone weight (or build-time parameter) of a model: a weight has one value, so

@@ -6,7 +6,14 @@ import { Graph, type HostTensor, type Value } from '../onnx/graph.js';
 import { fmtShape, type Dim } from '../onnx/shape.js';
 import { Rng } from '../rng.js';
 import type { ModelFolder } from './folder.js';
-import type { BuildDeltas } from './types.js';
+
+/** Deltas that change how the graph is built rather than a module's output (see native/delta). */
+export interface BuildDeltas {
+  /** Soft prompt: this many virtual tokens prepended to the (encoder) input embeddings. */
+  softPromptTokens?: number;
+  /** Prefix tuning: this many key/value prefix tokens in every self-attention, from an MLP of this width. */
+  prefix?: { tokens: number; hidden: number };
+}
 
 export interface ModuleParam {
   name: string;

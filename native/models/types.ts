@@ -1,6 +1,8 @@
 // What an architecture module builds from a model folder.
 import type { Graph, HostTensor } from '../onnx/graph.js';
-import type { ModelBuilder, ModuleRecord } from './builder.js';
+import type { BuildDeltas, ModelBuilder, ModuleRecord } from './builder.js';
+
+export type { BuildDeltas } from './builder.js';
 import type { ConfigReader, ModelFolder } from './folder.js';
 
 export type Task = 'classification' | 'regression' | 'causal-lm' | 'seq2seq-lm';
@@ -18,13 +20,6 @@ export interface ModelOptions {
    * at); activations, norms, the loss, deltas and optimizer state stay float32. Default 'float32'.
    */
   precision?: 'float32' | 'float16';
-}
-
-export interface BuildDeltas {
-  /** Soft prompt: this many virtual tokens prepended to the (encoder) input embeddings. */
-  softPromptTokens?: number;
-  /** Prefix tuning: this many key/value prefix tokens in every self-attention, from an MLP of this width. */
-  prefix?: { tokens: number; hidden: number };
 }
 
 export interface BuiltModel {

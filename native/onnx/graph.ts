@@ -3,20 +3,9 @@ import { type DType, type TypedArray, DTYPES, isFloat } from './dtype.js';
 import { type Shape, fmtShape, dimEq } from './shape.js';
 import type { TensorRef } from './safetensors.js';
 import { OPS, type AttrKind, type InferCtx, type Widen } from './ops.js';
+import type { Attr, HostTensor, Value } from './values.js';
 
-export interface Value {
-  readonly name: string;
-  readonly dtype: DType;
-  readonly shape: Shape;
-}
-
-export interface HostTensor {
-  dtype: DType;
-  shape: number[];
-  data: TypedArray;
-}
-
-export type Attr = number | number[] | string | HostTensor;
+export type { Attr, HostTensor, Value } from './values.js';
 
 export interface Node {
   name: string;

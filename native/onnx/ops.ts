@@ -12,7 +12,7 @@ import {
   fmtShape,
   normAxis,
 } from './shape.js';
-import type { Attr, Value } from './graph.js';
+import type { Attr, Value } from './values.js';
 
 export type AttrKind = 'int' | 'float' | 'ints' | 'floats' | 'string' | 'tensor';
 

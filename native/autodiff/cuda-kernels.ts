@@ -153,13 +153,6 @@ export const CUDA_KERNELS: CudaKernel[] = [
   { op: 'ReduceSumSquare', since: 18, types: IEEE, source: 'core/providers/cuda/reduction/reduction_ops.cc' },
   { op: 'MatMul', since: 13, types: FLOATS, source: 'core/providers/cuda/math/matmul.cc' },
   { op: 'Gemm', since: 13, types: FLOATS, source: 'core/providers/cuda/math/gemm.cc' },
-  {
-    op: 'FusedMatMul',
-    domain: 'com.microsoft',
-    since: 1,
-    types: FLOATS,
-    source: 'contrib_ops/cuda/math/fused_matmul.cc',
-  },
   ...['Softmax', 'LogSoftmax'].map((op) => ({
     op,
     since: 13,
@@ -186,20 +179,19 @@ export const CUDA_KERNELS: CudaKernel[] = [
   { op: 'LayerNormalization', since: 17, types: FLOATS, source: 'core/providers/cuda/nn/layer_norm.cc' },
   { op: 'SimplifiedLayerNormalization', since: 1, types: FLOATS, source: 'core/providers/cuda/nn/layer_norm.cc' },
   { op: 'Gelu', since: 20, types: FLOATS, source: 'core/providers/cuda/tensor/gelu.cc' },
-  {
-    op: 'FastGelu',
+  ...(
+    [
+      ['FusedMatMul', 'math/fused_matmul.cc'],
+      ['FastGelu', 'bert/fast_gelu.cc'],
+      ['QuickGelu', 'activation/activations.cc'],
+    ] as const
+  ).map(([op, file]) => ({
+    op,
     domain: 'com.microsoft',
     since: 1,
     types: FLOATS,
-    source: 'contrib_ops/cuda/bert/fast_gelu.cc',
-  },
-  {
-    op: 'QuickGelu',
-    domain: 'com.microsoft',
-    since: 1,
-    types: FLOATS,
-    source: 'contrib_ops/cuda/activation/activations.cc',
-  },
+    source: `contrib_ops/cuda/${file}`,
+  })),
 ];
 
 export interface CudaPlacement {

@@ -163,7 +163,8 @@ export async function gpuStatus(
   } = {},
 ): Promise<GpuStatus> {
   const nvidia = await detectNvidia(opts.timeoutMs ?? 3000);
-  const libraries = (opts.libraries ?? findCudaLibraries)();
+  // Looked for afresh: the panel is where a user checks again after installing a missing library.
+  const libraries = (opts.libraries ?? (() => findCudaLibraries({ fresh: true })))();
   const libs = librariesAdvice(libraries);
   const binFolder = ortBinFolder();
   const has = (dir: string): boolean =>

@@ -59,12 +59,13 @@ const gpu = cuda.usable ? await run('cuda') : null;
 const summary = {
   ort: report.ort,
   providers: report.providers,
-  cuda: { usable: cuda.usable, reason: cuda.reason ?? null },
+  cuda: { usable: cuda.usable, reason: cuda.reason ?? null, libraries: report.cuda.libraries.lines },
   gradient_rules: {
     rules: report.rules,
     checked: report.checked,
     failed: report.failed,
     max_rel_err: report.max_rel_err,
+    float64_as_float32: report.float64_as_float32,
   },
   cpu: { ...cpu, losses: undefined, final_loss: cpu.losses[cpu.losses.length - 1] },
   cuda_run: gpu ? { ...gpu, losses: undefined, final_loss: gpu.losses[gpu.losses.length - 1] } : null,

@@ -26,6 +26,7 @@ import {
   CUDA_PROVIDER_NUGET,
   gpuStatus,
   installCudaProvider,
+  librariesAdvice,
   providerDir,
   type InstallProgress,
   type ProviderSource,
@@ -526,5 +527,26 @@ test(
     assert.equal(st.install.ortVersion, '1.29.0');
     assert.equal(st.install.pinned, true);
     assert.equal(st.install.cuda, '13');
+    assert.deepEqual(
+      st.libraries.libraries.map((l) => l.soname),
+      ['libcudart.so.13', 'libcublasLt.so.13', 'libcublas.so.13', 'libcurand.so.10', 'libcudnn.so.9'],
+    );
   },
 );
+
+test('advice for missing CUDA libraries names each and what installs it, once; none when all are found', async () => {
+  const { findCudaLibraries } = await import('../native/runtime/cuda-libs.js');
+  const root = tmp();
+  const libs = findCudaLibraries({ root, home: root, env: {}, ldconfig: '', fresh: true });
+  assert.equal(libs.missing.length, 5);
+  const advice = librariesAdvice(libs);
+  assert.match(advice, /CUDA 13 runtime \(libcudart\.so\.13\), cuBLASLt 13 .* cuDNN 9 \(libcudnn\.so\.9\)/);
+  assert.match(
+    advice,
+    /pip install 'nvidia-cuda-runtime>=13,<14' 'nvidia-cublas>=13,<14' 'nvidia-curand>=10\.4,<11' nvidia-cudnn-cu13 /,
+  );
+  assert.equal(librariesAdvice({ ...libs, missing: [], libraries: [] }), '');
+  // Reported by gpuStatus, whatever the GPU.
+  const st = await gpuStatus({ dataDir: tmp(), timeoutMs: 2000, libraries: () => libs });
+  assert.equal(st.libraries, libs);
+});

@@ -142,6 +142,7 @@ export const GRAD_CASES: GradCase[] = [
     label: 'Dropout training ratio 0.3',
     inputs: [{ shape: [4, 8] }],
     freshSession: true,
+    linear: true,
     build: (g, [x], dt) => g.op1('Dropout', [x, k(g, 0.3, dt), g.constant(1, 'bool', [])], { seed: 7 }),
   },
   {
@@ -385,5 +386,20 @@ export const GRAD_CASES: GradCase[] = [
     label: 'Gather axis 1',
     inputs: [{ shape: [2, 5, 3] }, { shape: [4], kind: 'int64', values: [1, 3, 3, 0] }],
     build: (g, [x, ids]) => g.op1('Gather', [x, ids], { axis: 1 }),
+  },
+  {
+    rule: 'Gather',
+    label: 'Gather axis 1, 2-D ids (repeated, negative) between two dims',
+    inputs: [{ shape: [2, 5, 3] }, { shape: [2, 2], kind: 'int64', values: [1, -2, 3, 1] }],
+    build: (g, [x, ids]) => g.op1('Gather', [x, ids], { axis: 1 }),
+  },
+  {
+    rule: 'Gather',
+    label: 'Gather rows by [batch, seq] token ids',
+    inputs: [
+      { shape: [6, 4] },
+      { shape: [2, 3], declared: ['batch', 'seq'], kind: 'int64', values: [5, 0, 5, 2, 2, 5] },
+    ],
+    build: (g, [w, ids]) => g.op1('Gather', [w, ids], { axis: 0 }),
   },
 ];

@@ -66,18 +66,19 @@ export function reduceKeep(g: Graph, x: Value, axes: number[], op = 'ReduceSum')
   );
 }
 
-export function zerosLike(g: Graph, like: Value): Value {
+/** Zeros with the shape of `like` (of its dtype unless another is given). */
+export function zerosLike(g: Graph, like: Value, dtype: DType = like.dtype): Value {
   return g.op1(
     'ConstantOfShape',
     [shapeOf(g, like)],
     {
       value: {
-        dtype: like.dtype,
+        dtype,
         shape: [1],
-        data: like.dtype === 'float64' ? new Float64Array(1) : new Float32Array(1),
+        data: dtype === 'float64' ? new Float64Array(1) : new Float32Array(1),
       },
     },
-    { infos: [{ dtype: like.dtype, shape: like.shape }] },
+    { infos: [{ dtype, shape: like.shape }] },
   );
 }
 

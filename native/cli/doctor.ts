@@ -3,6 +3,7 @@ import { GRAD_CASES } from '../autodiff/cases.js';
 import { checkCase, passed, TOL32, TOL64, type CaseResult } from '../autodiff/gradcheck.js';
 import { RULES } from '../autodiff/registry.js';
 import '../autodiff/rules/index.js';
+import { describeCudaLibraries, findCudaLibraries } from '../runtime/cuda-libs.js';
 import { cudaStatus, ortVersion, providersPresent } from '../runtime/providers.js';
 
 export interface DoctorReport {
@@ -10,12 +11,26 @@ export interface DoctorReport {
   node: string;
   platform: string;
   providers: string[];
-  cuda: { usable: boolean; reason?: string; gpu: boolean; provider_folder: string };
+  cuda: {
+    usable: boolean;
+    reason?: string;
+    gpu: boolean;
+    provider_folder: string;
+    /** The CUDA libraries the provider needs: found (where, version) or missing; `lines` says it in words. */
+    libraries: {
+      found: Record<string, { path: string; version: string; via: string; where: string }>;
+      missing: string[];
+      loader_path: string[];
+      lines: string[];
+    };
+  };
   rules: number;
   checked: number;
   failed: string[];
   max_rel_err: number;
   tolerance: { float32: number; float64: number };
+  /** Checks held to float32's tolerance for their float64 gradient, with the provider kernels that make it so. */
+  float64_as_float32: { check: string; device: string; why: string[] }[];
   results: (CaseResult & { device: string })[];
 }
 
@@ -37,18 +52,39 @@ export async function doctor(onResult?: (r: CaseResult & { device: string }) => 
       .map((r) => `${r.rule} (${r.label}) on ${r.device}${r.error ? `: ${r.error}` : ''}`),
     ...uncovered.map((k) => `${k}: no gradient check case`),
   ];
+  const libs = cuda.libraries ?? findCudaLibraries();
   const errs = results.flatMap((r) => [r.err32, r.err64 ?? 0]).filter((e) => Number.isFinite(e));
   return {
     ort: ortVersion(),
     node: process.versions.node,
     platform: `${process.platform}-${process.arch}`,
     providers: providersPresent().filter((p) => p !== 'cuda' || cuda.usable),
-    cuda: { usable: cuda.usable, reason: cuda.reason, gpu: cuda.gpu, provider_folder: cuda.providerFolder },
+    cuda: {
+      usable: cuda.usable,
+      reason: cuda.reason,
+      gpu: cuda.gpu,
+      provider_folder: cuda.providerFolder,
+      libraries: {
+        found: Object.fromEntries(
+          libs.libraries.flatMap((l) =>
+            l.found
+              ? [[l.soname, { path: l.found.path, version: l.found.version, via: l.found.via, where: l.found.where }]]
+              : [],
+          ),
+        ),
+        missing: libs.missing,
+        loader_path: libs.loaderPath,
+        lines: describeCudaLibraries(libs),
+      },
+    },
     rules: RULES.size,
     checked: new Set(results.filter((r) => !r.error).map((r) => r.rule)).size,
     failed,
     max_rel_err: errs.length ? Math.max(...errs) : NaN,
     tolerance: { float32: TOL32, float64: TOL64 },
+    float64_as_float32: results
+      .filter((r) => r.tol64Why)
+      .map((r) => ({ check: `${r.rule} (${r.label})`, device: r.device, why: r.tol64Why! })),
     results,
   };
 }

@@ -1,7 +1,9 @@
 // `delta-studio gpu [--install]`: what the app's GPU panel shows — NVIDIA GPU, the CUDA provider of onnxruntime,
-// whether a CUDA session loads, and what to do next — and the same one-step install of the pinned provider.
+// the CUDA libraries it needs (found where, or missing), whether a CUDA session loads, and what to do next — and the
+// same one-step install of the pinned provider.
 import { join } from 'node:path';
 import { activateCudaProvider, gpuStatus, installCudaProvider } from '../runtime/cuda-install.js';
+import { describeCudaLibraries } from '../runtime/cuda-libs.js';
 import { userStateDir } from './serve.js';
 
 export async function gpuCommand(v: Record<string, string | boolean | undefined>): Promise<number> {
@@ -35,6 +37,8 @@ export async function gpuCommand(v: Record<string, string | boolean | undefined>
   log(
     `CUDA provider: ${s.provider.installed ? (s.loadable ? 'installed and loads' : `installed, does not load${s.reason ? `: ${s.reason}` : ''}`) : 'not installed'}`,
   );
+  log('CUDA libraries:');
+  for (const line of describeCudaLibraries(s.libraries)) log(`  ${line}`);
   log(s.advice);
   if (json) process.stdout.write(`${JSON.stringify({ ...s, installed: installed ?? null, dataDir: join(dataDir) })}\n`);
   return 0;

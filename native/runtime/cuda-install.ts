@@ -25,6 +25,7 @@ import { basename, dirname, join } from 'node:path';
 import { extractTarGz } from '../files/tar.js';
 import { extractZip } from '../files/zip.js';
 import { isInside } from '../files/paths.js';
+import { findCudaLibraries, type CudaLibraries } from './cuda-libs.js';
 import { cudaStatus, ortBinFolder, type CudaStatus } from './providers.js';
 
 /** One downloadable build of the provider: where it is, how to check it, and where the libraries sit inside it. */
@@ -111,6 +112,8 @@ export interface GpuStatus {
   loadable: boolean;
   reason?: string;
   advice: string;
+  /** The CUDA libraries the provider needs: where each was found (path, version, how), or missing. */
+  libraries: CudaLibraries;
   install: { supported: boolean; url: string; pinned: boolean; cuda: string; ortVersion: string; reason?: string };
 }
 
@@ -152,9 +155,17 @@ async function detectNvidia(timeoutMs: number): Promise<GpuStatus['nvidia']> {
 
 /** NVIDIA GPU? provider files? loadable (a real CUDA session, via providers.ts)? and what to do next. */
 export async function gpuStatus(
-  opts: { dataDir?: string; timeoutMs?: number; probe?: () => Promise<CudaStatus> } = {},
+  opts: {
+    dataDir?: string;
+    timeoutMs?: number;
+    probe?: () => Promise<CudaStatus>;
+    libraries?: () => CudaLibraries;
+  } = {},
 ): Promise<GpuStatus> {
   const nvidia = await detectNvidia(opts.timeoutMs ?? 3000);
+  // Looked for afresh: the panel is where a user checks again after installing a missing library.
+  const libraries = (opts.libraries ?? (() => findCudaLibraries({ fresh: true })))();
+  const libs = librariesAdvice(libraries);
   const binFolder = ortBinFolder();
   const has = (dir: string): boolean =>
     existsSync(join(dir, libName('cuda'))) && existsSync(join(dir, libName('shared')));
@@ -190,11 +201,11 @@ export async function gpuStatus(
       ? `No NVIDIA GPU was found: training runs on the CPU. With an NVIDIA GPU, install its driver (≥ ${MIN_DRIVER[cuda] ?? '?'} for CUDA ${cuda}) and check again.`
       : !inBinFolder && !inDataFolder
         ? supported
-          ? `Install the CUDA provider (one download, about ${CUDA_PROVIDER.sizeMB} MB). It needs the CUDA ${cuda} runtime, cuBLAS ${cuda} and cuDNN 9 libraries on the library path.`
+          ? `Install the CUDA provider (one download, about ${CUDA_PROVIDER.sizeMB} MB).${libs ? ` ${libs}` : ''}`
           : install.reason!
         : !inBinFolder
-          ? `Activate the downloaded provider: copy it next to onnxruntime (${binFolder}).`
-          : `The CUDA provider is installed but does not load: ${reason}. Usually the CUDA ${cuda} runtime, cuBLAS ${cuda} or cuDNN 9 libraries are missing from the library path.`;
+          ? `Activate the downloaded provider: copy it next to onnxruntime (${binFolder}).${libs ? ` ${libs}` : ''}`
+          : `The CUDA provider is installed but does not load: ${reason}.${libs ? ` ${libs}` : ` The CUDA ${cuda} libraries were all found; see the reason above.`}`;
   return {
     nvidia,
     provider: { installed: inBinFolder || inDataFolder, binFolder, dataFolder, inBinFolder, inDataFolder },
@@ -202,7 +213,23 @@ export async function gpuStatus(
     reason: loadable ? undefined : reason,
     advice,
     install,
+    libraries,
   };
+}
+
+/**
+ * What to do about missing CUDA libraries, in one sentence per fix ('' when none is missing). Found ones need nothing:
+ * the app puts them on the trainer's library path and preloads them where it runs CUDA itself.
+ */
+export function librariesAdvice(libs: CudaLibraries): string {
+  if (!libs.supported || !libs.missing.length) return '';
+  const missing = libs.libraries.filter((l) => !l.found);
+  const pip = [...new Set(missing.map((l) => l.pip))];
+  return (
+    `The provider also needs ${missing.map((l) => `${l.label} (${l.soname})`).join(', ')}, not found on this machine: ` +
+    `pip install ${pip.join(' ')} into any Python environment (a virtualenv, conda or the user site), or install ` +
+    `the CUDA ${CUDA_PROVIDER.cuda} toolkit and cuDNN 9; they are found there without setting LD_LIBRARY_PATH.`
+  );
 }
 
 export interface InstallProgress {

@@ -4,6 +4,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import ort from 'onnxruntime-node';
 import onnxProto from 'onnx-proto';
+import { findCudaLibraries, preloadCudaLibraries, type CudaLibraries } from './cuda-libs.js';
 
 export interface CudaStatus {
   usable: boolean;
@@ -11,6 +12,8 @@ export interface CudaStatus {
   gpu: boolean;
   providerFiles: boolean;
   providerFolder: string;
+  /** Where the CUDA libraries the provider needs were found (Linux), when the provider is there to need them. */
+  libraries?: CudaLibraries;
 }
 
 export function ortVersion(): string {
@@ -95,17 +98,27 @@ export function cudaStatus(): Promise<CudaStatus> {
         providerFolder,
         reason: 'no NVIDIA GPU or driver was found (/proc/driver/nvidia/version is missing)',
       };
+    // The provider resolves its CUDA libraries through the loader when it is first loaded, just below: make the ones
+    // we found (toolkits, pip wheels, conda) resolvable in this process first.
+    const libraries = findCudaLibraries();
+    const preload = preloadCudaLibraries(libraries);
     try {
       const s = await ort.InferenceSession.create(tinyModel(), { executionProviders: ['cuda'], logSeverityLevel: 3 });
       await s.release();
-      return { usable: true, gpu, providerFiles, providerFolder };
+      return { usable: true, gpu, providerFiles, providerFolder, libraries };
     } catch (e) {
+      const missing = libraries.libraries.filter((l) => !l.found).map((l) => `${l.label} (${l.soname})`);
+      const broken = preload.failed.map((f) => `${f.path}: ${f.error}`);
       return {
         usable: false,
         gpu,
         providerFiles,
         providerFolder,
-        reason: `the CUDA provider failed to load: ${(e as Error).message.split('\n')[0]}`,
+        libraries,
+        reason:
+          `the CUDA provider failed to load: ${(e as Error).message.split('\n')[0]}` +
+          (missing.length ? `; not found on this machine: ${missing.join(', ')}` : '') +
+          (broken.length ? `; could not be loaded: ${broken.join('; ')}` : ''),
       };
     }
   })();

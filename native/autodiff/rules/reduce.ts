@@ -40,7 +40,9 @@ defineRule('ReduceMean', (c) => {
   const dims = axes.map((a) => x.shape[a]);
   if (dims.every((d) => typeof d === 'number'))
     return [mulScalar(g, spreadDy, 1 / (dims as number[]).reduce((a, b) => a * b, 1))];
-  const n = g.op1('ReduceProd', [g.op1('Gather', [g.op1('Shape', [x]), ints(g, axes)], { axis: 0 })], { keepdims: 0 });
+  // The count in int32: onnxruntime's CUDA provider has no int64 ReduceProd (it would run on the CPU, see cuda-kernels.ts).
+  const counts = cast(g, g.op1('Gather', [g.op1('Shape', [x]), ints(g, axes)], { axis: 0 }), 'int32');
+  const n = g.op1('ReduceProd', [counts], { keepdims: 0 });
   return [div(g, spreadDy, cast(g, n, x.dtype))];
 });
 

@@ -1,9 +1,9 @@
 // Gradient rules of shape ops: each is the adjoint of its forward (reshape back, inverse permutation, split ↔ concat,
 // slice ↔ pad, gather ↔ scatter-add).
-import type { Value } from '../../onnx/graph.js';
+import type { Graph, Value } from '../../onnx/graph.js';
 import { defineRule } from '../registry.js';
-import { add, dimOf, ints, reshapeLike, sub, sumTo, zerosLike } from '../emit.js';
-import { normAxis } from '../../onnx/shape.js';
+import { add, cast, dimOf, expandLike, ints, reshapeLike, sub, sumTo, zerosLike } from '../emit.js';
+import { isStatic, normAxis } from '../../onnx/shape.js';
 
 defineRule('Reshape', (c) => [reshapeLike(c.g, c.dy[0]!, c.x(0))]);
 defineRule('Squeeze', (c) => [reshapeLike(c.g, c.dy[0]!, c.x(0))]);
@@ -103,35 +103,85 @@ defineRule('Slice', (c) => {
   ];
 });
 
-// Gather's adjoint scatters-adds the gradient rows into zeros (an embedding's gradient, without a one-hot).
+// Gather's adjoint scatter-adds the gradient rows into zeros (an embedding's gradient, without a one-hot). Which
+// scatter depends on the dtype, so that the same graph runs on the CPU and on onnxruntime's CUDA provider (see
+// cuda-kernels.ts): ScatterND(add) keeps its indices small ([n, 1]) but CUDA adds only float and float16 with it
+// (scatter_nd_impl.cu: "element_type 11 not implemented" for double); ScatterElements(add) also adds double there
+// (gather_elements_impl.cu), at the cost of an index tensor as large as the gradient, so it serves float64 only.
 defineRule('Gather', (c) => {
   const { g } = c;
   const data = c.x(0),
-    idx0 = c.x(1),
-    dy = c.dy[0]!;
+    idx0 = c.x(1);
   const rank = data.shape.length;
   const axis = normAxis(c.attr('axis', 0), rank, c.node.name);
-  const q = idx0.shape.length;
-  // Negative indices count from the end, as Gather allows.
-  // A scalar, so that a scalar index stays a scalar.
+  // Negative indices count from the end, as Gather allows. A scalar, so that a scalar index stays a scalar.
   const d = data.shape[axis];
   const dimA =
     typeof d === 'number' ? g.constant(d, 'int64', []) : g.op1('Squeeze', [dimOf(g, data, axis), ints(g, [0])]);
   const dimCast = idx0.dtype === 'int64' ? dimA : g.op1('Cast', [dimA], { to: 6 });
-  const zeroI = g.constant(0, idx0.dtype, []);
-  const idx = g.op1('Where', [g.op1('Less', [idx0, zeroI]), g.op1('Add', [idx0, dimCast]), idx0]);
+  const idx = g.op1('Where', [
+    g.op1('Less', [idx0, g.constant(0, idx0.dtype, [])]),
+    g.op1('Add', [idx0, dimCast]),
+    idx0,
+  ]);
+  // bfloat16 has no scatter-add on CUDA, and adding rows in bfloat16 would round away small ones: sum in float32.
+  const acc = data.dtype === 'bfloat16' ? 'float32' : data.dtype;
+  const dy = cast(g, c.dy[0]!, acc);
+  const grad = acc === 'float64' ? scatterElementsAdd(g, data, axis, idx, dy) : scatterNdAdd(g, data, axis, idx, dy);
+  return [cast(g, grad, data.dtype), undefined];
+});
+
+/** Σ dy rows into zeros shaped like `data` along `axis`, with ScatterND: the indexed axis is moved to the front. */
+function scatterNdAdd(g: Graph, data: Value, axis: number, idx: Value, dy: Value): Value {
+  const rank = data.shape.length,
+    q = idx.shape.length;
   const idxU = g.op1('Unsqueeze', [idx, ints(g, [-1])]);
-  if (axis === 0) return [g.op1('ScatterND', [zerosLike(g, data), idxU, dy], { reduction: 'add' }), undefined];
+  const zeros = zerosLike(g, data, dy.dtype);
+  if (axis === 0) return g.op1('ScatterND', [zeros, idxU, dy], { reduction: 'add' });
   const pre = Array.from({ length: axis }, (_, i) => i);
   const idxDims = Array.from({ length: q }, (_, i) => axis + i);
   const post = Array.from({ length: rank - axis - 1 }, (_, i) => axis + q + i);
   const dyPerm = g.op1('Transpose', [dy], { perm: [...idxDims, ...pre, ...post] });
   const dataPerm = [axis, ...pre, ...post.map((p) => p - q + 1)];
-  const zeros = g.op1('Transpose', [zerosLike(g, data)], { perm: dataPerm });
-  const scattered = g.op1('ScatterND', [zeros, idxU, dyPerm], { reduction: 'add' });
+  const scattered = g.op1('ScatterND', [g.op1('Transpose', [zeros], { perm: dataPerm }), idxU, dyPerm], {
+    reduction: 'add',
+  });
   const inv = new Array<number>(rank);
   dataPerm.forEach((p, i) => {
     inv[p] = i;
   });
-  return [g.op1('Transpose', [scattered], { perm: inv }), undefined];
-});
+  return g.op1('Transpose', [scattered], { perm: inv });
+}
+
+/** The same sum with ScatterElements: dy's index dims are flattened into one, and the indices expanded to dy's shape. */
+function scatterElementsAdd(g: Graph, data: Value, axis: number, idx: Value, dy: Value): Value {
+  const rank = data.shape.length,
+    q = idx.shape.length;
+  const n = idx.shape.every((s) => typeof s === 'number')
+    ? (idx.shape as number[]).reduce((a, b) => a * b, 1)
+    : idx.shape.join('*');
+  const flatShape = [...dy.shape.slice(0, axis), n, ...dy.shape.slice(axis + q)];
+  const flatDims = isStatic(flatShape)
+    ? ints(g, flatShape)
+    : g.op1(
+        'Concat',
+        [
+          ...(axis > 0 ? [g.op1('Shape', [dy], { start: 0, end: axis })] : []),
+          ints(g, [-1]),
+          ...(axis + q < dy.shape.length ? [g.op1('Shape', [dy], { start: axis + q })] : []),
+        ],
+        { axis: 0 },
+      );
+  const dyFlat = g.op1('Reshape', [dy, flatDims], {}, { infos: [{ dtype: dy.dtype, shape: flatShape }] });
+  const ones = (k: number): number[] => Array.from({ length: k }, () => 1);
+  const idxLine = g.op1(
+    'Reshape',
+    [idx, ints(g, [...ones(axis), -1, ...ones(rank - axis - 1)])],
+    {},
+    {
+      infos: [{ dtype: idx.dtype, shape: [...ones(axis), n, ...ones(rank - axis - 1)] }],
+    },
+  );
+  const idxFull = expandLike(g, idxLine, dyFlat);
+  return g.op1('ScatterElements', [zerosLike(g, data, dy.dtype), idxFull, dyFlat], { axis, reduction: 'add' });
+}

@@ -95,7 +95,10 @@ const check = (context, node) => {
 export const layersPlugin = {
   rules: {
     imports: {
-      meta: { type: 'problem', docs: { description: 'imports follow the floors of the house (build/eslint-layers.js)' } },
+      meta: {
+        type: 'problem',
+        docs: { description: 'imports follow the floors of the house (build/eslint-layers.js)' },
+      },
       create: (context) => ({
         ImportDeclaration: (node) => check(context, node),
         ExportNamedDeclaration: (node) => check(context, node),

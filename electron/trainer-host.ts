@@ -3,6 +3,7 @@
 // resumes from its checkpoint. Only the carrier differs: a utility process's postMessage and 'message'/'exit'.
 import type { Port } from '../native/messages/protocol.js';
 import { trainerJob, type TrainData, type TrainerJob } from '../native/train/process.js';
+import { cudaProcessEnv } from '../native/runtime/cuda-libs.js';
 import type { TrainConfig, TrainEvent } from '../native/train/trainer.js';
 
 export interface UtilityChildLike {
@@ -35,7 +36,13 @@ export function utilityPort(child: UtilityChildLike): Port {
 /** A startTrainer for the service that forks `entry` (dist-electron/trainer.cjs) with Electron's utilityProcess. */
 export function utilityTrainer(utilityProcess: UtilityProcessLike, entry: string): StartTrainer {
   return (config, data, onEvent = () => {}) => {
-    const child = utilityProcess.fork(entry, [], { serviceName: 'Delta Studio trainer', stdio: 'inherit' });
+    // A run that may use CUDA starts with the CUDA libraries found on this machine on its loader path.
+    const env = config.device === 'cpu' ? undefined : cudaProcessEnv(process.env);
+    const child = utilityProcess.fork(entry, [], {
+      serviceName: 'Delta Studio trainer',
+      stdio: 'inherit',
+      ...(env ? { env } : {}),
+    });
     const trainer = {
       // Known once the process has spawned (it has by the first message, long before any checkpoint).
       pid: () => child.pid ?? 0,

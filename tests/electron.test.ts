@@ -17,6 +17,7 @@ import {
 } from '../electron/main.js';
 import { exposeStudio } from '../electron/preload.js';
 import { utilityTrainer, type UtilityChildLike } from '../electron/trainer-host.js';
+import { cudaProcessEnv } from '../native/runtime/cuda-libs.js';
 
 // A handful of valid parameters per method, so every method can be called for real through the channel.
 const VALID: Record<string, unknown> = {
@@ -423,6 +424,20 @@ test("the utilityProcess trainer host speaks trainer-process.ts's protocol", asy
   const sent = posted.length;
   job3.cancel();
   assert.equal(posted.length, sent);
+});
+
+test('the utility trainer of a run that may use CUDA gets the CUDA libraries on its loader path; a CPU run inherits', () => {
+  const seen: ({ env?: Record<string, string | undefined> } | undefined)[] = [];
+  const child = { pid: 1, postMessage: () => {}, on: () => child, kill: () => true } as unknown as UtilityChildLike;
+  const start = utilityTrainer({ fork: (_m, _a, options) => (seen.push(options), child) }, '/x/trainer.cjs');
+  start({ device: 'cpu' } as never, { train: [] });
+  start({ device: 'auto' } as never, { train: [] });
+  assert.equal(seen[0]?.env, undefined);
+  const env = seen[1]?.env;
+  assert.ok(env, 'an auto run gets an environment of its own');
+  assert.equal(env.PATH, process.env.PATH, 'built from this process environment');
+  const want = cudaProcessEnv(process.env).LD_LIBRARY_PATH;
+  assert.equal(env.LD_LIBRARY_PATH, want);
 });
 
 test('electron-builder config: native modules unpacked, rebuilt at packaging, no publishing, four targets', () => {

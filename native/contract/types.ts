@@ -374,12 +374,38 @@ export interface PredictResult {
 
 // ——— system ———
 
+/** One of the CUDA libraries onnxruntime's CUDA provider needs: where it was found, or what installs it. */
+export interface CudaLibraryStatus {
+  name: string;
+  label: string;
+  soname: string;
+  found?: {
+    path: string;
+    folder: string;
+    version: string;
+    via: 'LD_LIBRARY_PATH' | 'system' | 'conda' | 'python' | 'toolkit';
+    /** In words: "pip wheel in /opt/torch/.venv", "CUDA toolkit /usr/local/cuda-13.0". */
+    where: string;
+  };
+  install?: string;
+  pip?: string;
+}
+
 export interface GpuStatus {
   nvidia: { present: boolean; name?: string; driver?: string; reason?: string };
   provider: { installed: boolean; binFolder: string; dataFolder?: string; inBinFolder: boolean; inDataFolder: boolean };
   loadable: boolean;
   reason?: string;
   advice: string;
+  /** The CUDA libraries the provider needs (searching is for Linux; elsewhere `supported` is false, with why). */
+  libraries: {
+    supported: boolean;
+    reason?: string;
+    libraries: CudaLibraryStatus[];
+    missing: string[];
+    loaderPath: string[];
+    searched: number;
+  };
   install: { supported: boolean; url: string; pinned: boolean; cuda: string; ortVersion: string; reason?: string };
 }
 

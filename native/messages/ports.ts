@@ -25,12 +25,13 @@ export function startThread(base: string, name: string): Worker {
 }
 
 /** A child process running the module `name` beside `base`, with an IPC channel; from sources through tsx. */
-export function startProcess(base: string, name: string): ChildProcess {
+export function startProcess(base: string, name: string, opts: { env?: NodeJS.ProcessEnv } = {}): ChildProcess {
   const { url, fromSource } = entryBeside(base, name);
   return fork(fileURLToPath(url), [], {
     // tsx by absolute URL: the user's working folder need not hold our node_modules.
     execArgv: fromSource ? ['--import', import.meta.resolve('tsx')] : [],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    ...(opts.env ? { env: opts.env } : {}),
   });
 }
 

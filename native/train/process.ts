@@ -1,5 +1,6 @@
 // Starts a training job in its own process (never on a thread that must stay responsive) and relays its events.
 import { processPort, startProcess } from '../messages/ports.js';
+import { cudaProcessEnv } from '../runtime/cuda-libs.js';
 import { connect, type Port } from '../messages/protocol.js';
 import type { Example } from './collate.js';
 import type { TrainConfig, TrainEvent, TrainResult } from './trainer.js';
@@ -58,7 +59,9 @@ export function startTrainer(
   data: TrainData,
   onEvent: (e: TrainEvent) => void = () => {},
 ): TrainerJob {
-  const child = startProcess(import.meta.url, './trainer-process');
+  // A run that may use CUDA starts with the CUDA libraries found on this machine on its loader path.
+  const env = config.device === 'cpu' ? undefined : cudaProcessEnv(process.env);
+  const child = startProcess(import.meta.url, './trainer-process', { env });
   return trainerJob(
     processPort(child),
     { pid: () => child.pid!, kill: () => child.kill('SIGKILL') },

@@ -32,8 +32,11 @@ const NEVER = {
   store: ['train', 'runtime', 'export', 'autodiff'],
 };
 
-/** The contract's words (tasks, statuses, …) are the one file of the contract that every floor may use. */
-const VOCABULARY = 'native/contract/vocabulary.ts';
+/**
+ * Of the contract, every floor may use its words (tasks, statuses, …) and its data types (what crosses it: the
+ * engine builds these directly); its methods, schemas and errors belong to the application and the front ends.
+ */
+const SHARED = ['native/contract/vocabulary.ts', 'native/contract/types.ts'];
 
 const posix = (p) => p.split(sep).join('/');
 
@@ -70,8 +73,8 @@ export function layerProblem(fromFile, specifier) {
   if (from.folder === 'contract')
     return `the contract imports nothing of native/ but itself (${to.rel}): the UI bundles it`;
   if (to.folder === 'contract') {
-    if (FLOORS[from.folder] < FLOORS.app && to.rel !== VOCABULARY)
-      return `native/${from.folder} is below the application layer: of the contract it may use only its vocabulary (${VOCABULARY})`;
+    if (FLOORS[from.folder] < FLOORS.app && !SHARED.includes(to.rel))
+      return `native/${from.folder} is below the application layer: of the contract it may use only its vocabulary and data types (${SHARED.join(', ')})`;
     return null;
   }
   if ((NEVER[from.folder] ?? []).includes(to.folder))

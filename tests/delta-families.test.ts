@@ -51,7 +51,7 @@ function batch(m: BuiltModel): Record<string, HostTensor> {
       [0, 0, 0, 0],
       [0, 0, 0, 0],
     ]);
-  if (m.task === 'seq2seq-lm') {
+  if (m.task === 'seq2seq') {
     f.decoder_input_ids = ids([
       [0, 5, 6],
       [0, 7, 0],

@@ -28,8 +28,8 @@ const TASK: Record<string, Task> = {
   gpt2: 'causal-lm',
   llama: 'causal-lm',
   qwen2: 'causal-lm',
-  t5: 'seq2seq-lm',
-  't5-gated': 'seq2seq-lm',
+  t5: 'seq2seq',
+  't5-gated': 'seq2seq',
 };
 
 function readDeltaRef(name: string, method: string): { t: Map<string, HostTensor>; meta: Record<string, string> } {

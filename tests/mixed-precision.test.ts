@@ -30,7 +30,7 @@ for (const [name, task] of [
   ['bert', 'classification'],
   ['gpt2', 'causal-lm'],
   ['llama', 'causal-lm'],
-  ['t5', 'seq2seq-lm'],
+  ['t5', 'seq2seq'],
 ] as const) {
   test(`${name} in mixed precision: matrices in float16, logits and LoRA gradients close to float32`, async () => {
     const dir = FIX(name);

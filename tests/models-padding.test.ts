@@ -92,7 +92,7 @@ for (const name of names) {
       const ids = (n: number): number[] => Array.from({ length: n }, () => 4 + rng.int(V - 4));
       const xs: Example[] = [5, 3, 7].map((n, i) => ({
         src: ids(n),
-        tgt: m.task === 'seq2seq-lm' ? ids([4, 2, 3][i]) : undefined,
+        tgt: m.task === 'seq2seq' ? ids([4, 2, 3][i]) : undefined,
       }));
       const sides = m.task === 'causal-lm' ? [false, true] : [false];
       for (const left of sides) {
@@ -107,7 +107,7 @@ for (const name of names) {
               worst = Math.max(worst, Math.abs(got[k * C + c] - one[c]) / (Math.abs(one[c]) + 1e-3));
           } else {
             const [, T, Vo] = all.shape;
-            const n = m.task === 'seq2seq-lm' ? x.tgt!.length : x.src.length;
+            const n = m.task === 'seq2seq' ? x.tgt!.length : x.src.length;
             const off = left && m.task === 'causal-lm' ? T - n : 0;
             for (let t = 0; t < n; t++)
               for (let v = 0; v < Vo; v++) {

@@ -17,8 +17,8 @@ const TASK: Record<string, Task> = {
   gpt2: 'causal-lm',
   llama: 'causal-lm',
   qwen2: 'causal-lm',
-  t5: 'seq2seq-lm',
-  't5-gated': 'seq2seq-lm',
+  t5: 'seq2seq',
+  't5-gated': 'seq2seq',
 };
 const names = existsSync(FIXTURES)
   ? readdirSync(FIXTURES).filter((n) => existsSync(join(FIXTURES, n, 'reference.safetensors')))

@@ -12,7 +12,13 @@ import { readTensorBytes } from '../native/onnx/safetensors.js';
 import { readModelFolder } from '../native/models/folder.js';
 import { loadModel, type BuiltModel, type Task } from '../native/models/index.js';
 import { TextTokenizer } from '../native/models/tokenizer.js';
-import { modelFingerprint, PluginError, writePlugin, type BaseModelInfo } from '../native/plugins/format.js';
+import {
+  modelFingerprint,
+  PluginError,
+  readPlugin,
+  writePlugin,
+  type BaseModelInfo,
+} from '../native/plugins/format.js';
 import { PluginSession, type Prediction } from '../native/plugins/session.js';
 import { Rng } from '../native/rng.js';
 import { openInline } from '../native/runtime/host.js';
@@ -371,4 +377,19 @@ describe('plugin session with a language model', () => {
     assert.ok('generated' in base);
     await s.close();
   });
+});
+
+test('a plugin or run folder from before the one task vocabulary (task "seq2seq-lm") reads as seq2seq', () => {
+  const T5 = join(FIXTURES, 't5');
+  const file = join(dir, 'legacy-t5.delta');
+  const meta = {
+    methods: [{ method: 'bitfit' }],
+    task: 'seq2seq-lm' as Task,
+    base: { fingerprint: modelFingerprint(T5), modelType: 't5', name: 't5' },
+    metrics: {},
+    createdAt: new Date(0).toISOString(),
+  };
+  writePlugin(file, meta, { x: { dtype: 'float32', shape: [1], data: new Float32Array([1]) } });
+  assert.equal(readPlugin(file).meta.task, 'seq2seq');
+  assert.equal(loadModel(T5, { task: 'seq2seq-lm' as Task }).task, 'seq2seq');
 });

@@ -65,7 +65,7 @@ export async function predictWithRun(
 ): Promise<Prediction> {
   const { run, model, applied, params, tok } = await openRun(runDir, opts.best ?? false);
   const device = run.config.device ?? 'auto';
-  if (model.task === 'causal-lm' || model.task === 'seq2seq-lm') {
+  if (model.task === 'causal-lm' || model.task === 'seq2seq') {
     const gen = await Generator.open(model, tok, applied.trainable, device);
     try {
       return { generated: await gen.generate(input.text, params, opts.maxNewTokens ?? 32) };

@@ -60,7 +60,7 @@ Options:
   --delta FILE     a delta config (JSON)
   --batch N        batch size of the memory estimate (default 8)
   --seq N          sequence length of the memory estimate (default 128)
-  --task T         classification, regression, causal-lm or seq2seq-lm (default: the family's own)
+  --task T         classification, regression, causal-lm or seq2seq (default: the family's own)
   --num-labels N   classes of a new classification head (default: config.json's)
   --json           one JSON object on the last line: { architecture, model_type, params_total, params_new, modules, task,
                    inputs } and with --delta { trainable_params, trainable_percent, matched_modules, plugin_bytes,

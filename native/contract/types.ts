@@ -34,7 +34,7 @@ export interface WorkspaceInfo {
 
 export interface CheckProblem {
   severity: 'error' | 'warning';
-  kind: string;
+  kind: 'database' | 'missing' | 'corrupt' | 'orphan' | 'temp' | 'interrupted';
   path?: string;
   message: string;
   /** What --repair did about it. */
@@ -374,21 +374,40 @@ export interface PredictResult {
 
 // ——— system ———
 
+export type CudaLibraryName = 'cudart' | 'cublasLt' | 'cublas' | 'curand' | 'cudnn';
+
+export interface FoundLibrary {
+  path: string;
+  folder: string;
+  /** From the file name behind the soname (libcudart.so.13.0.96 → 13.0.96), else the soname's major version. */
+  version: string;
+  via: 'LD_LIBRARY_PATH' | 'system' | 'conda' | 'python' | 'toolkit';
+  /** In words, for people: "pip wheel in /opt/torch/.venv", "CUDA toolkit /usr/local/cuda-13.0". */
+  where: string;
+}
+
 /** One of the CUDA libraries onnxruntime's CUDA provider needs: where it was found, or what installs it. */
 export interface CudaLibraryStatus {
-  name: string;
+  name: CudaLibraryName;
   label: string;
   soname: string;
-  found?: {
-    path: string;
-    folder: string;
-    version: string;
-    via: 'LD_LIBRARY_PATH' | 'system' | 'conda' | 'python' | 'toolkit';
-    /** In words: "pip wheel in /opt/torch/.venv", "CUDA toolkit /usr/local/cuda-13.0". */
-    where: string;
-  };
+  found?: FoundLibrary;
+  /** What installs it, when it is missing: in words, and the pip requirement. */
   install?: string;
   pip?: string;
+}
+
+export interface CudaLibraries {
+  /** Searching is for Linux; elsewhere the list is empty and `supported` says why. */
+  supported: boolean;
+  reason?: string;
+  libraries: CudaLibraryStatus[];
+  /** Sonames not found. */
+  missing: string[];
+  /** Folders to prepend to LD_LIBRARY_PATH, in order: those of found libraries the loader would not find itself. */
+  loaderPath: string[];
+  /** How many folders were looked in. */
+  searched: number;
 }
 
 export interface GpuStatus {
@@ -397,15 +416,8 @@ export interface GpuStatus {
   loadable: boolean;
   reason?: string;
   advice: string;
-  /** The CUDA libraries the provider needs (searching is for Linux; elsewhere `supported` is false, with why). */
-  libraries: {
-    supported: boolean;
-    reason?: string;
-    libraries: CudaLibraryStatus[];
-    missing: string[];
-    loaderPath: string[];
-    searched: number;
-  };
+  /** The CUDA libraries the provider needs: where each was found (path, version, how), or missing. */
+  libraries: CudaLibraries;
   install: { supported: boolean; url: string; pinned: boolean; cuda: string; ortVersion: string; reason?: string };
 }
 

@@ -20,19 +20,12 @@ import { writeFileAtomic } from '../files/atomic.js';
 import { removeStale } from './import.js';
 import { readDatasetVersion, readSplitSync } from './store.js';
 import { DatasetError, SPLITS, type DatasetVersion, type Example, type SplitName, type TaskKind } from './types.js';
+import type { LengthStats } from '../contract/types.js';
+
+export type { LengthStats } from '../contract/types.js';
 
 /** What the dataset code needs of a tokenizer (a TextTokenizer, or a wrapper of one). */
 export type DataTokenizer = Pick<TextTokenizer, 'encode' | 'source' | 'eosId'>;
-
-export interface LengthStats {
-  count: number;
-  mean: number;
-  p50: number;
-  p95: number;
-  max: number;
-  /** Powers of two from 8 up: `count` rows have a length in (previous bucketUpper, bucketUpper]. */
-  histogram: { bucketUpper: number; count: number }[];
-}
 
 export interface TokenLengthStats extends LengthStats {
   /** seq2seq: the targets (the main statistics are the sources). */

@@ -48,7 +48,7 @@ export function deltaReport(
     weightsBytes += ref.length + (ref.dtype === 'float32' ? 0 : 4 * n);
   }
   const { hidden: D, layers: L, heads: H, vocab: V } = model.dims;
-  const lmHead = model.task === 'causal-lm' || model.task === 'seq2seq-lm';
+  const lmHead = model.task === 'causal-lm' || model.task === 'seq2seq';
   const activation = L * (68 * B * S * D + 10 * B * H * S * S) + (lmHead ? 12 * B * S * V : 0);
   const optimizer = 16 * count;
   const byMethod: Record<string, number> = {};

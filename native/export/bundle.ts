@@ -42,7 +42,7 @@ const AUTO_CLASS: Record<PluginMeta['task'], string> = {
   classification: 'AutoModelForSequenceClassification',
   regression: 'AutoModelForSequenceClassification',
   'causal-lm': 'AutoModelForCausalLM',
-  'seq2seq-lm': 'AutoModelForSeq2SeqLM',
+  seq2seq: 'AutoModelForSeq2SeqLM',
 };
 
 interface PluginFacts {

@@ -12,6 +12,9 @@ import { exportOnnx } from './onnx.js';
 import { exportPeft } from './peft.js';
 
 import { EXPORT_FORMATS, type ExportFormat } from '../contract/vocabulary.js';
+import type { ExportResult } from '../contract/types.js';
+
+export type { ExportResult } from '../contract/types.js';
 
 export { EXPORT_FORMATS, type ExportFormat };
 
@@ -32,15 +35,6 @@ export interface ExportRequest {
   overwrite?: boolean;
   /** Export onto a base model other than the one the plugin was trained on. */
   force?: boolean;
-}
-
-export interface ExportResult {
-  id: number;
-  format: ExportFormat;
-  /** The folder or file made. */
-  path: string;
-  files: string[];
-  bytes: number;
 }
 
 function sizeOf(paths: string[]): number {

@@ -48,7 +48,7 @@ const TASK_TYPE: Record<Task, string> = {
   classification: 'SEQ_CLS',
   regression: 'SEQ_CLS',
   'causal-lm': 'CAUSAL_LM',
-  'seq2seq-lm': 'SEQ_2_SEQ_LM',
+  seq2seq: 'SEQ_2_SEQ_LM',
 };
 const CLASSIFIER_PARAM = /^(classifier|score)\./;
 
@@ -273,7 +273,7 @@ export interface ImportPeftOptions {
 const FROM_TASK_TYPE: Record<string, Task> = {
   SEQ_CLS: 'classification',
   CAUSAL_LM: 'causal-lm',
-  SEQ_2_SEQ_LM: 'seq2seq-lm',
+  SEQ_2_SEQ_LM: 'seq2seq',
 };
 
 /** How the registered adapters name their tensors (see PeftAdapter.keys). */

@@ -4,7 +4,7 @@ import { ConfigReader, readModelFolder, type ModelFolder } from './folder.js';
 import { GPT2 } from './gpt2.js';
 import { LLAMA } from './llama.js';
 import { T5 } from './t5.js';
-import type { Architecture, BuiltModel, ModelOptions } from './types.js';
+import { headOf, type Architecture, type BuiltModel, type ModelOptions } from './types.js';
 
 export const ARCHITECTURES: Architecture[] = [BERT, GPT2, LLAMA, T5];
 export const SUPPORTED_MODEL_TYPES = ARCHITECTURES.flatMap((a) => a.modelTypes);
@@ -25,7 +25,8 @@ export function architectureOf(folder: ModelFolder): Architecture {
 export function loadModel(dirOrFolder: string | ModelFolder, opts: ModelOptions = {}): BuiltModel {
   const folder = typeof dirOrFolder === 'string' ? readModelFolder(dirOrFolder) : dirOrFolder;
   const arch = architectureOf(folder);
-  const task = opts.task ?? arch.defaultTask;
+  // An older run folder may say seq2seq-lm.
+  const task = (opts.task && headOf(opts.task)) ?? opts.task ?? arch.defaultTask;
   if (!arch.tasks.includes(task))
     throw new Error(
       `${folder.dir}: ${folder.config.model_type} models support the tasks ${arch.tasks.join(', ')} (asked: ${task})`,

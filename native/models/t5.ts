@@ -42,8 +42,8 @@ export function relativePositionBucket(
 }
 
 export function buildT5(folder: ModelFolder, cfg: ConfigReader, opts: { task: Task } & ModelOptions): BuiltModel {
-  if (opts.task !== 'seq2seq-lm')
-    throw new Error(`${folder.dir}: T5 models support the seq2seq-lm task here (asked: ${opts.task})`);
+  if (opts.task !== 'seq2seq')
+    throw new Error(`${folder.dir}: T5 models support the seq2seq task here (asked: ${opts.task})`);
   const b = new ModelBuilder(folder, 42, opts.weights, opts.build, opts.precision);
   const g = b.g;
   const D = cfg.num('d_model'),
@@ -221,7 +221,7 @@ export function buildT5(folder: ModelFolder, cfg: ConfigReader, opts: { task: Ta
 
 export const T5: Architecture = {
   modelTypes: ['t5'],
-  defaultTask: 'seq2seq-lm',
-  tasks: ['seq2seq-lm'],
+  defaultTask: 'seq2seq',
+  tasks: ['seq2seq'],
   build: buildT5,
 };

@@ -1,23 +1,9 @@
 // The module tree of a model as data: every module by its Hugging Face name, type, parameters and counts, with
 // repeated blocks folded (layer.0-11) and totals.
 import type { BuiltModel } from './types.js';
+import type { TreeNode } from '../contract/types.js';
 
-export interface TreeNode {
-  /** Full Hugging Face name; folded repeats read e.g. "bert.encoder.layer.0-11". */
-  name: string;
-  /** Last path segment (or "0-11"). */
-  key: string;
-  type: string;
-  /** Parameters owned directly: name relative to the module → shape. */
-  params: Record<string, number[]>;
-  /** Parameters in the whole subtree, repeats included. */
-  count: number;
-  /** How many identical blocks this node stands for (1 unless folded). */
-  repeat: number;
-  children: TreeNode[];
-  /** Delta methods that modify this module. */
-  delta?: string[];
-}
+export type { TreeNode } from '../contract/types.js';
 
 export interface ModelTree {
   architecture: string;

@@ -5,7 +5,14 @@ import type { BuildDeltas, ModelBuilder, ModuleRecord } from './builder.js';
 export type { BuildDeltas } from './builder.js';
 import type { ConfigReader, ModelFolder } from './folder.js';
 
-export type Task = 'classification' | 'regression' | 'causal-lm' | 'seq2seq-lm';
+export type Task = 'classification' | 'regression' | 'causal-lm' | 'seq2seq';
+export const TASK_HEADS: readonly Task[] = ['classification', 'regression', 'causal-lm', 'seq2seq'];
+
+/** A task as written by an older Delta Studio (plugins and run folders before the one task vocabulary). */
+export function headOf(task: string): Task | undefined {
+  if (task === 'seq2seq-lm') return 'seq2seq';
+  return (TASK_HEADS as readonly string[]).includes(task) ? (task as Task) : undefined;
+}
 
 export interface ModelOptions {
   task?: Task;

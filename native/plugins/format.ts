@@ -10,7 +10,7 @@ import type { HostTensor } from '../onnx/graph.js';
 import { readSafetensorsHeader, readTensorBytes, writeSafetensors } from '../onnx/safetensors.js';
 import { readModelFolder, type ModelFolder } from '../models/folder.js';
 import { parseDeltaConfig, type DeltaConfig } from '../delta/index.js';
-import type { Task } from '../models/types.js';
+import { headOf, type Task } from '../models/types.js';
 
 export const PLUGIN_FORMAT = 'delta-studio-plugin';
 export const PLUGIN_FORMAT_VERSION = 1;
@@ -239,10 +239,11 @@ export function readPluginMeta(file: string): PluginMeta {
   } catch (e) {
     throw new PluginError('bad-metadata', (e as Error).message, file, { cause: e });
   }
-  if (!['classification', 'regression', 'causal-lm', 'seq2seq-lm'].includes(md.task))
+  const task = headOf(md.task);
+  if (!task)
     throw new PluginError(
       'bad-metadata',
-      `${file}: metadata "task" must be classification, regression, causal-lm or seq2seq-lm, got "${md.task}"`,
+      `${file}: metadata "task" must be classification, regression, causal-lm or seq2seq, got "${md.task}"`,
       file,
     );
   const base = parseJsonField<BaseModelInfo>(
@@ -256,7 +257,7 @@ export function readPluginMeta(file: string): PluginMeta {
   const meta: PluginMeta = {
     formatVersion: fv,
     methods,
-    task: md.task as Task,
+    task,
     base,
     metrics: md.metrics
       ? parseJsonField(

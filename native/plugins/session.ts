@@ -117,7 +117,7 @@ class Compiled {
     this.opened ??= (async () => {
       const m = this.model;
       this.owner.counters.sessionsBuilt++;
-      if (m.task === 'causal-lm' || m.task === 'seq2seq-lm')
+      if (m.task === 'causal-lm' || m.task === 'seq2seq')
         return { gen: await Generator.open(m, this.owner.tokenizer, this.paramValues, this.owner.device) };
       const g: Graph = withoutDropout(m.graph);
       for (const v of this.paramValues) if (g.initializers.has(v)) g.promoteToInput(v);

@@ -27,6 +27,9 @@ import { extractZip } from '../files/zip.js';
 import { isInside } from '../files/paths.js';
 import { findCudaLibraries, type CudaLibraries } from './cuda-libs.js';
 import { cudaStatus, ortBinFolder, type CudaStatus } from './providers.js';
+import type { GpuStatus } from '../contract/types.js';
+
+export type { GpuStatus } from '../contract/types.js';
 
 /** One downloadable build of the provider: where it is, how to check it, and where the libraries sit inside it. */
 export interface ProviderSource {
@@ -104,17 +107,6 @@ const libName = (p: string): string =>
 /** The provider's folder inside the app data folder. */
 export function providerDir(dataDir: string): string {
   return join(dataDir, 'onnxruntime-cuda', `${CUDA_PROVIDER.ortVersion}-${process.platform}-${process.arch}`);
-}
-
-export interface GpuStatus {
-  nvidia: { present: boolean; name?: string; driver?: string; reason?: string };
-  provider: { installed: boolean; binFolder: string; dataFolder?: string; inBinFolder: boolean; inDataFolder: boolean };
-  loadable: boolean;
-  reason?: string;
-  advice: string;
-  /** The CUDA libraries the provider needs: where each was found (path, version, how), or missing. */
-  libraries: CudaLibraries;
-  install: { supported: boolean; url: string; pinned: boolean; cuda: string; ortVersion: string; reason?: string };
 }
 
 function nvidiaSmi(timeoutMs: number): Promise<{ name: string; driver: string } | { error: string }> {

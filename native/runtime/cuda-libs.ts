@@ -19,8 +19,9 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import os from 'node:os';
 import { basename, delimiter, dirname, join } from 'node:path';
+import type { CudaLibraries, CudaLibraryName, CudaLibraryStatus, FoundLibrary } from '../contract/types.js';
 
-export type CudaLibraryName = 'cudart' | 'cublasLt' | 'cublas' | 'curand' | 'cudnn';
+export type { CudaLibraries, CudaLibraryName, CudaLibraryStatus, FoundLibrary } from '../contract/types.js';
 
 /** In load order: each library's dependencies come before it (cuBLAS needs cuBLASLt). */
 export const CUDA_LIBRARIES: readonly { name: CudaLibraryName; label: string; soname: string; pip: string }[] = [
@@ -43,40 +44,7 @@ const CUDNN_PARTS = [
 ];
 
 /** How the folder came to be searched. The loader itself already looks in 'LD_LIBRARY_PATH' and 'system' ones. */
-export type FoundVia = 'LD_LIBRARY_PATH' | 'system' | 'conda' | 'python' | 'toolkit';
-
-export interface FoundLibrary {
-  path: string;
-  folder: string;
-  /** From the file name behind the soname (libcudart.so.13.0.96 → 13.0.96), else the soname's major version. */
-  version: string;
-  via: FoundVia;
-  /** In words, for people: "pip wheel in /opt/torch/.venv", "CUDA toolkit /usr/local/cuda-13.0". */
-  where: string;
-}
-
-export interface CudaLibraryStatus {
-  name: CudaLibraryName;
-  label: string;
-  soname: string;
-  found?: FoundLibrary;
-  /** What installs it, when it is missing: in words, and the pip requirement. */
-  install?: string;
-  pip?: string;
-}
-
-export interface CudaLibraries {
-  /** Searching is for Linux; elsewhere the list is empty and `supported` says why. */
-  supported: boolean;
-  reason?: string;
-  libraries: CudaLibraryStatus[];
-  /** Sonames not found. */
-  missing: string[];
-  /** Folders to prepend to LD_LIBRARY_PATH, in order: those of found libraries the loader would not find itself. */
-  loaderPath: string[];
-  /** How many folders were looked in. */
-  searched: number;
-}
+export type FoundVia = FoundLibrary['via'];
 
 export interface FindOptions {
   env?: NodeJS.ProcessEnv;

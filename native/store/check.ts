@@ -8,23 +8,9 @@ import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from
 import { join } from 'node:path';
 import { fileSha256 } from '../plugins/format.js';
 import { DB_FILE, Workspace, WorkspaceError } from './workspace.js';
+import type { CheckProblem as Problem, CheckReport } from '../contract/types.js';
 
-export interface Problem {
-  severity: 'error' | 'warning';
-  kind: 'database' | 'missing' | 'corrupt' | 'orphan' | 'temp' | 'interrupted';
-  path?: string;
-  message: string;
-  /** What repair did about it. */
-  repaired?: string;
-}
-
-export interface CheckReport {
-  workspace: string;
-  ok: boolean;
-  schemaVersion: number;
-  checked: { plugins: number; datasets: number; runs: number; models: number; bytesHashed: number };
-  problems: Problem[];
-}
+export type { CheckProblem as Problem, CheckReport } from '../contract/types.js';
 
 const TEMP = /^\.(.+\.\d+\.\d+\.tmp|import-[0-9a-f]+|copy-[0-9a-f]+|write-probe-.*)$/;
 

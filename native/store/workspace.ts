@@ -32,24 +32,15 @@ import {
 } from '../plugins/format.js';
 import { openDatabase, WorkspaceError, type DB } from './db.js';
 import { SCHEMA_VERSION } from './migrations/index.js';
+import { RUN_STATUSES, type RunStatus } from '../contract/vocabulary.js';
+import type { MetricPoint } from '../contract/types.js';
+
+export { RUN_STATUSES, type MetricPoint, type RunStatus };
 
 export { WorkspaceError } from './db.js';
 
 export const DB_FILE = 'workspace.db';
 export const FOLDERS = ['datasets', 'runs', 'plugins', 'exports', 'models', 'lost+found'] as const;
-
-export type RunStatus =
-  'queued' | 'running' | 'paused' | 'finished' | 'failed' | 'diverged' | 'interrupted' | 'cancelled';
-export const RUN_STATUSES: RunStatus[] = [
-  'queued',
-  'running',
-  'paused',
-  'finished',
-  'failed',
-  'diverged',
-  'interrupted',
-  'cancelled',
-];
 
 export interface ModelRow {
   id: number;
@@ -105,11 +96,6 @@ export interface PluginVersionRow {
   trainable_params: number;
   notes: string;
   created_at: string;
-}
-export interface MetricPoint {
-  step: number;
-  value: number | null;
-  nan: boolean;
 }
 
 const now = (): string => new Date().toISOString();

@@ -30,7 +30,7 @@ export class Generator {
     trainable: string[],
     device: 'auto' | 'cpu' | 'cuda' = 'cpu',
   ): Promise<Generator> {
-    if (model.task !== 'causal-lm' && model.task !== 'seq2seq-lm')
+    if (model.task !== 'causal-lm' && model.task !== 'seq2seq')
       throw new Error(`generation needs a language model (this one is ${model.task})`);
     const g = withoutDropout(model.graph);
     for (const v of trainable) if (g.initializers.has(v)) g.promoteToInput(v);

@@ -158,7 +158,7 @@ export async function train(
 
   // Language models are also judged on what they generate: exact match of greedy completions (up to 64 rows).
   const generator =
-    model.task === 'causal-lm' || model.task === 'seq2seq-lm'
+    model.task === 'causal-lm' || model.task === 'seq2seq'
       ? await Generator.open(model, tok, applied.trainable, runner.device)
       : undefined;
   const evaluate = async (): Promise<Record<string, number>> => {

@@ -55,8 +55,8 @@ export const prefixPeft: PeftAdapter = {
   keys: { own: ['prompt_embeddings'] },
 
   refuseExport(task, hf) {
-    if (task === 'seq2seq-lm')
-      return `prefix on ${hf.model_type} (seq2seq-lm): Delta Studio puts the prefix on the encoder's and the decoder's self-attention, PEFT's seq-to-seq prefix tuning on the decoder's self- and cross-attention only, so the adapter would compute something else; export 'onnx' instead`;
+    if (task === 'seq2seq')
+      return `prefix on ${hf.model_type} (seq2seq): Delta Studio puts the prefix on the encoder's and the decoder's self-attention, PEFT's seq-to-seq prefix tuning on the decoder's self- and cross-attention only, so the adapter would compute something else; export 'onnx' instead`;
     return undefined;
   },
 
@@ -86,7 +86,7 @@ export const prefixPeft: PeftAdapter = {
 
   import({ src, task, hf, modelDir }) {
     const { emb, tokens: P } = promptEmbeddings(src, 'PREFIX_TUNING');
-    if (task === 'seq2seq-lm')
+    if (task === 'seq2seq')
       throw new PeftError(
         `${src.configFile}: prefix tuning of a seq2seq model puts PEFT's prefix on the decoder's self- and cross-attention; Delta Studio's prefix is on the encoder's and decoder's self-attention`,
         src.configFile,

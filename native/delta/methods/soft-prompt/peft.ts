@@ -33,7 +33,7 @@ export const softPromptPeft: PeftAdapter = {
     const submodules =
       typeof src.cfg.num_transformer_submodules === 'number'
         ? src.cfg.num_transformer_submodules
-        : task === 'seq2seq-lm'
+        : task === 'seq2seq'
           ? 2
           : 1;
     if (submodules !== 1 || emb.shape[0] !== P) {

@@ -105,7 +105,21 @@ const ours = {
   graph_nodes: ort.nodes,
   onnxruntime: ortVersion(),
 };
+/** The machine the numbers are from: figures from another CPU are not these. */
+function machine(): { cpu: string; cores: number; flags: string; node: string; platform: string } {
+  const info = existsSync('/proc/cpuinfo') ? readFileSync('/proc/cpuinfo', 'utf8') : '';
+  const flags = /flags\s*:\s*(.*)/.exec(info)?.[1].split(' ') ?? [];
+  return {
+    cpu: /model name\s*:\s*(.*)/.exec(info)?.[1].trim() ?? cpus()[0]?.model ?? 'unknown',
+    cores: THREADS,
+    flags: ['avx512f', 'avx512_bf16', 'avx2', 'fma'].filter((f) => flags.includes(f)).join(' '),
+    node: process.version,
+    platform: `${process.platform}-${process.arch}`,
+  };
+}
+
 const result: Record<string, unknown> = {
+  machine: machine(),
   config: { ...BENCH, batch: BATCH, threads: THREADS, tokens_per_step: tokens, flops_per_token: fl },
   cpu_peak: { gflops: peak.gflops, how: peak.how, gemm_gflops_measured: ort.gemm_gflops },
   delta_studio: {

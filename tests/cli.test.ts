@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -155,4 +155,191 @@ describe('delta-studio CLI', () => {
     assert.equal(unknown.status, 2);
     assert.match(unknown.stderr, /unknown command "fly"/);
   });
+});
+
+describe('train validates before it records anything', () => {
+  const demo = fileURLToPath(new URL('../native/demo/', import.meta.url));
+  const base = (ws: string) => [
+    '--model',
+    join(demo, 'backbone'),
+    '--data',
+    join(demo, 'reviews-train.csv'),
+    '--validation',
+    join(demo, 'reviews-test.csv'),
+    '--max-steps',
+    '2',
+    '--max-length',
+    '16',
+    '--device',
+    'cpu',
+    '--workspace',
+    ws,
+  ];
+  const train = (...args: string[]) => spawnSync(process.execPath, [bin, 'train', ...args], { encoding: 'utf8' });
+
+  test('a missing model, a missing data file or modules the delta does not find leave no workspace behind', () => {
+    const root = mkdtempSync(join(tmpdir(), 'ds-pre-'));
+    const ws = join(root, 'ws');
+    const cases: [string[], RegExp][] = [
+      [base(ws).map((a) => (a === join(demo, 'backbone') ? join(root, 'no-model') : a)), /no-model/],
+      [
+        base(ws).map((a) => (a === join(demo, 'reviews-train.csv') ? join(root, 'none.csv') : a)),
+        /--data .*none\.csv: no such file/,
+      ],
+      [[...base(ws), '--delta', join(root, 'bad.json')], /target_modules|matches nothing|no module/i],
+    ];
+    writeFileSync(join(root, 'bad.json'), JSON.stringify({ method: 'lora', target_modules: ['no_such_proj'] }));
+    for (const [args, why] of cases) {
+      const r = train(...args);
+      assert.equal(r.status, 1, r.stderr);
+      assert.match(r.stderr, why);
+      assert.equal(existsSync(ws), false, `${args.join(' ')} left a workspace`);
+    }
+    rmSync(root, { recursive: true });
+  });
+
+  test('--device cuda where CUDA cannot be used, and a plugin name that holds another task, record no run', () => {
+    const ws = mkdtempSync(join(tmpdir(), 'ds-pre-ws-'));
+    execFileSync(process.execPath, [bin, 'workspace', 'init', ws], { encoding: 'utf8' });
+    const runs = () =>
+      (
+        lastJson(
+          execFileSync(process.execPath, [bin, 'runs', 'list', '--workspace', ws, '--json'], { encoding: 'utf8' }),
+        ) as {
+          runs: unknown[];
+        }
+      ).runs.length;
+    const cuda = train(...base(ws).map((a) => (a === 'cpu' ? 'cuda' : a)));
+    assert.equal(cuda.status, 1);
+    assert.match(cuda.stderr, /--device cuda: CUDA cannot be used here: /);
+    assert.equal(runs(), 0);
+    assert.equal(train(...base(ws), '--plugin', 'p').status, 0);
+    assert.equal(runs(), 1);
+    const lm = join(ws, 'lm.csv');
+    writeFileSync(lm, 'prompt,completion\nthe film was,great\nthe plot was,dull\nwe,loved it\nnever,again\n');
+    const other = train(
+      ...base(ws)
+        .map((a) => (a.endsWith('reviews-train.csv') ? lm : a))
+        .filter((a, i, all) => a !== '--validation' && all[i - 1] !== '--validation'),
+      '--task',
+      'causal-lm',
+      '--plugin',
+      'p',
+    );
+    assert.equal(other.status, 1, other.stderr);
+    assert.match(
+      other.stderr,
+      /plugin "p" cannot take this as its next version: its versions are classification plugins and this one is causal-lm/,
+    );
+    assert.equal(runs(), 1);
+    rmSync(ws, { recursive: true });
+  });
+});
+
+test('predict --plugin: a classification plugin answers even when the bare base cannot; a causal-LM plugin generates', () => {
+  const demo = fileURLToPath(new URL('../native/demo/', import.meta.url));
+  const ws = mkdtempSync(join(tmpdir(), 'ds-predict-'));
+  const run = (...args: string[]) =>
+    execFileSync(process.execPath, [bin, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const common = [
+    '--model',
+    join(demo, 'backbone'),
+    '--max-steps',
+    '2',
+    '--max-length',
+    '16',
+    '--device',
+    'cpu',
+    '--workspace',
+    ws,
+  ];
+  run('train', ...common, '--data', join(demo, 'reviews-train.csv'), '--plugin', 'sentiment');
+  const lm = join(ws, 'lm.csv');
+  writeFileSync(
+    lm,
+    'prompt,completion\nthe film was,great\nthe plot was,dull\nwe,loved it\nnever,again\nit was,fine\n',
+  );
+  run('train', ...common, '--data', lm, '--task', 'causal-lm', '--plugin', 'writer');
+  const cls = lastJson(
+    run('predict', '--plugin', 'sentiment', '--text', 'we loved it', '--compare-base', '--workspace', ws, '--json'),
+  ) as { prediction: { label: string }; base: unknown; baseMessage: string };
+  assert.ok(['negative', 'positive'].includes(cls.prediction.label));
+  assert.equal(cls.base, null);
+  assert.match(cls.baseMessage, /head/);
+  const text = run('predict', '--plugin', 'sentiment', '--text', 'we loved it', '--compare-base', '--workspace', ws);
+  assert.match(text, /^sentiment: (negative|positive) /m);
+  assert.match(text, /^base: no answer — /m);
+  const gen = lastJson(
+    run(
+      'predict',
+      '--plugin',
+      'writer',
+      '--text',
+      'the film was',
+      '--max-new-tokens',
+      '3',
+      '--workspace',
+      ws,
+      '--json',
+    ),
+  ) as { prediction: { generated: string } };
+  assert.equal(typeof gen.prediction.generated, 'string');
+  const none = spawnSync(process.execPath, [bin, 'predict', '--text', 'x', '--workspace', ws], { encoding: 'utf8' });
+  assert.equal(none.status, 1);
+  assert.match(none.stderr, /--plugin NAME/);
+  rmSync(ws, { recursive: true });
+});
+
+test('flags as people type them: a negative value, method settings with --set, and the summary says what trained for how long', () => {
+  const demo = fileURLToPath(new URL('../native/demo/', import.meta.url));
+  const ws = mkdtempSync(join(tmpdir(), 'ds-flags-'));
+  const args = [
+    'train',
+    '--model',
+    join(demo, 'backbone'),
+    '--data',
+    join(demo, 'reviews-train.csv'),
+    '--max-steps',
+    '2',
+    '--max-length',
+    '16',
+    '--device',
+    'cpu',
+    '--workspace',
+    ws,
+  ];
+  const neg = spawnSync(process.execPath, [bin, ...args, '--lr', '-5'], { encoding: 'utf8' });
+  assert.equal(neg.status, 1);
+  assert.match(neg.stderr, /--lr must be greater than 0, got "-5"/);
+  assert.doesNotMatch(neg.stderr, /ambiguous/);
+  const badSet = spawnSync(process.execPath, [bin, ...args, '--method', 'adapter', '--set', 'bottleneck'], {
+    encoding: 'utf8',
+  });
+  assert.match(badSet.stderr, /--set bottleneck: write key=value/);
+  const text = execFileSync(process.execPath, [bin, ...args, '--method', 'adapter', '--set', 'bottleneck_dim=4'], {
+    encoding: 'utf8',
+  });
+  assert.match(text, /run \S+ finished after 2 steps in [\d.]+ s, [\d,]+ trainable; /);
+  assert.doesNotMatch(text, /CUDA/, 'no GPU here: nothing to say about CUDA');
+  const r = lastJson(
+    execFileSync(process.execPath, [bin, ...args, '--method', 'adapter', '--set', 'bottleneck_dim=4', '--json'], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }),
+  ) as { trainableParams: number; seconds: number; plugin: { name: string } };
+  assert.ok(r.trainableParams > 0 && r.seconds > 0);
+  const shown = lastJson(
+    execFileSync(process.execPath, [bin, 'plugins', 'show', r.plugin.name, '--workspace', ws, '--json'], {
+      encoding: 'utf8',
+    }),
+  ) as { versions: { methods: { method: string; bottleneck_dim: number }[] }[] };
+  assert.deepEqual(
+    shown.versions.map((v) => v.methods[0].bottleneck_dim),
+    [4, 4],
+  );
+  const notWs = spawnSync(process.execPath, [bin, 'workspace', 'check', demo], { encoding: 'utf8' });
+  assert.equal(notWs.status, 1);
+  assert.match(notWs.stderr, /is not a Delta Studio workspace \(it has no workspace\.db\): there is nothing to check/);
+  assert.doesNotMatch(notWs.stderr, /workspace init/);
+  rmSync(ws, { recursive: true });
 });

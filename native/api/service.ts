@@ -46,7 +46,7 @@ export function handlersOf(app: Application): Handlers {
     'datasets.stats': async (p) => app.datasets.stats(p.versionId, p.modelId),
 
     'runs.estimate': async (p) => app.runs.estimate(p),
-    'runs.start': async (p) => app.runs.start(p),
+    'runs.start': (p) => app.runs.start(p),
     'runs.list': async (p) => app.runs.list(p.status),
     'runs.get': async (p) => app.runs.get(p.runId),
     'runs.log': async (p) => app.runs.log(p.runId, p.tail),
@@ -55,7 +55,7 @@ export function handlersOf(app: Application): Handlers {
     'runs.resume': async (p) => app.runs.resume(p.runId),
     'runs.cancel': async (p) => app.runs.cancel(p.runId),
     'runs.compare': async (p) => app.runs.compare(p.runIds),
-    'sweeps.start': async (p) => app.runs.sweep(p.base, p.variants, p.name),
+    'sweeps.start': (p) => app.runs.sweep(p.base, p.variants, p.name),
 
     'plugins.list': async () => app.plugins.list(),
     'plugins.get': async (p) => app.plugins.get(p.name),

@@ -6,6 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import {
   conflict,
+  notFound,
   type AppInfo,
   type CheckReport,
   type RecentWorkspace,
@@ -162,6 +163,11 @@ export class Application {
   check(path: string | undefined, repair: boolean): CheckReport {
     const dir = path ?? this.ws?.dir;
     if (!dir) throw conflict('no workspace is open: name the folder to check');
+    // A folder that never was a workspace has nothing to check (and nothing to repair).
+    if (!existsSync(join(dir, 'workspace.db')))
+      throw notFound(
+        `${resolve(dir)} is not a Delta Studio workspace (it has no workspace.db): there is nothing to check`,
+      );
     return checkWorkspace(dir, { repair });
   }
 

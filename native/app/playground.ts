@@ -109,17 +109,28 @@ export function resolvePlugins(
 export async function predictOnce(
   modelDir: string,
   plugins: Plugin[],
-  input: string | { text: string; text_pair?: string },
+  input: { text: string; text_pair?: string },
   opts: { device?: DeviceChoice; force?: boolean; compareBase?: boolean; maxNewTokens?: number } = {},
-): Promise<{ attached: string[]; prediction: Prediction; base: Prediction | null }> {
+): Promise<{ attached: string[]; prediction: Prediction; base: Prediction | null; baseMessage: string | null }> {
   const session = await PluginSession.open(modelDir, { device: opts.device ?? 'auto' });
   try {
     session.attach(plugins, { force: opts.force ?? false });
-    const [prediction] = await session.predict([input], { maxNewTokens: opts.maxNewTokens });
-    const base = opts.compareBase
-      ? (await session.predict([input], { base: true, maxNewTokens: opts.maxNewTokens }))[0]
-      : null;
-    return { attached: session.attached.map((a) => a.name), prediction, base };
+    // A language model continues a prompt; a second text means something only to a pair classifier.
+    const lm = session.task === 'causal-lm' || session.task === 'seq2seq';
+    if (lm && input.text_pair !== undefined)
+      throw new Error(`a ${session.task} plugin takes one text: drop --text-pair`);
+    const x = lm ? input.text : input;
+    const [prediction] = await session.predict([x], { maxNewTokens: opts.maxNewTokens });
+    let base: Prediction | null = null;
+    let baseMessage: string | null = null;
+    if (opts.compareBase) {
+      try {
+        [base] = await session.predict([x], { base: true, maxNewTokens: opts.maxNewTokens });
+      } catch (e) {
+        baseMessage = (e as Error).message;
+      }
+    }
+    return { attached: session.attached.map((a) => a.name), prediction, base, baseMessage };
   } finally {
     await session.close();
   }

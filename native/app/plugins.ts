@@ -1,6 +1,6 @@
 // The plugin library: versions with their aliases, tags, notes, exports and lineage; importing PEFT adapters.
 import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { basename, resolve } from 'node:path';
 import {
   notFound,
   type PluginDetail,
@@ -11,7 +11,9 @@ import {
 import { importPeft } from '../export/peft.js';
 import { safeName } from '../files/paths.js';
 import type { Workspace } from '../store/workspace.js';
+import { PLUGIN_EXTENSION, readPlugin } from '../plugins/format.js';
 import { toPluginVersion } from './dto.js';
+import { checkPluginLineage } from './runs.js';
 import { headTask, taskName } from './tasks.js';
 
 export class Plugins {
@@ -86,6 +88,7 @@ export class Plugins {
       task: p.task && headTask(p.task),
     });
     const name = p.name ?? safeName(`${m.name}-${meta.methods.map((x) => x.method).join('+')}-peft`);
+    checkPluginLineage(ws, name, meta.task, meta.base.fingerprint, m.name);
     const row = ws.registerPlugin({
       name,
       tensors,
@@ -99,7 +102,10 @@ export class Plugins {
   /** A .delta file made elsewhere as a new plugin version. */
   importFile(file: string, opts: { name?: string } = {}): PluginVersion {
     const ws = this.need();
-    const row = ws.importPluginFile(resolve(file), opts);
+    const plugin = readPlugin(resolve(file));
+    const name = opts.name ?? plugin.meta.plugin ?? safeName(basename(file, PLUGIN_EXTENSION));
+    checkPluginLineage(ws, name, plugin.meta.task, plugin.meta.base.fingerprint, plugin.meta.base.name ?? file);
+    const row = ws.importPluginFile(resolve(file), { ...opts, name });
     return toPluginVersion(row, ws.path(row.file));
   }
 

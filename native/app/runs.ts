@@ -21,6 +21,7 @@ import { loadWithDeltas, parseDeltaConfig, type DeltaConfig } from '../delta/ind
 import { deltaReport } from '../delta/report.js';
 import { safeName } from '../files/paths.js';
 import { TextTokenizer } from '../models/tokenizer.js';
+import { cudaStatus } from '../runtime/providers.js';
 import type { TrainConfig } from '../train/trainer.js';
 import { Workspace } from '../store/workspace.js';
 import { toDeltaReport, toRun } from './dto.js';
@@ -39,6 +40,26 @@ export function runDeltas(raw: unknown[], where = 'deltas'): DeltaConfig[] {
   }
 }
 
+/**
+ * Versions of one plugin are one delta over time: the same task on the same base. A name that holds versions of
+ * another task or base is refused, saying which, before anything is recorded.
+ */
+export function checkPluginLineage(ws: Workspace, name: string, task: string, fingerprint: string, base: string): void {
+  let latest;
+  try {
+    latest = ws.resolvePlugin(name);
+  } catch {
+    return; // a new plugin
+  }
+  const why =
+    latest.task !== task
+      ? `its versions are ${latest.task} plugins and this one is ${task}`
+      : latest.base_fingerprint !== fingerprint
+        ? `its versions were trained on another base model (fingerprint ${latest.base_fingerprint.slice(0, 12)}…), this one on ${base} (${fingerprint.slice(0, 12)}…)`
+        : null;
+  if (why) throw conflict(`plugin "${name}" cannot take this as its next version: ${why}; choose another plugin name`);
+}
+
 /** Default training speeds (tokens/s) for time estimates, until a finished run on the device measured one. */
 export interface DefaultSpeeds {
   cpu: number;
@@ -53,8 +74,41 @@ export class Runs {
     private readonly speeds: DefaultSpeeds = { cpu: 2_000, cuda: 40_000 },
   ) {}
 
-  /** Records a run (folder and run.json first, then the row) and queues it. */
-  start(cfg: RunConfig, opts: { sweep?: string } = {}): RunStarted {
+  /**
+   * What would fail a run before its first step, refused before anything is recorded: modules its deltas do not find,
+   * a CUDA that cannot be used, a plugin name whose versions are of another task or base.
+   */
+  async preflight(cfg: RunConfig): Promise<{ pluginName: string }> {
+    const ws = this.need();
+    const model = ws.getModel(cfg.modelId);
+    const dv = ws.datasetVersion(cfg.datasetVersionId);
+    const version = readDatasetVersion(ws.path(dv.dir));
+    const deltas = runDeltas(cfg.deltas);
+    const pluginName = cfg.plugin ?? safeName(`${dv.dataset}-${deltas.map((d) => d.method).join('+')}`);
+    try {
+      loadWithDeltas(ws.modelPath(model), { task: headTask(version.task), numLabels: version.labels?.length }, deltas);
+    } catch (e) {
+      throw badParams(`${model.name}: ${(e as Error).message}`, 'deltas');
+    }
+    if (cfg.device === 'cuda') {
+      const cuda = await cudaStatus();
+      if (!cuda.usable)
+        throw badParams(
+          `device "cuda" cannot be used here: ${cuda.reason}; choose "auto" to train on the CPU`,
+          'device',
+        );
+    }
+    checkPluginLineage(ws, pluginName, headTask(version.task), model.fingerprint, model.name);
+    return { pluginName };
+  }
+
+  /** Records a run (folder and run.json first, then the row) and queues it, once preflight has passed. */
+  async start(cfg: RunConfig, opts: { sweep?: string } = {}): Promise<RunStarted> {
+    const { pluginName } = await this.preflight(cfg);
+    return this.record(cfg, pluginName, opts.sweep);
+  }
+
+  private record(cfg: RunConfig, pluginName: string, sweep?: string): RunStarted {
     const ws = this.need();
     const model = ws.getModel(cfg.modelId);
     const dv = ws.datasetVersion(cfg.datasetVersionId);
@@ -62,7 +116,6 @@ export class Runs {
     const version = readDatasetVersion(dsDir);
     const deltas = runDeltas(cfg.deltas);
     const methodName = deltas.map((d) => d.method).join('+');
-    const pluginName = cfg.plugin ?? safeName(`${dv.dataset}-${methodName}`);
     const id = Workspace.newRunId();
     const runDir = join(ws.dir, 'runs', id);
     mkdirSync(runDir, { recursive: true });
@@ -97,7 +150,7 @@ export class Runs {
     writeRunFile(runDir, run);
     ws.createRun({
       id,
-      name: cfg.name ?? (opts.sweep ? `${opts.sweep}: ${methodName}` : undefined),
+      name: cfg.name ?? (sweep ? `${sweep}: ${methodName}` : undefined),
       config,
       method: methodName,
       modelId: model.id,
@@ -110,13 +163,14 @@ export class Runs {
   }
 
   /** Queues one run per variant of a base config; every variant is checked before any is queued. */
-  sweep(base: RunConfig, variants: Partial<RunConfig>[], name?: string): { runIds: string[] } {
+  async sweep(base: RunConfig, variants: Partial<RunConfig>[], name?: string): Promise<{ runIds: string[] }> {
     const label = name ?? `sweep ${new Date().toISOString().slice(0, 16)}`;
     const configs = variants.map(
       (v) => ({ ...base, ...Object.fromEntries(Object.entries(v).filter(([, x]) => x !== undefined)) }) as RunConfig,
     );
-    configs.forEach((c) => runDeltas(c.deltas));
-    return { runIds: configs.map((c) => this.start(c, { sweep: label }).runId) };
+    const names: string[] = [];
+    for (const c of configs) names.push((await this.preflight(c)).pluginName);
+    return { runIds: configs.map((c, i) => this.record(c, names[i], label).runId) };
   }
 
   estimate(cfg: RunConfig): RunEstimate {

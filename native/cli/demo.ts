@@ -106,7 +106,7 @@ export async function demo(v: Values): Promise<number> {
         lr: run.lr,
         device,
       });
-      const { runId } = app.runs.start(cfg);
+      const { runId } = await app.runs.start(cfg);
       const o = await app.queue.outcome(runId);
       const r = o.result;
       if (o.status !== 'finished' || !r || !o.plugin)

@@ -3,11 +3,11 @@ import { parseArgs } from 'node:util';
 import { doctor } from './doctor.js';
 import { demo } from './demo.js';
 import { inspect } from './inspect.js';
-import { resumeCommand, trainCommand } from './train.js';
+import { methodSettingHelp, resumeCommand, trainCommand } from './train.js';
 import { evalCommand, predictCommand, predictWithPlugins } from './predict.js';
 import { passed } from '../autodiff/gradcheck.js';
 import { serveCommand } from './serve.js';
-import { runSettingHelp, runSettingOptions } from './flags.js';
+import { runSettingHelp, runSettingOptions, type FlagValues } from './flags.js';
 import { COLUMN_ROLES } from '../contract/index.js';
 import { gpuCommand } from './gpu.js';
 import { exportCommand, importPeftCommand, pluginsCommand, runsCommand, workspaceCommand } from './library.js';
@@ -19,15 +19,15 @@ Usage: delta-studio <command> [options]
 Commands:
   train     Import a dataset and train a delta on a model folder (in its own process), then evaluate and save it
   resume    Continue a stopped or killed run from its last checkpoint
-  eval      Evaluate a run's delta on its dataset
-  predict   Run a run's delta on one input
+  eval      Evaluate a run's delta on a split of its dataset
+  predict   Plugins of the workspace (or .delta files) attached to their base, or a run's delta, on one input
   inspect   Show a Hugging Face model folder's module tree: names, types, parameter shapes and counts
   demo      The embedded default: LoRA on the built-in pretrained backbone and reviews, with baselines
   workspace init [DIR] | check [DIR] [--repair]   Create a workspace; verify its database and files
   runs      list | show <id> | compare <id>…      Recorded runs, their metrics and configs
   plugins   list | show | tag | alias | notes | import   The plugin library: versions, aliases, tags
   export    Export a plugin version: PEFT adapter, merged model, ONNX, or a bundle (zip with a model card)
-  import-peft  Import a PEFT LoRA adapter folder as a plugin
+  import-peft  Import a PEFT adapter folder (LoRA, (IA)³, prompt or prefix tuning) as a plugin
   serve     The engine and the UI over HTTP + WebSocket (headless, e.g. on a GPU server), token-protected
   gpu       NVIDIA GPU and CUDA provider status; --install fetches the pinned CUDA provider in one step
   doctor    Show the runtime (onnxruntime version, providers, CUDA status and why not) and check the
@@ -141,7 +141,9 @@ Options:
   --text C, --text-pair C, --label C, --prompt C, --completion C, --source C, --target C   column names
   --method M           lora, bitfit, ia3, adapter, parallel_adapter, low_rank_adapter, compacter, soft_prompt,
                        prefix, head-only or full (default lora); --r N and --alpha X for LoRA
-  --delta FILE         a delta config (JSON) instead of --method
+  --set KEY=VALUE      a setting of the method (repeatable), e.g. --method adapter --set bottleneck_dim=32,
+                       --set target_modules=q_proj,v_proj; the methods and their settings are listed below
+  --delta FILE         a delta config (JSON: one method, a list, or {"deltas": […]}) instead of --method/--set
   --plugin NAME        the plugin its delta becomes a new version of (default <dataset>-<method>)
   --copy-model         copy the model folder into the workspace (default: reference it where it is)
   --dataset-name NAME  the dataset's name in the workspace (default: the data file's name)
@@ -151,7 +153,10 @@ Options:
                        delta, plugin: {name, version, file, sha256}, tokensPerSec, device }
 Training settings (the same defaults and ranges as the app's New run form; fp16 precision is mixed precision:
 frozen matrices in float16, deltas and optimizer in float32):
-${runSettingHelp()}`,
+${runSettingHelp()}
+Methods and their settings (defaults; every method also takes target_modules, modified_modules, exclude_modules;
+PEFT's names lora_alpha, lora_dropout and use_rslora are accepted too):
+${methodSettingHelp()}`,
     options: {
       ...Object.fromEntries(
         [
@@ -171,10 +176,12 @@ ${runSettingHelp()}`,
         ].map((k) => [k, { type: 'string' as const }]),
       ),
       ...runSettingOptions(),
+      set: { type: 'string' as const, multiple: true },
       json: { type: 'boolean' as const, default: false },
       'copy-model': { type: 'boolean' as const, default: false },
     },
-    run: (v) => trainCommand(v),
+    // --set is repeatable: parseArgs gives it as a list.
+    run: (v) => trainCommand(v as FlagValues),
   },
   eval: {
     help: `Usage: delta-studio eval <run-dir> [--split train|validation|test] [--best] [--json]
@@ -369,6 +376,22 @@ metrics an uninterrupted run with the same seed would have, and its delta become
   },
 };
 
+/**
+ * `--lr -5`: a negative number after an option that takes a value is that value (then checked, and refused with the
+ * option's range), not an unknown option.
+ */
+function negativeValues(args: string[], options: Record<string, { type: 'string' | 'boolean' }>): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const name = args[i].startsWith('--') && !args[i].includes('=') ? args[i].slice(2) : undefined;
+    if (name && options[name]?.type === 'string' && /^-(\d|\.\d)/.test(args[i + 1] ?? '')) {
+      out.push(`${args[i]}=${args[i + 1]}`);
+      i++;
+    } else out.push(args[i]);
+  }
+  return out;
+}
+
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
@@ -387,7 +410,12 @@ async function main(argv: string[]): Promise<number> {
   let values: Record<string, string | boolean | undefined>;
   let positionals: string[];
   try {
-    const parsed = parseArgs({ args: rest, options: c.options, strict: true, allowPositionals: !!c.positionals });
+    const parsed = parseArgs({
+      args: negativeValues(rest, c.options),
+      options: c.options,
+      strict: true,
+      allowPositionals: !!c.positionals,
+    });
     values = parsed.values as Record<string, string | boolean | undefined>; // lists only for "multiple" options (predict --plugin)
     positionals = parsed.positionals;
   } catch (e) {

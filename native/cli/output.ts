@@ -1,6 +1,7 @@
 // How the CLI prints: a readable table, or with --json one JSON object as the last line of stdout (progress then goes
 // to stderr, so the last line stays machine-readable); and a run's progress from the application's events.
 import type { Application } from '../app/index.js';
+import { nvidiaGpuPresent } from '../runtime/providers.js';
 
 export type Values = Record<string, string | boolean | undefined>;
 
@@ -25,6 +26,19 @@ export function table(rows: string[][]): string {
 export const fmt = (x: number | null | undefined, digits = 4): string =>
   x === null || x === undefined ? '—' : Number.isInteger(x) ? String(x) : x.toFixed(digits);
 
+let cudaNoted = false;
+
+/**
+ * Why a run that could use CUDA did not: said once per command, in one clause, and only on a machine that has an
+ * NVIDIA GPU (elsewhere the CPU is simply the device); `delta-studio gpu` gives the whole story.
+ */
+function cudaNote(reason: string | null): string {
+  if (!reason || cudaNoted || !nvidiaGpuPresent()) return '';
+  cudaNoted = true;
+  const first = reason.split(/[;(]/)[0].trim();
+  return ` (CUDA not used: ${first}; see delta-studio gpu)`;
+}
+
 /** Prints one run's progress: a bar on a terminal, a line every 2 s otherwise; evaluations as they come. */
 export function printProgress(app: Application, runId: string, json: boolean): () => void {
   const tty = process.stderr.isTTY && !json;
@@ -34,7 +48,7 @@ export function printProgress(app: Application, runId: string, json: boolean): (
     app.events.on('run.started', (e) => {
       if (e.runId !== runId) return;
       to.write(
-        `device ${e.device}${e.fallbackReason ? ` (CUDA not used: ${e.fallbackReason})` : ''}; ${e.trainableParams.toLocaleString('en-US')} trainable parameters; ${e.totalSteps} steps${e.resumedFrom ? `; resumed from step ${e.resumedFrom}` : ''}\n`,
+        `device ${e.device}${cudaNote(e.fallbackReason)}; ${e.trainableParams.toLocaleString('en-US')} trainable parameters; ${e.totalSteps} steps${e.resumedFrom ? `; resumed from step ${e.resumedFrom}` : ''}\n`,
       );
     }),
     app.events.on('run.progress', (e) => {

@@ -41,7 +41,10 @@ export async function evalCommand(runDir: string | undefined, v: Values): Promis
 }
 
 export async function predictCommand(runDir: string | undefined, v: Values): Promise<number> {
-  if (!runDir) throw new Error('give the run folder: delta-studio predict <run-dir> --text "…"');
+  if (!runDir)
+    throw new Error(
+      'predict needs what to predict with: --plugin NAME[@VERSION] (a plugin of the workspace, or a .delta file; repeatable), or a run folder: delta-studio predict <run-dir> --text "…"',
+    );
   if (typeof v.text !== 'string' || !v.text)
     throw new Error('predict needs --text "…" (and --text-pair for a pair task)');
   const p = await predictWithRun(
@@ -77,10 +80,13 @@ export async function predictWithPlugins(v: Record<string, string | boolean | st
       maxNewTokens: maxNewTokens(flags),
     });
     if (v.json)
-      process.stdout.write(`${JSON.stringify({ plugins: r.attached, prediction: r.prediction, base: r.base })}\n`);
+      process.stdout.write(
+        `${JSON.stringify({ plugins: r.attached, prediction: r.prediction, base: r.base, baseMessage: r.baseMessage })}\n`,
+      );
     else {
       process.stdout.write(`${r.attached.join(' + ')}: ${show(r.prediction)}\n`);
       if (r.base) process.stdout.write(`base: ${show(r.base)}\n`);
+      else if (r.baseMessage) process.stdout.write(`base: no answer — ${r.baseMessage}\n`);
     }
     return 0;
   } finally {

@@ -49,7 +49,8 @@ export function providersPresent(): string[] {
   return out;
 }
 
-function nvidiaGpuPresent(): boolean {
+/** Whether this machine has an NVIDIA GPU and driver (cheap: no process, no session). */
+export function nvidiaGpuPresent(): boolean {
   return (
     existsSync('/proc/driver/nvidia/version') ||
     existsSync('/dev/nvidia0') ||

@@ -34,6 +34,26 @@ export function fmtNum(n: number | null | undefined, digits = 4): string {
     : Number(n.toPrecision(digits)).toString();
 }
 
+/**
+ * A moment as people say it: "just now", "5 min ago", "3 h ago", "yesterday 14:02", else the date and time in the
+ * user's locale; the exact ISO time stays in the element's title.
+ */
+export function fmtWhen(iso: string | null | undefined, now = new Date()): string {
+  if (!iso) return '—';
+  const t = new Date(iso);
+  if (Number.isNaN(t.getTime())) return iso;
+  const s = (now.getTime() - t.getTime()) / 1000;
+  if (s >= 0 && s < 60) return 'just now';
+  if (s >= 0 && s < 3600) return `${Math.floor(s / 60)} min ago`;
+  if (s >= 0 && s < 6 * 3600) return `${Math.floor(s / 3600)} h ago`;
+  const time = t.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' });
+  const day = (d: Date) => new Date(d.getFullYear(), d.getMonth(), d.getDate()).getTime();
+  const days = Math.round((day(now) - day(t)) / 86_400_000);
+  if (days === 0) return `today ${time}`;
+  if (days === 1) return `yesterday ${time}`;
+  return `${t.toLocaleDateString(undefined, { year: 'numeric', month: 'short', day: 'numeric' })} ${time}`;
+}
+
 /** What to do next, for an error code. */
 export function nextStep(code: string): string {
   switch (code) {

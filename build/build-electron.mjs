@@ -1,5 +1,6 @@
-// Bundles the Electron main process, the sandboxed preload and the utilityProcess trainer into dist-electron/ (CommonJS:
-// a sandboxed preload cannot load ES modules, and one format for all three keeps __dirname meaningful).
+// Bundles the Electron main process, the sandboxed preload, the utilityProcess trainer and the engine's worker threads
+// (exports, sessions) into dist-electron/ (CommonJS:
+// a sandboxed preload cannot load ES modules, and one format for all keeps __dirname meaningful).
 // Native modules stay external: electron-builder ships them (asarUnpack) rebuilt for Electron's ABI.
 import { build } from 'esbuild';
 import { fileURLToPath } from 'node:url';
@@ -24,7 +25,14 @@ const common = {
 await Promise.all([
   build({
     ...common,
-    entryPoints: { main: 'electron/entry.ts', trainer: 'electron/trainer-entry.ts' },
+    // Workers and processes the engine starts by name beside the bundle that starts them (native/messages/ports.ts):
+    // each must be built there too (tests/electron.test.ts checks that every name started has an entry here).
+    entryPoints: {
+      main: 'electron/entry.ts',
+      trainer: 'electron/trainer-entry.ts',
+      worker: 'native/export/worker.ts',
+      'session-worker': 'native/runtime/session-worker.ts',
+    },
     outdir: 'dist-electron',
     outExtension: { '.js': '.cjs' },
   }),

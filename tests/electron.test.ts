@@ -1,7 +1,10 @@
 // The Electron shell with fake electron objects and a fake service: nothing here launches Electron.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import { EventEmitter } from 'node:events';
 import { METHODS } from '../native/contract/index.js';
@@ -472,4 +475,24 @@ test('the afterPack hook flips the fuses: no RunAsNode, no NODE_OPTIONS or inspe
     assert.equal(f[FuseV1Options.GrantFileProtocolExtraPrivileges], false);
     assert.equal(f[FuseV1Options.EnableEmbeddedAsarIntegrityValidation], platform !== 'linux');
   }
+});
+
+test('the Electron bundle builds every worker and process the engine starts by name beside it', () => {
+  const started = new Set<string>();
+  const native = fileURLToPath(new URL('../native', import.meta.url));
+  const walk = (d: string): string[] =>
+    readdirSync(d, { withFileTypes: true }).flatMap((e) =>
+      e.isDirectory() ? walk(join(d, e.name)) : e.name.endsWith('.ts') ? [join(d, e.name)] : [],
+    );
+  for (const f of walk(native))
+    for (const m of readFileSync(f, 'utf8').matchAll(/start(?:Thread|Process)\(import\.meta\.url, '\.\/([\w-]+)'/g))
+      started.add(m[1]);
+  // The desktop app starts its trainer through Electron's utilityProcess (electron/trainer-host.ts), as `trainer`.
+  started.delete('trainer-process');
+  assert.deepEqual([...started].sort(), ['session-worker', 'worker']);
+  execFileSync(process.execPath, [fileURLToPath(new URL('../build/build-electron.mjs', import.meta.url))], {
+    stdio: 'ignore',
+  });
+  const out = fileURLToPath(new URL('../dist-electron/', import.meta.url));
+  for (const name of ['main', 'trainer', 'preload', ...started]) assert.ok(existsSync(join(out, `${name}.cjs`)), name);
 });

@@ -7,9 +7,11 @@ import {
   ContractError,
   EVENT_NAMES,
   METHODS,
+  ACTIVE_STATUSES,
   dispatch,
   type ApiError,
   type EventName,
+  type Events,
 } from '../native/contract/index.js';
 import { isInside } from '../native/files/paths.js';
 import type { Service, ServiceOptions } from '../native/api/service.js';
@@ -443,8 +445,8 @@ export function createApp<W extends WindowLike>(deps: AppDeps<W>): StudioApp {
 
   const trackRuns = (name: EventName, payload: unknown): void => {
     if (name !== 'run.status') return;
-    const p = payload as { runId: string; status: string };
-    if (['queued', 'running', 'paused'].includes(p.status)) active.set(p.runId, p.status);
+    const p = payload as Events['run.status'];
+    if (ACTIVE_STATUSES.includes(p.status)) active.set(p.runId, p.status);
     else active.delete(p.runId);
   };
 

@@ -261,18 +261,6 @@ export interface MergedExportResult {
   notes: string[];
 }
 
-// The backbone's name prefix in a task class's state dict (BertForSequenceClassification → "bert.", …).
-const BACKBONE_PREFIX: Record<string, string> = {
-  bert: 'bert.',
-  roberta: 'roberta.',
-  gpt2: 'transformer.',
-  llama: 'model.',
-  mistral: 'model.',
-  qwen2: 'model.',
-  t5: '',
-};
-const HEAD_NAME = /^(classifier|score|lm_head)(\.|$)/;
-
 // Tokenizer, generation and chat files that travel with a model; weights, configs and anything else stay behind.
 const CARRIED_FILE =
   /^(tokenizer\.json|tokenizer_config\.json|tokenizer\.model|special_tokens_map\.json|added_tokens\.json|vocab\.(txt|json)|merges\.txt|spiece\.model|sentencepiece\.bpe\.model|.+\.tiktoken|generation_config\.json|chat_template\.(jinja|json)|preprocessor_config\.json)$/;
@@ -303,9 +291,7 @@ function encode(dtype: DType, v: Float32Array): Uint8Array {
 
 /** One weight of the export: where its bytes come from and what is done to them. */
 interface Planned {
-  /** Name in the exported state dict. */
-  out: string;
-  /** Hugging Face name in the source folder (and the graph). */
+  /** The task class's name for it: in the graph, and in the exported state dict (models/naming.ts). */
   name: string;
   shape: number[];
   dtype: DType;
@@ -513,7 +499,6 @@ function planWeights(plugin: Plugin, pm: PluginModel, dtypeMode: 'float32' | 'so
     dtypeMode === 'float32' ? 'float32' : ['float16', 'bfloat16'].includes(dominant) ? dominant : 'float32'
   ) as Plan['torchDtype'];
 
-  const prefix = BACKBONE_PREFIX[model.modelType] ?? '';
   const merged: string[] = [],
     replaced: string[] = [],
     rounded: string[] = [];
@@ -524,7 +509,6 @@ function planWeights(plugin: Plugin, pm: PluginModel, dtypeMode: 'float32' | 'so
     // A trained weight brings its own shape (a new head of another label count replaces the folder's).
     const shape = replace.has(name) ? byName.get(replace.get(name)!)!.shape : ref!.shape;
     const dtype: DType = dtypeMode === 'float32' ? 'float32' : (ref?.dtype ?? torchDtype);
-    const out = prefix && !name.startsWith(prefix) && !HEAD_NAME.test(name) ? prefix + name : name;
     const fold = folds.get(name);
     const bs = biasFolds.get(name);
     const adds = added.get(name);
@@ -554,7 +538,7 @@ function planWeights(plugin: Plugin, pm: PluginModel, dtypeMode: 'float32' | 'so
       compute = () => toFloat32(ref!.dtype, readTensorBytes(ref!));
     }
     if (compute && dtype !== 'float32' && (fold || bs || adds || replace.has(name))) rounded.push(name);
-    return { out, name, shape, dtype, ref, compute };
+    return { name, shape, dtype, ref, compute };
   });
   const dropped = [...folder.weights.keys()].filter((n) => !written.has(n));
   const notes: string[] = [];
@@ -609,9 +593,9 @@ function writeWeights(
     let off = 0;
     for (const w of list) {
       const n = w.shape.reduce((a, c) => a * c, 1) * bytesOf(w.dtype);
-      header[w.out] = { dtype: DTYPES[w.dtype].safetensors, shape: w.shape, data_offsets: [off, off + n] };
+      header[w.name] = { dtype: DTYPES[w.dtype].safetensors, shape: w.shape, data_offsets: [off, off + n] };
       off += n;
-      weightMap[w.out] = files[s];
+      weightMap[w.name] = files[s];
     }
     totalSize += off;
     let json = JSON.stringify(header);

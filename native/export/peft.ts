@@ -36,6 +36,7 @@ import {
 } from '../delta/peft.js';
 import { architectureOf, loadModel, type Task } from '../models/index.js';
 import { readModelFolder } from '../models/folder.js';
+import { classNameOf } from '../models/naming.js';
 import { checkBase, modelFingerprint, type Plugin, type PluginMeta } from '../plugins/format.js';
 
 export { PeftError } from '../delta/peft.js';
@@ -362,6 +363,26 @@ function readSource(peftDir: string): PeftSource {
   return { dir, configFile, weightsFile, cfg: cfg as Json, tensors, original, prefix };
 }
 
+/**
+ * Keys of an adapter saved on the bare backbone (PeftModel over GPT2Model: base_model.model.h.0.…) under the names the
+ * task class gives them, as the folder's weights are read (models/naming.ts).
+ */
+function inClassNames(src: PeftSource, modelType: unknown): void {
+  for (const [k, t] of [...src.tensors]) {
+    const cls = classNameOf(modelType, k);
+    if (cls === k) continue;
+    if (src.tensors.has(cls))
+      throw new PeftError(
+        `${src.weightsFile}: "${src.original.get(k)}" and "${src.original.get(cls)}" are the same weight`,
+        src.weightsFile,
+      );
+    src.tensors.delete(k);
+    src.tensors.set(cls, t);
+    src.original.set(cls, src.original.get(k)!);
+    src.original.delete(k);
+  }
+}
+
 /** Whether a normalised key is an adapter method's own tensor rather than a whole weight (modules_to_save). */
 function isMethodKey(k: string, keys: ReturnType<typeof adapterKeys>): boolean {
   if (keys.own.has(k)) return true;
@@ -392,6 +413,7 @@ export function importPeft(
     );
   }
   const folder = readModelFolder(modelDir);
+  inClassNames(src, folder.config.model_type);
   const taskType = src.cfg.task_type;
   let task: Task;
   if (taskType === undefined || taskType === null) task = opts.task ?? architectureOf(folder).defaultTask;

@@ -14,9 +14,15 @@ registerMethod({
   title: 'LoRA',
   keys: {
     r: { type: 'integer', default: 8, doc: 'rank of the update' },
-    alpha: { type: 'number', default: 8, doc: 'scale numerator (PEFT lora_alpha)' },
-    dropout: { type: 'number', default: 0, doc: 'dropout on the branch input', trainingOnly: true },
-    rslora: { type: 'boolean', default: false, doc: 'scale by alpha/√r (rank-stabilised LoRA)' },
+    alpha: { type: 'number', default: 8, doc: 'scale numerator', peft: 'lora_alpha' },
+    dropout: {
+      type: 'number',
+      default: 0,
+      doc: 'dropout on the branch input',
+      trainingOnly: true,
+      peft: 'lora_dropout',
+    },
+    rslora: { type: 'boolean', default: false, doc: 'scale by alpha/√r (rank-stabilised LoRA)', peft: 'use_rslora' },
     ...ADDRESSING_KEYS,
   },
   apply: applyLora,

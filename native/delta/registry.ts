@@ -18,6 +18,8 @@ export interface DeltaMethod {
   /** What the Delta Tuning paper / OpenDelta / PEFT call it. */
   title: string;
   keys: Record<string, ConfigKey>;
+  /** Why a config whose keys are each valid cannot be used together (defaults filled), or undefined. */
+  check?(cfg: Record<string, unknown>): string | undefined;
   /** What the graph must be built with (a soft prompt changes the inputs, not a module). */
   build?(cfg: Record<string, unknown>): BuildDeltas;
   apply(ctx: DeltaContext, cfg: Record<string, unknown>): void;
@@ -230,6 +232,8 @@ export function validateConfig(m: DeltaMethod, raw: Record<string, unknown>): Re
     out[k] = v;
   }
   for (const [k, spec] of Object.entries(m.keys)) if (!(k in out) && spec.default !== undefined) out[k] = spec.default;
+  const why = m.check?.(out);
+  if (why) throw new Error(`${m.name}: ${why}`);
   return out;
 }
 

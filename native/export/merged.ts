@@ -26,7 +26,7 @@ import {
 import { basename, dirname, join, resolve } from 'node:path';
 import { bytesOf, DTYPES, toFloat16Bits, toFloat32, type DType } from '../onnx/dtype.js';
 import type { HostTensor } from '../onnx/graph.js';
-import { readTensorBytes, type TensorRef } from '../onnx/safetensors.js';
+import { openRegularFile, readTensorBytes, type TensorRef } from '../onnx/safetensors.js';
 import { readModelFolder, type ModelFolder } from '../models/folder.js';
 import type { ModuleRecord } from '../models/builder.js';
 import type { BuiltModel, Task } from '../models/types.js';
@@ -194,7 +194,7 @@ export function copyRange(
   length: number,
   buf = Buffer.allocUnsafe(Math.min(COPY_CHUNK, Math.max(1, length))),
 ): void {
-  const src = openSync(file, 'r');
+  const src = openRegularFile(file);
   try {
     for (let done = 0; done < length;) {
       const n = readSync(src, buf, 0, Math.min(buf.length, length - done), offset + done);
@@ -589,7 +589,8 @@ function writeWeights(
   let done = 0,
     lastReport = 0;
   shards.forEach((list, s) => {
-    const header: Record<string, unknown> = { __metadata__: { format: 'pt' } };
+    const header = Object.create(null) as Record<string, unknown>; // any weight name is a key, "__proto__" too
+    header.__metadata__ = { format: 'pt' };
     let off = 0;
     for (const w of list) {
       const n = w.shape.reduce((a, c) => a * c, 1) * bytesOf(w.dtype);

@@ -15,12 +15,18 @@
 //  - adapter_config.json: keys sorted, 2-space indent. Only keys that PEFT 0.6.0's config classes accept, because
 //    PEFT before 0.13 (forward compatibility, peft#2038) refuses unknown keys with "unexpected keyword argument":
 //    base_model_name_or_path, revision, peft_type, task_type, inference_mode, and per type its mapping's fields.
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { writeFileAtomic } from '../files/atomic.js';
 import { toFloat32 } from '../onnx/dtype.js';
 import type { HostTensor } from '../onnx/graph.js';
-import { readSafetensorsHeader, readTensorBytes, writeSafetensors } from '../onnx/safetensors.js';
+import {
+  describeName,
+  readJsonFile,
+  readSafetensorsHeader,
+  readTensorBytes,
+  writeSafetensors,
+} from '../onnx/safetensors.js';
 import { loadWithDeltas, METHODS, parseDeltaConfig, type AppliedDelta, type DeltaConfig } from '../delta/index.js';
 import {
   CLASSIFIER_MODULES,
@@ -297,9 +303,9 @@ function readSource(peftDir: string): PeftSource {
     );
   let cfg: unknown;
   try {
-    cfg = JSON.parse(readFileSync(configFile, 'utf8'));
+    cfg = readJsonFile(configFile);
   } catch (e) {
-    throw new PeftError(`${configFile}: not valid JSON (${(e as Error).message})`, configFile, { cause: e });
+    throw new PeftError((e as Error).message, configFile, { cause: e });
   }
   if (!cfg || typeof cfg !== 'object' || Array.isArray(cfg))
     throw new PeftError(`${configFile}: expected a JSON object`, configFile);
@@ -352,7 +358,14 @@ function readSource(peftDir: string): PeftSource {
     k = parts.join('.');
     if (tensors.has(k))
       throw new PeftError(`${weightsFile}: "${key}" and "${original.get(k)}" are the same weight`, weightsFile);
-    tensors.set(k, { dtype: 'float32', shape: [...ref.shape], data: toFloat32(ref.dtype, readTensorBytes(ref)) });
+    const data = toFloat32(ref.dtype, readTensorBytes(ref));
+    const bad = data.findIndex((x) => !Number.isFinite(x));
+    if (bad >= 0)
+      throw new PeftError(
+        `${weightsFile}: tensor "${key}" holds a NaN or infinite value (element ${bad}); adapter weights must be finite numbers`,
+        weightsFile,
+      );
+    tensors.set(k, { dtype: 'float32', shape: [...ref.shape], data });
     original.set(k, key);
   }
   if (adapterNames.size > 1)
@@ -408,7 +421,7 @@ export function importPeft(
   const adapter = adapters().find((a) => a.type === peftType);
   if (!adapter) {
     throw new PeftError(
-      `${src.configFile}: peft_type "${peftType}" is not supported; Delta Studio imports ${importable.join(', ')} adapters`,
+      `${src.configFile}: peft_type ${describeName(peftType)} is not supported; Delta Studio imports ${importable.join(', ')} adapters`,
       src.configFile,
     );
   }
@@ -420,14 +433,14 @@ export function importPeft(
   else if (typeof taskType === 'string' && FROM_TASK_TYPE[taskType]) task = FROM_TASK_TYPE[taskType];
   else
     throw new PeftError(
-      `${src.configFile}: task_type ${JSON.stringify(taskType)} is not supported; Delta Studio imports ${Object.keys(FROM_TASK_TYPE).join(', ')}`,
+      `${src.configFile}: task_type ${describeName(taskType)} is not supported; Delta Studio imports ${Object.keys(FROM_TASK_TYPE).join(', ')}`,
       src.configFile,
     );
 
   // Whole weights (modules_to_save) apart from the methods' own tensors.
   const keys = adapterKeys();
   const wholeKeys = [...src.tensors.keys()].filter((k) => !isMethodKey(k, keys));
-  const whole: Record<string, HostTensor> = {};
+  const whole = Object.create(null) as Record<string, HostTensor>;
   for (const k of wholeKeys) whole[k] = src.tensors.get(k)!;
   let numLabels: number | undefined;
   if (task === 'classification') {
@@ -484,7 +497,7 @@ export function importPeft(
 
   // The plugin holds exactly its methods' parameters: build the model with them and take each by name and shape.
   const { applied } = loadWithDeltas(modelDir, { task, numLabels }, parsed);
-  const out: Record<string, HostTensor> = {};
+  const out = Object.create(null) as Record<string, HostTensor>;
   for (const p of applied.params) {
     let t: HostTensor | undefined = tensors[p.name] ?? whole[p.name];
     if (!t && p.method === keeper.name) t = f32(applied.initial[p.value]);

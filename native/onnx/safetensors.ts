@@ -199,6 +199,14 @@ export function readJsonFile(file: string): unknown {
 }
 
 /**
+ * A name-like value read from a file (a model_type, peft_type or task_type): quoted when it is a short word, as such
+ * settings are ("mamba", "LORA"), else described like any other value.
+ */
+export function describeName(v: unknown): string {
+  return typeof v === 'string' && /^[\w.-]{1,32}$/.test(v) ? `"${v}"` : describeValue(v);
+}
+
+/**
  * A value read from a file, described for an error without quoting its text: numbers, booleans and short lists of
  * numbers as they are (sizes, shapes), the rest by kind ("a string of 12 characters").
  */
@@ -330,7 +338,7 @@ export function safetensorsSize(
   tensors: { name: string; dtype: DType; shape: number[] }[],
   metadata: Record<string, string> = {},
 ): number {
-  const header: Record<string, unknown> = {};
+  const header = Object.create(null) as Record<string, unknown>; // keeps a tensor named "__proto__" as one
   if (Object.keys(metadata).length) header.__metadata__ = metadata;
   let off = 0;
   for (const t of [...tensors].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
@@ -349,7 +357,7 @@ export function writeSafetensors(
   metadata: Record<string, string> = {},
 ): void {
   const names = Object.keys(tensors).sort();
-  const header: Record<string, unknown> = {};
+  const header = Object.create(null) as Record<string, unknown>; // keeps a tensor named "__proto__" as one
   if (Object.keys(metadata).length) header.__metadata__ = metadata;
   const blobs: Uint8Array[] = [];
   let off = 0;

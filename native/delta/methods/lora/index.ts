@@ -4,7 +4,7 @@
 import { ADDRESSING_KEYS, registerMethod } from '../../registry.js';
 import { loraMerge } from './merge.js';
 import { loraPeft } from './peft.js';
-import { applyLora } from './transform.js';
+import { applyLora, checkLora } from './transform.js';
 
 export { loraScale, LORA_DEFAULT_TARGETS } from './transform.js';
 
@@ -25,6 +25,7 @@ registerMethod({
     rslora: { type: 'boolean', default: false, doc: 'scale by alpha/√r (rank-stabilised LoRA)', peft: 'use_rslora' },
     ...ADDRESSING_KEYS,
   },
+  check: checkLora,
   apply: applyLora,
   merge: loraMerge,
   peft: loraPeft,

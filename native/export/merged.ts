@@ -20,6 +20,7 @@ import {
   realpathSync,
   renameSync,
   rmSync,
+  rmdirSync,
   statSync,
   writeSync,
 } from 'node:fs';
@@ -171,6 +172,30 @@ export function loadPluginModel(
 // ---------------------------------------------------------------------------------------------------------------
 // Destination handling shared with the ONNX export.
 
+/**
+ * Creates the folders above `path` that do not exist yet (an export into a new folder), and returns what undoes it:
+ * removing those it created, if they are still empty, when the export fails.
+ */
+export function makeParentFolders(path: string): () => void {
+  const parent = dirname(resolve(path));
+  if (existsSync(parent)) {
+    if (!statSync(parent).isDirectory()) throw new Error(`${parent}: exists and is not a folder`);
+    return () => {};
+  }
+  const first = mkdirSync(parent, { recursive: true });
+  return () => {
+    if (!first) return;
+    for (let d = parent; d.length >= first.length; d = dirname(d)) {
+      try {
+        rmdirSync(d);
+      } catch {
+        return; // not empty (something else was put there): leave it
+      }
+      if (d === first) return;
+    }
+  };
+}
+
 /** A hidden temporary name next to `path` (same filesystem, so the final rename is atomic). */
 export function siblingTemp(path: string, tag: string): string {
   return join(
@@ -243,8 +268,10 @@ export interface MergedExportOptions {
 export interface MergedExportResult {
   dir: string;
   architecture: string;
-  /** Weight files written, in order (one model.safetensors, or the shards). */
+  /** Every file written: the weights, the shard index, config.json, the tokenizer and generation files. */
   files: string[];
+  /** The weight files, in order (one model.safetensors, or the shards). */
+  weightFiles: string[];
   /** Sum of tensor bytes (the index's total_size). */
   totalSize: number;
   tensors: number;
@@ -330,25 +357,31 @@ export function exportMerged(
   const pm = loadPluginModel(plugin, modelDir, { force: opts.force });
   const plan = planWeights(plugin, pm, dtypeMode);
 
+  const undoParents = makeParentFolders(dest);
   const tmp = siblingTemp(dest, 'partial');
-  mkdirSync(tmp);
   try {
+    mkdirSync(tmp);
     const written = writeWeights(tmp, plan.weights, shardBytes, opts.onProgress);
+    const names = [...written.files];
+    if (written.files.length > 1) names.push('model.safetensors.index.json');
     const cfg = exportConfig(pm, plan.torchDtype, plan.notes);
     writeDurable(join(tmp, 'config.json'), `${JSON.stringify(sortKeys(cfg), null, 2)}\n`);
+    names.push('config.json');
     for (const f of readdirSync(pm.folder.dir)) {
       if (!CARRIED_FILE.test(f)) continue;
       const src = join(pm.folder.dir, f);
       if (!statSync(src).isFile()) continue;
       copyFileSync(src, join(tmp, f)); // follows symlinks (the Hugging Face cache's blobs)
       fsyncPath(join(tmp, f));
+      names.push(f);
     }
     fsyncPath(tmp);
     moveIntoPlace(tmp, dest);
     return {
       dir: dest,
       architecture: pm.model.architecture,
-      files: written.files.map((f) => join(dest, f)),
+      files: names.map((f) => join(dest, f)),
+      weightFiles: written.files.map((f) => join(dest, f)),
       totalSize: written.totalSize,
       tensors: plan.weights.length,
       dtype: plan.torchDtype,
@@ -360,17 +393,26 @@ export function exportMerged(
     };
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true });
+    undoParents();
     throw e;
   }
 }
 
-/** Refuses a destination that exists and is not an empty folder (unless overwrite), or that holds the model. */
+/** `path` with the symlinks of its longest existing part resolved (the rest does not exist yet). */
+function realPathSoFar(path: string): string {
+  if (existsSync(path)) return realpathSync(path);
+  const up = dirname(path);
+  return up === path ? path : join(realPathSoFar(up), basename(path));
+}
+
+/**
+ * Refuses a destination that exists and is not an empty folder (unless overwrite), or that holds the model. A
+ * destination whose folders do not exist yet is fine: they are made when the export is written.
+ */
 function checkDestination(dest: string, modelDir: string, overwrite: boolean): void {
   const src = existsSync(modelDir) ? realpathSync(modelDir) : resolve(modelDir);
-  const real = existsSync(dest) ? realpathSync(dest) : dest;
-  if (isInside(real, src))
+  if (isInside(realPathSoFar(dest), src))
     throw new Error(`${dest}: the export would replace the model folder it reads (${modelDir}); choose another folder`);
-  if (!existsSync(dirname(dest))) throw new Error(`${dirname(dest)}: the folder to export into does not exist`);
   if (!existsSync(dest)) return;
   if (!statSync(dest).isDirectory()) throw new Error(`${dest}: exists and is not a folder`);
   if (readdirSync(dest).length > 0 && !overwrite)

@@ -15,7 +15,7 @@
 //  - adapter_config.json: keys sorted, 2-space indent. Only keys that PEFT 0.6.0's config classes accept, because
 //    PEFT before 0.13 (forward compatibility, peft#2038) refuses unknown keys with "unexpected keyword argument":
 //    base_model_name_or_path, revision, peft_type, task_type, inference_mode, and per type its mapping's fields.
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { writeFileAtomic } from '../files/atomic.js';
 import { toFloat32 } from '../onnx/dtype.js';
@@ -44,6 +44,7 @@ import { architectureOf, loadModel, type Task } from '../models/index.js';
 import { readModelFolder } from '../models/folder.js';
 import { classNameOf } from '../models/naming.js';
 import { checkBase, modelFingerprint, type Plugin, type PluginMeta } from '../plugins/format.js';
+import { makeParentFolders } from './merged.js';
 
 export { PeftError } from '../delta/peft.js';
 
@@ -241,9 +242,8 @@ function writeAdapterFolder(
         out,
       );
   }
-  const parent = dirname(out);
-  mkdirSync(parent, { recursive: true });
-  const tmp = mkdtempSync(join(parent, `.${basename(out)}.peft-`));
+  const undoParents = makeParentFolders(out);
+  const tmp = mkdtempSync(join(dirname(out), `.${basename(out)}.peft-`));
   try {
     writeSafetensors(join(tmp, PEFT_WEIGHTS_NAME), tensors, { format: 'pt' });
     writeFileAtomic(join(tmp, PEFT_CONFIG_NAME), Buffer.from(`${JSON.stringify(sortedJson(cfg), null, 2)}\n`, 'utf8'));
@@ -262,6 +262,7 @@ function writeAdapterFolder(
     }
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true });
+    undoParents();
     throw e;
   }
   return [join(out, PEFT_CONFIG_NAME), join(out, PEFT_WEIGHTS_NAME)];

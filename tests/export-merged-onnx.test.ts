@@ -18,7 +18,7 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
 import onnxProto from 'onnx-proto';
-import { exportMerged } from '../native/export/merged.js';
+import { exportMerged, integralFloatPaths } from '../native/export/merged.js';
 import { exportOnnx } from '../native/export/onnx.js';
 import { loadWithDeltas, parseDeltaConfig } from '../native/delta/index.js';
 import { toFloat32, type DType } from '../native/onnx/dtype.js';
@@ -415,6 +415,47 @@ describe('ONNX export', () => {
       `onnx soft prompt llama ${d1.toExponential(2)}, prefix bert ${d2.toExponential(2)}, projected prefix llama ${d3.toExponential(2)}`,
     );
     assert.ok(d1 < 1e-4 && d2 < 1e-4 && d3 < 1e-4, `${d1}, ${d2}, ${d3}`);
+  });
+});
+
+describe('the merged config.json as transformers reads it', () => {
+  test('numbers the source wrote as floats stay floats (1.0, not 1: transformers 5 refuses an int there)', () => {
+    // Found by the real-PEFT check (tests/fixtures/verify_peft.py): T5's "initializer_factor": 1.0 came out as 1, and
+    // transformers 5.17 refused the merged folder ("Field 'initializer_factor' expected float, got int").
+    for (const [name, config] of [
+      ['t5', { method: 'lora', r: 2, alpha: 4 }],
+      ['llama', { method: 'lora', r: 2, alpha: 4 }],
+    ] as const) {
+      const dir = join(FIXTURES, name);
+      const task: Task = name === 't5' ? 'seq2seq' : 'causal-lm';
+      const methods = parseDeltaConfig(config);
+      const { model, applied } = loadWithDeltas(dir, { task }, methods);
+      const file = join(tmp, `floats-${name}.delta`);
+      writePlugin(
+        file,
+        {
+          methods,
+          task,
+          base: { fingerprint: modelFingerprint(dir), modelType: model.modelType, name },
+          metrics: {},
+          createdAt: '2025-01-01T00:00:00Z',
+        },
+        Object.fromEntries(applied.params.map((p) => [p.name, applied.initial[p.value]])),
+      );
+      const out = exportMerged(readPlugin(file), dir, join(tmp, `merged-floats-${name}`), { dtype: 'float32' }).dir;
+      const src = readFileSync(join(dir, 'config.json'), 'utf8');
+      const got = readFileSync(join(out, 'config.json'), 'utf8');
+      const floats = integralFloatPaths(src);
+      assert.ok(floats.size >= 2, [...floats].join());
+      assert.deepEqual([...integralFloatPaths(got)].sort(), [...floats].sort());
+      if (name === 't5') assert.match(got, /"initializer_factor": 1\.0,/);
+      else assert.match(got, /"rope_theta": 10000\.0,/);
+      assert.deepEqual(JSON.parse(got).architectures, [model.architecture]);
+    }
+    assert.deepEqual(
+      [...integralFloatPaths('{"a": 1.0, "b": [2, 3.0, {"c": 1e4, "d": 0.5, "e\\"x": -2.0}], "f": "1.0"}')],
+      ['a', 'b\u00011', 'b\u00012\u0001c', 'b\u00012\u0001e"x'],
+    );
   });
 });
 

@@ -27,7 +27,7 @@ import {
 import { basename, dirname, join, resolve } from 'node:path';
 import { bytesOf, DTYPES, toFloat16Bits, toFloat32, type DType } from '../onnx/dtype.js';
 import type { HostTensor } from '../onnx/graph.js';
-import { openRegularFile, readTensorBytes, type TensorRef } from '../onnx/safetensors.js';
+import { openRegularFile, readRegularFile, readTensorBytes, type TensorRef } from '../onnx/safetensors.js';
 import { readModelFolder, type ModelFolder } from '../models/folder.js';
 import type { ModuleRecord } from '../models/builder.js';
 import type { BuiltModel, Task } from '../models/types.js';
@@ -365,7 +365,8 @@ export function exportMerged(
     const names = [...written.files];
     if (written.files.length > 1) names.push('model.safetensors.index.json');
     const cfg = exportConfig(pm, plan.torchDtype, plan.notes);
-    writeDurable(join(tmp, 'config.json'), `${JSON.stringify(sortKeys(cfg), null, 2)}\n`);
+    const floats = integralFloatPaths(readRegularFile(join(pm.folder.dir, 'config.json')).toString('utf8'));
+    writeDurable(join(tmp, 'config.json'), `${configJson(cfg, floats)}\n`);
     names.push('config.json');
     for (const f of readdirSync(pm.folder.dir)) {
       if (!CARRIED_FILE.test(f)) continue;
@@ -444,6 +445,62 @@ function writeDurable(file: string, text: string): void {
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * Where a JSON text writes a whole number as a float (`1.0`, `1e4`), by key path. JavaScript has one number type, so
+ * JSON.stringify writes 1.0 as 1; Python reads that back as an int, and transformers 5 refuses an int in a float field
+ * of a config ("initializer_factor expected float, got int"). The text is valid JSON (it was parsed already).
+ */
+export function integralFloatPaths(text: string): Set<string> {
+  const out = new Set<string>();
+  const path: (string | number)[] = [];
+  const open: string[] = [];
+  let key = false;
+  const number = /-?\d+(\.\d+)?([eE][+-]?\d+)?/y;
+  for (let i = 0; i < text.length;) {
+    const c = text[i];
+    if (c === '{' || c === '[') {
+      open.push(c);
+      path.push(c === '[' ? 0 : '');
+      key = c === '{';
+      i++;
+    } else if (c === '}' || c === ']') {
+      open.pop();
+      path.pop();
+      i++;
+    } else if (c === ',') {
+      if (open.at(-1) === '[') (path[path.length - 1] as number)++;
+      else key = true;
+      i++;
+    } else if (c === '"') {
+      let j = i + 1;
+      while (text[j] !== '"') j += text[j] === '\\' ? 2 : 1;
+      if (key) path[path.length - 1] = JSON.parse(text.slice(i, j + 1)) as string;
+      key = false;
+      i = j + 1;
+    } else if (c === '-' || (c >= '0' && c <= '9')) {
+      number.lastIndex = i;
+      const m = number.exec(text)!;
+      if ((m[1] || m[2]) && Number.isInteger(Number(m[0]))) out.add(path.join('\u0001'));
+      i += m[0].length;
+    } else i++;
+  }
+  return out;
+}
+
+/** config.json text as transformers writes it: keys sorted, 2-space indent, floats of the source kept floats. */
+function configJson(cfg: Record<string, unknown>, floats: Set<string>): string {
+  const mark = (v: unknown, path: (string | number)[]): unknown => {
+    if (Array.isArray(v)) return v.map((x, i) => mark(x, [...path, i]));
+    if (v && typeof v === 'object')
+      return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, mark(x, [...path, k])]));
+    // A placeholder string, replaced by the number with ".0" once stringified (1e21 and up are written with an "e").
+    if (typeof v === 'number' && Number.isInteger(v) && !/e/.test(String(v)) && floats.has(path.join('\u0001')))
+      return `\u0000float:${v}`;
+    return v;
+  };
+  return JSON.stringify(sortKeys(mark(cfg, [])), null, 2).replace(/"\\u0000float:(-?\d+)"/g, '$1.0');
 }
 
 function sortKeys(v: unknown): unknown {

@@ -19,12 +19,18 @@ export const BACKBONE_PREFIX: Record<string, string> = {
  * Copies the fixture at `src` to `dest` with each tensor renamed by `rename` (undefined: left out), keeping its
  * dtype, bytes and shard layout (and the index, when there is one), and every other file (config, tokenizer).
  */
-export function deriveCheckpoint(src: string, dest: string, rename: (name: string) => string | undefined): string {
+export function deriveCheckpoint(
+  src: string,
+  dest: string,
+  rename: (name: string) => string | undefined,
+  keepFile: (file: string) => boolean = () => true,
+): string {
   if (existsSync(dest)) return dest;
   mkdirSync(dest, { recursive: true });
   const shards = readdirSync(src).filter((f) => /^model(-\d+-of-\d+)?\.safetensors$/.test(f));
   for (const f of readdirSync(src))
-    if (!shards.includes(f) && f !== 'model.safetensors.index.json') copyFileSync(join(src, f), join(dest, f));
+    if (!shards.includes(f) && f !== 'model.safetensors.index.json' && keepFile(f))
+      copyFileSync(join(src, f), join(dest, f));
   const weightMap: Record<string, string> = {};
   for (const shard of shards) {
     const h = readSafetensorsHeader(join(src, shard));
@@ -52,8 +58,13 @@ export function deriveCheckpoint(src: string, dest: string, rename: (name: strin
 }
 
 /** The fixture `family` as saved from its bare backbone class: every name without the backbone prefix. */
-export function withoutBackbonePrefix(fixtures: string, family: string, dest: string): string {
+export function withoutBackbonePrefix(
+  fixtures: string,
+  family: string,
+  dest: string,
+  keepFile?: (file: string) => boolean,
+): string {
   const pre = BACKBONE_PREFIX[family];
   if (!pre) throw new Error(`no backbone prefix for ${family}`);
-  return deriveCheckpoint(join(fixtures, family), dest, (n) => (n.startsWith(pre) ? n.slice(pre.length) : n));
+  return deriveCheckpoint(join(fixtures, family), dest, (n) => (n.startsWith(pre) ? n.slice(pre.length) : n), keepFile);
 }

@@ -54,7 +54,9 @@ async function rowsThrough(
           feeds[n] =
             c.task === 'classification'
               ? { dtype: 'int64', shape: [1], data: BigInt64Array.of(0n) }
-              : t(row.decoder_input_ids ?? row.input_ids);
+              : c.task === 'regression'
+                ? { dtype: 'float32', shape: [1], data: Float32Array.of(0) }
+                : t(row.decoder_input_ids ?? row.input_ids);
         else throw new Error(`no feed for ${n}`);
       }
       out.push((await s.run(feeds, ['logits'])).logits.data as Float32Array);

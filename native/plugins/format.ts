@@ -8,6 +8,7 @@ import { basename } from 'node:path';
 import { viewAs, bytesOf, DTYPES, toFloat32 } from '../onnx/dtype.js';
 import type { HostTensor } from '../onnx/graph.js';
 import {
+  describeName,
   describeValue,
   openRegularFile,
   parseJson,
@@ -254,14 +255,14 @@ export function readPluginMeta(file: string): PluginMeta {
   if (md.format !== PLUGIN_FORMAT)
     throw new PluginError(
       'not-a-plugin',
-      `${file}: not a Delta Studio plugin (its metadata "format" is ${JSON.stringify(md.format ?? null)}, expected "${PLUGIN_FORMAT}")`,
+      `${file}: not a Delta Studio plugin (its metadata "format" is ${describeName(md.format ?? null)}, expected "${PLUGIN_FORMAT}")`,
       file,
     );
   const fv = Number(md.format_version);
   if (!Number.isInteger(fv) || fv < 1)
     throw new PluginError(
       'bad-metadata',
-      `${file}: metadata "format_version" must be a positive integer, got ${JSON.stringify(md.format_version)}`,
+      `${file}: metadata "format_version" must be a positive integer, got ${describeName(md.format_version)}`,
       file,
     );
   if (fv > PLUGIN_FORMAT_VERSION)
@@ -284,7 +285,7 @@ export function readPluginMeta(file: string): PluginMeta {
   if (!task)
     throw new PluginError(
       'bad-metadata',
-      `${file}: metadata "task" must be classification, regression, causal-lm or seq2seq, got "${md.task}"`,
+      `${file}: metadata "task" must be classification, regression, causal-lm or seq2seq, got ${describeName(md.task)}`,
       file,
     );
   const base = parseJsonField<BaseModelInfo>(

@@ -13,22 +13,22 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { exportMerged } from '../native/export/merged.js';
 import { exportPeft, importPeft } from '../native/export/peft.js';
-import { loadWithDeltas, parseDeltaConfig } from '../native/delta/index.js';
+import { loadWithDeltas } from '../native/delta/index.js';
 import type { HostTensor } from '../native/onnx/graph.js';
 import { readSafetensorsHeader, readTensorBytes, writeSafetensors } from '../native/onnx/safetensors.js';
 import { readModelFolder } from '../native/models/folder.js';
 import type { Task } from '../native/models/index.js';
-import { modelFingerprint, readPlugin, writePlugin, type Plugin } from '../native/plugins/format.js';
+import { modelFingerprint, readPlugin, type Plugin } from '../native/plugins/format.js';
 import { openInline } from '../native/runtime/host.js';
 import { evaluationGraph } from '../native/train/trainer.js';
-import { Rng } from '../native/rng.js';
 import { readReference } from './support/reference.js';
 import { BACKBONE_PREFIX, deriveCheckpoint, withoutBackbonePrefix } from './support/checkpoints.js';
+import { seededPlugin } from './support/plugins.js';
 
 const FIX = fileURLToPath(new URL('./fixtures/models/', import.meta.url));
 const TMP = mkdtempSync(join(tmpdir(), 'ds-names-'));
@@ -39,32 +39,7 @@ const bare = (family: string): string => withoutBackbonePrefix(FIX, family, join
 let made = 0;
 /** A plugin with seeded values: the same names and seed give the same tensors on either layout of a checkpoint. */
 function makePlugin(dir: string, task: Task, raw: unknown, seed: number, labels?: string[]): Plugin {
-  const methods = parseDeltaConfig(raw);
-  const { model, applied } = loadWithDeltas(dir, { task, numLabels: labels?.length }, methods);
-  const rng = new Rng(seed);
-  const tensors: Record<string, HostTensor> = {};
-  for (const p of applied.params) {
-    const n = applied.initial[p.value].data.length;
-    tensors[p.name] = {
-      dtype: 'float32',
-      shape: [...applied.initial[p.value].shape],
-      data: Float32Array.from({ length: n }, () => (p.name.endsWith('.ia3_l') ? 1 : 0) + 0.3 * rng.normal()),
-    };
-  }
-  const file = join(TMP, `plugin-${made++}.delta`);
-  writePlugin(
-    file,
-    {
-      methods,
-      task,
-      labels,
-      base: { fingerprint: modelFingerprint(dir), modelType: model.modelType, name: basename(dir) },
-      metrics: {},
-      createdAt: '2024-01-01T00:00:00.000Z',
-    },
-    tensors,
-  );
-  return readPlugin(file);
+  return seededPlugin(join(TMP, `plugin-${made++}.delta`), dir, task, raw, seed, { labels });
 }
 
 function adapter(dir: string): { config: Record<string, unknown>; tensors: Map<string, Uint8Array> } {

@@ -12,14 +12,15 @@ import { createHash } from 'node:crypto';
 import { loadModel } from '../native/models/index.js';
 import { readModelFolder } from '../native/models/folder.js';
 import { TextTokenizer } from '../native/models/tokenizer.js';
-import { loadWithDeltas, parseDeltaConfig } from '../native/delta/index.js';
+import { parseDeltaConfig } from '../native/delta/index.js';
 import { exportPeft, importPeft } from '../native/export/peft.js';
 import { exportMerged } from '../native/export/merged.js';
 import type { HostTensor } from '../native/onnx/graph.js';
-import { modelFingerprint, PluginError, readPlugin, readPluginMeta, writePlugin } from '../native/plugins/format.js';
+import { PluginError, readPlugin, readPluginMeta } from '../native/plugins/format.js';
 import { PluginSession } from '../native/plugins/session.js';
 import { Rng } from '../native/rng.js';
 import { deriveCheckpoint } from './support/checkpoints.js';
+import { seededPlugin } from './support/plugins.js';
 import type { DType } from '../native/onnx/dtype.js';
 import { readSafetensorsHeader, readTensorBytes, writeSafetensors } from '../native/onnx/safetensors.js';
 
@@ -83,33 +84,9 @@ describe('a config.json that builds fewer layers than the checkpoint holds is re
   });
 });
 
-/** A plugin with seeded LoRA values on the bert fixture, read back. */
-function bertPlugin(file: string, tensors?: (t: Record<string, HostTensor>) => void, metrics = {}): string {
-  const methods = parseDeltaConfig({ method: 'lora', r: 2, alpha: 4 });
-  const { applied } = loadWithDeltas(BERT, { task: 'classification' }, methods);
-  const rng = new Rng(1);
-  const t = Object.create(null) as Record<string, HostTensor>;
-  for (const p of applied.params) {
-    const init = applied.initial[p.value];
-    t[p.name] = {
-      dtype: 'float32',
-      shape: [...init.shape],
-      data: Float32Array.from({ length: init.data.length }, () => 0.3 * rng.normal()),
-    };
-  }
-  tensors?.(t);
-  writePlugin(
-    file,
-    {
-      methods,
-      task: 'classification',
-      base: { fingerprint: modelFingerprint(BERT), modelType: 'bert', name: 'bert' },
-      metrics,
-      createdAt: '2024-01-01T00:00:00.000Z',
-    },
-    t,
-  );
-  return file;
+/** A plugin with seeded LoRA values on the bert fixture (its tensors changed by `edit`), written to `file`. */
+function bertPlugin(file: string, edit?: (t: Record<string, HostTensor>) => void, metrics = {}): string {
+  return seededPlugin(file, BERT, 'classification', { method: 'lora', r: 2, alpha: 4 }, 1, { edit, metrics }).file;
 }
 
 /** The same safetensors file with its metadata changed by `edit` (tensor bytes, and so the digest, untouched). */

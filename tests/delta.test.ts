@@ -425,13 +425,58 @@ describe('bad delta configs are clear errors before any graph runs', () => {
     );
     assert.throws(
       () => parseDeltaConfig({ method: 'lora', rank: 8 }),
-      /lora: unknown config key "rank" \(valid: r, alpha, dropout, rslora, modified_modules, target_modules, exclude_modules\)/,
+      /lora: unknown config key "rank" \(valid: r, alpha \(PEFT: lora_alpha\), dropout \(PEFT: lora_dropout\), rslora \(PEFT: use_rslora\), modified_modules, target_modules, exclude_modules\)/,
     );
     assert.throws(
       () => parseDeltaConfig({ method: 'lora', r: 'eight' }),
       /lora: "r" must be a non-negative integer, got "eight"/,
     );
     assert.throws(() => parseDeltaConfig({}), /entry 0 has no "method"/);
+  });
+  test("PEFT's own spellings are the same settings; both given and different is an error naming both", () => {
+    // peft/tuners/lora/config.py LoraConfig: r, lora_alpha, lora_dropout, use_rslora, target_modules;
+    // tuners/prefix_tuning/config.py: num_virtual_tokens, encoder_hidden_size, prefix_projection;
+    // tuners/prompt_tuning/config.py: num_virtual_tokens, prompt_tuning_init_text.
+    assert.deepEqual(
+      parseDeltaConfig({
+        method: 'lora',
+        r: 4,
+        lora_alpha: 16,
+        lora_dropout: 0.1,
+        use_rslora: true,
+        target_modules: ['query'],
+      }),
+      parseDeltaConfig({ method: 'lora', r: 4, alpha: 16, dropout: 0.1, rslora: true, target_modules: ['query'] }),
+    );
+    assert.deepEqual(parseDeltaConfig({ method: 'lora', alpha: 16, lora_alpha: 16 })[0].alpha, 16);
+    assert.deepEqual(
+      parseDeltaConfig({ method: 'prefix', num_virtual_tokens: 3, encoder_hidden_size: 8, prefix_projection: false }),
+      parseDeltaConfig({ method: 'prefix', prefix_token_num: 3, mid_dim: 8, reparameterize: false }),
+    );
+    assert.deepEqual(
+      parseDeltaConfig({ method: 'soft_prompt', num_virtual_tokens: 5, prompt_tuning_init_text: 'hi', init: 'text' }),
+      parseDeltaConfig({ method: 'soft_prompt', soft_token_num: 5, init_text: 'hi', init: 'text' }),
+    );
+    // What is kept is our key only: a plugin's methods read the same whoever wrote them.
+    assert.ok(!('lora_alpha' in parseDeltaConfig({ method: 'lora', lora_alpha: 16 })[0]));
+    assert.throws(
+      () => parseDeltaConfig({ method: 'lora', alpha: 8, lora_alpha: 16 }),
+      (e: Error) =>
+        e.message ===
+        'lora: "alpha" is 8 but "lora_alpha" is 16, and they are one setting (alpha; PEFT calls it lora_alpha); give one of them',
+    );
+    assert.throws(
+      () => parseDeltaConfig({ method: 'lora', use_rslora: true, rslora: false }),
+      /"use_rslora" is true but "rslora" is false/,
+    );
+    assert.throws(
+      () => parseDeltaConfig({ method: 'lora', lora_alpha: 'x' }),
+      /lora: "lora_alpha" must be a number, got "x"/,
+    );
+    // The same names train the same graph.
+    const a = applyDeltas(m(), parseDeltaConfig({ method: 'lora', r: 2, lora_alpha: 6 }));
+    const b = applyDeltas(m(), parseDeltaConfig({ method: 'lora', r: 2, alpha: 6 }));
+    assert.deepEqual(a.methods[0].config, b.methods[0].config);
   });
   test('a rank larger than the layer', () => {
     assert.throws(

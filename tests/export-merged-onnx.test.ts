@@ -18,7 +18,7 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
 import onnxProto from 'onnx-proto';
-import { exportMerged } from '../native/export/merged.js';
+import { exportMerged, integralFloatPaths } from '../native/export/merged.js';
 import { exportOnnx } from '../native/export/onnx.js';
 import { loadWithDeltas, parseDeltaConfig } from '../native/delta/index.js';
 import { toFloat32, type DType } from '../native/onnx/dtype.js';
@@ -237,7 +237,7 @@ describe('merged Hugging Face folder', () => {
       shardBytes: 40_000,
       onProgress: (f) => reports.push(f),
     });
-    assert.ok(r.files.length >= 2, `${r.files.length} shards`);
+    assert.ok(r.weightFiles.length >= 2, `${r.weightFiles.length} shards`);
     assert.ok(
       reports.length >= 5 && reports.every((f, i) => f > 0 && f <= 1 && (i === 0 || f > reports[i - 1])),
       `progress rises: ${reports.join(', ')}`,
@@ -249,8 +249,9 @@ describe('merged Hugging Face folder', () => {
       .sort();
     assert.deepEqual(
       shards,
-      r.files.map(
-        (_, i) => `model-${String(i + 1).padStart(5, '0')}-of-${String(r.files.length).padStart(5, '0')}.safetensors`,
+      r.weightFiles.map(
+        (_, i) =>
+          `model-${String(i + 1).padStart(5, '0')}-of-${String(r.weightFiles.length).padStart(5, '0')}.safetensors`,
       ),
     );
     let total = 0;
@@ -414,6 +415,89 @@ describe('ONNX export', () => {
       `onnx soft prompt llama ${d1.toExponential(2)}, prefix bert ${d2.toExponential(2)}, projected prefix llama ${d3.toExponential(2)}`,
     );
     assert.ok(d1 < 1e-4 && d2 < 1e-4 && d3 < 1e-4, `${d1}, ${d2}, ${d3}`);
+  });
+});
+
+describe('the merged config.json as transformers reads it', () => {
+  test('numbers the source wrote as floats stay floats (1.0, not 1: transformers 5 refuses an int there)', () => {
+    // Found by the real-PEFT check (tests/fixtures/verify_peft.py): T5's "initializer_factor": 1.0 came out as 1, and
+    // transformers 5.17 refused the merged folder ("Field 'initializer_factor' expected float, got int").
+    for (const [name, config] of [
+      ['t5', { method: 'lora', r: 2, alpha: 4 }],
+      ['llama', { method: 'lora', r: 2, alpha: 4 }],
+    ] as const) {
+      const dir = join(FIXTURES, name);
+      const task: Task = name === 't5' ? 'seq2seq' : 'causal-lm';
+      const methods = parseDeltaConfig(config);
+      const { model, applied } = loadWithDeltas(dir, { task }, methods);
+      const file = join(tmp, `floats-${name}.delta`);
+      writePlugin(
+        file,
+        {
+          methods,
+          task,
+          base: { fingerprint: modelFingerprint(dir), modelType: model.modelType, name },
+          metrics: {},
+          createdAt: '2025-01-01T00:00:00Z',
+        },
+        Object.fromEntries(applied.params.map((p) => [p.name, applied.initial[p.value]])),
+      );
+      const out = exportMerged(readPlugin(file), dir, join(tmp, `merged-floats-${name}`), { dtype: 'float32' }).dir;
+      const src = readFileSync(join(dir, 'config.json'), 'utf8');
+      const got = readFileSync(join(out, 'config.json'), 'utf8');
+      const floats = integralFloatPaths(src);
+      assert.ok(floats.size >= 2, [...floats].join());
+      assert.deepEqual([...integralFloatPaths(got)].sort(), [...floats].sort());
+      if (name === 't5') assert.match(got, /"initializer_factor": 1\.0,/);
+      else assert.match(got, /"rope_theta": 10000\.0,/);
+      assert.deepEqual(JSON.parse(got).architectures, [model.architecture]);
+    }
+    assert.deepEqual(
+      [...integralFloatPaths('{"a": 1.0, "b": [2, 3.0, {"c": 1e4, "d": 0.5, "e\\"x": -2.0}], "f": "1.0"}')],
+      ['a', 'b\u00011', 'b\u00012\u0001c', 'b\u00012\u0001e"x'],
+    );
+  });
+});
+
+describe('exports into a folder that does not exist yet', () => {
+  test('merged and ONNX create it and its parents; the merged result lists every file it wrote', () => {
+    const plugin = makePlugin('llama', { method: 'lora', r: 4, alpha: 8 }, 45);
+    const model = join(FIXTURES, 'llama');
+    const out = join(tmp, 'new', 'deeper', 'merged');
+    const r = exportMerged(plugin, model, out, { dtype: 'float32', shardBytes: 40_000 });
+    assert.deepEqual(
+      r.files.map((f) => f.slice(out.length + 1)).sort(),
+      readdirSync(out).sort(),
+      'files: everything in the folder',
+    );
+    for (const f of ['config.json', 'model.safetensors.index.json', 'tokenizer.json', 'tokenizer_config.json'])
+      assert.ok(r.files.includes(join(out, f)), f);
+    assert.ok(r.weightFiles.length >= 2 && r.weightFiles.every((f) => r.files.includes(f)));
+    const single = exportMerged(plugin, model, join(tmp, 'new', 'single'), { dtype: 'float32' });
+    assert.deepEqual(single.files.map((f) => f.slice(single.dir.length + 1)).sort(), [
+      'config.json',
+      'model.safetensors',
+      'special_tokens_map.json',
+      'tokenizer.json',
+      'tokenizer_config.json',
+    ]);
+    const onnxFile = join(tmp, 'new', 'onnx', 'here', 'model.onnx');
+    exportOnnx(plugin, model, onnxFile);
+    assert.ok(existsSync(onnxFile) && existsSync(`${onnxFile}.json`));
+  });
+
+  test('a failed export removes the folders it made for itself, and nothing else', () => {
+    const plugin = makePlugin('bert', { method: 'lora', r: 4, alpha: 8 }, 46);
+    const base = join(tmp, 'made-then-failed');
+    mkdirSync(base);
+    const fail = (): never => {
+      throw new Error('disk full (test)');
+    };
+    assert.throws(
+      () => exportMerged(plugin, join(FIXTURES, 'bert'), join(base, 'a', 'b', 'out'), { onProgress: fail }),
+      /disk full \(test\)/,
+    );
+    assert.deepEqual(readdirSync(base), [], 'a/b was made for the export and removed with it');
   });
 });
 

@@ -36,17 +36,17 @@ import { basename, join, resolve } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { exportPeft, importPeft } from '../native/export/peft.js';
-import { loadWithDeltas, parseDeltaConfig, type DeltaConfig } from '../native/delta/index.js';
+import { loadWithDeltas, type DeltaConfig } from '../native/delta/index.js';
 import { projectPrefix } from '../native/delta/methods/prefix/index.js';
 import type { HostTensor } from '../native/onnx/graph.js';
 import { readSafetensorsHeader, readTensorBytes, writeSafetensors } from '../native/onnx/safetensors.js';
 import { toFloat32, viewAs } from '../native/onnx/dtype.js';
 import type { Task } from '../native/models/index.js';
-import { modelFingerprint, readPlugin, writePlugin, type Plugin } from '../native/plugins/format.js';
+import { readPlugin, writePlugin, type Plugin } from '../native/plugins/format.js';
 import { openInline } from '../native/runtime/host.js';
 import { evaluationGraph } from '../native/train/trainer.js';
-import { Rng } from '../native/rng.js';
 import { readReference, relErr } from './support/reference.js';
+import { seededPlugin } from './support/plugins.js';
 
 const FIX = fileURLToPath(new URL('./fixtures/models/', import.meta.url));
 const BERT = join(FIX, 'bert'),
@@ -57,33 +57,7 @@ after(() => rmSync(TMP, { recursive: true, force: true }));
 
 /** A plugin without training: the methods' parameters set to seeded random values. */
 function makePlugin(name: string, dir: string, task: Task, raw: unknown, seed: number, labels?: string[]): Plugin {
-  const methods = parseDeltaConfig(raw);
-  const { model, applied } = loadWithDeltas(dir, { task, numLabels: labels?.length }, methods);
-  const rng = new Rng(seed);
-  const tensors: Record<string, HostTensor> = {};
-  for (const p of applied.params) {
-    const init = applied.initial[p.value];
-    const base = p.name.endsWith('.ia3_l') ? 1 : 0;
-    tensors[p.name] = {
-      dtype: 'float32',
-      shape: [...init.shape],
-      data: Float32Array.from({ length: init.data.length }, () => base + 0.3 * rng.normal()),
-    };
-  }
-  const file = join(TMP, `${name}.delta`);
-  writePlugin(
-    file,
-    {
-      methods,
-      task,
-      labels,
-      base: { fingerprint: modelFingerprint(dir), modelType: model.modelType, name: basename(dir) },
-      metrics: {},
-      createdAt: '2024-01-01T00:00:00.000Z',
-    },
-    tensors,
-  );
-  return readPlugin(file);
+  return seededPlugin(join(TMP, `${name}.delta`), dir, task, raw, seed, { labels });
 }
 
 function readAdapter(dir: string): {

@@ -450,11 +450,19 @@ test(
   withTmp((dir) => {
     const file = join(dir, 'tokenizer.json');
     writeFileSync(file, '{ "model": ');
-    assert.throws(() => TextTokenizer.fromFolder(dir), new RegExp(`^Error: ${esc(file)}: not valid JSON: `));
+    // Where and what, never the text itself.
+    assert.throws(
+      () => TextTokenizer.fromFolder(dir),
+      (e: Error) => e.message === `${file}: not valid JSON (line 1, column 12: the text ends where a value should be)`,
+    );
     copyFileSync(join(FIX, 'wordpiece', 'tokenizer.json'), file);
     const cfg = join(dir, 'tokenizer_config.json');
     writeFileSync(cfg, 'pad_token: [PAD]');
-    assert.throws(() => TextTokenizer.fromFolder(dir), new RegExp(`^Error: ${esc(cfg)}: not valid JSON: `));
+    assert.throws(
+      () => TextTokenizer.fromFolder(dir),
+      (e: Error) =>
+        e.message.startsWith(`${cfg}: not valid JSON (line 1, column 1: `) && !e.message.includes('pad_token'),
+    );
     writeFileSync(file, '[1, 2]');
     assert.throws(() => TextTokenizer.fromFolder(dir), new RegExp(`${esc(file)}: not valid JSON: expected an object`));
   }),

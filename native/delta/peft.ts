@@ -3,6 +3,7 @@
 // and our module names both ways, config.json sizes for prompt learning, an adapter folder as read. The driver that
 // writes and reads adapter folders (native/export/peft.ts) asks each method's mapping, never its name.
 import { toFloat32 } from '../onnx/dtype.js';
+import { describeValue } from '../onnx/safetensors.js';
 import type { HostTensor } from '../onnx/graph.js';
 import type { HfConfig } from '../models/folder.js';
 import type { BuiltModel } from '../models/types.js';
@@ -112,7 +113,7 @@ export function need<T>(src: PeftSource, key: string, check: (v: unknown) => boo
       src.configFile,
     );
   if (!check(v))
-    throw new PeftError(`${src.configFile}: "${key}" must be ${want}, got ${JSON.stringify(v)}`, src.configFile);
+    throw new PeftError(`${src.configFile}: "${key}" must be ${want}, got ${describeValue(v)}`, src.configFile);
   return v as T;
 }
 

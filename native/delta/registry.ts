@@ -18,6 +18,8 @@ export interface DeltaMethod {
   /** What the Delta Tuning paper / OpenDelta / PEFT call it. */
   title: string;
   keys: Record<string, ConfigKey>;
+  /** Why a config whose keys are each valid cannot be used together (defaults filled), or undefined. */
+  check?(cfg: Record<string, unknown>): string | undefined;
   /** What the graph must be built with (a soft prompt changes the inputs, not a module). */
   build?(cfg: Record<string, unknown>): BuildDeltas;
   apply(ctx: DeltaContext, cfg: Record<string, unknown>): void;
@@ -179,15 +181,25 @@ export function registerMethod(m: DeltaMethod): void {
   METHODS.set(m.name, m);
 }
 
-/** Checks a method's config: unknown keys and wrong types are errors listing what is valid; fills defaults. */
+/**
+ * Checks a method's config: unknown keys and wrong types are errors listing what is valid; fills defaults. PEFT's
+ * spelling of a key (lora_alpha, lora_dropout, use_rslora, num_virtual_tokens, …) is the same setting as ours;
+ * both given with different values is an error naming both.
+ */
 export function validateConfig(m: DeltaMethod, raw: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(raw)) {
-    if (k === 'method') continue;
+  const givenAs = new Map<string, string>();
+  const ours = new Map(Object.entries(m.keys).flatMap(([k, spec]) => (spec.peft ? [[spec.peft, k] as const] : [])));
+  for (const [given, v] of Object.entries(raw)) {
+    if (given === 'method') continue;
+    const k = Object.hasOwn(m.keys, given) ? given : ours.get(given);
+    if (k === undefined) {
+      const valid = Object.entries(m.keys).map(([key, spec]) => (spec.peft ? `${key} (PEFT: ${spec.peft})` : key));
+      throw new Error(`${m.name}: unknown config key "${given}" (valid: ${valid.join(', ')})`);
+    }
     const spec = m.keys[k];
-    if (!spec) throw new Error(`${m.name}: unknown config key "${k}" (valid: ${Object.keys(m.keys).join(', ')})`);
     const bad = (want: string): never => {
-      throw new Error(`${m.name}: "${k}" must be ${want}, got ${JSON.stringify(v)}`);
+      throw new Error(`${m.name}: "${given}" must be ${want}, got ${JSON.stringify(v)}`);
     };
     switch (spec.type) {
       case 'number':
@@ -210,9 +222,18 @@ export function validateConfig(m: DeltaMethod, raw: Record<string, unknown>): Re
           bad('a list of names or one regular expression');
         break;
     }
+    const first = givenAs.get(k);
+    if (first !== undefined && JSON.stringify(out[k]) !== JSON.stringify(v)) {
+      throw new Error(
+        `${m.name}: "${first}" is ${JSON.stringify(out[k])} but "${given}" is ${JSON.stringify(v)}, and they are one setting (${k}; PEFT calls it ${spec.peft}); give one of them`,
+      );
+    }
+    givenAs.set(k, given);
     out[k] = v;
   }
   for (const [k, spec] of Object.entries(m.keys)) if (!(k in out) && spec.default !== undefined) out[k] = spec.default;
+  const why = m.check?.(out);
+  if (why) throw new Error(`${m.name}: ${why}`);
   return out;
 }
 

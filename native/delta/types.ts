@@ -13,6 +13,8 @@ export interface ConfigKey {
   doc: string;
   /** Only decides a starting value or training noise: plugins that differ in it alone share one inference graph. */
   trainingOnly?: boolean;
+  /** PEFT's name for the same setting (lora_alpha for alpha), accepted as this key. */
+  peft?: string;
 }
 
 /** A parameter of a plugin: its name in the plugin file and the graph value that holds it. */

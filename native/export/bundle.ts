@@ -3,12 +3,12 @@
 // the machine or the time zone, so the same plugin and info give byte-identical bundles (and a stable checksum).
 import { createHash } from 'node:crypto';
 import { crc32 } from 'node:zlib';
-import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, mkdirSync, readSync, rmSync } from 'node:fs';
 import { basename, dirname, extname, resolve } from 'node:path';
 import { METHODS, type DeltaConfig } from '../delta/index.js';
 import { safeName } from '../files/paths.js';
 import { readZip, writeZip } from '../files/zip.js';
-import { readSafetensorsHeader } from '../onnx/safetensors.js';
+import { openRegularFile, readSafetensorsHeader } from '../onnx/safetensors.js';
 import { PLUGIN_EXTENSION, PLUGIN_FORMAT, PluginError, readPluginMeta, type PluginMeta } from '../plugins/format.js';
 
 export interface BundleInfo {
@@ -66,7 +66,7 @@ function inspectPlugin(file: string): PluginFacts {
   const whole = createHash('sha256');
   const tensorsHash = createHash('sha256');
   let crc = 0;
-  const fd = openSync(h.realFile, 'r');
+  const fd = openRegularFile(h.realFile);
   let size: number;
   try {
     size = fstatSync(fd).size;

@@ -20,13 +20,14 @@ import {
   realpathSync,
   renameSync,
   rmSync,
+  rmdirSync,
   statSync,
   writeSync,
 } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { bytesOf, DTYPES, toFloat16Bits, toFloat32, type DType } from '../onnx/dtype.js';
 import type { HostTensor } from '../onnx/graph.js';
-import { readTensorBytes, type TensorRef } from '../onnx/safetensors.js';
+import { openRegularFile, readRegularFile, readTensorBytes, type TensorRef } from '../onnx/safetensors.js';
 import { readModelFolder, type ModelFolder } from '../models/folder.js';
 import type { ModuleRecord } from '../models/builder.js';
 import type { BuiltModel, Task } from '../models/types.js';
@@ -171,6 +172,30 @@ export function loadPluginModel(
 // ---------------------------------------------------------------------------------------------------------------
 // Destination handling shared with the ONNX export.
 
+/**
+ * Creates the folders above `path` that do not exist yet (an export into a new folder), and returns what undoes it:
+ * removing those it created, if they are still empty, when the export fails.
+ */
+export function makeParentFolders(path: string): () => void {
+  const parent = dirname(resolve(path));
+  if (existsSync(parent)) {
+    if (!statSync(parent).isDirectory()) throw new Error(`${parent}: exists and is not a folder`);
+    return () => {};
+  }
+  const first = mkdirSync(parent, { recursive: true });
+  return () => {
+    if (!first) return;
+    for (let d = parent; d.length >= first.length; d = dirname(d)) {
+      try {
+        rmdirSync(d);
+      } catch {
+        return; // not empty (something else was put there): leave it
+      }
+      if (d === first) return;
+    }
+  };
+}
+
 /** A hidden temporary name next to `path` (same filesystem, so the final rename is atomic). */
 export function siblingTemp(path: string, tag: string): string {
   return join(
@@ -194,7 +219,7 @@ export function copyRange(
   length: number,
   buf = Buffer.allocUnsafe(Math.min(COPY_CHUNK, Math.max(1, length))),
 ): void {
-  const src = openSync(file, 'r');
+  const src = openRegularFile(file);
   try {
     for (let done = 0; done < length;) {
       const n = readSync(src, buf, 0, Math.min(buf.length, length - done), offset + done);
@@ -243,8 +268,10 @@ export interface MergedExportOptions {
 export interface MergedExportResult {
   dir: string;
   architecture: string;
-  /** Weight files written, in order (one model.safetensors, or the shards). */
+  /** Every file written: the weights, the shard index, config.json, the tokenizer and generation files. */
   files: string[];
+  /** The weight files, in order (one model.safetensors, or the shards). */
+  weightFiles: string[];
   /** Sum of tensor bytes (the index's total_size). */
   totalSize: number;
   tensors: number;
@@ -260,18 +287,6 @@ export interface MergedExportResult {
   dropped: string[];
   notes: string[];
 }
-
-// The backbone's name prefix in a task class's state dict (BertForSequenceClassification → "bert.", …).
-const BACKBONE_PREFIX: Record<string, string> = {
-  bert: 'bert.',
-  roberta: 'roberta.',
-  gpt2: 'transformer.',
-  llama: 'model.',
-  mistral: 'model.',
-  qwen2: 'model.',
-  t5: '',
-};
-const HEAD_NAME = /^(classifier|score|lm_head)(\.|$)/;
 
 // Tokenizer, generation and chat files that travel with a model; weights, configs and anything else stay behind.
 const CARRIED_FILE =
@@ -303,9 +318,7 @@ function encode(dtype: DType, v: Float32Array): Uint8Array {
 
 /** One weight of the export: where its bytes come from and what is done to them. */
 interface Planned {
-  /** Name in the exported state dict. */
-  out: string;
-  /** Hugging Face name in the source folder (and the graph). */
+  /** The task class's name for it: in the graph, and in the exported state dict (models/naming.ts). */
   name: string;
   shape: number[];
   dtype: DType;
@@ -344,25 +357,32 @@ export function exportMerged(
   const pm = loadPluginModel(plugin, modelDir, { force: opts.force });
   const plan = planWeights(plugin, pm, dtypeMode);
 
+  const undoParents = makeParentFolders(dest);
   const tmp = siblingTemp(dest, 'partial');
-  mkdirSync(tmp);
   try {
+    mkdirSync(tmp);
     const written = writeWeights(tmp, plan.weights, shardBytes, opts.onProgress);
+    const names = [...written.files];
+    if (written.files.length > 1) names.push('model.safetensors.index.json');
     const cfg = exportConfig(pm, plan.torchDtype, plan.notes);
-    writeDurable(join(tmp, 'config.json'), `${JSON.stringify(sortKeys(cfg), null, 2)}\n`);
+    const floats = integralFloatPaths(readRegularFile(join(pm.folder.dir, 'config.json')).toString('utf8'));
+    writeDurable(join(tmp, 'config.json'), `${configJson(cfg, floats)}\n`);
+    names.push('config.json');
     for (const f of readdirSync(pm.folder.dir)) {
       if (!CARRIED_FILE.test(f)) continue;
       const src = join(pm.folder.dir, f);
       if (!statSync(src).isFile()) continue;
       copyFileSync(src, join(tmp, f)); // follows symlinks (the Hugging Face cache's blobs)
       fsyncPath(join(tmp, f));
+      names.push(f);
     }
     fsyncPath(tmp);
     moveIntoPlace(tmp, dest);
     return {
       dir: dest,
       architecture: pm.model.architecture,
-      files: written.files.map((f) => join(dest, f)),
+      files: names.map((f) => join(dest, f)),
+      weightFiles: written.files.map((f) => join(dest, f)),
       totalSize: written.totalSize,
       tensors: plan.weights.length,
       dtype: plan.torchDtype,
@@ -374,17 +394,26 @@ export function exportMerged(
     };
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true });
+    undoParents();
     throw e;
   }
 }
 
-/** Refuses a destination that exists and is not an empty folder (unless overwrite), or that holds the model. */
+/** `path` with the symlinks of its longest existing part resolved (the rest does not exist yet). */
+function realPathSoFar(path: string): string {
+  if (existsSync(path)) return realpathSync(path);
+  const up = dirname(path);
+  return up === path ? path : join(realPathSoFar(up), basename(path));
+}
+
+/**
+ * Refuses a destination that exists and is not an empty folder (unless overwrite), or that holds the model. A
+ * destination whose folders do not exist yet is fine: they are made when the export is written.
+ */
 function checkDestination(dest: string, modelDir: string, overwrite: boolean): void {
   const src = existsSync(modelDir) ? realpathSync(modelDir) : resolve(modelDir);
-  const real = existsSync(dest) ? realpathSync(dest) : dest;
-  if (isInside(real, src))
+  if (isInside(realPathSoFar(dest), src))
     throw new Error(`${dest}: the export would replace the model folder it reads (${modelDir}); choose another folder`);
-  if (!existsSync(dirname(dest))) throw new Error(`${dirname(dest)}: the folder to export into does not exist`);
   if (!existsSync(dest)) return;
   if (!statSync(dest).isDirectory()) throw new Error(`${dest}: exists and is not a folder`);
   if (readdirSync(dest).length > 0 && !overwrite)
@@ -416,6 +445,62 @@ function writeDurable(file: string, text: string): void {
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * Where a JSON text writes a whole number as a float (`1.0`, `1e4`), by key path. JavaScript has one number type, so
+ * JSON.stringify writes 1.0 as 1; Python reads that back as an int, and transformers 5 refuses an int in a float field
+ * of a config ("initializer_factor expected float, got int"). The text is valid JSON (it was parsed already).
+ */
+export function integralFloatPaths(text: string): Set<string> {
+  const out = new Set<string>();
+  const path: (string | number)[] = [];
+  const open: string[] = [];
+  let key = false;
+  const number = /-?\d+(\.\d+)?([eE][+-]?\d+)?/y;
+  for (let i = 0; i < text.length;) {
+    const c = text[i];
+    if (c === '{' || c === '[') {
+      open.push(c);
+      path.push(c === '[' ? 0 : '');
+      key = c === '{';
+      i++;
+    } else if (c === '}' || c === ']') {
+      open.pop();
+      path.pop();
+      i++;
+    } else if (c === ',') {
+      if (open.at(-1) === '[') (path[path.length - 1] as number)++;
+      else key = true;
+      i++;
+    } else if (c === '"') {
+      let j = i + 1;
+      while (text[j] !== '"') j += text[j] === '\\' ? 2 : 1;
+      if (key) path[path.length - 1] = JSON.parse(text.slice(i, j + 1)) as string;
+      key = false;
+      i = j + 1;
+    } else if (c === '-' || (c >= '0' && c <= '9')) {
+      number.lastIndex = i;
+      const m = number.exec(text)!;
+      if ((m[1] || m[2]) && Number.isInteger(Number(m[0]))) out.add(path.join('\u0001'));
+      i += m[0].length;
+    } else i++;
+  }
+  return out;
+}
+
+/** config.json text as transformers writes it: keys sorted, 2-space indent, floats of the source kept floats. */
+function configJson(cfg: Record<string, unknown>, floats: Set<string>): string {
+  const mark = (v: unknown, path: (string | number)[]): unknown => {
+    if (Array.isArray(v)) return v.map((x, i) => mark(x, [...path, i]));
+    if (v && typeof v === 'object')
+      return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, mark(x, [...path, k])]));
+    // A placeholder string, replaced by the number with ".0" once stringified (1e21 and up are written with an "e").
+    if (typeof v === 'number' && Number.isInteger(v) && !/e/.test(String(v)) && floats.has(path.join('\u0001')))
+      return `\u0000float:${v}`;
+    return v;
+  };
+  return JSON.stringify(sortKeys(mark(cfg, [])), null, 2).replace(/"\\u0000float:(-?\d+)"/g, '$1.0');
 }
 
 function sortKeys(v: unknown): unknown {
@@ -513,7 +598,6 @@ function planWeights(plugin: Plugin, pm: PluginModel, dtypeMode: 'float32' | 'so
     dtypeMode === 'float32' ? 'float32' : ['float16', 'bfloat16'].includes(dominant) ? dominant : 'float32'
   ) as Plan['torchDtype'];
 
-  const prefix = BACKBONE_PREFIX[model.modelType] ?? '';
   const merged: string[] = [],
     replaced: string[] = [],
     rounded: string[] = [];
@@ -524,7 +608,6 @@ function planWeights(plugin: Plugin, pm: PluginModel, dtypeMode: 'float32' | 'so
     // A trained weight brings its own shape (a new head of another label count replaces the folder's).
     const shape = replace.has(name) ? byName.get(replace.get(name)!)!.shape : ref!.shape;
     const dtype: DType = dtypeMode === 'float32' ? 'float32' : (ref?.dtype ?? torchDtype);
-    const out = prefix && !name.startsWith(prefix) && !HEAD_NAME.test(name) ? prefix + name : name;
     const fold = folds.get(name);
     const bs = biasFolds.get(name);
     const adds = added.get(name);
@@ -554,7 +637,7 @@ function planWeights(plugin: Plugin, pm: PluginModel, dtypeMode: 'float32' | 'so
       compute = () => toFloat32(ref!.dtype, readTensorBytes(ref!));
     }
     if (compute && dtype !== 'float32' && (fold || bs || adds || replace.has(name))) rounded.push(name);
-    return { out, name, shape, dtype, ref, compute };
+    return { name, shape, dtype, ref, compute };
   });
   const dropped = [...folder.weights.keys()].filter((n) => !written.has(n));
   const notes: string[] = [];
@@ -605,13 +688,14 @@ function writeWeights(
   let done = 0,
     lastReport = 0;
   shards.forEach((list, s) => {
-    const header: Record<string, unknown> = { __metadata__: { format: 'pt' } };
+    const header = Object.create(null) as Record<string, unknown>; // any weight name is a key, "__proto__" too
+    header.__metadata__ = { format: 'pt' };
     let off = 0;
     for (const w of list) {
       const n = w.shape.reduce((a, c) => a * c, 1) * bytesOf(w.dtype);
-      header[w.out] = { dtype: DTYPES[w.dtype].safetensors, shape: w.shape, data_offsets: [off, off + n] };
+      header[w.name] = { dtype: DTYPES[w.dtype].safetensors, shape: w.shape, data_offsets: [off, off + n] };
       off += n;
-      weightMap[w.out] = files[s];
+      weightMap[w.name] = files[s];
     }
     totalSize += off;
     let json = JSON.stringify(header);

@@ -14,7 +14,7 @@ import type { Dim } from '../onnx/shape.js';
 import { serialize } from '../onnx/serialize.js';
 import { withoutDropout } from '../train/dropout.js';
 import type { Plugin } from '../plugins/format.js';
-import { copyRange, loadPluginModel, siblingTemp, writeAll } from './merged.js';
+import { copyRange, loadPluginModel, makeParentFolders, siblingTemp, writeAll } from './merged.js';
 
 const { onnx } = onnxProto;
 
@@ -86,7 +86,6 @@ export function exportOnnx(
   const file = resolve(outFile);
   const dataFile = `${file}.data`,
     sidecar = `${file}.json`;
-  if (!existsSync(dirname(file))) throw new Error(`${dirname(file)}: the folder to export into does not exist`);
   if (existsSync(file) && statSync(file).isDirectory())
     throw new Error(`${file}: is a folder; give the path of the .onnx file to write`);
   if (!opts.overwrite) {
@@ -160,6 +159,7 @@ export function exportOnnx(
   const external = weightBytes > (opts.embedLimitBytes ?? EMBED_LIMIT);
   if (external) description.externalData = basename(dataFile);
 
+  const undoParents = makeParentFolders(file);
   const temps: string[] = [];
   try {
     let dataBytes = 0;
@@ -217,6 +217,7 @@ export function exportOnnx(
     };
   } catch (e) {
     for (const t of temps) rmSync(t, { force: true });
+    undoParents();
     throw e;
   }
 }

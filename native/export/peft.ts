@@ -15,12 +15,18 @@
 //  - adapter_config.json: keys sorted, 2-space indent. Only keys that PEFT 0.6.0's config classes accept, because
 //    PEFT before 0.13 (forward compatibility, peft#2038) refuses unknown keys with "unexpected keyword argument":
 //    base_model_name_or_path, revision, peft_type, task_type, inference_mode, and per type its mapping's fields.
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { writeFileAtomic } from '../files/atomic.js';
 import { toFloat32 } from '../onnx/dtype.js';
 import type { HostTensor } from '../onnx/graph.js';
-import { readSafetensorsHeader, readTensorBytes, writeSafetensors } from '../onnx/safetensors.js';
+import {
+  describeName,
+  readJsonFile,
+  readSafetensorsHeader,
+  readTensorBytes,
+  writeSafetensors,
+} from '../onnx/safetensors.js';
 import { loadWithDeltas, METHODS, parseDeltaConfig, type AppliedDelta, type DeltaConfig } from '../delta/index.js';
 import {
   CLASSIFIER_MODULES,
@@ -36,7 +42,9 @@ import {
 } from '../delta/peft.js';
 import { architectureOf, loadModel, type Task } from '../models/index.js';
 import { readModelFolder } from '../models/folder.js';
+import { classNameOf } from '../models/naming.js';
 import { checkBase, modelFingerprint, type Plugin, type PluginMeta } from '../plugins/format.js';
+import { makeParentFolders } from './merged.js';
 
 export { PeftError } from '../delta/peft.js';
 
@@ -234,9 +242,8 @@ function writeAdapterFolder(
         out,
       );
   }
-  const parent = dirname(out);
-  mkdirSync(parent, { recursive: true });
-  const tmp = mkdtempSync(join(parent, `.${basename(out)}.peft-`));
+  const undoParents = makeParentFolders(out);
+  const tmp = mkdtempSync(join(dirname(out), `.${basename(out)}.peft-`));
   try {
     writeSafetensors(join(tmp, PEFT_WEIGHTS_NAME), tensors, { format: 'pt' });
     writeFileAtomic(join(tmp, PEFT_CONFIG_NAME), Buffer.from(`${JSON.stringify(sortedJson(cfg), null, 2)}\n`, 'utf8'));
@@ -255,6 +262,7 @@ function writeAdapterFolder(
     }
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true });
+    undoParents();
     throw e;
   }
   return [join(out, PEFT_CONFIG_NAME), join(out, PEFT_WEIGHTS_NAME)];
@@ -296,9 +304,9 @@ function readSource(peftDir: string): PeftSource {
     );
   let cfg: unknown;
   try {
-    cfg = JSON.parse(readFileSync(configFile, 'utf8'));
+    cfg = readJsonFile(configFile);
   } catch (e) {
-    throw new PeftError(`${configFile}: not valid JSON (${(e as Error).message})`, configFile, { cause: e });
+    throw new PeftError((e as Error).message, configFile, { cause: e });
   }
   if (!cfg || typeof cfg !== 'object' || Array.isArray(cfg))
     throw new PeftError(`${configFile}: expected a JSON object`, configFile);
@@ -351,7 +359,14 @@ function readSource(peftDir: string): PeftSource {
     k = parts.join('.');
     if (tensors.has(k))
       throw new PeftError(`${weightsFile}: "${key}" and "${original.get(k)}" are the same weight`, weightsFile);
-    tensors.set(k, { dtype: 'float32', shape: [...ref.shape], data: toFloat32(ref.dtype, readTensorBytes(ref)) });
+    const data = toFloat32(ref.dtype, readTensorBytes(ref));
+    const bad = data.findIndex((x) => !Number.isFinite(x));
+    if (bad >= 0)
+      throw new PeftError(
+        `${weightsFile}: tensor "${key}" holds a NaN or infinite value (element ${bad}); adapter weights must be finite numbers`,
+        weightsFile,
+      );
+    tensors.set(k, { dtype: 'float32', shape: [...ref.shape], data });
     original.set(k, key);
   }
   if (adapterNames.size > 1)
@@ -360,6 +375,26 @@ function readSource(peftDir: string): PeftSource {
       weightsFile,
     );
   return { dir, configFile, weightsFile, cfg: cfg as Json, tensors, original, prefix };
+}
+
+/**
+ * Keys of an adapter saved on the bare backbone (PeftModel over GPT2Model: base_model.model.h.0.…) under the names the
+ * task class gives them, as the folder's weights are read (models/naming.ts).
+ */
+function inClassNames(src: PeftSource, modelType: unknown): void {
+  for (const [k, t] of [...src.tensors]) {
+    const cls = classNameOf(modelType, k);
+    if (cls === k) continue;
+    if (src.tensors.has(cls))
+      throw new PeftError(
+        `${src.weightsFile}: "${src.original.get(k)}" and "${src.original.get(cls)}" are the same weight`,
+        src.weightsFile,
+      );
+    src.tensors.delete(k);
+    src.tensors.set(cls, t);
+    src.original.set(cls, src.original.get(k)!);
+    src.original.delete(k);
+  }
 }
 
 /** Whether a normalised key is an adapter method's own tensor rather than a whole weight (modules_to_save). */
@@ -387,25 +422,26 @@ export function importPeft(
   const adapter = adapters().find((a) => a.type === peftType);
   if (!adapter) {
     throw new PeftError(
-      `${src.configFile}: peft_type "${peftType}" is not supported; Delta Studio imports ${importable.join(', ')} adapters`,
+      `${src.configFile}: peft_type ${describeName(peftType)} is not supported; Delta Studio imports ${importable.join(', ')} adapters`,
       src.configFile,
     );
   }
   const folder = readModelFolder(modelDir);
+  inClassNames(src, folder.config.model_type);
   const taskType = src.cfg.task_type;
   let task: Task;
   if (taskType === undefined || taskType === null) task = opts.task ?? architectureOf(folder).defaultTask;
   else if (typeof taskType === 'string' && FROM_TASK_TYPE[taskType]) task = FROM_TASK_TYPE[taskType];
   else
     throw new PeftError(
-      `${src.configFile}: task_type ${JSON.stringify(taskType)} is not supported; Delta Studio imports ${Object.keys(FROM_TASK_TYPE).join(', ')}`,
+      `${src.configFile}: task_type ${describeName(taskType)} is not supported; Delta Studio imports ${Object.keys(FROM_TASK_TYPE).join(', ')}`,
       src.configFile,
     );
 
   // Whole weights (modules_to_save) apart from the methods' own tensors.
   const keys = adapterKeys();
   const wholeKeys = [...src.tensors.keys()].filter((k) => !isMethodKey(k, keys));
-  const whole: Record<string, HostTensor> = {};
+  const whole = Object.create(null) as Record<string, HostTensor>;
   for (const k of wholeKeys) whole[k] = src.tensors.get(k)!;
   let numLabels: number | undefined;
   if (task === 'classification') {
@@ -462,7 +498,7 @@ export function importPeft(
 
   // The plugin holds exactly its methods' parameters: build the model with them and take each by name and shape.
   const { applied } = loadWithDeltas(modelDir, { task, numLabels }, parsed);
-  const out: Record<string, HostTensor> = {};
+  const out = Object.create(null) as Record<string, HostTensor>;
   for (const p of applied.params) {
     let t: HostTensor | undefined = tensors[p.name] ?? whole[p.name];
     if (!t && p.method === keeper.name) t = f32(applied.initial[p.value]);

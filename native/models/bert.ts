@@ -164,5 +164,6 @@ export const BERT: Architecture = {
   modelTypes: ['bert', 'roberta'],
   defaultTask: 'classification',
   tasks: ['classification', 'regression'],
+  layerKeys: ['num_hidden_layers'],
   build: buildEncoder,
 };

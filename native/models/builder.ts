@@ -256,10 +256,13 @@ export class ModelBuilder {
     const hit = this.weightValues.get(name);
     if (hit) return hit;
     const ref = this.folder.weights.get(name);
-    if (!ref)
+    if (!ref) {
+      const pre = this.folder.addedPrefix;
+      const saved = pre && name.startsWith(pre) ? `; the checkpoint names its backbone without "${pre}"` : '';
       throw new Error(
-        `${this.folder.dir}: tensor "${name}" is missing (the architecture needs it with shape ${fmtShape(shape)})`,
+        `${this.folder.dir}: tensor "${name}" is missing (the architecture needs it with shape ${fmtShape(shape)}${saved})`,
       );
+    }
     if (ref.shape.length !== shape.length || ref.shape.some((d, i) => d !== shape[i])) {
       throw new Error(
         `${ref.file}: tensor "${name}" has shape ${fmtShape(ref.shape)}, the architecture expects ${fmtShape(shape)}`,

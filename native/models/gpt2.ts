@@ -135,5 +135,6 @@ export const GPT2: Architecture = {
   modelTypes: ['gpt2'],
   defaultTask: 'causal-lm',
   tasks: ['causal-lm', 'classification', 'regression'],
+  layerKeys: ['n_layer'],
   build: buildGpt2,
 };

@@ -142,5 +142,6 @@ export const LLAMA: Architecture = {
   modelTypes: ['llama', 'mistral', 'qwen2'],
   defaultTask: 'causal-lm',
   tasks: ['causal-lm', 'classification', 'regression'],
+  layerKeys: ['num_hidden_layers'],
   build: buildLlama,
 };

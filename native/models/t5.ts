@@ -223,5 +223,6 @@ export const T5: Architecture = {
   modelTypes: ['t5'],
   defaultTask: 'seq2seq',
   tasks: ['seq2seq'],
+  layerKeys: ['num_layers', 'num_decoder_layers'],
   build: buildT5,
 };

@@ -13,10 +13,11 @@
 // - Its RobertaProcessing gives the second text type id 1; Rust ("Roberta is weird, and every encoding is
 //   type_id=0") and transformers give 0 everywhere. Here: 0.
 // - `decode([])` throws; here it is ''. Ids with no token are skipped (as Rust does), not turned into unk.
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import type { HostTensor } from '../onnx/graph.js';
+import { readJsonFile } from '../onnx/safetensors.js';
 
 export type TruncationStrategy = 'longest_first' | 'only_first' | 'only_second' | 'none';
 export type PaddingStrategy = 'longest' | 'max_length' | 'none';
@@ -92,13 +93,7 @@ const SPECIAL_KEYS = [
 ] as const;
 
 function readJson(file: string): Json {
-  const text = readFileSync(file, 'utf8');
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (e) {
-    throw new Error(`${file}: not valid JSON: ${(e as Error).message}`, { cause: e });
-  }
+  const value = readJsonFile(file);
   if (value === null || typeof value !== 'object' || Array.isArray(value))
     throw new Error(`${file}: not valid JSON: expected an object`);
   return value as Json;

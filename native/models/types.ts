@@ -53,5 +53,7 @@ export interface Architecture {
   modelTypes: string[];
   defaultTask: Task;
   tasks: Task[];
+  /** The config.json keys that say how many layers are built (num_hidden_layers, n_layer, …), for errors. */
+  layerKeys: string[];
   build(folder: ModelFolder, cfg: ConfigReader, opts: Required<Pick<ModelOptions, 'task'>> & ModelOptions): BuiltModel;
 }

@@ -1,5 +1,7 @@
-// The safetensors format: 8-byte little-endian header length, a JSON header, then the raw tensor bytes.
-import { closeSync, fstatSync, openSync, readSync, realpathSync } from 'node:fs';
+// The safetensors format: 8-byte little-endian header length, a JSON header, then the raw tensor bytes. Also the
+// guarded reads every reader of a user's files shares (model folders, plugins, PEFT adapters): only regular files
+// are opened, and errors about their contents name the file and the problem, never the bytes.
+import { closeSync, constants, fstatSync, openSync, readFileSync, readSync, realpathSync, type Stats } from 'node:fs';
 import { writeFileAtomic } from '../files/atomic.js';
 import { type DType, DTYPES, bytesOf, dtypeFromSafetensors } from './dtype.js';
 
@@ -25,11 +27,205 @@ export interface SafetensorsFile {
   headerBytes: number;
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// Reading files a user (or anyone who can put a file in a folder) hands us.
+
+function kindOf(st: Stats): string {
+  if (st.isDirectory()) return 'a folder';
+  if (st.isFIFO()) return 'a named pipe';
+  if (st.isSocket()) return 'a socket';
+  if (st.isCharacterDevice() || st.isBlockDevice()) return 'a device';
+  return 'not a regular file';
+}
+
+/**
+ * Opens a file for reading only if it is a regular file (symlinks followed). A named pipe would block the open
+ * until some writer comes, and a device or pipe may never end: O_NONBLOCK makes the open return at once, and fstat
+ * of the opened descriptor decides, so the file cannot be swapped between the check and the read.
+ */
+export function openRegularFile(file: string): number {
+  const fd = openSync(file, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new Error(`${file}: ${kindOf(st)}, not a regular file; only regular files are read`);
+  } catch (e) {
+    closeSync(fd);
+    throw e;
+  }
+  return fd;
+}
+
+/** The whole of a regular file (see openRegularFile). */
+export function readRegularFile(file: string): Buffer {
+  const fd = openRegularFile(file);
+  try {
+    return readFileSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Where JSON text stops being JSON, and what was expected there: "line 2, column 7: expected ',' or '}'". Run once
+ * JSON.parse has failed, whose own message quotes the text (`"root:x:0:0"... is not valid JSON`). Iterative, so
+ * deep nesting cannot overflow the stack.
+ */
+export function jsonProblem(text: string): string {
+  const n = text.length;
+  let i = 0;
+  const at = (what: string): string => {
+    let line = 1,
+      start = 0;
+    for (let k = 0; k < i && k < n; k++)
+      if (text.charCodeAt(k) === 10) {
+        line++;
+        start = k + 1;
+      }
+    return `line ${line}, column ${i - start + 1}: ${what}`;
+  };
+  const space = (): void => {
+    while (i < n && (text[i] === ' ' || text[i] === '\t' || text[i] === '\n' || text[i] === '\r')) i++;
+  };
+  const digits = (): boolean => {
+    const s = i;
+    while (i < n && text[i] >= '0' && text[i] <= '9') i++;
+    return i > s;
+  };
+  // Each returns a problem, or '' when the token was read.
+  const string = (): string => {
+    i++; // the opening quote
+    for (;;) {
+      if (i >= n) return at('the text ends inside a string');
+      const c = text.charCodeAt(i);
+      if (c === 34) {
+        i++;
+        return '';
+      }
+      if (c < 32) return at('a control character inside a string (it must be escaped)');
+      if (c === 92) {
+        const e = text[i + 1];
+        if (e === 'u') {
+          if (!/^[0-9a-fA-F]{4}$/.test(text.slice(i + 2, i + 6))) return at('expected four hex digits after \\u');
+          i += 6;
+        } else if (e !== undefined && '"\\/bfnrt'.includes(e)) i += 2;
+        else return at('an invalid escape in a string');
+      } else i++;
+    }
+  };
+  const number = (): string => {
+    if (text[i] === '-') i++;
+    if (text[i] === '0') i++;
+    else if (!digits()) return at('expected a digit');
+    if (text[i] === '.') {
+      i++;
+      if (!digits()) return at('expected a digit after the decimal point');
+    }
+    if (text[i] === 'e' || text[i] === 'E') {
+      i++;
+      if (text[i] === '+' || text[i] === '-') i++;
+      if (!digits()) return at('expected a digit in the exponent');
+    }
+    return '';
+  };
+  const key = (): string => {
+    space();
+    if (text[i] !== '"')
+      return at(i >= n ? 'the text ends where a property name should be' : 'expected a property name in double quotes');
+    const bad = string();
+    if (bad) return bad;
+    space();
+    if (text[i] !== ':') return at("expected ':' after a property name");
+    i++;
+    return '';
+  };
+  if (text.charCodeAt(0) === 0xfeff)
+    return at('a byte-order mark (BOM) before the JSON; save the file as UTF-8 without BOM');
+  const open: string[] = [];
+  for (;;) {
+    // A value.
+    space();
+    if (i >= n) return at('the text ends where a value should be');
+    const c = text[i];
+    let bad = '';
+    if (c === '{' || c === '[') {
+      i++;
+      space();
+      if (text[i] === (c === '{' ? '}' : ']')) i++;
+      else {
+        open.push(c);
+        if (c === '{' && (bad = key())) return bad;
+        continue;
+      }
+    } else if (c === '"') bad = string();
+    else if (c === '-' || (c >= '0' && c <= '9')) bad = number();
+    else {
+      const word = ['true', 'false', 'null'].find((w) => text.startsWith(w, i));
+      if (!word) return at('expected a value (an object, list, string, number, true, false or null)');
+      i += word.length;
+    }
+    if (bad) return bad;
+    // After a value: close what it ends, or go on to the next one.
+    for (;;) {
+      space();
+      const top = open[open.length - 1];
+      if (top === undefined) return i < n ? at('more text after the JSON value') : 'not valid JSON';
+      const close = top === '{' ? '}' : ']';
+      if (text[i] === close) {
+        open.pop();
+        i++;
+        continue;
+      }
+      if (text[i] !== ',')
+        return at(i >= n ? `the text ends before the closing '${close}'` : `expected ',' or '${close}'`);
+      i++;
+      if (top === '{' && (bad = key())) return bad;
+      break;
+    }
+  }
+}
+
+/** JSON.parse whose error names `where` and the place of the problem, never the text. */
+export function parseJson(text: string, where: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new Error(`${where}: not valid JSON (${jsonProblem(text)})`, { cause: e });
+  }
+}
+
+/** A regular file's JSON (see readRegularFile and parseJson). */
+export function readJsonFile(file: string): unknown {
+  return parseJson(readRegularFile(file).toString('utf8'), file);
+}
+
+/**
+ * A name-like value read from a file (a model_type, peft_type or task_type): quoted when it is a short word, as such
+ * settings are ("mamba", "LORA"), else described like any other value.
+ */
+export function describeName(v: unknown): string {
+  return typeof v === 'string' && /^[\w.-]{1,32}$/.test(v) ? `"${v}"` : describeValue(v);
+}
+
+/**
+ * A value read from a file, described for an error without quoting its text: numbers, booleans and short lists of
+ * numbers as they are (sizes, shapes), the rest by kind ("a string of 12 characters").
+ */
+export function describeValue(v: unknown): string {
+  if (v === null || typeof v === 'number' || typeof v === 'boolean') return String(v);
+  if (typeof v === 'string') return `a string of ${v.length} character${v.length === 1 ? '' : 's'}`;
+  if (Array.isArray(v))
+    return v.length <= 8 && v.every((x) => typeof x === 'number') ? JSON.stringify(v) : `a list of ${v.length} items`;
+  return v === undefined ? 'nothing' : 'an object';
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// safetensors
+
 const MAX_HEADER = 100 * 1024 * 1024;
 
 export function readSafetensorsHeader(file: string): SafetensorsFile {
   const realFile = realpathSync(file);
-  const fd = openSync(realFile, 'r');
+  const fd = openRegularFile(realFile);
   try {
     const size = fstatSync(fd).size;
     if (size < 8)
@@ -50,12 +246,7 @@ export function readSafetensorsHeader(file: string): SafetensorsFile {
     const hl = Number(headerLen);
     const hbuf = Buffer.alloc(hl);
     readSync(fd, hbuf, 0, hl, 8);
-    let header: unknown;
-    try {
-      header = JSON.parse(hbuf.toString('utf8'));
-    } catch (e) {
-      throw new Error(`${file}: bad safetensors header: not valid JSON (${(e as Error).message})`, { cause: e });
-    }
+    const header = parseJson(hbuf.toString('utf8'), `${file}: bad safetensors header`);
     if (typeof header !== 'object' || header === null || Array.isArray(header)) {
       throw new Error(`${file}: bad safetensors header: expected a JSON object`);
     }
@@ -70,6 +261,7 @@ export function readSafetensorsHeader(file: string): SafetensorsFile {
         for (const [k, v] of Object.entries(entry)) {
           if (typeof v !== 'string') throw new Error(`${file}: __metadata__.${k} must be a string, got ${typeof v}`);
         }
+        // JSON.parse's own object: every key stays a data property, "__proto__" included.
         metadata = entry as Record<string, string>;
         continue;
       }
@@ -79,7 +271,7 @@ export function readSafetensorsHeader(file: string): SafetensorsFile {
       if (typeof e.dtype !== 'string') throw new Error(`${where}: missing dtype`);
       const dtype = dtypeFromSafetensors(e.dtype, where);
       if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isInteger(d) && d >= 0)) {
-        throw new Error(`${where}: shape must be a list of non-negative integers, got ${JSON.stringify(e.shape)}`);
+        throw new Error(`${where}: shape must be a list of non-negative integers, got ${describeValue(e.shape)}`);
       }
       const offs = e.data_offsets;
       if (
@@ -88,7 +280,7 @@ export function readSafetensorsHeader(file: string): SafetensorsFile {
         !offs.every((d) => Number.isInteger(d) && d >= 0) ||
         offs[1] < offs[0]
       ) {
-        throw new Error(`${where}: data_offsets must be [start, end] with start <= end, got ${JSON.stringify(offs)}`);
+        throw new Error(`${where}: data_offsets must be [start, end] with start <= end, got ${describeValue(offs)}`);
       }
       const shape = e.shape as number[];
       const numel = shape.reduce((a, b) => a * b, 1);
@@ -119,7 +311,7 @@ export function readSafetensorsHeader(file: string): SafetensorsFile {
 
 export function readTensorBytes(ref: TensorRef): Uint8Array {
   const out = new Uint8Array(ref.length);
-  const fd = openSync(ref.realFile, 'r');
+  const fd = openRegularFile(ref.realFile);
   try {
     let got = 0;
     while (got < ref.length) {
@@ -146,7 +338,7 @@ export function safetensorsSize(
   tensors: { name: string; dtype: DType; shape: number[] }[],
   metadata: Record<string, string> = {},
 ): number {
-  const header: Record<string, unknown> = {};
+  const header = Object.create(null) as Record<string, unknown>; // keeps a tensor named "__proto__" as one
   if (Object.keys(metadata).length) header.__metadata__ = metadata;
   let off = 0;
   for (const t of [...tensors].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
@@ -165,7 +357,7 @@ export function writeSafetensors(
   metadata: Record<string, string> = {},
 ): void {
   const names = Object.keys(tensors).sort();
-  const header: Record<string, unknown> = {};
+  const header = Object.create(null) as Record<string, unknown>; // keeps a tensor named "__proto__" as one
   if (Object.keys(metadata).length) header.__metadata__ = metadata;
   const blobs: Uint8Array[] = [];
   let off = 0;

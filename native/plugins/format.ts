@@ -3,12 +3,21 @@
 // fingerprint, the run and version that made it, its metrics — and a sha256 of the tensor bytes, so a truncated or
 // tampered file is refused on load. Reading one parses JSON and copies bytes: it never executes code.
 import { createHash } from 'node:crypto';
-import { closeSync, openSync, readSync, statSync } from 'node:fs';
+import { closeSync, readSync, statSync } from 'node:fs';
 import { basename } from 'node:path';
-import { viewAs, bytesOf, DTYPES } from '../onnx/dtype.js';
+import { viewAs, bytesOf, DTYPES, toFloat32 } from '../onnx/dtype.js';
 import type { HostTensor } from '../onnx/graph.js';
-import { readSafetensorsHeader, readTensorBytes, writeSafetensors } from '../onnx/safetensors.js';
+import {
+  describeName,
+  describeValue,
+  openRegularFile,
+  parseJson,
+  readSafetensorsHeader,
+  readTensorBytes,
+  writeSafetensors,
+} from '../onnx/safetensors.js';
 import { readModelFolder, type ModelFolder } from '../models/folder.js';
+import { classNameOf } from '../models/naming.js';
 import { parseDeltaConfig, type DeltaConfig } from '../delta/index.js';
 import { headOf, type Task } from '../models/types.js';
 
@@ -17,7 +26,14 @@ export const PLUGIN_FORMAT_VERSION = 1;
 export const PLUGIN_EXTENSION = '.delta';
 
 export type PluginErrorCode =
-  'not-a-plugin' | 'truncated' | 'tampered' | 'newer-format' | 'wrong-base' | 'bad-metadata' | 'mismatch';
+  | 'not-a-plugin'
+  | 'truncated'
+  | 'tampered'
+  | 'newer-format'
+  | 'wrong-base'
+  | 'bad-metadata'
+  | 'bad-values'
+  | 'mismatch';
 
 export class PluginError extends Error {
   constructor(
@@ -99,15 +115,15 @@ export function modelFingerprint(dirOrFolder: string | ModelFolder): string {
   h.update(`${PLUGIN_FORMAT}/fingerprint-v1\n`);
   const cfg = Object.fromEntries(Object.entries(folder.config).filter(([k]) => !BOOKKEEPING_KEYS.has(k)));
   h.update(canonicalJson(cfg));
-  const names = [...folder.weights.keys()].sort();
+  // The names as the files spell them (ref.name), not as the task class does: the checkpoint is what is identified.
+  const refs = [...folder.weights.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const fds = new Map<string, number>();
   const buf = Buffer.alloc(WINDOW_BYTES);
   try {
-    for (const name of names) {
-      const ref = folder.weights.get(name)!;
-      h.update(`\n${name}:${ref.dtype}:[${ref.shape.join(',')}]:`);
+    for (const ref of refs) {
+      h.update(`\n${ref.name}:${ref.dtype}:[${ref.shape.join(',')}]:`);
       let fd = fds.get(ref.realFile);
-      if (fd === undefined) fds.set(ref.realFile, (fd = openSync(ref.realFile, 'r')));
+      if (fd === undefined) fds.set(ref.realFile, (fd = openRegularFile(ref.realFile)));
       const span = Math.max(0, ref.length - WINDOW_BYTES);
       for (let w = 0; w < WINDOWS; w++) {
         const at = ref.offset + Math.floor((span * w) / (WINDOWS - 1));
@@ -125,7 +141,7 @@ export function modelFingerprint(dirOrFolder: string | ModelFolder): string {
 /** sha256 of a whole file, streamed in 4 MiB pieces. */
 export function fileSha256(file: string): string {
   const h = createHash('sha256');
-  const fd = openSync(file, 'r');
+  const fd = openRegularFile(file);
   const buf = Buffer.alloc(4 << 20);
   try {
     for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0;) h.update(buf.subarray(0, n));
@@ -145,6 +161,29 @@ function tensorsDigest(tensors: Record<string, HostTensor>): string {
   return h.digest('hex');
 }
 
+/** The first element of a float tensor that is NaN or infinite, or -1 (other dtypes have neither). */
+function firstNonFinite(t: HostTensor): number {
+  const d = t.data;
+  let x: ArrayLike<number>;
+  if (d instanceof Float32Array || d instanceof Float64Array) x = d;
+  else if (t.dtype === 'float16' || t.dtype === 'bfloat16')
+    x = toFloat32(t.dtype, new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
+  else return -1;
+  for (let i = 0; i < x.length; i++) if (!Number.isFinite(x[i])) return i;
+  return -1;
+}
+
+/** Refuses a tensor holding NaN or infinity: such a delta makes every output NaN (null in JSON). */
+function checkFinite(file: string, name: string, t: HostTensor): void {
+  const at = firstNonFinite(t);
+  if (at >= 0)
+    throw new PluginError(
+      'bad-values',
+      `${file}: tensor "${name}" holds a NaN or infinite value (element ${at}); a plugin's weights must be finite numbers`,
+      file,
+    );
+}
+
 /** Writes a plugin atomically; returns its sha256 and size. */
 export function writePlugin(
   file: string,
@@ -153,7 +192,15 @@ export function writePlugin(
 ): { sha256: string; size: number; meta: PluginMeta } {
   if (Object.keys(tensors).length === 0)
     throw new PluginError('bad-metadata', `${file}: a plugin needs at least one tensor`, file);
-  const full: PluginMeta = { ...meta, formatVersion: PLUGIN_FORMAT_VERSION, tensorsSha256: tensorsDigest(tensors) };
+  for (const [name, t] of Object.entries(tensors)) checkFinite(file, name, t);
+  // JSON has no NaN or infinity (JSON.stringify writes null): such a metric has no value to keep.
+  const metrics = Object.fromEntries(Object.entries(meta.metrics).filter(([, v]) => Number.isFinite(v)));
+  const full: PluginMeta = {
+    ...meta,
+    metrics,
+    formatVersion: PLUGIN_FORMAT_VERSION,
+    tensorsSha256: tensorsDigest(tensors),
+  };
   const md: Record<string, string> = {
     format: PLUGIN_FORMAT,
     format_version: String(PLUGIN_FORMAT_VERSION),
@@ -182,14 +229,9 @@ function parseJsonField<T>(
 ): T {
   let v: unknown;
   try {
-    v = JSON.parse(md[key]);
+    v = parseJson(md[key], `${file}: metadata "${key}"`);
   } catch (e) {
-    throw new PluginError(
-      'bad-metadata',
-      `${file}: metadata "${key}" is not valid JSON (${(e as Error).message})`,
-      file,
-      { cause: e },
-    );
+    throw new PluginError('bad-metadata', (e as Error).message, file, { cause: e });
   }
   if (!check(v)) throw new PluginError('bad-metadata', `${file}: metadata "${key}" must be ${want}`, file);
   return v as T;
@@ -213,14 +255,14 @@ export function readPluginMeta(file: string): PluginMeta {
   if (md.format !== PLUGIN_FORMAT)
     throw new PluginError(
       'not-a-plugin',
-      `${file}: not a Delta Studio plugin (its metadata "format" is ${JSON.stringify(md.format ?? null)}, expected "${PLUGIN_FORMAT}")`,
+      `${file}: not a Delta Studio plugin (its metadata "format" is ${describeName(md.format ?? null)}, expected "${PLUGIN_FORMAT}")`,
       file,
     );
   const fv = Number(md.format_version);
   if (!Number.isInteger(fv) || fv < 1)
     throw new PluginError(
       'bad-metadata',
-      `${file}: metadata "format_version" must be a positive integer, got ${JSON.stringify(md.format_version)}`,
+      `${file}: metadata "format_version" must be a positive integer, got ${describeName(md.format_version)}`,
       file,
     );
   if (fv > PLUGIN_FORMAT_VERSION)
@@ -243,7 +285,7 @@ export function readPluginMeta(file: string): PluginMeta {
   if (!task)
     throw new PluginError(
       'bad-metadata',
-      `${file}: metadata "task" must be classification, regression, causal-lm or seq2seq, got "${md.task}"`,
+      `${file}: metadata "task" must be classification, regression, causal-lm or seq2seq, got ${describeName(md.task)}`,
       file,
     );
   const base = parseJsonField<BaseModelInfo>(
@@ -259,15 +301,7 @@ export function readPluginMeta(file: string): PluginMeta {
     methods,
     task,
     base,
-    metrics: md.metrics
-      ? parseJsonField(
-          file,
-          md,
-          'metrics',
-          (v) => !!v && typeof v === 'object' && !Array.isArray(v),
-          'an object of numbers',
-        )
-      : {},
+    metrics: md.metrics === undefined ? {} : parseMetrics(file, md),
     createdAt: md.created_at,
     tensorsSha256: md.tensors_sha256,
   };
@@ -280,10 +314,40 @@ export function readPluginMeta(file: string): PluginMeta {
       'a list of strings',
     );
   if (md.plugin !== undefined) meta.plugin = md.plugin;
-  if (md.version !== undefined) meta.version = Number(md.version);
+  if (md.version !== undefined) meta.version = positiveInteger(file, md, 'version');
   if (md.run_id !== undefined) meta.runId = md.run_id;
-  if (md.max_length !== undefined) meta.maxLength = Number(md.max_length);
+  if (md.max_length !== undefined) meta.maxLength = positiveInteger(file, md, 'max_length');
   return meta;
+}
+
+function positiveInteger(file: string, md: Record<string, string>, key: string): number {
+  const v = Number(md[key]);
+  if (!Number.isInteger(v) || v < 1)
+    throw new PluginError('bad-metadata', `${file}: metadata "${key}" must be a positive integer`, file);
+  return v;
+}
+
+/** The metrics: finite numbers by name (null, what an older writer made of NaN, is no value). */
+function parseMetrics(file: string, md: Record<string, string>): Record<string, number> {
+  const raw = parseJsonField<Record<string, unknown>>(
+    file,
+    md,
+    'metrics',
+    (v) => !!v && typeof v === 'object' && !Array.isArray(v),
+    'an object of numbers',
+  );
+  const out: [string, number][] = [];
+  for (const [k, v] of Object.entries(raw)) {
+    if (v === null) continue;
+    if (typeof v !== 'number' || !Number.isFinite(v))
+      throw new PluginError(
+        'bad-metadata',
+        `${file}: metadata "metrics": "${k}" must be a number, got ${describeValue(v)}`,
+        file,
+      );
+    out.push([k, v]);
+  }
+  return Object.fromEntries(out);
 }
 
 /** Reads and verifies a plugin: format, metadata, and the sha256 of its tensor bytes. */
@@ -299,14 +363,26 @@ export function readPlugin(file: string): Plugin {
       file,
     );
   }
-  const tensors: Record<string, HostTensor> = {};
+  // Null prototype: a tensor named "__proto__" is kept as one (and then refused by name), never silently lost.
+  const tensors = Object.create(null) as Record<string, HostTensor>;
+  const fileName = new Map<string, string>();
   const digest = createHash('sha256');
   for (const ref of [...h.tensors.values()].sort((a, b) => a.offset - b.offset)) {
     const bytes = readTensorBytes(ref);
     digest.update(bytes);
     if (!Object.hasOwn(DTYPES, ref.dtype) || bytes.byteLength % bytesOf(ref.dtype) !== 0)
       throw new PluginError('bad-metadata', `${file}: tensor "${ref.name}" has an unusable dtype`, file);
-    tensors[ref.name] = { dtype: ref.dtype, shape: ref.shape, data: viewAs(ref.dtype, bytes) };
+    // Plugins trained before weights took their class's names may say h.0.… where the model says transformer.h.0.…
+    const name = classNameOf(meta.base.modelType, ref.name);
+    const twin = fileName.get(name);
+    if (twin !== undefined)
+      throw new PluginError(
+        'bad-metadata',
+        `${file}: tensors "${twin}" and "${ref.name}" are the same parameter`,
+        file,
+      );
+    fileName.set(name, ref.name);
+    tensors[name] = { dtype: ref.dtype, shape: ref.shape, data: viewAs(ref.dtype, bytes) };
   }
   const got = digest.digest('hex');
   if (got !== meta.tensorsSha256) {
@@ -316,6 +392,7 @@ export function readPlugin(file: string): Plugin {
       file,
     );
   }
+  for (const [name, t] of Object.entries(tensors)) checkFinite(file, fileName.get(name)!, t);
   return { file, meta, tensors };
 }
 

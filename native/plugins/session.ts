@@ -166,6 +166,11 @@ class Compiled {
         const logits = (await s.run.run(feeds))[this.model.logits];
         const d = logits.data as Float32Array;
         const n = Math.min(BATCH, rows.length - i);
+        // NaN would come out as null probabilities: say what it means instead.
+        if (d.some((v) => !Number.isFinite(v)))
+          throw new Error(
+            `predict: the model computed NaN or infinity for these inputs; the attached plugins' weights or scales overflow float32`,
+          );
         if (task === 'regression') {
           for (let r = 0; r < n; r++) out.push({ value: d[r] });
           continue;

@@ -4,7 +4,7 @@
 import { ADDRESSING_KEYS, registerMethod } from '../../registry.js';
 import { loraMerge } from './merge.js';
 import { loraPeft } from './peft.js';
-import { applyLora } from './transform.js';
+import { applyLora, checkLora } from './transform.js';
 
 export { loraScale, LORA_DEFAULT_TARGETS } from './transform.js';
 
@@ -14,11 +14,18 @@ registerMethod({
   title: 'LoRA',
   keys: {
     r: { type: 'integer', default: 8, doc: 'rank of the update' },
-    alpha: { type: 'number', default: 8, doc: 'scale numerator (PEFT lora_alpha)' },
-    dropout: { type: 'number', default: 0, doc: 'dropout on the branch input', trainingOnly: true },
-    rslora: { type: 'boolean', default: false, doc: 'scale by alpha/√r (rank-stabilised LoRA)' },
+    alpha: { type: 'number', default: 8, doc: 'scale numerator', peft: 'lora_alpha' },
+    dropout: {
+      type: 'number',
+      default: 0,
+      doc: 'dropout on the branch input',
+      trainingOnly: true,
+      peft: 'lora_dropout',
+    },
+    rslora: { type: 'boolean', default: false, doc: 'scale by alpha/√r (rank-stabilised LoRA)', peft: 'use_rslora' },
     ...ADDRESSING_KEYS,
   },
+  check: checkLora,
   apply: applyLora,
   merge: loraMerge,
   peft: loraPeft,

@@ -17,6 +17,7 @@ import {
   targetsFor,
   type PeftAdapter,
 } from '../../peft.js';
+import { checkLora } from './transform.js';
 
 export const loraPeft: PeftAdapter = {
   kind: 'adapter',
@@ -44,7 +45,9 @@ export const loraPeft: PeftAdapter = {
   import(site) {
     const { src, model } = site;
     const r = need<number>(src, 'r', (v) => Number.isInteger(v) && (v as number) > 0, 'a positive integer');
-    const alpha = need<number>(src, 'lora_alpha', (v) => typeof v === 'number', 'a number');
+    const alpha = need<number>(src, 'lora_alpha', (v) => typeof v === 'number' && Number.isFinite(v), 'a number');
+    const unusable = checkLora({ r, alpha, rslora: src.cfg.use_rslora === true });
+    if (unusable) throw new PeftError(`${src.configFile}: r and lora_alpha: ${unusable}`, src.configFile);
     const targets = needTargets(src);
     if (src.cfg.use_dora === true)
       throw new PeftError(

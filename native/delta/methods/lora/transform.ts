@@ -18,6 +18,20 @@ export function loraScale(cfg: { r: number; alpha: number; rslora: boolean }): n
   return cfg.rslora ? cfg.alpha / Math.sqrt(cfg.r) : cfg.alpha / cfg.r;
 }
 
+/**
+ * Why r and alpha make no usable scale: the branch is multiplied by alpha/r in float32, so a scale float32 cannot
+ * hold (lora_alpha 1e308) turns every output into NaN.
+ */
+export function checkLora(cfg: Record<string, unknown>): string | undefined {
+  const r = cfg.r as number,
+    alpha = cfg.alpha as number;
+  if (r < 1) return `r must be at least 1, got ${r}`;
+  const scale = loraScale({ r, alpha, rslora: cfg.rslora as boolean });
+  if (!Number.isFinite(Math.fround(scale)))
+    return `alpha ${alpha} / ${cfg.rslora ? '√' : ''}r (r ${r}) is a scale of ${scale}, beyond float32's range: every output would be NaN; use a smaller alpha`;
+  return undefined;
+}
+
 export function applyLora(ctx: DeltaContext, cfg: Record<string, unknown>): void {
   const r = cfg.r as number,
     alpha = cfg.alpha as number,

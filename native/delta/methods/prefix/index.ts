@@ -12,12 +12,18 @@ registerMethod({
   kind: 'addition',
   title: 'Prefix tuning',
   keys: {
-    prefix_token_num: { type: 'integer', default: 6, doc: 'prefix length' },
-    mid_dim: { type: 'integer', default: 512, doc: 'width of the reparameterisation MLP' },
+    prefix_token_num: { type: 'integer', default: 6, doc: 'prefix length', peft: 'num_virtual_tokens' },
+    mid_dim: {
+      type: 'integer',
+      default: 512,
+      doc: 'width of the reparameterisation MLP',
+      peft: 'encoder_hidden_size',
+    },
     reparameterize: {
       type: 'boolean',
       default: true,
       doc: 'train through the MLP (false: train the prefixes directly)',
+      peft: 'prefix_projection',
     },
   },
   build: buildPrefix,

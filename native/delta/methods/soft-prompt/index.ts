@@ -11,7 +11,7 @@ registerMethod({
   kind: 'addition',
   title: 'Soft prompt (prompt tuning)',
   keys: {
-    soft_token_num: { type: 'integer', default: 100, doc: 'number of virtual tokens' },
+    soft_token_num: { type: 'integer', default: 100, doc: 'number of virtual tokens', peft: 'num_virtual_tokens' },
     init: {
       type: 'string',
       default: 'random',
@@ -23,6 +23,7 @@ registerMethod({
       type: 'string',
       doc: 'text whose token embeddings start the prompt (repeated to fill it)',
       trainingOnly: true,
+      peft: 'prompt_tuning_init_text',
     },
   },
   build: buildSoftPrompt,

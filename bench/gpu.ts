@@ -9,7 +9,7 @@
 // Every run is its own process, so that its peak memory is its own. Without a GPU: `{ "gpu": null, … }`, exit 0.
 // --smoke: a tiny model on the CPU, end to end (tests run it); the peer may use a hand-written LoRA there.
 import { execFile, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -263,10 +263,20 @@ async function main(): Promise<void> {
 
   const env = device === 'cuda' ? cudaProcessEnv(process.env) : { ...process.env };
   const runs: RunResult[] = [];
+  // --pick lora-316m/delta-studio/fp16,lora-316m/pytorch-peft/bf16,…: only these runs (a GPU visit is short).
+  const pick = opt('pick')?.split(',');
+  const picked = (s: RunSpec): boolean =>
+    !pick || pick.includes(`${s.config}/${s.side}/${s.precision.replace('-autocast', '')}`);
+  // --log FILE: each run's result as one JSON line the moment it ends, so a visit cut short keeps what it measured.
+  const log = (r: RunResult): void => {
+    const file = opt('log');
+    if (file) appendFileSync(file, `${JSON.stringify(r)}\n`);
+  };
   for (const c of chosen) {
     const ds = smoke && c.method === 'full' ? ['fp32'] : ['fp32', 'fp16'];
     for (const precision of ds) {
       const spec: RunSpec = { ...c, side: 'delta-studio', precision };
+      if (!picked(spec)) continue;
       process.stderr.write(`${c.config} delta-studio ${precision}…\n`);
       const job = { ...spec, dir: models[c.model].dir, device, warmup, steps };
       const r = await measure(
@@ -276,11 +286,13 @@ async function main(): Promise<void> {
         device === 'cuda',
       );
       runs.push({ ...spec, ...(r as Partial<RunResult>) });
+      log(runs[runs.length - 1]);
     }
     if (!py || !torchDevice) continue;
     const tp = smoke && c.method === 'full' ? ['fp32'] : c.method === 'full' ? ['fp32', 'bf16'] : ['bf16', 'fp32'];
     for (const precision of tp) {
       const spec: RunSpec = { ...c, side: 'pytorch-peft', precision: precision === 'bf16' ? 'bf16-autocast' : 'fp32' };
+      if (!picked(spec)) continue;
       process.stderr.write(`${c.config} pytorch ${precision}…\n`);
       const args = [
         join(here, 'torch_gpu_peer.py'),
@@ -290,6 +302,7 @@ async function main(): Promise<void> {
       ];
       const r = await measure(python, args, env, device === 'cuda');
       runs.push({ ...spec, ...(r as Partial<RunResult>) });
+      log(runs[runs.length - 1]);
     }
   }
   if (!opt('dir') && !flag('keep')) rmSync(root, { recursive: true, force: true });

@@ -70,6 +70,11 @@ const summary = {
   cpu: { ...cpu, losses: undefined, final_loss: cpu.losses[cpu.losses.length - 1] },
   cuda_run: gpu ? { ...gpu, losses: undefined, final_loss: gpu.losses[gpu.losses.length - 1] } : null,
   max_loss_difference: gpu ? Math.max(...gpu.losses.map((l, i) => Math.abs(l - cpu.losses[i]))) : null,
+  // The issue's measure: per step, |cuda − cpu| / |cpu|.
+  max_relative_loss_difference: gpu
+    ? Math.max(...gpu.losses.map((l, i) => Math.abs(l - cpu.losses[i]) / Math.abs(cpu.losses[i])))
+    : null,
+  tf32: process.env.NVIDIA_TF32_OVERRIDE === '0' ? 'off (NVIDIA_TF32_OVERRIDE=0)' : 'as the provider sets it',
   cuda_speedup: gpu ? cpu.seconds / gpu.seconds : null,
 };
 process.stdout.write(`${JSON.stringify(summary)}\n`);

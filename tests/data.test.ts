@@ -6,6 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import {
   closeSync,
   existsSync,
@@ -26,7 +27,9 @@ import {
   DatasetError,
   importDataset,
   loadSplit,
+  missingValidation,
   readDatasetVersion,
+  splitPoint,
   readSplit,
   tokenLengthStats,
   tokenizeCached,
@@ -672,6 +675,66 @@ test('splits: deterministic by seed, different for another seed, fractions withi
   );
 });
 
+test('a few rows: a validation fraction that caught no row still gets one distinct row (and its copies)', async (t) => {
+  const dir = tmpDir(t);
+  const at = (row: Example): number => splitPoint(0, createHash('sha256').update(JSON.stringify(row)).digest());
+  // Five rows, each label twice or more: by the hash alone none of them goes to validation at 0.1 with seed 0.
+  const rows = [
+    { text: 'good film', label: 'pos' },
+    { text: 'great plot', label: 'pos' },
+    { text: 'loved it', label: 'pos' },
+    { text: 'bad film', label: 'neg' },
+    { text: 'dull plot', label: 'neg' },
+  ];
+  assert.ok(
+    rows.every((r) => at(r) >= 0.1),
+    'the hash alone puts every row in train',
+  );
+  const csv = (rs: Example[]): string => `text,label\n${rs.map((r) => `${r.text},${r.label}`).join('\n')}\n`;
+  const v = await importDataset(put(dir, 'few.csv', csv(rows)), join(dir, 'few'), { task: 'classification' });
+  assert.deepEqual(v.rows, { train: 4, validation: 1, test: 0 });
+  // The row nearest to the validation band moves; every label keeps a train row.
+  const nearest = rows.reduce((a, b) => (at(b) < at(a) ? b : a));
+  assert.deepEqual(loadSplit(join(dir, 'few'), 'validation'), [nearest]);
+  assert.deepEqual(v.labels, ['neg', 'pos']);
+  assert.equal(missingValidation(v), null);
+  // Deterministic: the same file and seed give the same version.
+  const again = await importDataset(put(dir, 'few2.csv', csv(rows)), join(dir, 'few2'), { task: 'classification' });
+  assert.equal(again.digest, v.digest);
+
+  // Copies move together: three copies of two texts give 3 + 3, never a copy on each side.
+  const copies = put(
+    dir,
+    'copies.jsonl',
+    ['a b c', 'd e f', 'a b c', 'd e f', 'a b c', 'd e f'].map((x) => JSON.stringify({ text: x })).join('\n'),
+  );
+  const c = await importDataset(copies, join(dir, 'copies'), { task: 'causal-lm' });
+  assert.deepEqual(c.rows, { train: 3, validation: 3, test: 0 });
+  assert.equal(new Set(loadSplit(join(dir, 'copies'), 'validation').map((r) => r.text)).size, 1);
+
+  // Nothing can move without emptying train, or a label from train: the version says why a run would have no metrics.
+  const one = await importDataset(put(dir, 'one.csv', csv([rows[0], rows[0], rows[0]])), join(dir, 'one'), {
+    task: 'classification',
+  });
+  assert.deepEqual(one.rows, { train: 3, validation: 0, test: 0 });
+  assert.match(
+    missingValidation(one) ?? '',
+    /^the dataset version [0-9a-f]{12} has no validation rows \(a validation fraction of 0.1 was asked for, but its 3 rows \(1 distinct\) all stayed in train: the split keeps copies of a row together, and train keeps a row of every label\), so a run on it would end with no metrics; import it again with a validation file or more distinct rows, or with a validation fraction of 0 to train without evaluation$/,
+  );
+  const eachOnce = await importDataset(put(dir, 'once.csv', csv([rows[0], rows[3]])), join(dir, 'once'), {
+    task: 'classification',
+  });
+  assert.deepEqual(eachOnce.rows, { train: 2, validation: 0, test: 0 });
+  assert.notEqual(missingValidation(eachOnce), null);
+  // Asked for none: none, and nothing to say.
+  const none = await importDataset(put(dir, 'none.csv', csv(rows)), join(dir, 'none'), {
+    task: 'classification',
+    split: NOSPLIT,
+  });
+  assert.deepEqual(none.rows, { train: 5, validation: 0, test: 0 });
+  assert.equal(missingValidation(none), null);
+});
+
 test('digest: the normalised rows, not the bytes; one label changes it', async (t) => {
   const dir = tmpDir(t);
   const rows = [
@@ -689,7 +752,7 @@ test('digest: the normalised rows, not the bytes; one label changes it', async (
   const json = put(dir, 'd.json', JSON.stringify({ data: rows.map((r) => ({ label: r.label, text: r.text })) }));
   const digests = [];
   for (const [i, f] of [csv, csvAllQuoted, jsonl, json].entries())
-    digests.push((await importDataset(f, join(dir, `o${i}`), { task: 'classification' })).digest);
+    digests.push((await importDataset(f, join(dir, `o${i}`), { task: 'classification', split: NOSPLIT })).digest);
   assert.deepEqual(new Set(digests).size, 1);
   // Pinned (recomputed independently: sha256 of "delta-studio dataset v1\ntask classification\n" + "train\t<row JSON>\n" per row):
   // the normalised form is the version; changing it changes every dataset's version.
@@ -699,7 +762,10 @@ test('digest: the normalised rows, not the bytes; one label changes it', async (
     'e.jsonl',
     rows.map((r, i) => JSON.stringify(i === 2 ? { ...r, label: 'neg' } : r)).join('\n'),
   );
-  assert.notEqual((await importDataset(changed, join(dir, 'o5'), { task: 'classification' })).digest, digests[0]);
+  assert.notEqual(
+    (await importDataset(changed, join(dir, 'o5'), { task: 'classification', split: NOSPLIT })).digest,
+    digests[0],
+  );
   // The task is part of the version.
   assert.notEqual(
     (await importDataset(jsonl, join(dir, 'o6'), { task: 'causal-lm', split: NOSPLIT })).digest,

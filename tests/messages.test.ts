@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { toContractError } from '../native/app/errors.js';
 import { exportInWorker } from '../native/export/in-worker.js';
-import { errorFromData, errorToData } from '../native/messages/errors.js';
+import { EndedError, errorFromData, errorToData } from '../native/messages/errors.js';
 import { processPort, startProcess, startThread, threadPort } from '../native/messages/ports.js';
 import { connect, serve, type Port, type PortEnd } from '../native/messages/protocol.js';
 import { WorkspaceError } from '../native/store/workspace.js';
@@ -143,7 +143,11 @@ describe('the message layer', () => {
       calc.request('add', { a: 3, b: 4, delayMs: 200 }),
     ];
     end({ code: null, signal: 'SIGKILL' });
-    for (const w of waiting) await assert.rejects(w, /^Error: the adder ended \(SIGKILL\)$/);
+    for (const w of waiting) await assert.rejects(w, /^EndedError: the adder ended \(SIGKILL\)$/);
+    // Told apart from an error the other side reported by its class and code, not by its words.
+    const ended = await waiting[0].catch((e: unknown) => e);
+    assert.ok(ended instanceof EndedError);
+    assert.deepEqual([ended.code, ended.exitCode, ended.signal], ['ended', null, 'SIGKILL']);
     await assert.rejects(calc.request('add', { a: 0, b: 0 }), /the adder ended \(SIGKILL\)/);
     const n = sent.length;
     calc.command('reset');
@@ -222,13 +226,14 @@ describe('the message layer over real carriers', () => {
       assert.equal(e.limit, 5);
       assert.deepEqual(counted, [1, 2, 3]);
       if (how === 'thread') {
-        await assert.rejects(echo.request('exit', { code: 7 }), /^Error: the echo thread ended \(exit code 7\)$/);
+        await assert.rejects(echo.request('exit', { code: 7 }), /^EndedError: the echo thread ended \(exit code 7\)$/);
         return;
       }
       const waiting = echo.request('hang', undefined);
       await echo.request('echo', { text: 'still here' });
       kill();
-      await assert.rejects(waiting, /^Error: the echo process ended \(signal SIGKILL\)$/);
+      await assert.rejects(waiting, (e: unknown) => e instanceof EndedError && e.signal === 'SIGKILL');
+      await assert.rejects(waiting, /^EndedError: the echo process ended \(signal SIGKILL\)$/);
       await assert.rejects(echo.request('echo', { text: 'x' }), /ended \(signal SIGKILL\)/);
     });
 

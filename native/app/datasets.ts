@@ -2,7 +2,6 @@
 // version (the same data imported twice is one folder), and its statistics.
 import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { basename, join, relative, resolve } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import type {
   ColumnMapping,
   DatasetImportResult,
@@ -20,6 +19,7 @@ import {
   type DatasetVersion,
 } from '../data/index.js';
 import { formatOf, readRows } from '../data/readers.js';
+import { tempName } from '../files/temp.js';
 import { TextTokenizer } from '../models/tokenizer.js';
 import type { Workspace } from '../store/workspace.js';
 import type { Progress } from './jobs.js';
@@ -105,7 +105,8 @@ export class Datasets {
     progress(0, `reading ${basename(p.path)}`);
     const datasets = join(ws.dir, 'datasets');
     mkdirSync(datasets, { recursive: true });
-    const tmp = join(datasets, `.import-${randomBytes(4).toString('hex')}`);
+    // Named with this process as its owner: `workspace check --repair` leaves it alone while the import runs.
+    const tmp = join(datasets, tempName('import'));
     let version: DatasetVersion;
     try {
       version = await importDataset(resolve(p.path), tmp, {

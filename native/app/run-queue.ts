@@ -7,8 +7,7 @@ import type { TrainEvent, TrainResult } from '../train/trainer.js';
 import type { PluginVersionRow, Workspace } from '../store/workspace.js';
 import type { EventBus } from './events.js';
 import { readRunFile } from './run-file.js';
-import { recordRun, type RecordedRun, type StartTrainer } from './run-recorder.js';
-import { toApiError } from './errors.js';
+import { recordRun, runFailure, type RecordedRun, type StartTrainer } from './run-recorder.js';
 
 /** How a run ended, as recorded. */
 export interface RunOutcome {
@@ -177,7 +176,7 @@ export class RunQueue {
       const run = readRunFile(ws.path(ws.getRun(runId).dir));
       recorded = recordRun(ws, run, this.relay(runId), this.opts);
     } catch (e) {
-      const reason = toApiError(e).message;
+      const reason = runFailure(ws, e);
       try {
         ws.finishRun(runId, { status: 'failed', steps: ws.getRun(runId).steps, reason });
       } catch {
@@ -190,20 +189,16 @@ export class RunQueue {
     }
     this.training = { runId, recorded };
     const p = recorded.done
-      .then(
-        ({ result, plugin }) => {
-          this.training = null; // before anyone hears of the end: a caller may close the queue at once
-          const row = ws.getRun(runId);
-          const pluginRef = plugin ? { name: plugin.plugin, version: plugin.version } : null;
-          this.bus.emit('run.status', { runId, status: row.status, reason: row.reason, plugin: pluginRef });
-          this.settle({ runId, status: row.status, reason: row.reason, result, plugin });
-        },
-        (e: Error) => {
-          this.training = null;
-          this.bus.emit('run.status', { runId, status: 'failed', reason: e.message });
-          this.settle({ runId, status: 'failed', reason: e.message });
-        },
-      )
+      .then(({ status, reason, result, plugin }) => {
+        this.training = null; // before anyone hears of the end: a caller may close the queue at once
+        const pluginRef = plugin ? { name: plugin.plugin, version: plugin.version } : null;
+        try {
+          this.bus.emit('run.status', { runId, status, reason, plugin: pluginRef });
+        } catch {
+          /* a listener's failure does not change how the run ended */
+        }
+        this.settle({ runId, status, reason, result, plugin });
+      })
       .finally(() => {
         this.training = null;
         this.pump();

@@ -16,7 +16,7 @@ import {
   type RunSummary,
   type RunStatus,
 } from '../contract/index.js';
-import { readDatasetVersion, tokenLengthStats } from '../data/index.js';
+import { missingValidation, readDatasetVersion, tokenLengthStats } from '../data/index.js';
 import { loadWithDeltas, parseDeltaConfig, type DeltaConfig } from '../delta/index.js';
 import { deltaReport } from '../delta/report.js';
 import { safeName } from '../files/paths.js';
@@ -114,6 +114,9 @@ export class Runs {
     const dv = ws.datasetVersion(cfg.datasetVersionId);
     const dsDir = ws.path(dv.dir);
     const version = readDatasetVersion(dsDir);
+    // Said before anything is recorded: a run with nothing to evaluate on ends with no metrics, easily missed.
+    const noValidation = missingValidation({ ...version, split: ws.datasetVersionSplit(dv.id) ?? version.split });
+    if (noValidation) throw badParams(`dataset ${dv.dataset}: ${noValidation}`, 'datasetVersionId');
     const deltas = runDeltas(cfg.deltas);
     const methodName = deltas.map((d) => d.method).join('+');
     const id = Workspace.newRunId();

@@ -7,8 +7,11 @@
 // The digest (the dataset's version) is sha256 over the normalised rows in input order, each tagged with its split:
 // the same rows give the same digest whatever the file format, quoting or encoding; one changed value changes it.
 // A row's split is a pure function of (seed, sha256 of the row), so the same data and seed give the same split,
-// adding rows moves no other row, and equal rows always share a split (no duplicate leaks from train to test).
-import { createHash, randomBytes } from 'node:crypto';
+// adding rows moves no other row, and equal rows always share a split (no duplicate leaks from train to test). One
+// exception: when a validation fraction was asked for and no row fell into it (a few rows, or many copies of a few),
+// the distinct row nearest to it goes to validation with its copies — if train keeps a row of every label — so that a
+// run is evaluated on something.
+import { createHash } from 'node:crypto';
 import {
   closeSync,
   existsSync,
@@ -23,6 +26,8 @@ import {
 } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { writeFileAtomic } from '../files/atomic.js';
+import { asDiskFull, checkFreeSpace, type SpaceNeed } from '../files/disk.js';
+import { parseTemp, tempName, tempState } from '../files/temp.js';
 import { formatOf, readRows, type RawRow, type ReadContext } from './readers.js';
 import { DATASET_FILE, readDatasetVersion, splitFile } from './store.js';
 import {
@@ -424,30 +429,32 @@ class FieldAcc {
   }
 }
 
-/**
- * Imports `inputFile` (plus the split files of `opts.files`) into `destDir`, replacing what was there only when the
- * whole import succeeded. Returns the DatasetVersion written to destDir/dataset.json.
- */
-export async function importDataset(
-  inputFile: string,
-  destDir: string,
-  options: ImportOptions,
-): Promise<DatasetVersion> {
-  const opts = checkOptions(options);
-  const dest = resolve(destDir);
-  checkDestination(dest);
-  const inputs: { file: string; split?: SplitName; role: string }[] = [{ file: resolve(inputFile), role: 'input' }];
-  if (opts.files.validation) inputs.push({ file: opts.files.validation, split: 'validation', role: 'validation' });
-  if (opts.files.test) inputs.push({ file: opts.files.test, split: 'test', role: 'test' });
-  const formats = inputs.map((i) => formatOf(i.file, opts.format));
-  for (const i of inputs) checkInputFile(i.file, opts.maxBytes, i.role);
+/** Where each split's rows went in one pass over the inputs, with what the checks and statistics need. */
+interface SplitPass {
+  digest: string;
+  rows: Record<SplitName, number>;
+  fieldAcc: Map<Role, FieldAcc>;
+  labelCounts: Record<SplitName, Map<string, number>>;
+  unseen: Map<string, { where: string; split: SplitName; file: string; line?: number; item?: number }>;
+  reg: { n: number; mean: number; m2: number; min: number; max: number };
+  duplicates: number;
+  skipped: number;
+  mapping: ColumnMapping;
+  results: ReadContext['result'][];
+  /** The train row that would go to validation if none did: nearest to it, its label kept in train by another row. */
+  nearest?: Buffer;
+}
 
-  const parent = dirname(dest);
-  mkdirSync(parent, { recursive: true });
-  removeStale(parent, `.${basename(dest)}.importing-`);
-  removeStale(parent, `.${basename(dest)}.replaced-`);
-  const tmp = join(parent, `.${basename(dest)}.importing-${process.pid}-${randomBytes(4).toString('hex')}`);
-  mkdirSync(tmp);
+type Input = { file: string; split?: SplitName; role: string };
+
+/** Reads every input once, writing each row to its split's file in `tmp`; `toValidation` moves one row (and its copies). */
+async function writeSplits(
+  inputs: Input[],
+  formats: DataFormat[],
+  opts: Options,
+  tmp: string,
+  toValidation?: Buffer,
+): Promise<SplitPass> {
   const writers = Object.fromEntries(SPLITS.map((s) => [s, new LineWriter(splitFile(tmp, s))])) as Record<
     SplitName,
     LineWriter
@@ -464,6 +471,9 @@ export async function importDataset(
     const unseen = new Map<string, { where: string; split: SplitName; file: string; line?: number; item?: number }>();
     const reg = { n: 0, mean: 0, m2: 0, min: Infinity, max: -Infinity };
     const rowKeys = new GrowFloat64(); // 53 bits of each row's hash: duplicates are counted at the end by sorting
+    // Per label (one bucket for other tasks): its first train row, whether another distinct one exists, and the row
+    // nearest to the validation band.
+    const nearest = new Map<string, { first: Buffer; another: boolean; u: number; hash: Buffer }>();
     let skipped = 0;
     let mapping: ColumnMapping | undefined;
     let fields: Role[] = [];
@@ -505,9 +515,20 @@ export async function importDataset(
         let split: SplitName;
         if (input.split !== undefined) {
           split = input.split;
+        } else if (toValidation?.equals(h)) {
+          split = 'validation';
         } else {
           const u = splitPoint(opts.seed, h);
           split = u < opts.test ? 'test' : u < opts.test + opts.validation ? 'validation' : 'train';
+          if (split === 'train') {
+            const key = classification ? String(ex.label) : '';
+            const at = nearest.get(key);
+            if (!at) nearest.set(key, { first: h, another: false, u, hash: h });
+            else {
+              at.another ||= !at.first.equals(h);
+              if (u < at.u) Object.assign(at, { u, hash: h });
+            }
+          }
         }
         digest.update(`${split}\t${json}\n`);
         writers[split].write(json);
@@ -547,6 +568,68 @@ export async function importDataset(
       skipped += ctx.skipped;
       results.push(ctx.result);
     }
+    for (const s of SPLITS) writers[s].close();
+    const movable = [...nearest.values()].filter((n) => n.another);
+    return {
+      digest: digest.digest('hex'),
+      rows,
+      fieldAcc,
+      labelCounts,
+      unseen,
+      reg,
+      duplicates: countDuplicates(rowKeys.values()),
+      skipped,
+      mapping: mapping as ColumnMapping,
+      results,
+      nearest: movable.length ? movable.reduce((a, b) => (b.u < a.u ? b : a)).hash : undefined,
+    };
+  } catch (e) {
+    for (const s of SPLITS) writers[s].abandon();
+    throw e;
+  }
+}
+
+/** What an import writes, about: the normalised rows (JSON a line is larger than CSV), and its statistics. */
+function importNeed(file: string, bytes: number): SpaceNeed {
+  return { bytes: Math.round(bytes * 1.5) + 64 * 1024, what: `importing ${basename(file)}`, then: 'import it again' };
+}
+
+/**
+ * Imports `inputFile` (plus the split files of `opts.files`) into `destDir`, replacing what was there only when the
+ * whole import succeeded. Returns the DatasetVersion written to destDir/dataset.json. An import that will not fit on
+ * the disk is refused before it writes, and one that fills the disk fails with the same message (a DiskFullError).
+ */
+export async function importDataset(
+  inputFile: string,
+  destDir: string,
+  options: ImportOptions,
+): Promise<DatasetVersion> {
+  const opts = checkOptions(options);
+  const dest = resolve(destDir);
+  checkDestination(dest);
+  const inputs: Input[] = [{ file: resolve(inputFile), role: 'input' }];
+  if (opts.files.validation) inputs.push({ file: opts.files.validation, split: 'validation', role: 'validation' });
+  if (opts.files.test) inputs.push({ file: opts.files.test, split: 'test', role: 'test' });
+  const formats = inputs.map((i) => formatOf(i.file, opts.format));
+  const bytes = inputs.reduce((a, i) => a + checkInputFile(i.file, opts.maxBytes, i.role), 0);
+
+  const parent = dirname(dest);
+  const need = importNeed(inputs[0].file, bytes);
+  let tmp: string | undefined;
+  try {
+    mkdirSync(parent, { recursive: true });
+    checkFreeSpace(parent, need);
+    removeStale(parent, `${basename(dest)}.importing`);
+    removeStale(parent, `${basename(dest)}.replaced`);
+    tmp = join(parent, tempName(`${basename(dest)}.importing`));
+    mkdirSync(tmp);
+    let pass = await writeSplits(inputs, formats, opts, tmp);
+    if (pass.rows.validation === 0 && opts.validation > 0 && pass.nearest) {
+      for (const s of SPLITS) rmSync(splitFile(tmp, s));
+      pass = await writeSplits(inputs, formats, opts, tmp, pass.nearest);
+    }
+    const { rows, labelCounts, unseen, reg, mapping, results } = pass;
+    const classification = opts.task === 'classification' || opts.task === 'pair-classification';
 
     if (rows.train === 0) {
       throw new DatasetError(
@@ -570,12 +653,11 @@ export async function importDataset(
         );
       }
     }
-    for (const s of SPLITS) writers[s].close();
 
     const stats: DatasetStats = {
-      fields: Object.fromEntries([...fieldAcc].map(([r, a]) => [r, a.stats])),
-      duplicates: countDuplicates(rowKeys.values()),
-      skippedBlank: skipped,
+      fields: Object.fromEntries([...pass.fieldAcc].map(([r, a]) => [r, a.stats])),
+      duplicates: pass.duplicates,
+      skippedBlank: pass.skipped,
     };
     if (classification) {
       stats.labelCounts = Object.fromEntries(
@@ -595,9 +677,9 @@ export async function importDataset(
     }
     const version: DatasetVersion = {
       version: 1,
-      digest: digest.digest('hex'),
+      digest: pass.digest,
       task: opts.task,
-      columns: mapping as ColumnMapping,
+      columns: mapping,
       ...(labels ? { labels } : {}),
       rows,
       split: { validation: opts.validation, test: opts.test, seed: opts.seed, files: opts.files },
@@ -617,9 +699,8 @@ export async function importDataset(
     swapInto(tmp, dest, version.digest);
     return version;
   } catch (e) {
-    for (const s of SPLITS) writers[s].abandon();
-    rmSync(tmp, { recursive: true, force: true });
-    throw e;
+    if (tmp) rmSync(tmp, { recursive: true, force: true });
+    throw asDiskFull(e, parent, need);
   }
 }
 
@@ -636,8 +717,11 @@ function checkDestination(dest: string): void {
   }
 }
 
-/** Removes `<prefix><pid>-<hex>` folders in `dir` left by a process that no longer runs (a crash mid-import). */
-export function removeStale(dir: string, prefix: string): void {
+/**
+ * Removes the temp folders of `what` in `dir` (`.<what>.<owner>….tmp`, or the older `.<what>-<pid>-<hex>`) left by a
+ * process that no longer runs (a crash mid-import); a live process's are its work in progress.
+ */
+export function removeStale(dir: string, what: string): void {
   let names: string[];
   try {
     names = readdirSync(dir);
@@ -645,15 +729,9 @@ export function removeStale(dir: string, prefix: string): void {
     return;
   }
   for (const name of names) {
-    if (!name.startsWith(prefix)) continue;
-    const pid = Number(/^(\d+)-[0-9a-f]+$/.exec(name.slice(prefix.length))?.[1]);
-    if (!Number.isInteger(pid) || pid === process.pid) continue;
-    try {
-      process.kill(pid, 0);
-      continue; // still running: its import may be in progress
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ESRCH') continue;
-    }
+    if (!name.startsWith(`.${what}.`) && !name.startsWith(`.${what}-`)) continue;
+    const temp = parseTemp(name);
+    if (!temp?.owner || temp.owner.pid === process.pid || tempState(temp.owner) !== 'dead') continue;
     rmSync(join(dir, name), { recursive: true, force: true });
   }
 }
@@ -672,7 +750,7 @@ function swapInto(tmp: string, dest: string, digest: string): void {
   } catch {
     /* not a dataset folder, or no cache: nothing to keep */
   }
-  const old = join(parent, `.${basename(dest)}.replaced-${process.pid}-${randomBytes(4).toString('hex')}`);
+  const old = join(parent, tempName(`${basename(dest)}.replaced`));
   renameSync(dest, old);
   try {
     renameSync(tmp, dest);

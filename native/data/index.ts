@@ -9,7 +9,15 @@ export {
   DEFAULT_MAX_BYTES,
   MAX_LABELS,
 } from './import.js';
-export { readDatasetVersion, readSplit, readSplitSync, loadSplit, splitFile, DATASET_FILE } from './store.js';
+export {
+  readDatasetVersion,
+  readSplit,
+  readSplitSync,
+  loadSplit,
+  splitFile,
+  missingValidation,
+  DATASET_FILE,
+} from './store.js';
 export {
   tokenLengthStats,
   tokenizeCached,

@@ -96,3 +96,20 @@ export function* readSplitSync(destDir: string, split: SplitName): Generator<Exa
 export function loadSplit(destDir: string, split: SplitName): Example[] {
   return [...readSplitSync(destDir, split)];
 }
+
+/**
+ * Why a run on this version would have nothing to be evaluated on, or null: its validation split is empty although a
+ * fraction or a file was asked for. A version imported with no validation at all (fraction 0, no file) was asked to.
+ */
+export function missingValidation(v: DatasetVersion): string | null {
+  if (v.rows.validation > 0) return null;
+  const file = v.split.files.validation;
+  if (!file && !(v.split.validation > 0)) return null;
+  const total = v.rows.train + v.rows.test;
+  const distinct = total - (v.stats.duplicates ?? 0);
+  const why = file
+    ? `its validation file ${file} has no rows`
+    : `a validation fraction of ${v.split.validation} was asked for, but its ${total} rows (${distinct} distinct) all ` +
+      `stayed in train: the split keeps copies of a row together, and train keeps a row of every label`;
+  return `the dataset version ${v.digest.slice(0, 12)} has no validation rows (${why}), so a run on it would end with no metrics; import it again with a validation file or more distinct rows, or with a validation fraction of 0 to train without evaluation`;
+}

@@ -12,11 +12,12 @@
 // and special_tokens_map.json, which change special tokens), maxLength). Built in a temp folder, each file written
 // atomically, the folder renamed into place at the end; a cache that does not check out is rebuilt.
 // Files: meta.json and per split <split>.<array>.bin, raw little-endian typed arrays.
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { TextTokenizer } from '../models/tokenizer.js';
 import { writeFileAtomic } from '../files/atomic.js';
+import { tempName } from '../files/temp.js';
 import { removeStale } from './import.js';
 import { readDatasetVersion, readSplitSync } from './store.js';
 import { DatasetError, SPLITS, type DatasetVersion, type Example, type SplitName, type TaskKind } from './types.js';
@@ -350,8 +351,8 @@ export function tokenizeCached(destDir: string, tokenizer: DataTokenizer, maxLen
   for (const s of SPLITS) splits[s] = build(destDir, version, tokenizer, maxLength, s);
 
   mkdirSync(cacheRoot, { recursive: true });
-  removeStale(cacheRoot, `.${key}.building-`);
-  const tmp = join(cacheRoot, `.${key}.building-${process.pid}-${randomBytes(4).toString('hex')}`);
+  removeStale(cacheRoot, `${key}.building`);
+  const tmp = join(cacheRoot, tempName(`${key}.building`));
   mkdirSync(tmp);
   try {
     const metaSplits = {} as CacheMeta['splits'];

@@ -1,11 +1,12 @@
 import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
 import { crashPoint } from './crash.js';
+import { tempName } from './temp.js';
 
 /** Writes `chunks` to `path` so that a crash leaves either the old file or the whole new one: temp file, fsync, rename, fsync dir. */
 export function writeFileAtomic(path: string, chunks: Uint8Array | Uint8Array[]): void {
   const parts = Array.isArray(chunks) ? chunks : [chunks];
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${Date.now()}.tmp`);
+  const tmp = join(dirname(path), tempName(basename(path)));
   const fd = openSync(tmp, 'w', 0o644);
   try {
     for (const part of parts) {

@@ -5,7 +5,6 @@
 // into a temp folder beside the destination that is renamed into place once the whole archive has been read:
 // absolute names, "..", backslashes, drive letters, symlinks, hardlinks, device files and duplicates are refused,
 // naming the entry, and on any failure nothing is left behind.
-import { randomBytes } from 'node:crypto';
 import {
   closeSync,
   createReadStream,
@@ -24,6 +23,7 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { isInside } from './paths.js';
+import { tempName } from './temp.js';
 
 export class TarError extends Error {
   constructor(
@@ -371,7 +371,7 @@ export async function extractTarGz(
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
   }
-  const tmp = join(dirname(dest), `.${basename(dest)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  const tmp = join(dirname(dest), tempName(basename(dest)));
   mkdirSync(tmp);
   const written: TarEntry[] = [];
   const seen = new Map<string, TarEntryType>();

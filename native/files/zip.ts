@@ -1,7 +1,6 @@
 // A zip writer and reader of our own (PKWARE APPNOTE 6.3): stored or deflated entries, UTF-8 names, CRC-32, ZIP64.
 // Writing streams to a temp file in pieces (entries from disk are never read whole) and renames it into place;
 // extracting checks every name before writing anything, checks CRC and sizes, and renames a finished temp folder.
-import { randomBytes } from 'node:crypto';
 import {
   closeSync,
   createReadStream,
@@ -24,6 +23,7 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { constants as Z, crc32, createInflateRaw, deflateRawSync, inflateRawSync } from 'node:zlib';
 import { isInside } from './paths.js';
+import { tempName } from './temp.js';
 
 export class ZipError extends Error {
   constructor(
@@ -378,7 +378,7 @@ export function writeZip(
     if (seen.has(e.name)) throw new ZipError(file, e.name, 'refused: two entries have this name');
     seen.add(e.name);
   }
-  const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  const tmp = join(dirname(file), tempName(basename(file)));
   const fd = openSync(tmp, 'wx', 0o644);
   let closed = false;
   try {
@@ -687,7 +687,7 @@ export async function extractZip(file: string, destDir: string): Promise<{ dir: 
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
   }
-  const tmp = join(dirname(dest), `.${basename(dest)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  const tmp = join(dirname(dest), tempName(basename(dest)));
   mkdirSync(tmp);
   try {
     const rfd = openSync(file, 'r');

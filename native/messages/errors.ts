@@ -44,3 +44,19 @@ export function errorFromData(data: ErrorData, known: ErrorClasses = {}): Error 
   // A name the class gives already stays on its prototype, as for an error made here.
   return Object.assign(e, name === cls.prototype.name ? {} : { name }, fields);
 }
+
+/**
+ * The other side ended before answering: killed, crashed, out of memory, or exited. Not an error it reported — the
+ * work may be fine to continue — so a caller can tell the two apart by class (or `code`), never by message.
+ */
+export class EndedError extends Error {
+  readonly code = 'ended';
+  constructor(
+    message: string,
+    readonly exitCode: number | null,
+    readonly signal: string | null,
+  ) {
+    super(message);
+    this.name = 'EndedError';
+  }
+}

@@ -1,7 +1,7 @@
 // One typed message layer for the engine's worker threads and child processes. A protocol names what the starting
 // side may ask (requests, answered by id), tell (one-way commands) and hear (events streamed back); connect() is the
 // starting side, serve() the started one, and a Port carries the messages whatever the carrier (ports.ts).
-import { errorFromData, errorToData, type ErrorClasses, type ErrorData } from './errors.js';
+import { EndedError, errorFromData, errorToData, type ErrorClasses, type ErrorData } from './errors.js';
 
 /** What one use of a worker or child process says, e.g. `{ requests: { run: { params: …; result: … } }, … }`. */
 export type Protocol = {
@@ -55,7 +55,7 @@ export interface Connection<P extends Protocol> {
 export interface ConnectOptions {
   /** Error classes rebuilt by name when a request fails on the other side. */
   errors?: ErrorClasses;
-  /** The message every waiting (and later) request is rejected with when the other side exits. */
+  /** The message of the EndedError every waiting (and later) request is rejected with when the other side exits. */
   ended?: (end: { code: number | null; signal?: string | null }) => string;
 }
 
@@ -90,7 +90,10 @@ export function connect<P extends Protocol>(port: Port, opts: ConnectOptions = {
   });
   port.onEnd((end) => {
     if (gone) return;
-    gone = 'error' in end ? end.error : new Error(opts.ended?.(end) ?? `the other side exited (code ${end.code})`);
+    gone =
+      'error' in end
+        ? end.error
+        : new EndedError(opts.ended?.(end) ?? `the other side exited (code ${end.code})`, end.code, end.signal ?? null);
     for (const w of waiting.values()) w.reject(gone);
     waiting.clear();
   });

@@ -3,16 +3,19 @@
 // and finds what a crash can leave behind: temp files, and files written whose row was never committed (orphans).
 // With repair it deletes temp files, moves orphans to lost+found/ (nothing is deleted that might be wanted) and
 // marks runs of dead processes interrupted. What cannot be repaired safely (a damaged or missing plugin) is reported.
+// A temp whose owner (named in it: pid and host) still runs is work in progress — an import, a copy, a write — and is
+// reported as in use, never touched.
 import Database from 'better-sqlite3';
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { parseTemp, tempState } from '../files/temp.js';
 import { fileSha256 } from '../plugins/format.js';
 import { DB_FILE, Workspace, WorkspaceError } from './workspace.js';
 import type { CheckProblem as Problem, CheckReport } from '../contract/types.js';
 
 export type { CheckProblem as Problem, CheckReport } from '../contract/types.js';
 
-const TEMP = /^\.(.+\.\d+\.\d+\.tmp|import-[0-9a-f]+|copy-[0-9a-f]+|write-probe-.*)$/;
+const isTemp = (name: string): boolean => parseTemp(name) !== null;
 
 function moveToLostFound(ws: Workspace, rel: string): string {
   const dest = join(
@@ -166,6 +169,20 @@ function checkOpen(ws: Workspace, repair: boolean): CheckReport {
     problems.push(p);
   };
   const temp = (rel: string): void => {
+    const owner = parseTemp(rel.slice(rel.lastIndexOf('/') + 1))?.owner ?? null;
+    const state = tempState(owner);
+    if (state !== 'dead') {
+      problems.push({
+        severity: 'warning',
+        kind: 'temp',
+        path: rel,
+        message:
+          state === 'live'
+            ? `in use by process ${owner!.pid} on this machine (a write or import in progress); left alone`
+            : `made by process ${owner!.pid} on ${owner!.host}, which cannot be asked from here; left alone (delete it once that process has ended)`,
+      });
+      return;
+    }
     const p: Problem = {
       severity: 'warning',
       kind: 'temp',
@@ -180,7 +197,7 @@ function checkOpen(ws: Workspace, repair: boolean): CheckReport {
   };
   for (const name of ws.entries('plugins')) {
     const rel = `plugins/${name}`;
-    if (TEMP.test(name)) {
+    if (isTemp(name)) {
       temp(rel);
       continue;
     }
@@ -190,23 +207,24 @@ function checkOpen(ws: Workspace, repair: boolean): CheckReport {
     }
     for (const f of readdirSync(join(ws.dir, rel))) {
       const frel = `${rel}/${f}`;
-      if (TEMP.test(f)) temp(frel);
+      if (isTemp(f)) temp(frel);
       else if (!indexed.has(frel)) orphan(frel, 'plugin file');
     }
   }
   for (const folder of ['datasets', 'runs', 'models'] as const) {
     for (const name of ws.entries(folder)) {
       const rel = `${folder}/${name}`;
-      if (TEMP.test(name)) temp(rel);
+      if (isTemp(name)) temp(rel);
       else if (!indexed.has(rel) && !(folder === 'models' && !statSync(join(ws.dir, rel)).isDirectory()))
         orphan(rel, folder === 'datasets' ? 'dataset folder' : folder === 'runs' ? 'run folder' : 'model folder');
     }
   }
-  for (const r of ws.listRuns()) {
-    const dir = join(ws.dir, r.dir);
-    if (!existsSync(dir)) continue;
-    for (const f of readdirSync(dir)) if (TEMP.test(f)) temp(`${r.dir}/${f}`);
-  }
+  for (const r of ws.listRuns())
+    for (const sub of [r.dir, `${r.dir}/checkpoints`]) {
+      const dir = join(ws.dir, sub);
+      if (!existsSync(dir)) continue;
+      for (const f of readdirSync(dir)) if (isTemp(f)) temp(`${sub}/${f}`);
+    }
   return {
     workspace: ws.dir,
     ok: !problems.some((p) => p.severity === 'error'),

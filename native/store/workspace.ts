@@ -17,6 +17,8 @@ import { hostname } from 'node:os';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { crashPoint } from '../files/crash.js';
+import { asDiskFull } from '../files/disk.js';
+import { pidAlive, tempName } from '../files/temp.js';
 import { insideJoin, safeName } from '../files/paths.js';
 import type { HostTensor } from '../onnx/graph.js';
 import { readModelFolder } from '../models/folder.js';
@@ -107,22 +109,15 @@ const LOWER = ['loss', 'mse', 'perplexity'];
 /** Runs this process is driving (so that reopening the workspace in the same process does not interrupt them). */
 export const ACTIVE_RUNS = new Set<string>();
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 function checkWritable(dir: string): void {
   try {
     accessSync(dir, constants.W_OK);
-    const probe = join(dir, `.write-probe-${process.pid}-${randomBytes(3).toString('hex')}`);
+    const probe = join(dir, tempName('write-probe'));
     mkdirSync(probe);
     rmSync(probe, { recursive: true });
   } catch (e) {
+    const full = asDiskFull(e, dir);
+    if (full !== e) throw full;
     const code = (e as NodeJS.ErrnoException).code;
     throw new WorkspaceError(
       'read-only',
@@ -209,8 +204,17 @@ export class Workspace {
     return insideJoin(this.dir, rel, 'workspace path');
   }
 
+  /** One write to the workspace; a full disk (SQLite's or a file's) fails as one DiskFullError naming the workspace. */
+  private write<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (e) {
+      throw asDiskFull(e, this.dir);
+    }
+  }
+
   private tx<T>(fn: () => T): T {
-    return this.db.transaction(fn).immediate();
+    return this.write(() => this.db.transaction(fn).immediate());
   }
 
   /** Runs left running or paused by a process that is gone (on this machine) become `interrupted`, resumable. */
@@ -254,9 +258,16 @@ export class Workspace {
       const rel = join('models', `${safeName(name)}-${fingerprint.slice(0, 12)}`);
       const dest = this.path(rel);
       if (!existsSync(dest)) {
-        const tmp = this.path(join('models', `.copy-${randomBytes(4).toString('hex')}`));
-        cpSync(src, tmp, { recursive: true, dereference: true });
-        renameSync(tmp, dest);
+        const tmp = this.path(join('models', tempName('copy')));
+        this.write(() => {
+          try {
+            cpSync(src, tmp, { recursive: true, dereference: true });
+            renameSync(tmp, dest);
+          } catch (e) {
+            rmSync(tmp, { recursive: true, force: true }); // a half copy is of no use to anyone
+            throw e;
+          }
+        });
       }
       stored = rel;
     }
@@ -266,11 +277,22 @@ export class Workspace {
     if (existing) return existing;
     const architecture = Array.isArray(folder.config.architectures) ? String(folder.config.architectures[0]) : null;
     void arch;
-    const info = this.db
-      .prepare(
-        'INSERT INTO models (name, path, copied, model_type, architecture, fingerprint, params, added_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
-      )
-      .run(name, stored, opts.copy ? 1 : 0, String(folder.config.model_type), architecture, fingerprint, params, now());
+    const info = this.write(() =>
+      this.db
+        .prepare(
+          'INSERT INTO models (name, path, copied, model_type, architecture, fingerprint, params, added_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+        )
+        .run(
+          name,
+          stored,
+          opts.copy ? 1 : 0,
+          String(folder.config.model_type),
+          architecture,
+          fingerprint,
+          params,
+          now(),
+        ),
+    );
     return this.db.prepare('SELECT * FROM models WHERE id = ?').get(info.lastInsertRowid) as ModelRow;
   }
 
@@ -364,6 +386,17 @@ export class Workspace {
     return v;
   }
 
+  /**
+   * The split rule recorded with a dataset version (fractions and split files, as that import asked): two imports of
+   * the same rows share a folder, not what was asked.
+   */
+  datasetVersionSplit(id: number): DatasetVersion['split'] | null {
+    const row = this.db.prepare('SELECT schema FROM dataset_versions WHERE id = ?').get(id) as
+      { schema: string } | undefined;
+    if (!row) throw new WorkspaceError('not-found', `no dataset version ${id} in ${this.dir}`);
+    return (JSON.parse(row.schema) as { split?: DatasetVersion['split'] }).split ?? null;
+  }
+
   // ——— runs ———
 
   createRun(r: {
@@ -418,29 +451,33 @@ export class Workspace {
     }
     if (run.status === 'finished')
       throw new WorkspaceError('conflict', `run ${id} has finished; start a new run instead`);
-    this.db
-      .prepare(
-        `UPDATE runs SET status = 'running', started_at = COALESCE(started_at, ?), device = COALESCE(?, device), total_steps = COALESCE(?, total_steps),
+    this.write(() =>
+      this.db
+        .prepare(
+          `UPDATE runs SET status = 'running', started_at = COALESCE(started_at, ?), device = COALESCE(?, device), total_steps = COALESCE(?, total_steps),
       trainable_params = COALESCE(?, trainable_params), pid = ?, host = ?, reason = NULL WHERE id = ?`,
-      )
-      .run(
-        now(),
-        info.device ?? null,
-        info.totalSteps ?? null,
-        info.trainableParams ?? null,
-        info.pid ?? process.pid,
-        hostname(),
-        id,
-      );
+        )
+        .run(
+          now(),
+          info.device ?? null,
+          info.totalSteps ?? null,
+          info.trainableParams ?? null,
+          info.pid ?? process.pid,
+          hostname(),
+          id,
+        ),
+    );
   }
 
   setRunStatus(id: string, status: RunStatus, reason?: string): void {
     if (!RUN_STATUSES.includes(status))
       throw new WorkspaceError('bad-input', `unknown run status "${status}" (expected ${RUN_STATUSES.join(', ')})`);
     const done = !['queued', 'running', 'paused'].includes(status);
-    const info = this.db
-      .prepare(`UPDATE runs SET status = ?, reason = ?, pid = CASE WHEN ? THEN NULL ELSE pid END WHERE id = ?`)
-      .run(status, reason ?? null, done ? 1 : 0, id);
+    const info = this.write(() =>
+      this.db
+        .prepare(`UPDATE runs SET status = ?, reason = ?, pid = CASE WHEN ? THEN NULL ELSE pid END WHERE id = ?`)
+        .run(status, reason ?? null, done ? 1 : 0, id),
+    );
     if (info.changes === 0) throw new WorkspaceError('not-found', `no run "${id}" in ${this.dir}`);
   }
 
@@ -816,16 +853,16 @@ export class Workspace {
     if (alias === 'latest')
       throw new WorkspaceError('bad-input', 'the "latest" alias always names the newest version; choose another alias');
     const v = this.resolvePlugin(ref);
-    this.setAliasIn(v.plugin_id, alias, v.id);
+    this.write(() => this.setAliasIn(v.plugin_id, alias, v.id));
     return v;
   }
 
   removeAlias(name: string, alias: string): void {
     const p = this.resolvePlugin(name);
     if (alias === 'latest') throw new WorkspaceError('bad-input', 'the "latest" alias cannot be removed');
-    const info = this.db
-      .prepare('DELETE FROM plugin_aliases WHERE plugin_id = ? AND alias = ?')
-      .run(p.plugin_id, alias);
+    const info = this.write(() =>
+      this.db.prepare('DELETE FROM plugin_aliases WHERE plugin_id = ? AND alias = ?').run(p.plugin_id, alias),
+    );
     if (!info.changes) throw new WorkspaceError('not-found', `plugin "${p.plugin}" has no alias "${alias}"`);
   }
 
@@ -846,7 +883,7 @@ export class Workspace {
 
   setNotes(ref: string, notes: string): void {
     const v = this.resolvePlugin(ref);
-    this.db.prepare('UPDATE plugin_versions SET notes = ? WHERE id = ?').run(notes, v.id);
+    this.write(() => this.db.prepare('UPDATE plugin_versions SET notes = ? WHERE id = ?').run(notes, v.id));
   }
 
   recordExport(
@@ -856,11 +893,13 @@ export class Workspace {
     options: unknown = {},
     size?: number,
   ): number {
-    const info = this.db
-      .prepare(
-        'INSERT INTO exports (plugin_version_id, format, path, options, size, created_at) VALUES (?, ?, ?, ?, ?, ?)',
-      )
-      .run(versionId, format, resolve(path), JSON.stringify(options), size ?? null, now());
+    const info = this.write(() =>
+      this.db
+        .prepare(
+          'INSERT INTO exports (plugin_version_id, format, path, options, size, created_at) VALUES (?, ?, ?, ?, ?, ?)',
+        )
+        .run(versionId, format, resolve(path), JSON.stringify(options), size ?? null, now()),
+    );
     return Number(info.lastInsertRowid);
   }
 

@@ -22,7 +22,21 @@ export interface TrainerState {
 
 const file = (step: number): string => `step-${String(step).padStart(8, '0')}.safetensors`;
 
-export function saveCheckpoint(dir: string, s: TrainerState, keep = 2): string {
+/** Checkpoints kept in a run's folder: the newest and the one before it. */
+export const KEPT_CHECKPOINTS = 2;
+
+/**
+ * About how many bytes a run writes from here to its end, at its peak: its checkpoints (parameters and both AdamW
+ * moments, float32; one more than are kept while the newest is written), the delta, the best delta and the plugin, its
+ * metric rows in the workspace database, and a little for the database's journal and the log.
+ */
+export function runDiskNeed(run: { trainableParams: number; steps: number }): number {
+  const delta = run.trainableParams * 4;
+  const metrics = run.steps * 4 * 200; // four series a step: a row, its index entry and its journal copy
+  return 3 * delta * (KEPT_CHECKPOINTS + 1) + 3 * delta + metrics + 64 * 1024;
+}
+
+export function saveCheckpoint(dir: string, s: TrainerState, keep = KEPT_CHECKPOINTS): string {
   mkdirSync(dir, { recursive: true });
   const tensors: Record<string, HostTensor> = {};
   for (const [k, t] of Object.entries(s.params)) tensors[`param/${k}`] = t;

@@ -1,4 +1,5 @@
 // Starts a training job in its own process (never on a thread that must stay responsive) and relays its events.
+import { DiskFullError } from '../files/disk.js';
 import { processPort, startProcess } from '../messages/ports.js';
 import { cudaProcessEnv } from '../runtime/cuda-libs.js';
 import { connect, type Port } from '../messages/protocol.js';
@@ -38,6 +39,8 @@ export function trainerJob(
   onEvent: (e: TrainEvent) => void,
 ): TrainerJob {
   const run = connect<TrainerProtocol>(port, {
+    // A checkpoint that did not fit comes back as what it is; a trainer that died comes back as an EndedError.
+    errors: { DiskFullError },
     ended: ({ code, signal }) =>
       `the trainer process ended without a result (${signal ? `signal ${signal}` : `exit code ${code}`}); resume the run from its last checkpoint`,
   });

@@ -5,6 +5,7 @@
 import { join } from 'node:path';
 import { mkdirSync } from 'node:fs';
 import { loadWithDeltas, type DeltaConfig } from '../delta/index.js';
+import { asDiskFull } from '../files/disk.js';
 import type { Graph, HostTensor } from '../onnx/graph.js';
 import { writeSafetensors } from '../onnx/safetensors.js';
 import { TextTokenizer } from '../models/tokenizer.js';
@@ -134,7 +135,16 @@ export async function train(
   const evaluator = await openInline(evaluationGraph(model, applied.trainable), { device: runner.device });
 
   const ckptDir = join(cfg.runDir, 'checkpoints');
-  mkdirSync(cfg.runDir, { recursive: true });
+  // What the trainer writes (checkpoints, deltas) fails as a full disk when it is one, naming the run's folder: the
+  // error crosses to the parent, which knows the workspace and says what the run needs.
+  const written = <T>(write: () => T): T => {
+    try {
+      return write();
+    } catch (e) {
+      throw asDiskFull(e, cfg.runDir);
+    }
+  };
+  written(() => mkdirSync(cfg.runDir, { recursive: true }));
   let epoch = 0,
     cursor = 0;
   let best: TrainResult['best'];
@@ -182,12 +192,26 @@ export async function train(
   const saveDelta = (file: string): void => {
     const tensors: Record<string, HostTensor> = {};
     for (const p of applied.params) tensors[p.name] = runner.params[p.value];
-    writeSafetensors(file, tensors, {
-      format: 'delta-studio-delta',
-      methods: JSON.stringify(cfg.deltas),
-      step: String(runner.t),
-    });
+    written(() =>
+      writeSafetensors(file, tensors, {
+        format: 'delta-studio-delta',
+        methods: JSON.stringify(cfg.deltas),
+        step: String(runner.t),
+      }),
+    );
   };
+  const checkpoint = (cursorAt: number): string =>
+    written(() =>
+      saveCheckpoint(ckptDir, {
+        step: runner.t,
+        epoch,
+        cursor: cursorAt,
+        params: runner.params,
+        m: runner.m,
+        v: runner.v,
+        extra: { best, patience },
+      }),
+    );
 
   let status: RunStatus = 'finished',
     reason: string | undefined;
@@ -203,15 +227,7 @@ export async function train(
       if (signal?.aborted) {
         status = 'cancelled';
         // A cancelled run can be resumed from exactly here.
-        saveCheckpoint(ckptDir, {
-          step: runner.t,
-          epoch,
-          cursor,
-          params: runner.params,
-          m: runner.m,
-          v: runner.v,
-          extra: { best, patience },
-        });
+        checkpoint(cursor);
         break outer;
       }
       const micro = plan.batches.slice(cursor, cursor + acc).map((b) => collate.batch(b.map((i) => data.train[i])));
@@ -260,15 +276,7 @@ export async function train(
         }
       }
       if (cfg.checkpointEvery && runner.t % cfg.checkpointEvery === 0) {
-        const file = saveCheckpoint(ckptDir, {
-          step: runner.t,
-          epoch,
-          cursor: cursor + acc,
-          params: runner.params,
-          m: runner.m,
-          v: runner.v,
-          extra: { best, patience },
-        });
+        const file = checkpoint(cursor + acc);
         emit({ type: 'checkpoint', step: runner.t, file });
       }
     }

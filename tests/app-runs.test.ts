@@ -38,12 +38,13 @@ const LORA_RUN = {
 };
 
 /** Opens (creating) the workspace `ws` with the demo model and reviews imported; returns how to start a run there. */
-async function demoWorkspace(app: Application, ws: string): Promise<(over?: object) => string> {
+async function demoWorkspace(app: Application, ws: string): Promise<(over?: object) => Promise<string>> {
   await app.open(ws, true);
   const model = app.models.import({ path: join(DEMO, 'backbone'), copy: false });
   const ds = await app.datasets.import(REVIEWS);
-  return (over = {}) =>
-    app.runs.start(runConfig.parse({ modelId: model.id, datasetVersionId: ds.versionId, ...LORA_RUN, ...over })).runId;
+  return async (over = {}) =>
+    (await app.runs.start(runConfig.parse({ modelId: model.id, datasetVersionId: ds.versionId, ...LORA_RUN, ...over })))
+      .runId;
 }
 
 /** Runs `fn` with an environment variable set: the fault injections read it, here and in the trainer's process. */
@@ -58,7 +59,7 @@ async function withEnv<T>(name: string, value: string, fn: () => Promise<T>): Pr
 
 async function setUp(
   startTrainerHook?: StartTrainer,
-): Promise<{ app: Application; dir: string; run: (over?: object) => string }> {
+): Promise<{ app: Application; dir: string; run: (over?: object) => Promise<string> }> {
   const dir = mkdtempSync(join(tmpdir(), 'ds-app-runs-'));
   const app = new Application({ stateDir: join(dir, 'state'), flushMs: 0, startTrainer: startTrainerHook });
   return { app, dir, run: await demoWorkspace(app, join(dir, 'ws')) };
@@ -91,7 +92,7 @@ describe('a trainer that stops without a result', () => {
 
   test('a trainer killed mid-run ends interrupted, saying how, and runs.resume finishes it', async () => {
     killAtCheckpoint = 10;
-    const runId = run({ plugin: 'killed' });
+    const runId = await run({ plugin: 'killed' });
     const out = await app.queue.outcome(runId);
     assert.equal(out.status, 'interrupted', String(out.reason));
     assert.match(
@@ -112,7 +113,7 @@ describe('a trainer that stops without a result', () => {
   test('a trainer that reports an error ends failed with its message', async () => {
     brokenModel = true;
     try {
-      const runId = run({ plugin: 'broken' });
+      const runId = await run({ plugin: 'broken' });
       const out = await app.queue.outcome(runId);
       assert.equal(out.status, 'failed');
       assert.match(out.reason ?? '', /no-such-model/);
@@ -166,7 +167,7 @@ describe('a full disk', () => {
 
   test('SQLite full while writing metrics: the trainer is stopped and the run fails with one message', async () => {
     const db = app.workspace!.db;
-    const runId = run({ plugin: 'sqlite-full' });
+    const runId = await run({ plugin: 'sqlite-full' });
     // The database may not grow by a page once training is under way: SQLite answers SQLITE_FULL.
     const off = app.events.on('run.progress', (d) => {
       if (d.runId !== runId || d.step < 3) return;
@@ -182,7 +183,7 @@ describe('a full disk', () => {
   test("a checkpoint that does not fit, in the trainer's process, comes back as the same message", async () => {
     // Set before the run starts: its trainer process inherits it.
     const runId = await withEnv('DELTA_STUDIO_DISK_FULL', 'checkpoints/step-00000010', async () => {
-      const id = run({ plugin: 'checkpoint-full' });
+      const id = await run({ plugin: 'checkpoint-full' });
       await failsWithDiskFull(id);
       return id;
     });
@@ -197,7 +198,7 @@ describe('a full disk', () => {
 
   test('a disk too small for the run is refused before the first step', async () => {
     const runId = await withEnv('DELTA_STUDIO_FREE_BYTES', '300000', async () => {
-      const id = run({ plugin: 'too-small' });
+      const id = await run({ plugin: 'too-small' });
       assert.match(await failsWithDiskFull(id), /: 300 KB free, /);
       return id;
     });
@@ -267,7 +268,7 @@ test('a run on a dataset with no validation rows is refused before it is recorde
       });
     const asked = await importAs('asked', 0.1);
     assert.equal(asked.rows.validation, 0);
-    assert.throws(
+    await assert.rejects(
       () => app.runs.start(cfg(asked.versionId)),
       (e: Error & { error?: { code: string } }) => {
         assert.equal(e.error?.code, 'bad-params');
@@ -280,7 +281,7 @@ test('a run on a dataset with no validation rows is refused before it is recorde
     );
     assert.deepEqual(app.runs.list(), [], 'nothing recorded');
     const none = await importAs('none', 0);
-    const { runId } = app.runs.start(cfg(none.versionId));
+    const { runId } = await app.runs.start(cfg(none.versionId));
     const out = await app.queue.outcome(runId);
     assert.equal(out.status, 'finished', String(out.reason));
     assert.deepEqual(out.result?.metrics, {});
@@ -330,7 +331,7 @@ test(
       // metrics in SQLite (its journal), the delta or the plugin, whichever writes next, hits the wall.
       let last = '';
       for (const leave of [0, 60_000, 200_000]) {
-        const runId = run();
+        const runId = await run();
         const off = app.events.on('run.progress', (d) => {
           if (d.runId !== runId || d.step < 3) return;
           off();

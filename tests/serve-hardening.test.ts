@@ -177,6 +177,104 @@ test('a client that resets its connection in the middle of an upgrade does not t
   assert.equal((await send('/api/app.info', { headers: { ...json, ...bearer() } })).status, 200);
 });
 
+test('an API call needs Content-Type application/json: a form or a plain POST with the cookie is refused', async () => {
+  const withCookie = (ct?: string) =>
+    send('/api/app.info', { headers: { cookie, ...(ct ? { 'content-type': ct } : {}) } });
+  for (const ct of [
+    undefined,
+    'text/plain',
+    'application/jsonfoo',
+    'application/json-patch+json',
+    'application/x-www-form-urlencoded',
+    'multipart/form-data; boundary=x',
+    'application/json, text/plain',
+  ]) {
+    const r = await withCookie(ct);
+    assert.equal(r.status, 415, `${ct}: ${r.body}`);
+    assert.match(r.body, /Content-Type.*application\/json/i, r.body);
+  }
+  for (const ct of ['application/json', 'application/json; charset=utf-8', 'Application/JSON ; charset=UTF-8'])
+    assert.equal((await withCookie(ct)).status, 200, ct);
+});
+
+test('API calls and the event socket from another origin or another host name are refused, saying why', async () => {
+  const call = (headers: Record<string, string>) => send('/api/app.info', { headers: { ...json, cookie, ...headers } });
+  for (const origin of [
+    `http://127.0.0.1:${port + 1}`,
+    `http://localhost:${port + 1}`,
+    'http://evil.example',
+    `http://127.0.0.1:${port}.evil.example`,
+    'null',
+    '',
+  ]) {
+    const r = await call({ origin });
+    assert.equal(r.status, 403, `${origin}: ${r.body}`);
+    assert.match(r.body, /Origin/, r.body);
+  }
+  for (const origin of [`http://127.0.0.1:${port}`, `http://localhost:${port}`, `http://[::1]:${port}`])
+    assert.equal((await call({ origin })).status, 200, origin);
+  // DNS rebinding: a name of the attacker's that resolves to 127.0.0.1.
+  for (const host of [
+    `evil.example:${port}`,
+    'evil.example',
+    `127.0.0.1:${port + 1}`,
+    `localhost.evil.example:${port}`,
+  ]) {
+    const r = await call({ host });
+    assert.equal(r.status, 421, `${host}: ${r.body}`);
+    assert.match(r.body, /Host/, r.body);
+    assert.match(r.body, new RegExp(`127\\.0\\.0\\.1:${port}`), 'the error names the addresses that work');
+    assert.equal((await send('/', { method: 'GET', headers: { cookie, host } })).status, 421, host);
+  }
+  for (const host of [`localhost:${port}`, `LOCALHOST:${port}`, `[::1]:${port}`])
+    assert.equal((await call({ host })).status, 200, host);
+  // An API client with the token and no Origin, as curl or a script sends it.
+  assert.equal((await send('/api/app.info', { headers: { ...json, ...bearer() } })).status, 200);
+
+  const events = `ws://127.0.0.1:${port}/api/events`;
+  assert.equal(await openSocket(events, { headers: { cookie, origin: `http://127.0.0.1:${port + 1}` } }), 403);
+  assert.equal(await openSocket(events, { headers: { cookie, host: `evil.example:${port}` } }), 421);
+  const own = await openSocket(events, { headers: { cookie, origin: `http://127.0.0.1:${port}` } });
+  assert.ok(own instanceof WebSocket, String(own));
+  own.close();
+
+  // A name the operator adds (a tunnel on another local port, a proxy) is the server's own too.
+  const s2 = await startServer({ service, port: 0, allowedRoots: [], hosts: ['gpu.example:9000'] });
+  try {
+    const r = await fetch(`http://127.0.0.1:${s2.port}/api/app.info`, {
+      method: 'POST',
+      headers: { ...json, authorization: `Bearer ${s2.token}` },
+      body: '{}',
+    });
+    assert.equal(r.status, 200);
+    const viaTunnel = await new Promise<number>((resolve, reject) => {
+      const req = request(
+        {
+          host: '127.0.0.1',
+          port: s2.port,
+          path: '/api/app.info',
+          method: 'POST',
+          headers: {
+            ...json,
+            authorization: `Bearer ${s2.token}`,
+            host: 'gpu.example:9000',
+            origin: 'http://gpu.example:9000',
+          },
+        },
+        (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        },
+      );
+      req.on('error', reject);
+      req.end('{}');
+    });
+    assert.equal(viaTunnel, 200);
+  } finally {
+    await s2.close();
+  }
+});
+
 test('a run id is matched by its real prefix only, never as an SQL pattern', async () => {
   const r = await send('/api/runs.get', { headers: { ...json, ...bearer() }, body: JSON.stringify({ runId: '%' }) });
   assert.equal(r.status, 400, r.body);
@@ -328,6 +426,7 @@ test('every `npm run <script>` the engine tells a user to run exists in package.
 test('fuzz: hundreds of malformed requests are each refused with a 4xx, and the server stays up', async (t) => {
   const rng = new Rng(12);
   const token = server.token;
+  const host = `127.0.0.1:${port}`;
   const auth: [string, string] = ['Authorization', `Bearer ${token}`];
   const cases: { what: string; data: Buffer }[] = [];
   const add = (what: string, data: Buffer): void => void cases.push({ what, data });
@@ -446,6 +545,21 @@ test('fuzz: hundreds of malformed requests are each refused with a 4xx, and the 
   // Headers: content types, authorizations, hosts, origins, lengths.
   const post = (headers: [string, string][], body: string | Buffer = '{}') =>
     rawRequest('POST', '/api/app.info', headers, body);
+  for (const ct of [
+    '',
+    'text/plain',
+    'application/jsonfoo',
+    'application/json-patch+json',
+    'multipart/form-data; boundary=x',
+    'application/x-www-form-urlencoded',
+    'application/json, text/plain',
+    '; application/json',
+    'json',
+    '*/*',
+    'application/*',
+  ])
+    add(`content-type ${ct}`, post([auth, ['Content-Type', ct]]));
+  add('no content-type', post([auth]));
   for (const a of [
     'Bearer',
     'Bearer ',
@@ -465,12 +579,41 @@ test('fuzz: hundreds of malformed requests are each refused with a 4xx, and the 
         ['Content-Type', 'application/json'],
       ]),
     );
+  for (const h of [
+    '',
+    'evil.example',
+    `evil.example:${port}`,
+    `127.0.0.1:${port + 1}`,
+    `localhost:${port}.evil.example`,
+    `127.0.0.1:${port}@evil`,
+    `[::1]`,
+    `%`,
+    `127.0.0.1:${port}\0`,
+  ])
+    add(`host ${h}`, post([['Host', h], auth, ['Content-Type', 'application/json']]));
+  add(
+    'two hosts, evil first',
+    post([['Host', 'evil.example'], ['Host', host], auth, ['Content-Type', 'application/json']]),
+  );
   add(
     'no host',
     Buffer.from(
       `POST /api/app.info HTTP/1.1\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}`,
     ),
   );
+  for (const o of [
+    'null',
+    '',
+    'http://evil.example',
+    `http://127.0.0.1:${port + 1}`,
+    `http://127.0.0.1:${port}.evil.example`,
+    `http://127.0.0.1:${port}/x`,
+    'file://',
+    '%',
+    `ftp://127.0.0.1:${port}`,
+    `http://user@127.0.0.1:${port}`,
+  ])
+    add(`origin ${o}`, post([['Origin', o], auth, ['Content-Type', 'application/json']]));
   for (const [name, headers, body] of [
     ['content-length abc', [['Content-Length', 'abc']], '{}'],
     ['content-length -1', [['Content-Length', '-1']], '{}'],
@@ -599,6 +742,9 @@ test('fuzz: hundreds of malformed requests are each refused with a 4xx, and the 
     ['query token %', '/api/events?token=%', upgrade],
     ['other path', '/api/eventsx', [auth, ...upgrade]],
     ['static path', '/', [auth, ...upgrade]],
+    ['bad origin', '/api/events', [auth, ['Origin', `http://127.0.0.1:${port + 1}`], ...upgrade]],
+    ['null origin', '/api/events', [auth, ['Origin', 'null'], ...upgrade]],
+    ['bad host', '/api/events', [auth, ['Host', `evil.example:${port}`], ...upgrade]],
     ['bad key', '/api/events', [auth, ...upgrade.map(([k, v]) => [k, k === 'Sec-WebSocket-Key' ? '%' : v])]],
     ['version 99', '/api/events', [auth, ...upgrade.map(([k, v]) => [k, k === 'Sec-WebSocket-Version' ? '99' : v])]],
     ['h2c', '/api/events', [auth, ...upgrade.map(([k, v]) => [k, k === 'Upgrade' ? 'h2c' : v])]],

@@ -1,11 +1,13 @@
 // `delta-studio serve`: the contract over HTTP (POST /api/<method>) and a WebSocket of events (/api/events), with
 // the UI's static files. Every request carries the token (Authorization header or the HttpOnly cookie that
-// GET /?token=… sets); every path a call names must lie in the workspace or a folder the operator allowed. No
-// request, however malformed, can throw out of a handler: the server answers and stays up.
+// GET /?token=… sets) and names this server in its Host; an API call from a browser page must come from this
+// server's own origin and send JSON; every path a call names must lie in the workspace or a folder the operator
+// allowed. No request, however malformed, can throw out of a handler: the server answers and stays up.
 import { createServer, STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createReadStream, existsSync, realpathSync, statSync } from 'node:fs';
 import { dirname, extname, join, resolve, sep } from 'node:path';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { hostname, networkInterfaces } from 'node:os';
 import { pipeline } from 'node:stream';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -36,6 +38,11 @@ export interface ServerOptions {
   allowedRoots: string[];
   /** Largest request body accepted (bytes). */
   maxBody?: number;
+  /**
+   * More `host:port` names the server is reached by (an SSH tunnel on another local port, a proxy): requests whose
+   * Host, or whose page's Origin, names one are its own. The loopback names and `host` always are.
+   */
+  hosts?: string[];
 }
 
 export interface RunningServer {
@@ -99,6 +106,22 @@ function requestUrl(req: IncomingMessage): URL | null {
   }
 }
 
+const WILDCARD_HOSTS = ['0.0.0.0', '::', ''];
+
+/** The Host values (lowercase `name:port`) of this server: loopback names, the listen address, the operator's names. */
+function ownHosts(host: string, port: number, extra: string[]): string[] {
+  const bracket = (h: string): string => (h.includes(':') && !h.startsWith('[') ? `[${h}]` : h);
+  const names = ['127.0.0.1', 'localhost', '[::1]'];
+  if (WILDCARD_HOSTS.includes(host)) {
+    names.push(hostname());
+    for (const addrs of Object.values(networkInterfaces())) for (const a of addrs ?? []) names.push(bracket(a.address));
+  } else names.push(bracket(host));
+  const out = names.map((n) => `${n.toLowerCase()}:${port}`);
+  // A browser leaves the default port out of Host.
+  if (port === 80) out.push(...names.map((n) => n.toLowerCase()));
+  return [...new Set([...out, ...extra.map((h) => h.toLowerCase())])];
+}
+
 /** A header value short enough to quote in an error message. */
 const quote = (v: string): string => JSON.stringify(v.length > 80 ? `${v.slice(0, 80)}…` : v);
 
@@ -149,6 +172,36 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     code: 'unauthorized',
     message:
       'this server needs its token: open the URL delta-studio serve printed (…/?token=…), or send Authorization: Bearer <token>',
+  };
+
+  // Known once the server listens (port 0 picks one).
+  let hosts = new Set<string>();
+  let printed = '';
+  /** DNS rebinding: a page of a name the attacker controls, resolved to 127.0.0.1, must not reach us as that name. */
+  const hostRefusal = (req: IncomingMessage): Refusal | null => {
+    const h = (req.headers.host ?? '').toLowerCase();
+    if (hosts.has(h)) return null;
+    return {
+      status: 421,
+      code: 'unauthorized',
+      message: `this server answers to Host ${[...hosts].slice(0, 3).join(', ')}${hosts.size > 3 ? ', …' : ''}, not ${quote(h)} (a page under another name could reach it by DNS rebinding): open ${printed}; an SSH tunnel must forward the same port`,
+    };
+  };
+  /** A browser page of another origin — another local port counts, and SameSite does not stop it — may not call us. */
+  const originRefusal = (req: IncomingMessage): Refusal | null => {
+    const origin = req.headers.origin;
+    if (origin === undefined) return null; // not a browser page: curl, scripts, the CLI
+    try {
+      const u = new URL(origin);
+      if ((u.protocol === 'http:' || u.protocol === 'https:') && u.origin === origin && hosts.has(u.host)) return null;
+    } catch {
+      // not a URL: refused below
+    }
+    return {
+      status: 403,
+      code: 'unauthorized',
+      message: `refused a call from the page at Origin ${quote(origin)}: only this server's own pages (${printed}) may use the API with the browser's cookie; an API client sends Authorization: Bearer <token> and no Origin`,
+    };
   };
 
   const send = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void => {
@@ -217,12 +270,18 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   };
 
   const api = async (req: IncomingMessage, res: ServerResponse, name: string): Promise<void> => {
+    const foreign = originRefusal(req);
+    if (foreign) return refuse(res, foreign);
     if (req.method !== 'POST')
       return send(res, 405, { error: { code: 'bad-params', message: `use POST /api/${name}` } }, { allow: 'POST' });
-    const ct = req.headers['content-type'] ?? '';
-    // Only JSON: a cross-site form cannot send it without a preflight.
-    if (ct && !ct.startsWith('application/json'))
-      throw new ContractError({ code: 'bad-params', message: `content-type must be application/json (got ${ct})` });
+    // Only JSON: a page of another origin cannot send it without a CORS preflight, which this server never grants.
+    const ct = req.headers['content-type'];
+    if (ct?.split(';')[0].trim().toLowerCase() !== 'application/json')
+      return refuse(res, {
+        status: 415,
+        code: 'bad-params',
+        message: `send Content-Type: application/json (got ${ct === undefined ? 'none' : quote(ct)}): a form or a plain request from another page must not reach the API`,
+      });
     const body = await readBody(req);
     const { method, params } = validateCall(name, body);
     checkPaths(method, params);
@@ -281,6 +340,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     const url = requestUrl(req);
     if (!url)
       return send(res, 400, { error: { code: 'bad-params', message: `cannot parse the URL ${quote(req.url ?? '')}` } });
+    const misdirected = hostRefusal(req);
+    if (misdirected) return refuse(res, misdirected);
     // Opening the printed URL: trade the token for a cookie, then drop it from the address bar.
     if (req.method === 'GET' && url.searchParams.has('token') && !url.pathname.startsWith('/api/')) {
       if (!tokenOk(url.searchParams.get('token') ?? undefined))
@@ -331,17 +392,14 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     const url = requestUrl(req);
     if (!url) return refuseSocket(socket, { status: 400, code: 'bad-params', message: 'cannot parse the URL' });
+    const misdirected = hostRefusal(req);
+    if (misdirected) return refuseSocket(socket, misdirected);
     if (url.pathname !== '/api/events')
       return refuseSocket(socket, { status: 404, code: 'not-found', message: 'the event socket is /api/events' });
     if (!authorized(req, url, true)) return refuseSocket(socket, unauthorized);
     // A page of another site must not read the events even if the browser sends our cookie.
-    const origin = req.headers.origin;
-    if (origin !== undefined && origin !== `http://${req.headers.host}` && origin !== `https://${req.headers.host}`)
-      return refuseSocket(socket, {
-        status: 403,
-        code: 'unauthorized',
-        message: `refused the page at Origin ${quote(origin)}`,
-      });
+    const foreign = originRefusal(req);
+    if (foreign) return refuseSocket(socket, foreign);
     wss.handleUpgrade(req, socket, head, (ws) => {
       clients.add(ws);
       ws.on('close', () => clients.delete(ws));
@@ -374,9 +432,11 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   });
   const port = (server.address() as AddressInfo).port;
   const host = opts.host ?? '127.0.0.1';
-  const shown = host === '0.0.0.0' || host === '::' ? 'localhost' : host.includes(':') ? `[${host}]` : host;
+  const shown = WILDCARD_HOSTS.includes(host) ? 'localhost' : host.includes(':') ? `[${host}]` : host;
+  hosts = new Set(ownHosts(host, port, opts.hosts ?? []));
+  printed = `http://${shown}:${port}/`;
   return {
-    url: `http://${shown}:${port}/`,
+    url: printed,
     token,
     port,
     async close() {

@@ -16,7 +16,7 @@ const path = oneLine(4096, 'a path').min(1);
 const name = (max: number) => oneLine(max, 'a name').min(1);
 const task = z.enum(TASKS);
 const device = z.enum(DEVICES);
-const columns = z.object(Object.fromEntries(COLUMN_ROLES.map((r) => [r, name(1000)]))).partial();
+const columns = z.object(Object.fromEntries(COLUMN_ROLES.map((r) => [r, oneLine(1000, 'a column name')]))).partial();
 /** Aliases as the store names them ("best", "prod"). */
 const alias = z
   .string()

@@ -15,6 +15,7 @@ import { createService, type Service } from '../native/api/service.js';
 import { startServer, type RunningServer } from '../native/api/server.js';
 import { Workspace, WorkspaceError } from '../native/store/workspace.js';
 import { Rng } from '../native/rng.js';
+import { openSocket } from './support/event-socket.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const RUN = '20250101T000000-abc123';
@@ -95,15 +96,6 @@ function rawRequest(method: string, target: string, headers: [string, string][] 
   ];
   const head = `${method} ${target} HTTP/1.1\r\n${all.map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`;
   return Buffer.concat([Buffer.from(head, 'latin1'), bytes]);
-}
-
-function openSocket(url: string, opts: WebSocket.ClientOptions = {}): Promise<WebSocket | number> {
-  return new Promise((resolve) => {
-    const ws = new WebSocket(url, opts);
-    ws.once('open', () => resolve(ws));
-    ws.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
-    ws.once('error', () => resolve(-1));
-  });
 }
 
 before(async () => {

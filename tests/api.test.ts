@@ -11,6 +11,7 @@ import WebSocket from 'ws';
 import { METHODS, type EventName, type Events, type Result } from '../native/contract/index.js';
 import { createService, type Service } from '../native/api/service.js';
 import { startServer, type RunningServer } from '../native/api/server.js';
+import { openSocket } from './support/event-socket.js';
 
 const DEMO = fileURLToPath(new URL('../native/demo/', import.meta.url));
 let tmp: string;
@@ -64,15 +65,6 @@ const jobDone = async (jobId: string): Promise<unknown> => {
   assert.equal(d.error, undefined, JSON.stringify(d.error));
   return d.result;
 };
-function openSocket(url: string, opts: WebSocket.ClientOptions = {}): Promise<WebSocket | number> {
-  return new Promise((resolve) => {
-    const ws = new WebSocket(url, opts);
-    ws.once('open', () => resolve(ws));
-    ws.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
-    ws.once('error', () => resolve(-1));
-  });
-}
-
 before(async () => {
   tmp = mkdtempSync(join(tmpdir(), 'ds-api-'));
   mkdirSync(join(tmp, 'data'));

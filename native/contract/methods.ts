@@ -3,18 +3,26 @@
 // (`delta-studio serve`) — validate calls here before anything runs.
 import { z } from 'zod';
 import { ContractError } from './errors.js';
-import { deltaConfig, pluginName, runConfig } from './run-config.js';
+import { deltaConfig, oneLine, pluginName, pluginRef, runConfig, runId } from './run-config.js';
 import { COLUMN_ROLES, DEVICES, EXPORT_FORMATS, RUN_STATUSES, TASKS } from './vocabulary.js';
 import type * as T from './types.js';
 
 const id = z.number().int().min(1);
+/** Free text (notes, inputs): any characters, newlines and tabs included. */
 const text = (max = 10_000) => z.string().max(max);
-const path = z.string().min(1).max(4096);
-const runId = z.string().min(1).max(64);
-const pluginRef = z.string().min(1).max(200);
+/** A file-system path: no real one holds a control character, and a NUL would reach the file system as a 500. */
+const path = oneLine(4096, 'a path').min(1);
+/** A name the user sees on one line (a tag, a label, a column, a metric). */
+const name = (max: number) => oneLine(max, 'a name').min(1);
 const task = z.enum(TASKS);
 const device = z.enum(DEVICES);
-const columns = z.object(Object.fromEntries(COLUMN_ROLES.map((r) => [r, z.string()]))).partial();
+const columns = z.object(Object.fromEntries(COLUMN_ROLES.map((r) => [r, oneLine(1000, 'a column name')]))).partial();
+/** Aliases as the store names them ("best", "prod"). */
+const alias = z
+  .string()
+  .max(64)
+  .regex(/^[A-Za-z][A-Za-z0-9_-]*$/, 'an alias starts with a letter and holds only letters, digits, "-" and "_"');
+const tag = name(64).refine((t) => t.trim() !== '', 'a tag must not be blank');
 
 interface MethodSpec<P extends z.ZodType> {
   params: P;
@@ -47,7 +55,7 @@ export const METHODS = {
   }),
 
   'models.import': method({
-    params: z.object({ path, copy: z.boolean().default(false), name: text(100).optional() }).strict(),
+    params: z.object({ path, copy: z.boolean().default(false), name: name(100).optional() }).strict(),
     doc: 'record a Hugging Face model folder',
     paths: (p) => [p.path],
   }),
@@ -59,8 +67,8 @@ export const METHODS = {
         task: task.optional(),
         numLabels: z.number().int().min(1).max(100_000).optional(),
         deltas: z.array(deltaConfig).max(8).optional(),
-        batch: z.number().int().min(1).optional(),
-        seq: z.number().int().min(1).optional(),
+        batch: z.number().int().min(1).max(4096).optional(),
+        seq: z.number().int().min(1).max(32_768).optional(),
       })
       .strict(),
     doc: 'module tree, with the modules a delta config modifies marked and its report (trainable params, %, plugin bytes, memory)',
@@ -112,7 +120,7 @@ export const METHODS = {
   }),
   'runs.metrics': method({
     params: z
-      .object({ runId, keys: z.array(z.string()).max(64).optional(), afterStep: z.number().int().min(0).optional() })
+      .object({ runId, keys: z.array(name(200)).max(64).optional(), afterStep: z.number().int().min(0).optional() })
       .strict(),
     doc: 'metric series (steps and values) after a step',
   }),
@@ -131,7 +139,7 @@ export const METHODS = {
   }),
   'sweeps.start': method({
     params: z
-      .object({ base: runConfig, variants: z.array(runConfig.partial()).min(1).max(64), name: text(200).optional() })
+      .object({ base: runConfig, variants: z.array(runConfig.partial()).min(1).max(64), name: name(200).optional() })
       .strict(),
     doc: 'queue one run per variant (methods or hyperparameters) on one dataset',
   }),
@@ -143,12 +151,12 @@ export const METHODS = {
   }),
   'plugins.tag': method({
     params: z
-      .object({ ref: pluginRef, add: z.array(text(64)).default([]), remove: z.array(text(64)).default([]) })
+      .object({ ref: pluginRef, add: z.array(tag).max(64).default([]), remove: z.array(tag).max(64).default([]) })
       .strict(),
     doc: 'add or remove tags of a version',
   }),
   'plugins.alias': method({
-    params: z.object({ ref: pluginRef, alias: z.string().min(1).max(64), remove: z.boolean().default(false) }).strict(),
+    params: z.object({ ref: pluginRef, alias, remove: z.boolean().default(false) }).strict(),
     doc: 'point an alias at a version, or remove it',
   }),
   'plugins.notes': method({
@@ -161,7 +169,8 @@ export const METHODS = {
         ref: pluginRef,
         format: z.enum(EXPORT_FORMATS),
         folder: path.optional(),
-        name: z.string().min(1).max(200).optional(),
+        /** The file or folder to write in `folder`. */
+        name: oneLine(200, 'an export name').min(1).optional(),
         onnxMode: z.enum(['baked', 'inputs']).optional(),
         dtype: z.enum(['float32', 'source']).optional(),
         overwrite: z.boolean().default(false),
@@ -181,7 +190,7 @@ export const METHODS = {
         modelId: id,
         name: pluginName.optional(),
         task: task.optional(),
-        labels: z.array(text(200)).min(1).max(100_000).optional(),
+        labels: z.array(name(200)).min(1).max(100_000).optional(),
       })
       .strict(),
     doc: 'a PEFT adapter folder as a plugin (task and labels when its config does not say)',

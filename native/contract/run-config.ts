@@ -139,13 +139,52 @@ export const pluginName = z
   .min(1)
   .max(100)
   .regex(/^[\p{L}\p{N}._-]+$/u, 'letters, digits, ".", "-" or "_" only');
+/** A plugin version by reference: "name" (its latest), "name@3", "name@v3", "name@best", "name@<alias>". */
+export const pluginRef = z
+  .string()
+  .min(1)
+  .max(200)
+  .regex(
+    /^[\p{L}\p{N}._-]{1,100}(@[A-Za-z0-9_-]{1,64})?$/u,
+    'a plugin reference is a name, name@3 or name@alias (letters, digits, ".", "-" and "_")',
+  );
+/** A run id, or its first characters (runs.get "20250101"): letters, digits, ".", "-" and "_". */
+export const runId = z
+  .string()
+  .min(1)
+  .max(64)
+  .regex(/^[A-Za-z0-9._-]+$/, 'a run id (or its first characters) holds only letters, digits, ".", "-" and "_"');
+
+/** A string on one line, at most `max` long: a control character (NUL, newline, escape…) is refused, naming it. */
+export function oneLine(max: number, what: string) {
+  return z
+    .string()
+    .max(max)
+    .superRefine((s, ctx) => {
+      for (let at = 0; at < s.length; at++) {
+        const c = s.charCodeAt(at);
+        if (c >= 0x20 && c !== 0x7f) continue;
+        const code = `U+${c.toString(16).toUpperCase().padStart(4, '0')}`;
+        ctx.addIssue({ code: 'custom', message: `${what} must not hold a control character (${code} at ${at})` });
+        return;
+      }
+    });
+}
 
 /** A delta config as native/delta reads it ({method, …keys}); the engine checks the keys per method. */
-export const deltaConfig = z.object({ method: z.string().min(1).max(40) }).catchall(z.unknown());
+export const deltaConfig = z
+  .object({
+    method: z
+      .string()
+      .min(1)
+      .max(40)
+      .regex(/^[A-Za-z0-9_+-]+$/, 'a method name holds only letters, digits, "-", "_" and "+"'),
+  })
+  .catchall(z.unknown());
 export type DeltaConfigInput = z.infer<typeof deltaConfig>;
 
 export const earlyStopping = z
-  .object({ metric: z.string().min(1).max(64), patience: z.number().int().min(1).max(10_000) })
+  .object({ metric: oneLine(64, 'a metric name').min(1), patience: z.number().int().min(1).max(10_000) })
   .strict();
 
 /** Everything a run needs: a recorded model, a dataset version, the deltas, and every setting above. */
@@ -155,7 +194,7 @@ export const runConfig = z
     datasetVersionId: z.number().int().min(1),
     deltas: z.array(deltaConfig).min(1).max(8),
     plugin: pluginName.optional(),
-    name: z.string().max(200).optional(),
+    name: oneLine(200, 'a run name').optional(),
     ...numbers,
     schedule: z.enum(SCHEDULES).default(RUN_CHOICES.schedule.default),
     device: z.enum(DEVICES).default(RUN_CHOICES.device.default),

@@ -531,12 +531,15 @@ export class Workspace {
   getRun(id: string): RunRow {
     const r = this.db.prepare('SELECT * FROM runs WHERE id = ?').get(id) as RunRow | undefined;
     if (r) return r;
-    const like = this.db.prepare('SELECT * FROM runs WHERE id LIKE ? ORDER BY id').all(`${id}%`) as RunRow[];
-    if (like.length === 1) return like[0];
+    // A prefix compared as text: LIKE would read "%" and "_" in the user's words as wildcards (and ignore case).
+    const byPrefix = id
+      ? (this.db.prepare('SELECT * FROM runs WHERE substr(id, 1, length(?)) = ? ORDER BY id').all(id, id) as RunRow[])
+      : [];
+    if (byPrefix.length === 1) return byPrefix[0];
     throw new WorkspaceError(
       'not-found',
-      like.length > 1
-        ? `run id "${id}" is ambiguous: ${like.map((x) => x.id).join(', ')}`
+      byPrefix.length > 1
+        ? `run id "${id}" is ambiguous: ${byPrefix.map((x) => x.id).join(', ')}`
         : `no run "${id}" in ${this.dir} (see 'delta-studio runs list')`,
     );
   }

@@ -16,5 +16,7 @@ export default defineConfig({
     target: 'es2022',
     sourcemap: true,
   },
-  server: { proxy: { '/api': { target: 'http://127.0.0.1:7860', ws: true } } },
+  // `npm run serve` listens on 8470; the dev server's pages reach it as the server's own (Host and Origin rewritten;
+  // start serve with --public-host localhost:5173 for the event socket's Origin).
+  server: { proxy: { '/api': { target: 'http://127.0.0.1:8470', ws: true, changeOrigin: true } } },
 });

@@ -68,7 +68,7 @@ async function setUp(
 describe('a trainer that stops without a result', () => {
   let app: Application;
   let dir: string;
-  let run: (over?: object) => string;
+  let run: (over?: object) => Promise<string>;
   // What the next trainer does to itself: killed at a step's checkpoint, or pointed at a model that is not there.
   let killAtCheckpoint: number | null = null;
   let brokenModel = false;
@@ -128,7 +128,7 @@ describe('a trainer that stops without a result', () => {
 describe('a full disk', () => {
   let app: Application;
   let dir: string;
-  let run: (over?: object) => string;
+  let run: (over?: object) => Promise<string>;
   const statuses: Events['run.status'][] = [];
   before(async () => {
     ({ app, dir, run } = await setUp());

@@ -757,3 +757,49 @@ test('fuzz: hundreds of malformed requests are each refused with a 4xx, and the 
   assert.deepEqual(wrong, [], 'every malformed request gets a 4xx');
   assert.equal((await send('/api/app.info', { headers: { ...json, ...bearer() } })).status, 200, 'still up');
 });
+
+test('serve --public-host: a tunnel on another local port is one of the server names; a malformed one is refused', async () => {
+  const { spawn, spawnSync } = await import('node:child_process');
+  const bin = fileURLToPath(new URL('../bin/delta-studio.js', import.meta.url));
+  const bad = spawnSync(process.execPath, [bin, 'serve', '--port', '0', '--public-host', 'no port'], {
+    encoding: 'utf8',
+  });
+  assert.equal(bad.status, 1);
+  assert.match(bad.stderr, /--public-host no port: write host:port/);
+  const child = spawn(process.execPath, [bin, 'serve', '--port', '0', '--public-host', 'localhost:9999', '--json'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  try {
+    const line = await new Promise<string>((res, rej) => {
+      let buf = '';
+      child.stdout.on('data', (d: Buffer) => {
+        buf += d;
+        if (buf.includes('\n')) res(buf.split('\n')[0]);
+      });
+      child.on('exit', (c) => rej(new Error(`serve exited ${c}`)));
+    });
+    const { port, token } = JSON.parse(line) as { port: number; token: string };
+    const ask = (host: string) =>
+      new Promise<number>((res, rej) => {
+        const req = request(
+          {
+            host: '127.0.0.1',
+            port,
+            path: '/api/app.info',
+            method: 'POST',
+            headers: { host, 'content-type': 'application/json', authorization: `Bearer ${token}` },
+          },
+          (r) => {
+            r.resume();
+            res(r.statusCode ?? 0);
+          },
+        );
+        req.on('error', rej);
+        req.end('{}');
+      });
+    assert.equal(await ask('localhost:9999'), 200);
+    assert.equal(await ask('localhost:9998'), 421);
+  } finally {
+    child.kill();
+  }
+});

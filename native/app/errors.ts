@@ -27,8 +27,9 @@ export function toContractError(e: unknown): ContractError {
     return new ContractError({ code: (code ? WORKSPACE_CODES[code] : undefined) ?? 'failed', message: err.message });
   if (err instanceof PathEscapeError || err.name === 'PathEscapeError')
     return new ContractError({ code: 'path-outside', message: err.message });
+  // A data file that cannot be imported as it is: the user's to fix (the message names file, line and column).
   if (err instanceof DatasetError || err.name === 'DatasetError')
-    return new ContractError({ code: 'failed', message: err.message });
+    return new ContractError({ code: 'bad-params', message: err.message });
   if (code === 'ENOENT') return new ContractError({ code: 'not-found', message: err.message });
   return new ContractError({ code: 'failed', message: err.message });
 }

@@ -2,6 +2,7 @@
 // run's trainer through the recorder, relays the trainer's events as the contract's, and lets callers pause, resume,
 // cancel, or wait for a run's outcome.
 import { conflict } from '../contract/index.js';
+import { nvidiaGpuPresent } from '../runtime/providers.js';
 import type { RunStatus } from '../contract/index.js';
 import type { TrainEvent, TrainResult } from '../train/trainer.js';
 import type { PluginVersionRow, Workspace } from '../store/workspace.js';
@@ -143,7 +144,8 @@ export class RunQueue {
         this.bus.emit('run.status', {
           runId,
           status: 'running',
-          reason: e.fallbackReason ? `CUDA not used: ${e.fallbackReason}` : null,
+          // On a machine without an NVIDIA GPU the CPU is simply the device: nothing to explain on every run.
+          reason: e.fallbackReason && nvidiaGpuPresent() ? `CUDA not used: ${e.fallbackReason}` : null,
         });
       } else if (e.type === 'progress') {
         const { step, epoch, loss, lr, gradNorm, tokensPerSec, etaSeconds, rssBytes } = e;

@@ -136,7 +136,8 @@ it. Checkpoints let 'delta-studio resume <run-dir>' continue a killed run exactl
 
 Options:
   --model DIR          Hugging Face model folder
-  --data FILE          training data; --validation FILE for a given validation split (else 10% by seed)
+  --data FILE          training data; --validation FILE for a given validation split, else --validation-fraction
+                       X of the rows by seed (default 0.1; 0: no validation, no evaluation)
   --task T             classification, pair-classification, regression, causal-lm or seq2seq (default classification)
   --text C, --text-pair C, --label C, --prompt C, --completion C, --source C, --target C   column names
   --method M           lora, bitfit, ia3, adapter, parallel_adapter, low_rank_adapter, compacter, soft_prompt,
@@ -163,6 +164,7 @@ ${methodSettingHelp()}`,
           'model',
           'data',
           'validation',
+          'validation-fraction',
           'task',
           ...COLUMN_ROLES.map((r) => r.replace('_', '-')),
           'method',
@@ -339,12 +341,16 @@ Options:
   --port N          port (default 8470; 0 picks a free one)
   --allow DIR       a folder the UI may import models and data from or export to; repeatable
   --token T         the access token (default: 32 random bytes, hex; at least 16 characters)
+  --public-host H:P another host:port the UI is opened at (a tunnel to another local port, a proxy); repeatable.
+                    Requests must name the server (Host) and come from its own pages (Origin): other names are
+                    refused, so that no other site or local port can use your browser's cookie
   --json            print {"url", "token", "port"} as one JSON line`,
     options: {
       workspace: { type: 'string' },
       host: { type: 'string' },
       port: { type: 'string' },
       allow: { type: 'string', multiple: true },
+      'public-host': { type: 'string', multiple: true },
       token: { type: 'string' },
       json: { type: 'boolean', default: false },
     },

@@ -25,6 +25,10 @@ export async function serveCommand(v: Record<string, string | boolean | string[]
     throw new Error('--token must be at least 16 characters (default: 32 random bytes)');
   const workspace = typeof v.workspace === 'string' ? resolve(v.workspace) : undefined;
   const allow = list(v.allow).map((d) => resolve(d));
+  const publicHosts = list(v['public-host']);
+  for (const h of publicHosts)
+    if (!/^(\[[0-9a-f:.]+\]|[\w.-]+):\d{1,5}$/i.test(h))
+      throw new Error(`--public-host ${h}: write host:port, e.g. localhost:9000 or my-proxy.example:443`);
   for (const d of allow) if (!existsSync(d)) throw new Error(`--allow ${d}: no such folder`);
   const local = host === '127.0.0.1' || host === 'localhost' || host === '::1';
   if (!local) {
@@ -42,6 +46,7 @@ export async function serveCommand(v: Record<string, string | boolean | string[]
     token,
     staticDir,
     allowedRoots: [...(workspace ? [workspace] : []), ...allow],
+    hosts: publicHosts,
   });
   const url = `${server.url}?token=${server.token}`;
   if (v.json === true) process.stdout.write(`${JSON.stringify({ url, token: server.token, port: server.port })}\n`);

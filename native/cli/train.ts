@@ -147,6 +147,11 @@ export async function trainCommand(v: FlagValues): Promise<number> {
     if (typeof flag === 'string') columns[k] = flag;
   }
   const deltas = deltasFromFlags(v);
+  const validationFraction = v['validation-fraction'] === undefined ? 0.1 : Number(v['validation-fraction']);
+  if (!(validationFraction >= 0 && validationFraction <= 0.9))
+    throw new Error(`--validation-fraction must be a number from 0 to 0.9, got "${String(v['validation-fraction'])}"`);
+  if (typeof v.validation === 'string' && v['validation-fraction'] !== undefined)
+    throw new Error('--validation gives the validation rows: leave out --validation-fraction');
   const settings = runSettingsFromFlags(v as FlagValues);
   const datasetName =
     typeof v['dataset-name'] === 'string' ? v['dataset-name'] : safeName(basename(v.data, extname(v.data)));
@@ -189,7 +194,7 @@ export async function trainCommand(v: FlagValues): Promise<number> {
       task,
       columns,
       validationPath: typeof v.validation === 'string' ? v.validation : undefined,
-      validationFraction: 0.1,
+      validationFraction,
       seed: settings.seed ?? 0,
     });
     const cfg = runConfig.parse({

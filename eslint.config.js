@@ -4,7 +4,18 @@ import tseslint from 'typescript-eslint';
 import { layersPlugin } from './build/eslint-layers.js';
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'scratch/**', 'dist/**', 'out/**', 'renderer/dist/**'] },
+  {
+    ignores: [
+      'node_modules/**',
+      'scratch/**',
+      'dist/**',
+      'out/**',
+      'renderer/dist/**',
+      'dist-electron/**',
+      '.gpu/**',
+      'peft-check/**',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -22,14 +22,40 @@ export function shapeOf(g: Graph, v: Value): Value {
   return isStatic(v.shape) ? ints(g, v.shape) : g.op1('Shape', [v]);
 }
 
-/** Reshapes `x` to the shape of `like` (elements counts equal). */
+/**
+ * Reshapes `x` to the shape of `like` (element counts equal). The target shape is a constant where it can be: 0 copies
+ * a dim of `x` at the same place, −1 stands for one dim left over. Only otherwise is it read from `like` at run time,
+ * which keeps a forward value alive into the backward pass just for its shape.
+ */
 export function reshapeLike(g: Graph, x: Value, like: Value): Value {
   if (x.shape.length === like.shape.length && x.shape.every((d, i) => dimEq(d, like.shape[i]))) return x;
-  return g.op1('Reshape', [x, shapeOf(g, like)], {}, { infos: [{ dtype: x.dtype, shape: like.shape }] });
+  const dims = like.shape.map((d, i) =>
+    typeof d === 'number' ? d : i < x.shape.length && dimEq(d, x.shape[i]) ? 0 : undefined,
+  );
+  const open = dims.filter((d) => d === undefined).length;
+  // A real 0 in the target would read as "copy": such shapes take the run-time way.
+  const shape =
+    open <= 1 && !like.shape.includes(0)
+      ? ints(
+          g,
+          dims.map((d) => d ?? -1),
+        )
+      : shapeOf(g, like);
+  return g.op1('Reshape', [x, shape], {}, { infos: [{ dtype: x.dtype, shape: like.shape }] });
 }
 
+/** Expands `x` to the shape of `like`; dims `x` already has are 1 in the target (Expand broadcasts). */
 export function expandLike(g: Graph, x: Value, like: Value): Value {
-  return g.op1('Expand', [x, shapeOf(g, like)], {}, { infos: [{ dtype: x.dtype, shape: like.shape }] });
+  const lead = like.shape.length - x.shape.length;
+  const fromX = like.shape.map((d, i) => i >= lead && dimEq(d, x.shape[i - lead]));
+  const known = like.shape.every((d, i) => typeof d === 'number' || fromX[i]);
+  const shape = known
+    ? ints(
+        g,
+        like.shape.map((d, i) => (fromX[i] ? 1 : (d as number))),
+      )
+    : shapeOf(g, like);
+  return g.op1('Expand', [x, shape], {}, { infos: [{ dtype: x.dtype, shape: like.shape }] });
 }
 
 /** Sums a broadcast gradient back to the shape of the input it flowed from. */

@@ -1,6 +1,7 @@
 // The training step as one graph: loss → gradients → global-norm clipping → AdamW. Trainable parameters and their
 // moments go in, updated ones come out; frozen weights stay initializers (in place, in the user's files).
 import { buildGradients } from '../autodiff/backward.js';
+import { recomputeSet, type RecomputeKind } from '../autodiff/recompute.js';
 import { Graph, type Value } from '../onnx/graph.js';
 import { lowerDropout } from './dropout.js';
 
@@ -28,7 +29,15 @@ export interface TrainStepSpec {
   optimizer?: AdamWConfig;
   /** Micro-batches per optimizer step (gradient accumulation). */
   accumulation?: number;
+  /**
+   * What the backward pass makes again instead of keeping from the forward pass (see autodiff/recompute.ts).
+   * Default DEFAULT_RECOMPUTE; [] keeps everything.
+   */
+  recompute?: readonly RecomputeKind[];
 }
+
+/** Attention probabilities: S² per head per layer for one Q·Kᵀ product each (see bench/memory.ts for the numbers). */
+export const DEFAULT_RECOMPUTE: RecomputeKind[] = ['attention'];
 
 /** Names of the inputs and outputs the trainer feeds and reads. */
 export const names = {
@@ -139,9 +148,12 @@ export function buildTrainStep(spec: TrainStepSpec): TrainStepGraphs {
   const decay: Record<string, number> = {};
   for (const p of spec.trainable) decay[p] = decayFor(p, spec.forward.value(p).shape.length, cfg);
 
+  const recompute = spec.recompute ?? DEFAULT_RECOMPUTE;
   if (k === 1) {
     const { g, params, dropoutNodes } = prepareForward(spec);
-    const grads = g.scope('grad', () => buildGradients(g, { loss: spec.loss, wrt: spec.trainable }));
+    const grads = g.scope('grad', () =>
+      buildGradients(g, { loss: spec.loss, wrt: spec.trainable, recompute: recomputeSet(g, recompute) }),
+    );
     appendUpdate(g, params, grads, cfg, decay);
     g.prune();
     return { step: g, trainable: spec.trainable, weightDecay: decay, dropoutNodes };
@@ -149,7 +161,9 @@ export function buildTrainStep(spec: TrainStepSpec): TrainStepGraphs {
 
   const { g: acc, params, dropoutNodes } = prepareForward(spec);
   const seed = acc.constant(1 / k, acc.value(spec.loss).dtype, []);
-  const grads = acc.scope('grad', () => buildGradients(acc, { loss: spec.loss, wrt: spec.trainable, seed }));
+  const grads = acc.scope('grad', () =>
+    buildGradients(acc, { loss: spec.loss, wrt: spec.trainable, seed, recompute: recomputeSet(acc, recompute) }),
+  );
   for (const p of params) {
     const sum = acc.input(names.grad(p.name), 'float32', p.shape);
     acc.output(acc.op1('Add', [sum, grads.get(p.name)!]), names.gradOut(p.name));

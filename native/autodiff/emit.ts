@@ -17,9 +17,63 @@ export function cast(g: Graph, v: Value, to: DType): Value {
   return v.dtype === to ? v : g.op1('Cast', [v], { to: DTYPES[to].onnx });
 }
 
-/** Shape(v) as an int64 tensor; a constant when the shape is static. */
+/**
+ * Shape(v) as an int64 tensor: a constant when the shape is static; else each symbolic dim is computed from the
+ * graph's inputs that have its symbols (batch, seq, … — "seq-1" as seq − 1), which are alive for the whole step, so that
+ * a gradient needing only `v`'s shape does not keep `v` alive until then. Dims no input explains read `v`'s.
+ */
 export function shapeOf(g: Graph, v: Value): Value {
-  return isStatic(v.shape) ? ints(g, v.shape) : g.op1('Shape', [v]);
+  if (isStatic(v.shape)) return ints(g, v.shape);
+  const parts: Value[] = [];
+  let run: number[] = [];
+  v.shape.forEach((d, k) => {
+    if (typeof d === 'number') {
+      run.push(d);
+      return;
+    }
+    if (run.length) parts.push(ints(g, run));
+    run = [];
+    parts.push(dimFromInputs(g, d) ?? g.op1('Shape', [v], { start: k, end: k + 1 }));
+  });
+  if (run.length) parts.push(ints(g, run));
+  return parts.length === 1 ? parts[0] : g.op1('Concat', parts, { axis: 0 });
+}
+
+/** A symbolic dim as an int64 [1] tensor computed from graph inputs' shapes, or undefined when one has no source. */
+function dimFromInputs(g: Graph, d: string): Value | undefined {
+  const sources = new Map<string, [string, number]>();
+  for (const i of g.inputs)
+    g.value(i).shape.forEach((s, k) => {
+      if (typeof s === 'string' && /^[A-Za-z_]\w*$/.test(s) && !sources.has(s)) sources.set(s, [i, k]);
+    });
+  let pos = 0;
+  const tokens = d.match(/\d+|[A-Za-z_][\w.:/]*|[-+*/()]/g) ?? [];
+  if (tokens.join('') !== d.replace(/\s+/g, '')) return undefined;
+  const atom = (): Value | undefined => {
+    const t = tokens[pos++];
+    if (t === '(') {
+      const v = sum();
+      pos++; // ')'
+      return v;
+    }
+    if (t === undefined) return undefined;
+    if (/^\d+$/.test(t)) return ints(g, [Number(t)]);
+    const src = sources.get(t);
+    return src ? g.op1('Shape', [src[0]], { start: src[1], end: src[1] + 1 }) : undefined;
+  };
+  const binary = (next: () => Value | undefined, ops: Record<string, string>) => (): Value | undefined => {
+    let v = next();
+    while (v && tokens[pos] in ops) {
+      const op = ops[tokens[pos++]];
+      const r = next();
+      v = r ? g.op1(op, [v, r]) : undefined;
+    }
+    return v;
+  };
+  const product = binary(atom, { '*': 'Mul', '/': 'Div' });
+  const sum = binary(product, { '+': 'Add', '-': 'Sub' });
+  const out = sum();
+  return out && pos === tokens.length ? out : undefined;
 }
 
 /**

@@ -1,4 +1,5 @@
 // The one place that creates onnxruntime sessions: provider choice with an explicit CPU fallback, threads, memory.
+import { isMainThread } from 'node:worker_threads';
 import ort from 'onnxruntime-node';
 import type { Graph, HostTensor, Value } from '../onnx/graph.js';
 import { fmtShape } from '../onnx/shape.js';
@@ -17,6 +18,11 @@ export interface SessionOptions {
   /** The CPU arena is faster but holds on to memory. */
   cpuArena?: boolean;
   /**
+   * onnxruntime's memory pattern: after a run it plans one block for all of a shape's intermediate values and asks
+   * the arena for it whole on later runs. Default: on for the CPU, off for CUDA (see cudaOptions).
+   */
+  memPattern?: boolean;
+  /**
    * Prepacking copies every weight into a GEMM-friendly layout (twice when forward and backward both use it).
    * Default: only for graphs with under 256 MiB of weights. Above that, frozen weights stay memory-mapped from
    * their files: on a BERT-base training step that saves ~340 MB and ~2.5 s of start-up for ~4% of step time;
@@ -25,6 +31,13 @@ export interface SessionOptions {
   prepack?: boolean;
   /** Graph optimisation level. */
   optimization?: 'disabled' | 'basic' | 'extended' | 'all';
+  /**
+   * TensorFloat-32 in cuBLAS/cuDNN float32 products (CUDA; default on). Off gives float32 products float32 rounding
+   * (gradient checks); it is process-wide and must be decided before the first CUDA session of the process.
+   */
+  tf32?: boolean;
+  /** Writes onnxruntime's per-node profile (times and, on the CPU, the arena's bytes in use) to `<prefix>_….json`. */
+  profileFilePrefix?: string;
 }
 
 export interface OpenedSession {
@@ -38,6 +51,75 @@ export interface OpenedSession {
   inputs?: Value[];
 }
 
+/**
+ * What onnxruntime-node 1.29 lets a session say about CUDA, read in its binding (github.com/microsoft/onnxruntime,
+ * js/node/src/session_options_helper.cc): ParseExecutionProviders passes `deviceId` and nothing else to
+ * OrtCUDAProviderOptionsV2 (CreateCUDAProviderOptions; options->device_id = deviceId; AppendExecutionProvider_CUDA_V2),
+ * so arena_extend_strategy (kNextPowerOfTwo), gpu_mem_limit, use_tf32, enable_cuda_graph and the cuDNN options keep
+ * their defaults; ParseRunOptions (run_options_helper.cc) passes only logSeverityLevel and tag, so the run option
+ * memory.enable_memory_arena_shrinkage cannot be set either. What ParseSessionOptions does pass: enableCpuMemArena,
+ * enableMemPattern, graphOptimizationLevel, executionMode, intra/inter-op threads, profiling, and `extra` as session
+ * config entries (IterateExtraOptions: nested keys joined with '.', string values only). So, for CUDA:
+ * - no memory pattern: the pattern is one block the size of all of a step's intermediates, requested whole from a
+ *   kNextPowerOfTwo arena, which rounds a region up to the next power of two (a 40 GB plan takes a 64 GB region, on
+ *   top of what the first, unplanned run grew); without it the arena's regions double only up to
+ *   max_power_of_two_extend_bytes (1 GB) and then grow by what is asked (core/framework/bfc_arena.cc, Extend);
+ * - session.use_device_allocator_for_initializers: weights are allocated exactly (cudaMalloc), not in arena regions;
+ * - TF32 through NVIDIA_TF32_OVERRIDE=0, which cuBLAS and cuDNN read when they start (the binding cannot pass use_tf32).
+ */
+export function cudaOptions(opts: SessionOptions = {}): ort.InferenceSession.SessionOptions {
+  return {
+    executionProviders: [{ name: 'cuda', deviceId: 0 }],
+    enableMemPattern: opts.memPattern ?? false,
+    extra: { session: { use_device_allocator_for_initializers: '1' } },
+  };
+}
+
+let cudaStarted: { tf32: boolean } | undefined;
+
+/** TF32 is a process-wide switch of cuBLAS/cuDNN: set before the first CUDA session, then fixed. */
+function setTf32(on: boolean): void {
+  if (cudaStarted && cudaStarted.tf32 !== on)
+    throw new Error(
+      `TF32 was ${cudaStarted.tf32 ? 'on' : 'off'} for an earlier CUDA session of this process; it cannot change (start another process)`,
+    );
+  // A worker thread's process.env is its own copy, not the process environment the CUDA libraries read.
+  if (!on && process.env.NVIDIA_TF32_OVERRIDE !== '0') {
+    if (!isMainThread)
+      throw new Error(
+        'TF32 off: set NVIDIA_TF32_OVERRIDE=0 in the environment of the process (a worker thread cannot)',
+      );
+    process.env.NVIDIA_TF32_OVERRIDE = '0';
+  }
+  cudaStarted = { tf32: on };
+}
+
+/** The onnxruntime session options for `device` (a pure function of the options, so that tests can read them). */
+export function ortSessionOptions(
+  device: 'cpu' | 'cuda',
+  opts: SessionOptions,
+  model: Pick<SerializedModel, 'externalFolder' | 'weightBytes'>,
+): ort.InferenceSession.SessionOptions {
+  const session: Record<string, string> = {};
+  if (model.externalFolder) session.model_external_initializers_file_folder_path = model.externalFolder;
+  if (!(opts.prepack ?? model.weightBytes < PREPACK_LIMIT)) session.disable_prepacking = '1';
+  const cuda = device === 'cuda' ? cudaOptions(opts) : undefined;
+  const options: ort.InferenceSession.SessionOptions = {
+    executionProviders: cuda?.executionProviders ?? ['cpu'],
+    graphOptimizationLevel: opts.optimization ?? 'all',
+    enableCpuMemArena: opts.cpuArena ?? true,
+    enableMemPattern: cuda?.enableMemPattern ?? opts.memPattern ?? true,
+    logSeverityLevel: 3,
+    extra: { session: { ...session, ...(cuda?.extra as { session: Record<string, string> } | undefined)?.session } },
+  };
+  if (opts.threads) options.intraOpNumThreads = opts.threads;
+  if (opts.profileFilePrefix) {
+    options.enableProfiling = true;
+    options.profileFilePrefix = opts.profileFilePrefix;
+  }
+  return options;
+}
+
 export async function openSession(model: Graph | SerializedModel, opts: SessionOptions = {}): Promise<OpenedSession> {
   const m = 'bytes' in model ? model : serialize(model);
   const want = opts.device ?? 'auto';
@@ -49,17 +131,8 @@ export async function openSession(model: Graph | SerializedModel, opts: SessionO
     else if (want === 'cuda') throw new Error(`CUDA was requested but cannot be used: ${st.reason}`);
     else fallbackReason = st.reason;
   }
-  const session: Record<string, string> = {};
-  if (m.externalFolder) session.model_external_initializers_file_folder_path = m.externalFolder;
-  if (!(opts.prepack ?? m.weightBytes < PREPACK_LIMIT)) session.disable_prepacking = '1';
-  const options: ort.InferenceSession.SessionOptions = {
-    executionProviders: device === 'cuda' ? ['cuda'] : ['cpu'],
-    graphOptimizationLevel: opts.optimization ?? 'all',
-    enableCpuMemArena: opts.cpuArena ?? true,
-    logSeverityLevel: 3,
-    extra: { session },
-  };
-  if (opts.threads) options.intraOpNumThreads = opts.threads;
+  if (device === 'cuda') setTf32(opts.tf32 ?? true);
+  const options = ortSessionOptions(device, opts, m);
   let s: ort.InferenceSession;
   try {
     s = await ort.InferenceSession.create(m.bytes, options);

@@ -5,7 +5,8 @@
 // document (a short table on stderr).
 //
 //   --model DIR | --shape 316m|1b|tiny|small (bench/gpu-model.ts; weights are sparse zeros, never read) [--layers N]
-//   --batch 32 --seq 512 --precision fp32|fp16 --delta '<json>' --task causal-lm --recompute none|attention,…
+//   --batch 32 --seq 512 --precision fp32|fp16 (fp16: float16 weights and activations; --activations float32|float16)
+//   --delta '<json>' --task causal-lm --recompute none|attention,…
 //   --gpu: both of bench:gpu's LoRA configs (316M × 32 × 512, 1.03B × 8 × 512), with and without recomputation.
 //   --measure: also run the step with onnxruntime on the CPU (each setting in its own process) and compare the static
 //     peak with the arena's bytes in use (from onnxruntime's profile) and with the growth of the resident set.
@@ -45,8 +46,13 @@ export interface Case {
   batch: number;
   seq: number;
   precision: 'fp32' | 'fp16';
+  /** Float16 activations (default with fp16 precision). */
+  activations?: 'float32' | 'float16';
   recompute: RecomputeKind[];
 }
+
+const activationsOf = (c: Case): 'float32' | 'float16' =>
+  c.activations ?? (c.precision === 'fp16' ? 'float16' : 'float32');
 
 const DEFAULT_DELTA = [{ method: 'lora', r: 8, alpha: 16, target_modules: ['q_proj', 'v_proj'] }];
 const folders = new Map<string, string>();
@@ -81,6 +87,7 @@ function build(c: Case) {
     trainable: applied.trainable,
     optimizer: { weightDecay: 0.01, maxGradNorm: 1 },
     recompute: c.recompute,
+    activations: activationsOf(c),
   });
   const cfg = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, number>;
   const intermediate = cfg.intermediate_size ?? cfg.d_ff ?? cfg.n_inner ?? (cfg.n_embd ? 4 * cfg.n_embd : undefined);
@@ -131,6 +138,7 @@ function describe(c: Case, dims?: { layers: number; hidden: number; vocab: numbe
     batch: c.batch,
     seq: c.seq,
     precision: c.precision,
+    activations: activationsOf(c),
     recompute: c.recompute,
   };
 }
@@ -169,6 +177,7 @@ async function child(c: Case, s: Setting, runs: number) {
     labels: { dtype: 'int64', shape, data: ids },
     [names.lr]: { dtype: 'float32', shape: [], data: Float32Array.of(1e-4) },
     [names.step]: { dtype: 'int64', shape: [], data: BigInt64Array.of(1n) },
+    [names.lossScale]: { dtype: 'float32', shape: [], data: Float32Array.of(1024) },
   };
   for (const p of applied.trainable) {
     const t = applied.initial[p];
@@ -183,7 +192,8 @@ async function child(c: Case, s: Setting, runs: number) {
   for (let r = 0; r < runs; r++) {
     writeFileSync('/proc/self/clear_refs', '5'); // resets VmHWM to the current resident set
     const t0 = performance.now();
-    const out = await runSession(session, feeds, [names.loss]);
+    const fed = Object.fromEntries(Object.entries(feeds).filter(([k]) => session.inputNames.includes(k)));
+    const out = await runSession(session, fed, [names.loss]);
     ms.push(performance.now() - t0);
     growth.push((statusKiB('VmHWM') - before) * 1024);
     loss = Number(out[names.loss].data[0]);
@@ -305,6 +315,7 @@ function caseFromArgs(): Case {
     batch: Number(opt('batch') ?? 4),
     seq: Number(opt('seq') ?? 256),
     precision: opt('precision') === 'fp16' ? 'fp16' : 'fp32',
+    ...(opt('activations') ? { activations: opt('activations') as 'float32' | 'float16' } : {}),
     recompute,
   };
 }
@@ -317,7 +328,7 @@ function table(rows: ReturnType<typeof analyse>[]): string {
       .map(([k, v]) => `${k} ${v}`)
       .join(', ');
     const c = r.case;
-    return `${c.model} ${c.batch}×${c.seq} ${c.precision} recompute=[${c.recompute}]: weights ${s.weights_mib} MiB, activations peak ${s.peak_activations_mib} MiB (${top})`;
+    return `${c.model} ${c.batch}×${c.seq} ${c.precision} (${c.activations} activations) recompute=[${c.recompute}]: weights ${s.weights_mib} MiB, activations peak ${s.peak_activations_mib} MiB (${top})`;
   });
   return `${lines.join('\n')}\n`;
 }

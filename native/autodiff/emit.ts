@@ -3,7 +3,11 @@ import { DTYPES, type DType } from '../onnx/dtype.js';
 import type { Graph, Value } from '../onnx/graph.js';
 import { type Shape, dimEq, isStatic, normAxis } from '../onnx/shape.js';
 
-export const scalar = (g: Graph, v: number, dtype: DType): Value => g.constant(v, dtype, []);
+/** A scalar constant; a float16/bfloat16 one is a cast float32 constant (onnxruntime folds it when it loads). */
+export function scalar(g: Graph, v: number, dtype: DType): Value {
+  if (dtype !== 'float16' && dtype !== 'bfloat16') return g.constant(v, dtype, []);
+  return g.op1('Cast', [g.constant(v, 'float32', [])], { to: DTYPES[dtype].onnx });
+}
 export const ints = (g: Graph, v: number[]): Value => g.constant(v, 'int64', [v.length]);
 
 export const add = (g: Graph, a: Value, b: Value): Value => g.op1('Add', [a, b]);
@@ -155,7 +159,12 @@ export function zerosLike(g: Graph, like: Value, dtype: DType = like.dtype): Val
       value: {
         dtype,
         shape: [1],
-        data: dtype === 'float64' ? new Float64Array(1) : new Float32Array(1),
+        data:
+          dtype === 'float64'
+            ? new Float64Array(1)
+            : dtype === 'float16' || dtype === 'bfloat16'
+              ? new Uint16Array(1)
+              : new Float32Array(1),
       },
     },
     { infos: [{ dtype, shape: like.shape }] },

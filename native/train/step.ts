@@ -1,6 +1,7 @@
 // The training step as one graph: loss → gradients → global-norm clipping → AdamW. Trainable parameters and their
 // moments go in, updated ones come out; frozen weights stay initializers (in place, in the user's files).
 import { buildGradients } from '../autodiff/backward.js';
+import { halfActivations } from '../autodiff/autocast.js';
 import { recomputeSet, type RecomputeKind } from '../autodiff/recompute.js';
 import { DTYPES } from '../onnx/dtype.js';
 import { dimEq } from '../onnx/shape.js';
@@ -36,6 +37,12 @@ export interface TrainStepSpec {
    * Default DEFAULT_RECOMPUTE; [] keeps everything.
    */
   recompute?: readonly RecomputeKind[];
+  /**
+   * 'float16': the values the step makes are float16 where that is safe (see autodiff/autocast.ts), the loss is
+   * scaled by a `loss_scale` input and gradients unscaled before clipping; a step whose gradients are not finite
+   * leaves parameters and moments as they were (StepRunner halves the scale and does not count it). Default 'float32'.
+   */
+  activations?: 'float32' | 'float16';
 }
 
 /** Attention probabilities: S² per head per layer for one Q·Kᵀ product each (see bench/memory.ts for the numbers). */
@@ -45,6 +52,7 @@ export const DEFAULT_RECOMPUTE: RecomputeKind[] = ['attention'];
 export const names = {
   lr: 'lr',
   step: 'step',
+  lossScale: 'loss_scale',
   seed: 'dropout_seed',
   loss: 'loss',
   gradNorm: 'grad_norm',
@@ -67,6 +75,8 @@ export interface TrainStepGraphs {
   trainable: string[];
   weightDecay: Record<string, number>;
   dropoutNodes: number;
+  /** The step graphs take a `loss_scale` input (float16 activations). */
+  lossScaled: boolean;
 }
 
 export function decayFor(name: string, rank: number, cfg: AdamWConfig): number {
@@ -81,6 +91,7 @@ function appendUpdate(
   grads: Map<string, Value>,
   cfg: AdamWConfig,
   decay: Record<string, number>,
+  lossScaled = false,
 ): void {
   const b1 = cfg.beta1 ?? 0.9,
     b2 = cfg.beta2 ?? 0.999,
@@ -89,9 +100,18 @@ function appendUpdate(
   const lr = g.input(names.lr, 'float32', []);
   const step = g.input(names.step, 'int64', []);
   g.scope('optimizer', () => {
+    if (lossScaled) {
+      // Gradients of the scaled loss, unscaled before anything reads them.
+      const scale = g.values.has(names.lossScale) ? g.value(names.lossScale) : g.input(names.lossScale, 'float32', []);
+      const inv = g.op1('Reciprocal', [scale]);
+      grads = new Map([...grads].map(([p, gr]) => [p, g.op1('Mul', [gr, inv])]));
+    }
     const sq = params.map((p) => g.op1('ReduceSumSquare', [grads.get(p.name)!], { keepdims: 0 }));
     const norm = g.op1('Sqrt', [sq.length === 1 ? sq[0] : g.op1('Sum', sq)]);
     g.output(norm, names.gradNorm);
+    // Not finite (overflow in float16): keep parameters and moments (NaN < x is false, as is ∞ < x).
+    const finite = lossScaled ? g.op1('Less', [norm, f(3.4e38)]) : undefined;
+    const keepIf = (v: Value, old: Value): Value => (finite ? g.op1('Where', [finite, v, old]) : v);
     let coef: Value | undefined;
     if (cfg.maxGradNorm && cfg.maxGradNorm > 0) {
       // As torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1.
@@ -119,9 +139,9 @@ function appendUpdate(
         const decayed = wd > 0 ? g.op1('Mul', [p, g.op1('Sub', [f(1), g.op1('Mul', [lr, f(wd)])])]) : p;
         const denom = g.op1('Add', [g.op1('Div', [g.op1('Sqrt', [v2]), sqrtBc2]), f(eps)]);
         const upd = g.op1('Sub', [decayed, g.op1('Mul', [stepSize, g.op1('Div', [m2, denom])])]);
-        g.output(upd, names.out(p.name));
-        g.output(m2, names.mOut(p.name));
-        g.output(v2, names.vOut(p.name));
+        g.output(keepIf(upd, p), names.out(p.name));
+        g.output(keepIf(m2, m), names.mOut(p.name));
+        g.output(keepIf(v2, v), names.vOut(p.name));
       });
     }
   });
@@ -135,6 +155,7 @@ function prepareForward(spec: TrainStepSpec): { g: Graph; params: Value[]; dropo
   g.outputs.length = 0;
   g.output(spec.loss, names.loss);
   sliceBeforeProducts(g);
+  if (spec.activations === 'float16') halfActivations(g);
   return { g, params, dropoutNodes };
 }
 
@@ -273,20 +294,28 @@ export function buildTrainStep(spec: TrainStepSpec): TrainStepGraphs {
   for (const p of spec.trainable) decay[p] = decayFor(p, spec.forward.value(p).shape.length, cfg);
 
   const recompute = spec.recompute ?? DEFAULT_RECOMPUTE;
+  const lossScaled = spec.activations === 'float16';
+  // The gradient fed into the loss: the loss scale, over the micro-batches.
+  const seedOf = (g: Graph): Value | undefined => {
+    if (!lossScaled) return k === 1 ? undefined : g.constant(1 / k, g.value(spec.loss).dtype, []);
+    const scale = g.input(names.lossScale, 'float32', []);
+    return k === 1 ? scale : g.op1('Mul', [scale, g.constant(1 / k, 'float32', [])]);
+  };
   if (k === 1) {
     const { g, params, dropoutNodes } = prepareForward(spec);
+    const seed = seedOf(g);
     const grads = g.scope('grad', () =>
-      buildGradients(g, { loss: spec.loss, wrt: spec.trainable, recompute: recomputeSet(g, recompute) }),
+      buildGradients(g, { loss: spec.loss, wrt: spec.trainable, seed, recompute: recomputeSet(g, recompute) }),
     );
     lowerCrossEntropy(g);
-    appendUpdate(g, params, grads, cfg, decay);
+    appendUpdate(g, params, grads, cfg, decay, lossScaled);
     lossFirst(g);
     g.prune();
-    return { step: g, trainable: spec.trainable, weightDecay: decay, dropoutNodes };
+    return { step: g, trainable: spec.trainable, weightDecay: decay, dropoutNodes, lossScaled };
   }
 
   const { g: acc, params, dropoutNodes } = prepareForward(spec);
-  const seed = acc.constant(1 / k, acc.value(spec.loss).dtype, []);
+  const seed = seedOf(acc)!;
   const grads = acc.scope('grad', () =>
     buildGradients(acc, { loss: spec.loss, wrt: spec.trainable, seed, recompute: recomputeSet(acc, recompute) }),
   );
@@ -301,6 +330,6 @@ export function buildTrainStep(spec: TrainStepSpec): TrainStepGraphs {
   const apply = new Graph();
   const aParams = params.map((p) => apply.input(p.name, p.dtype, p.shape));
   const aGrads = new Map(aParams.map((p) => [p.name, apply.input(names.grad(p.name), 'float32', p.shape)]));
-  appendUpdate(apply, aParams, aGrads, cfg, decay);
-  return { accumulate: acc, apply, trainable: spec.trainable, weightDecay: decay, dropoutNodes };
+  appendUpdate(apply, aParams, aGrads, cfg, decay, lossScaled);
+  return { accumulate: acc, apply, trainable: spec.trainable, weightDecay: decay, dropoutNodes, lossScaled };
 }

@@ -3,7 +3,8 @@
 //
 //   LoRA r=8 on q_proj/v_proj, AdamW: 316M at batch 32 × 512, 1.03B at 8 × 512; full fine-tuning: 316M at 8 × 256.
 //   Delta Studio in float32 and in mixed precision (float16 weights and activations); --recompute none|attention,… sets
-//   what its backward pass recomputes (default: buildTrainStep's); PyTorch + PEFT with bf16 autocast and in fp32,
+//   what its backward pass recomputes (default: buildTrainStep's), --mem-pattern turns onnxruntime's memory pattern on
+//   (off by default on CUDA); PyTorch + PEFT with bf16 autocast and in fp32,
 //   where a Python with torch and peft is found ($DELTA_STUDIO_PYTHON, else python3).
 //   tokens/s after warm-up steps; peak GPU memory of each run's process, polled from nvidia-smi.
 //
@@ -29,6 +30,8 @@ interface RunSpec {
   precision: string;
   /** What the backward pass recomputes (Delta Studio; default: buildTrainStep's). */
   recompute?: string[];
+  /** onnxruntime's memory pattern on (Delta Studio; off by default on CUDA, see native/runtime/session.ts). */
+  memPattern?: boolean;
 }
 interface RunResult extends RunSpec {
   tokens_per_sec?: number;
@@ -81,7 +84,10 @@ async function worker(spec: RunSpec & { dir: string; device: 'cpu' | 'cuda'; war
     activations: spec.precision === 'fp16' ? 'float16' : 'float32',
     ...(spec.recompute ? { recompute: spec.recompute as never } : {}),
   });
-  const runner = await StepRunner.open(graphs, applied.initial, { inWorker: false, session: { device: spec.device } });
+  const runner = await StepRunner.open(graphs, applied.initial, {
+    inWorker: false,
+    session: { device: spec.device, ...(spec.memPattern ? { memPattern: true } : {}) },
+  });
   const rng = new Rng(5);
   const n = spec.batch * spec.seq;
   const ids = BigInt64Array.from({ length: n }, () => BigInt(rng.int(SHAPES[spec.model].vocab)));
@@ -285,6 +291,7 @@ async function main(): Promise<void> {
         side: 'delta-studio',
         precision,
         ...(recompute ? { recompute: recompute === 'none' ? [] : recompute.split(',') } : {}),
+        ...(flag('mem-pattern') ? { memPattern: true } : {}),
       };
       process.stderr.write(`${c.config} delta-studio ${precision}…\n`);
       const job = { ...spec, dir: models[c.model].dir, device, warmup, steps };

@@ -59,3 +59,19 @@ test("onnxruntime-node accepts the CUDA session's settings (on the CPU provider,
   assert.deepEqual(Array.from(y.y.data as Float32Array), [1, 2, 5, 6]);
   await opened.session.release();
 });
+
+test('TF32 off is NVIDIA_TF32_OVERRIDE=0, set before CUDA is probed (the binding cannot pass use_tf32)', async () => {
+  const before = process.env.NVIDIA_TF32_OVERRIDE;
+  delete process.env.NVIDIA_TF32_OVERRIDE;
+  try {
+    const s = await openSession(tiny(), { device: 'cpu', tf32: false });
+    assert.equal(process.env.NVIDIA_TF32_OVERRIDE, undefined, 'a CPU session leaves it alone');
+    await s.session.release();
+    const a = await openSession(tiny(), { device: 'auto', tf32: false });
+    assert.equal(process.env.NVIDIA_TF32_OVERRIDE, '0');
+    await a.session.release();
+  } finally {
+    if (before === undefined) delete process.env.NVIDIA_TF32_OVERRIDE;
+    else process.env.NVIDIA_TF32_OVERRIDE = before;
+  }
+});

@@ -32,8 +32,9 @@ export interface SessionOptions {
   /** Graph optimisation level. */
   optimization?: 'disabled' | 'basic' | 'extended' | 'all';
   /**
-   * TensorFloat-32 in cuBLAS/cuDNN float32 products (CUDA; default on). Off gives float32 products float32 rounding
-   * (gradient checks); it is process-wide and must be decided before the first CUDA session of the process.
+   * TensorFloat-32 in cuBLAS/cuDNN float32 products (CUDA; default on, as onnxruntime's use_tf32). false gives float32
+   * products float32 rounding (gradient checks); process-wide, and only if decided before the process first uses CUDA
+   * (see tf32Off).
    */
   tf32?: boolean;
   /** Writes onnxruntime's per-node profile (times and, on the CPU, the arena's bytes in use) to `<prefix>_….json`. */
@@ -60,10 +61,11 @@ export interface OpenedSession {
  * memory.enable_memory_arena_shrinkage cannot be set either. What ParseSessionOptions does pass: enableCpuMemArena,
  * enableMemPattern, graphOptimizationLevel, executionMode, intra/inter-op threads, profiling, and `extra` as session
  * config entries (IterateExtraOptions: nested keys joined with '.', string values only). So, for CUDA:
- * - no memory pattern: the pattern is one block the size of all of a step's intermediates, requested whole from a
- *   kNextPowerOfTwo arena, which rounds a region up to the next power of two (a 40 GB plan takes a 64 GB region, on
- *   top of what the first, unplanned run grew); without it the arena's regions double only up to
- *   max_power_of_two_extend_bytes (1 GB) and then grow by what is asked (core/framework/bfc_arena.cc, Extend);
+ * - no memory pattern: the pattern is one block the size of all of a step's intermediates, requested whole from the
+ *   arena after a first, unplanned run has grown it; with kNextPowerOfTwo a request larger than the current region size
+ *   doubles that size until it fits (core/framework/bfc_arena.cc, BFCArena::Extend), so a 40 GB plan takes a 64 GB
+ *   region on top of the first run's. Measured on the CPU arena (npm run bench:memory --measure): the pattern doubles
+ *   the resident set of a training step; without it, the arena holds 1.02–1.09× what the step's values ask for;
  * - session.use_device_allocator_for_initializers: weights are allocated exactly (cudaMalloc), not in arena regions;
  * - TF32 through NVIDIA_TF32_OVERRIDE=0, which cuBLAS and cuDNN read when they start (the binding cannot pass use_tf32).
  */
@@ -75,23 +77,17 @@ export function cudaOptions(opts: SessionOptions = {}): ort.InferenceSession.Ses
   };
 }
 
-let cudaStarted: { tf32: boolean } | undefined;
-
-/** TF32 is a process-wide switch of cuBLAS/cuDNN: set before the first CUDA session, then fixed. */
-function setTf32(on: boolean): void {
-  if (cudaStarted && cudaStarted.tf32 !== on)
-    throw new Error(
-      `TF32 was ${cudaStarted.tf32 ? 'on' : 'off'} for an earlier CUDA session of this process; it cannot change (start another process)`,
-    );
+/**
+ * TF32 off for cuBLAS/cuDNN float32 products: NVIDIA_TF32_OVERRIDE=0, which those libraries read when they start in
+ * this process — so it must be set before the process first touches CUDA (cudaStatus's probe session included); the
+ * sure way is the variable in the environment the process starts with.
+ */
+function tf32Off(): void {
+  if (process.env.NVIDIA_TF32_OVERRIDE === '0') return;
   // A worker thread's process.env is its own copy, not the process environment the CUDA libraries read.
-  if (!on && process.env.NVIDIA_TF32_OVERRIDE !== '0') {
-    if (!isMainThread)
-      throw new Error(
-        'TF32 off: set NVIDIA_TF32_OVERRIDE=0 in the environment of the process (a worker thread cannot)',
-      );
-    process.env.NVIDIA_TF32_OVERRIDE = '0';
-  }
-  cudaStarted = { tf32: on };
+  if (!isMainThread)
+    throw new Error('TF32 off: set NVIDIA_TF32_OVERRIDE=0 in the environment of the process (a worker thread cannot)');
+  process.env.NVIDIA_TF32_OVERRIDE = '0';
 }
 
 /** The onnxruntime session options for `device` (a pure function of the options, so that tests can read them). */
@@ -126,12 +122,12 @@ export async function openSession(model: Graph | SerializedModel, opts: SessionO
   let device: 'cpu' | 'cuda' = 'cpu';
   let fallbackReason: string | undefined;
   if (want !== 'cpu') {
+    if (opts.tf32 === false) tf32Off();
     const st = await cudaStatus();
     if (st.usable) device = 'cuda';
     else if (want === 'cuda') throw new Error(`CUDA was requested but cannot be used: ${st.reason}`);
     else fallbackReason = st.reason;
   }
-  if (device === 'cuda') setTf32(opts.tf32 ?? true);
   const options = ortSessionOptions(device, opts, m);
   let s: ort.InferenceSession;
   try {

@@ -2,6 +2,7 @@
 import { DTYPES, type DType } from '../onnx/dtype.js';
 import type { Graph, Value } from '../onnx/graph.js';
 import { type Shape, dimEq, isStatic, normAxis } from '../onnx/shape.js';
+import { foldDim } from './dims.js';
 
 /** A scalar constant; a float16/bfloat16 one is a cast float32 constant (onnxruntime folds it when it loads). */
 export function scalar(g: Graph, v: number, dtype: DType): Value {
@@ -50,34 +51,16 @@ function dimFromInputs(g: Graph, d: string): Value | undefined {
     g.value(i).shape.forEach((s, k) => {
       if (typeof s === 'string' && /^[A-Za-z_]\w*$/.test(s) && !sources.has(s)) sources.set(s, [i, k]);
     });
-  let pos = 0;
-  const tokens = d.match(/\d+|[A-Za-z_][\w.:/]*|[-+*/()]/g) ?? [];
-  if (tokens.join('') !== d.replace(/\s+/g, '')) return undefined;
-  const atom = (): Value | undefined => {
-    const t = tokens[pos++];
-    if (t === '(') {
-      const v = sum();
-      pos++; // ')'
-      return v;
-    }
-    if (t === undefined) return undefined;
-    if (/^\d+$/.test(t)) return ints(g, [Number(t)]);
-    const src = sources.get(t);
-    return src ? g.op1('Shape', [src[0]], { start: src[1], end: src[1] + 1 }) : undefined;
-  };
-  const binary = (next: () => Value | undefined, ops: Record<string, string>) => (): Value | undefined => {
-    let v = next();
-    while (v && tokens[pos] in ops) {
-      const op = ops[tokens[pos++]];
-      const r = next();
-      v = r ? g.op1(op, [v, r]) : undefined;
-    }
-    return v;
-  };
-  const product = binary(atom, { '*': 'Mul', '/': 'Div' });
-  const sum = binary(product, { '+': 'Add', '-': 'Sub' });
-  const out = sum();
-  return out && pos === tokens.length ? out : undefined;
+  const ops = { '+': 'Add', '-': 'Sub', '*': 'Mul', '/': 'Div' } as const;
+  return foldDim<Value>(
+    d,
+    (t) => {
+      if (/^\d+$/.test(t)) return ints(g, [Number(t)]);
+      const src = sources.get(t);
+      return src ? g.op1('Shape', [src[0]], { start: src[1], end: src[1] + 1 }) : undefined;
+    },
+    (op, a, b) => g.op1(ops[op], [a, b]),
+  );
 }
 
 /**

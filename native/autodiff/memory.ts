@@ -10,6 +10,7 @@
 import { bytesOf } from '../onnx/dtype.js';
 import type { Graph, Node, Value } from '../onnx/graph.js';
 import type { Dim } from '../onnx/shape.js';
+import { foldDim } from './dims.js';
 
 /** Ops whose output is a view of their input in onnxruntime (kernels registered with Alias(0, 0)): no new buffer. */
 const ALIASES = new Set(['Reshape', 'Squeeze', 'Unsqueeze', 'Identity', 'Flatten']);
@@ -17,47 +18,17 @@ const ALIASES = new Set(['Reshape', 'Squeeze', 'Unsqueeze', 'Identity', 'Flatten
 /** The value of a symbolic dimension ("batch", "seq-1", "(seq-1)*batch", …) for the given sizes. */
 export function evalDim(d: Dim, sizes: Record<string, number>): number {
   if (typeof d === 'number') return d;
-  let pos = 0;
-  const peek = (): string => d[pos] ?? '';
-  const atom = (): number => {
-    if (peek() === '(') {
-      pos++;
-      const v = sum();
-      if (peek() !== ')') throw new Error(`dimension "${d}": missing ")"`);
-      pos++;
-      return v;
-    }
-    const m = /^[A-Za-z_0-9.:/]+/.exec(d.slice(pos));
-    if (!m) throw new Error(`dimension "${d}": unexpected "${d.slice(pos)}"`);
-    pos += m[0].length;
-    if (/^\d+$/.test(m[0])) return Number(m[0]);
-    const v = sizes[m[0]];
-    if (v === undefined)
-      throw new Error(
-        `dimension "${d}": no size for "${m[0]}" (give it, e.g. ${m[0]}=…; known: ${Object.keys(sizes)})`,
-      );
-    return v;
-  };
-  const product = (): number => {
-    let v = atom();
-    while (peek() === '*' || peek() === '/') {
-      const op = d[pos++];
-      const r = atom();
-      v = op === '*' ? v * r : v / r;
-    }
-    return v;
-  };
-  const sum = (): number => {
-    let v = product();
-    while (peek() === '+' || peek() === '-') {
-      const op = d[pos++];
-      const r = product();
-      v = op === '+' ? v + r : v - r;
-    }
-    return v;
-  };
-  const v = sum();
-  if (pos !== d.length) throw new Error(`dimension "${d}": unexpected "${d.slice(pos)}"`);
+  const v = foldDim<number>(
+    d,
+    (t) => {
+      if (/^\d+$/.test(t)) return Number(t);
+      if (sizes[t] === undefined)
+        throw new Error(`dimension "${d}": no size for "${t}" (give it, e.g. ${t}=…; known: ${Object.keys(sizes)})`);
+      return sizes[t];
+    },
+    (op, a, b) => (op === '+' ? a + b : op === '-' ? a - b : op === '*' ? a * b : a / b),
+  );
+  if (v === undefined) throw new Error(`dimension "${d}" does not parse`);
   return v;
 }
 

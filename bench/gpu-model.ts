@@ -1,6 +1,6 @@
 // Llama-shaped model folders of random bf16 weights in the Hugging Face format (config.json + sharded safetensors with
 // their index), for `npm run bench:gpu`: both Delta Studio and transformers read the same folder.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { closeSync, ftruncateSync, mkdirSync, openSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeSafetensors, type TensorData } from '../native/onnx/safetensors.js';
 
@@ -67,8 +67,42 @@ function randomBf16(n: number, seed: number): Uint16Array {
   return out;
 }
 
-/** Writes the folder (about 2 bytes per parameter), a shard per few layers so no shard is held whole with the rest. */
-export function writeLlamaFolder(dir: string, s: LlamaShape, layersPerShard = 4): { params: number } {
+/**
+ * A safetensors file of bf16 zeros that takes no disk space (a sparse file): for building graphs of large models, e.g.
+ * `npm run bench:memory`, which never reads the weights.
+ */
+function writeZeroBf16(file: string, shapes: Record<string, number[]>): void {
+  const header: Record<string, unknown> = {};
+  let off = 0;
+  for (const name of Object.keys(shapes).sort()) {
+    const n = shapes[name].reduce((a, b) => a * b, 2);
+    header[name] = { dtype: 'BF16', shape: shapes[name], data_offsets: [off, off + n] };
+    off += n;
+  }
+  let json = JSON.stringify(header);
+  json += ' '.repeat((8 - ((8 + Buffer.byteLength(json)) % 8)) % 8);
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
+  const fd = openSync(file, 'w');
+  try {
+    writeSync(fd, len);
+    writeSync(fd, json);
+    ftruncateSync(fd, 8 + Buffer.byteLength(json) + off);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Writes the folder (about 2 bytes per parameter), a shard per few layers so no shard is held whole with the rest.
+ * `zeros`: every weight zero, in sparse files that take no disk space (for graphs that are built, not trained).
+ */
+export function writeLlamaFolder(
+  dir: string,
+  s: LlamaShape,
+  layersPerShard = 4,
+  opts: { zeros?: boolean } = {},
+): { params: number } {
   mkdirSync(dir, { recursive: true });
   const shapes = tensorShapes(s);
   const groups: string[][] = [];
@@ -81,6 +115,11 @@ export function writeLlamaFolder(dir: string, s: LlamaShape, layersPerShard = 4)
   let seed = 1;
   groups.forEach((group, i) => {
     const file = `model-${String(i + 1).padStart(5, '0')}-of-${String(groups.length).padStart(5, '0')}.safetensors`;
+    for (const name of group) weightMap[name] = file;
+    if (opts.zeros) {
+      writeZeroBf16(join(dir, file), Object.fromEntries(group.map((n) => [n, shapes[n]])));
+      return;
+    }
     const tensors: Record<string, TensorData> = {};
     for (const name of group) {
       const shape = shapes[name];
@@ -88,7 +127,6 @@ export function writeLlamaFolder(dir: string, s: LlamaShape, layersPerShard = 4)
       // Norm scales are ones (bf16 1.0 = 0x3f80), as a freshly initialised Llama has them.
       const data = name.endsWith('norm.weight') ? new Uint16Array(n).fill(0x3f80) : randomBf16(n, seed++ * 2654435761);
       tensors[name] = { dtype: 'bfloat16', shape, data };
-      weightMap[name] = file;
     }
     writeSafetensors(join(dir, file), tensors, { format: 'pt' });
   });

@@ -2,7 +2,9 @@
 // PyTorch + PEFT on the same model folders, batches and lengths, in the same run. Prints one JSON document.
 //
 //   LoRA r=8 on q_proj/v_proj, AdamW: 316M at batch 32 × 512, 1.03B at 8 × 512; full fine-tuning: 316M at 8 × 256.
-//   Delta Studio in float32 and in mixed precision (--precision fp16); PyTorch + PEFT with bf16 autocast and in fp32,
+//   Delta Studio in float32 and in mixed precision (float16 weights and activations); --recompute none|attention,… sets
+//   what its backward pass recomputes (default: buildTrainStep's), --mem-pattern turns onnxruntime's memory pattern on
+//   (off by default on CUDA); PyTorch + PEFT with bf16 autocast and in fp32,
 //   where a Python with torch and peft is found ($DELTA_STUDIO_PYTHON, else python3).
 //   tokens/s after warm-up steps; peak GPU memory of each run's process, polled from nvidia-smi.
 //
@@ -26,12 +28,17 @@ interface RunSpec {
   seq: number;
   side: Side;
   precision: string;
+  /** What the backward pass recomputes (Delta Studio; default: buildTrainStep's). */
+  recompute?: string[];
+  /** onnxruntime's memory pattern on (Delta Studio; off by default on CUDA, see native/runtime/session.ts). */
+  memPattern?: boolean;
 }
 interface RunResult extends RunSpec {
   tokens_per_sec?: number;
   step_ms?: number;
   steps?: number;
   final_loss?: number;
+  skipped_steps?: number;
   device?: string;
   /** Peak GPU memory of the process (nvidia-smi), MiB; null on the CPU. */
   peak_gpu_mib?: number | null;
@@ -68,13 +75,19 @@ async function worker(spec: RunSpec & { dir: string; device: 'cpu' | 'cuda'; war
     deltas as never,
     1,
   );
+  // Mixed precision is float16 weights and activations, float32 loss, deltas and optimizer, with loss scaling.
   const graphs = buildTrainStep({
     forward: model.graph,
     loss: model.loss,
     trainable: applied.trainable,
     optimizer: { weightDecay: 0.01, maxGradNorm: 1 },
+    activations: spec.precision === 'fp16' ? 'float16' : 'float32',
+    ...(spec.recompute ? { recompute: spec.recompute as never } : {}),
   });
-  const runner = await StepRunner.open(graphs, applied.initial, { inWorker: false, session: { device: spec.device } });
+  const runner = await StepRunner.open(graphs, applied.initial, {
+    inWorker: false,
+    session: { device: spec.device, ...(spec.memPattern ? { memPattern: true } : {}) },
+  });
   const rng = new Rng(5);
   const n = spec.batch * spec.seq;
   const ids = BigInt64Array.from({ length: n }, () => BigInt(rng.int(SHAPES[spec.model].vocab)));
@@ -84,10 +97,15 @@ async function worker(spec: RunSpec & { dir: string; device: 'cpu' | 'cuda'; war
     attention_mask: { dtype: 'int64' as const, shape, data: new BigInt64Array(n).fill(1n) },
     labels: { dtype: 'int64' as const, shape, data: ids },
   };
-  let loss = NaN;
+  let loss = NaN,
+    skipped = 0;
   for (let i = 0; i < spec.warmup; i++) loss = (await runner.step([batch], 1e-4, i)).loss;
   const t0 = performance.now();
-  for (let i = 0; i < spec.steps; i++) loss = (await runner.step([batch], 1e-4, spec.warmup + i)).loss;
+  for (let i = 0; i < spec.steps; i++) {
+    const r = await runner.step([batch], 1e-4, spec.warmup + i);
+    loss = r.loss;
+    if (r.skipped) skipped++;
+  }
   const ms = (performance.now() - t0) / spec.steps;
   const device = runner.device;
   await runner.release();
@@ -96,6 +114,7 @@ async function worker(spec: RunSpec & { dir: string; device: 'cpu' | 'cuda'; war
     step_ms: ms,
     steps: spec.steps,
     final_loss: loss,
+    ...(skipped ? { skipped_steps: skipped } : {}),
     device,
     peak_rss_mib: (process.resourceUsage().maxRSS * 1024) / 2 ** 20,
     implementation: `Delta Studio (onnxruntime ${ortVersion()})`,
@@ -275,7 +294,14 @@ async function main(): Promise<void> {
   for (const c of chosen) {
     const ds = smoke && c.method === 'full' ? ['fp32'] : ['fp32', 'fp16'];
     for (const precision of ds) {
-      const spec: RunSpec = { ...c, side: 'delta-studio', precision };
+      const recompute = opt('recompute');
+      const spec: RunSpec = {
+        ...c,
+        side: 'delta-studio',
+        precision,
+        ...(recompute ? { recompute: recompute === 'none' ? [] : recompute.split(',') } : {}),
+        ...(flag('mem-pattern') ? { memPattern: true } : {}),
+      };
       if (!picked(spec)) continue;
       process.stderr.write(`${c.config} delta-studio ${precision}…\n`);
       const job = { ...spec, dir: models[c.model].dir, device, warmup, steps };

@@ -2,6 +2,7 @@
 import { isFloat } from '../onnx/dtype.js';
 import type { Graph, Node, Value } from '../onnx/graph.js';
 import { dimEq, fmtShape } from '../onnx/shape.js';
+import { Recomputation } from './recompute.js';
 import { RULES, ruleKey, type GradContext } from './registry.js';
 import './rules/index.js';
 
@@ -12,6 +13,8 @@ export interface GradientRequest {
   wrt: string[];
   /** Gradient fed into the loss (default 1); e.g. a loss scale or 1/micro-batches. */
   seed?: Value;
+  /** Forward values the backward pass makes again instead of keeping (see recompute.ts: recomputeSet). */
+  recompute?: ReadonlySet<string>;
 }
 
 export class NoGradientRuleError extends Error {}
@@ -52,6 +55,8 @@ export function buildGradients(g: Graph, req: GradientRequest): Map<string, Valu
     if (!isFloat(v.dtype)) throw new Error(`cannot differentiate with respect to "${w}" of ${v.dtype}`);
   }
   const { nodes, reached } = gradientPath(g, req.loss, req.wrt);
+  const remat = req.recompute?.size ? new Recomputation(g, req.recompute) : undefined;
+  const forwardNodes = g.nodes.length;
   const pending = new Map<string, Value[]>();
   pending.set(req.loss, [req.seed ?? g.constant(1, loss.dtype, [])]);
 
@@ -88,7 +93,9 @@ export function buildGradients(g: Graph, req: GradientRequest): Map<string, Valu
       y: (i) => g.addNodeOutput(node, i),
       attr: (name, dflt) => (name in node.attrs ? node.attrs[name] : dflt) as never,
     };
+    const start = g.nodes.length;
     const grads = g.scope(`grad/${node.name}`, () => rule(ctx));
+    if (remat) readRecomputed(g, remat, start, dy, `grad/${node.name}/recompute`);
     node.inputs.forEach((inp, i) => {
       const gi = grads[i];
       if (!needs[i] || !gi) return;
@@ -108,6 +115,11 @@ export function buildGradients(g: Graph, req: GradientRequest): Map<string, Valu
     });
   }
 
+  if (remat)
+    for (const n of g.nodes.slice(forwardNodes))
+      for (const i of n.inputs)
+        if (remat.values.has(i))
+          throw new Error(`internal: backward node "${n.name}" reads "${i}", which was to be recomputed, not kept`);
   const out = new Map<string, Value>();
   for (const w of req.wrt) {
     const gv = total(w);
@@ -115,4 +127,28 @@ export function buildGradients(g: Graph, req: GradientRequest): Map<string, Valu
     out.set(w, gv);
   }
   return out;
+}
+
+/**
+ * Makes the nodes a rule added from `start` on read recomputed copies of the values `remat` does not keep, emitted
+ * just before them. A value the rule reads only for its shape is read from a gradient of the same shape instead, so
+ * that no copy is made for a shape.
+ */
+function readRecomputed(g: Graph, remat: Recomputation, start: number, dy: (Value | undefined)[], scope: string): void {
+  const added = g.nodes.slice(start);
+  const read = new Set(added.flatMap((n) => n.inputs.filter((i) => remat.values.has(i))));
+  if (!read.size) return;
+  const incoming = dy.find((d): d is Value => !!d)!;
+  const sameShape = (v: Value): Value | undefined =>
+    dy.find((d) => d && d.shape.length === v.shape.length && d.shape.every((x, k) => dimEq(x, v.shape[k])));
+  const instead = g.insertAt(start, () => {
+    const m = new Map<string, string>();
+    for (const i of read) {
+      const shapeOnly = added.every((n) => !n.inputs.includes(i) || n.op === 'Shape' || n.op === 'Size');
+      const like = shapeOnly ? sameShape(g.value(i)) : undefined;
+      m.set(i, like ? like.name : remat.value(i, incoming, scope));
+    }
+    return m;
+  });
+  for (const n of added) n.inputs = n.inputs.map((i) => instead.get(i) ?? i);
 }

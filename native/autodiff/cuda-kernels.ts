@@ -109,6 +109,13 @@ export const CUDA_KERNELS: CudaKernel[] = [
     source: 'core/providers/cuda/tensor/pad.cc',
   },
   {
+    // The cross-entropy of a training step (train/step.ts) counts its rows with it.
+    op: 'Range',
+    since: 11,
+    types: ['float32', 'float64', 'int32', 'int64'],
+    source: 'core/providers/cuda/generator/range.cc',
+  },
+  {
     op: 'ConstantOfShape',
     since: 20,
     types: 'all',

@@ -2,8 +2,13 @@
 import { DTYPES, type DType } from '../onnx/dtype.js';
 import type { Graph, Value } from '../onnx/graph.js';
 import { type Shape, dimEq, isStatic, normAxis } from '../onnx/shape.js';
+import { foldDim } from './dims.js';
 
-export const scalar = (g: Graph, v: number, dtype: DType): Value => g.constant(v, dtype, []);
+/** A scalar constant; a float16/bfloat16 one is a cast float32 constant (onnxruntime folds it when it loads). */
+export function scalar(g: Graph, v: number, dtype: DType): Value {
+  if (dtype !== 'float16' && dtype !== 'bfloat16') return g.constant(v, dtype, []);
+  return g.op1('Cast', [g.constant(v, 'float32', [])], { to: DTYPES[dtype].onnx });
+}
 export const ints = (g: Graph, v: number[]): Value => g.constant(v, 'int64', [v.length]);
 
 export const add = (g: Graph, a: Value, b: Value): Value => g.op1('Add', [a, b]);
@@ -17,19 +22,81 @@ export function cast(g: Graph, v: Value, to: DType): Value {
   return v.dtype === to ? v : g.op1('Cast', [v], { to: DTYPES[to].onnx });
 }
 
-/** Shape(v) as an int64 tensor; a constant when the shape is static. */
+/**
+ * Shape(v) as an int64 tensor: a constant when the shape is static; else each symbolic dim is computed from the
+ * graph's inputs that have its symbols (batch, seq, … — "seq-1" as seq − 1), which are alive for the whole step, so that
+ * a gradient needing only `v`'s shape does not keep `v` alive until then. Dims no input explains read `v`'s.
+ */
 export function shapeOf(g: Graph, v: Value): Value {
-  return isStatic(v.shape) ? ints(g, v.shape) : g.op1('Shape', [v]);
+  if (isStatic(v.shape)) return ints(g, v.shape);
+  const parts: Value[] = [];
+  let run: number[] = [];
+  v.shape.forEach((d, k) => {
+    if (typeof d === 'number') {
+      run.push(d);
+      return;
+    }
+    if (run.length) parts.push(ints(g, run));
+    run = [];
+    parts.push(dimFromInputs(g, d) ?? g.op1('Shape', [v], { start: k, end: k + 1 }));
+  });
+  if (run.length) parts.push(ints(g, run));
+  return parts.length === 1 ? parts[0] : g.op1('Concat', parts, { axis: 0 });
 }
 
-/** Reshapes `x` to the shape of `like` (elements counts equal). */
+/** A symbolic dim as an int64 [1] tensor computed from graph inputs' shapes, or undefined when one has no source. */
+function dimFromInputs(g: Graph, d: string): Value | undefined {
+  const sources = new Map<string, [string, number]>();
+  for (const i of g.inputs)
+    g.value(i).shape.forEach((s, k) => {
+      if (typeof s === 'string' && /^[A-Za-z_]\w*$/.test(s) && !sources.has(s)) sources.set(s, [i, k]);
+    });
+  const ops = { '+': 'Add', '-': 'Sub', '*': 'Mul', '/': 'Div' } as const;
+  return foldDim<Value>(
+    d,
+    (t) => {
+      if (/^\d+$/.test(t)) return ints(g, [Number(t)]);
+      const src = sources.get(t);
+      return src ? g.op1('Shape', [src[0]], { start: src[1], end: src[1] + 1 }) : undefined;
+    },
+    (op, a, b) => g.op1(ops[op], [a, b]),
+  );
+}
+
+/**
+ * Reshapes `x` to the shape of `like` (element counts equal). The target shape is a constant where it can be: 0 copies
+ * a dim of `x` at the same place, −1 stands for one dim left over. Only otherwise is it read from `like` at run time,
+ * which keeps a forward value alive into the backward pass just for its shape.
+ */
 export function reshapeLike(g: Graph, x: Value, like: Value): Value {
   if (x.shape.length === like.shape.length && x.shape.every((d, i) => dimEq(d, like.shape[i]))) return x;
-  return g.op1('Reshape', [x, shapeOf(g, like)], {}, { infos: [{ dtype: x.dtype, shape: like.shape }] });
+  const dims = like.shape.map((d, i) =>
+    typeof d === 'number' ? d : i < x.shape.length && dimEq(d, x.shape[i]) ? 0 : undefined,
+  );
+  const open = dims.filter((d) => d === undefined).length;
+  // A real 0 in the target would read as "copy": such shapes take the run-time way.
+  const shape =
+    open <= 1 && !like.shape.includes(0)
+      ? ints(
+          g,
+          dims.map((d) => d ?? -1),
+        )
+      : shapeOf(g, like);
+  return g.op1('Reshape', [x, shape], {}, { infos: [{ dtype: x.dtype, shape: like.shape }] });
 }
 
+/** Expands `x` to the shape of `like`; dims `x` already has are 1 in the target (Expand broadcasts). */
 export function expandLike(g: Graph, x: Value, like: Value): Value {
-  return g.op1('Expand', [x, shapeOf(g, like)], {}, { infos: [{ dtype: x.dtype, shape: like.shape }] });
+  const lead = like.shape.length - x.shape.length;
+  const fromX = like.shape.map((d, i) => i >= lead && dimEq(d, x.shape[i - lead]));
+  const known = like.shape.every((d, i) => typeof d === 'number' || fromX[i]);
+  const shape = known
+    ? ints(
+        g,
+        like.shape.map((d, i) => (fromX[i] ? 1 : (d as number))),
+      )
+    : shapeOf(g, like);
+  return g.op1('Expand', [x, shape], {}, { infos: [{ dtype: x.dtype, shape: like.shape }] });
 }
 
 /** Sums a broadcast gradient back to the shape of the input it flowed from. */
@@ -75,7 +142,12 @@ export function zerosLike(g: Graph, like: Value, dtype: DType = like.dtype): Val
       value: {
         dtype,
         shape: [1],
-        data: dtype === 'float64' ? new Float64Array(1) : new Float32Array(1),
+        data:
+          dtype === 'float64'
+            ? new Float64Array(1)
+            : dtype === 'float16' || dtype === 'bfloat16'
+              ? new Uint16Array(1)
+              : new Float32Array(1),
       },
     },
     { infos: [{ dtype, shape: like.shape }] },

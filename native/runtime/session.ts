@@ -1,4 +1,5 @@
 // The one place that creates onnxruntime sessions: provider choice with an explicit CPU fallback, threads, memory.
+import { isMainThread } from 'node:worker_threads';
 import ort from 'onnxruntime-node';
 import type { Graph, HostTensor, Value } from '../onnx/graph.js';
 import { fmtShape } from '../onnx/shape.js';
@@ -17,6 +18,11 @@ export interface SessionOptions {
   /** The CPU arena is faster but holds on to memory. */
   cpuArena?: boolean;
   /**
+   * onnxruntime's memory pattern: after a run it plans one block for all of a shape's intermediate values and asks
+   * the arena for it whole on later runs. Default: on for the CPU, off for CUDA (see cudaOptions).
+   */
+  memPattern?: boolean;
+  /**
    * Prepacking copies every weight into a GEMM-friendly layout (twice when forward and backward both use it).
    * Default: only for graphs with under 256 MiB of weights. Above that, frozen weights stay memory-mapped from
    * their files: on a BERT-base training step that saves ~340 MB and ~2.5 s of start-up for ~4% of step time;
@@ -25,6 +31,14 @@ export interface SessionOptions {
   prepack?: boolean;
   /** Graph optimisation level. */
   optimization?: 'disabled' | 'basic' | 'extended' | 'all';
+  /**
+   * TensorFloat-32 in cuBLAS/cuDNN float32 products (CUDA; default on, as onnxruntime's use_tf32). false gives float32
+   * products float32 rounding (gradient checks); process-wide, and only if decided before the process first uses CUDA
+   * (see tf32Off).
+   */
+  tf32?: boolean;
+  /** Writes onnxruntime's per-node profile (times and, on the CPU, the arena's bytes in use) to `<prefix>_….json`. */
+  profileFilePrefix?: string;
 }
 
 export interface OpenedSession {
@@ -38,28 +52,83 @@ export interface OpenedSession {
   inputs?: Value[];
 }
 
+/**
+ * What onnxruntime-node 1.29 lets a session say about CUDA, read in its binding (github.com/microsoft/onnxruntime,
+ * js/node/src/session_options_helper.cc): ParseExecutionProviders passes `deviceId` and nothing else to
+ * OrtCUDAProviderOptionsV2 (CreateCUDAProviderOptions; options->device_id = deviceId; AppendExecutionProvider_CUDA_V2),
+ * so arena_extend_strategy (kNextPowerOfTwo), gpu_mem_limit, use_tf32, enable_cuda_graph and the cuDNN options keep
+ * their defaults; ParseRunOptions (run_options_helper.cc) passes only logSeverityLevel and tag, so the run option
+ * memory.enable_memory_arena_shrinkage cannot be set either. What ParseSessionOptions does pass: enableCpuMemArena,
+ * enableMemPattern, graphOptimizationLevel, executionMode, intra/inter-op threads, profiling, and `extra` as session
+ * config entries (IterateExtraOptions: nested keys joined with '.', string values only). So, for CUDA:
+ * - no memory pattern: the pattern is one block the size of all of a step's intermediates, requested whole from the
+ *   arena after a first, unplanned run has grown it; with kNextPowerOfTwo a request larger than the current region size
+ *   doubles that size until it fits (core/framework/bfc_arena.cc, BFCArena::Extend), so a 40 GB plan takes a 64 GB
+ *   region on top of the first run's. Measured on the CPU arena (npm run bench:memory --measure): the pattern doubles
+ *   the resident set of a training step; without it, the arena holds 1.02–1.09× what the step's values ask for;
+ * - session.use_device_allocator_for_initializers: weights are allocated exactly (cudaMalloc), not in arena regions;
+ * - TF32 through NVIDIA_TF32_OVERRIDE=0, which cuBLAS and cuDNN read when they start (the binding cannot pass use_tf32).
+ */
+export function cudaOptions(opts: SessionOptions = {}): ort.InferenceSession.SessionOptions {
+  return {
+    executionProviders: [{ name: 'cuda', deviceId: 0 }],
+    enableMemPattern: opts.memPattern ?? false,
+    extra: { session: { use_device_allocator_for_initializers: '1' } },
+  };
+}
+
+/**
+ * TF32 off for cuBLAS/cuDNN float32 products: NVIDIA_TF32_OVERRIDE=0, which those libraries read when they start in
+ * this process — so it must be set before the process first touches CUDA (cudaStatus's probe session included); the
+ * sure way is the variable in the environment the process starts with.
+ */
+function tf32Off(): void {
+  if (process.env.NVIDIA_TF32_OVERRIDE === '0') return;
+  // A worker thread's process.env is its own copy, not the process environment the CUDA libraries read.
+  if (!isMainThread)
+    throw new Error('TF32 off: set NVIDIA_TF32_OVERRIDE=0 in the environment of the process (a worker thread cannot)');
+  process.env.NVIDIA_TF32_OVERRIDE = '0';
+}
+
+/** The onnxruntime session options for `device` (a pure function of the options, so that tests can read them). */
+export function ortSessionOptions(
+  device: 'cpu' | 'cuda',
+  opts: SessionOptions,
+  model: Pick<SerializedModel, 'externalFolder' | 'weightBytes'>,
+): ort.InferenceSession.SessionOptions {
+  const session: Record<string, string> = {};
+  if (model.externalFolder) session.model_external_initializers_file_folder_path = model.externalFolder;
+  if (!(opts.prepack ?? model.weightBytes < PREPACK_LIMIT)) session.disable_prepacking = '1';
+  const cuda = device === 'cuda' ? cudaOptions(opts) : undefined;
+  const options: ort.InferenceSession.SessionOptions = {
+    executionProviders: cuda?.executionProviders ?? ['cpu'],
+    graphOptimizationLevel: opts.optimization ?? 'all',
+    enableCpuMemArena: opts.cpuArena ?? true,
+    enableMemPattern: cuda?.enableMemPattern ?? opts.memPattern ?? true,
+    logSeverityLevel: 3,
+    extra: { session: { ...session, ...(cuda?.extra as { session: Record<string, string> } | undefined)?.session } },
+  };
+  if (opts.threads) options.intraOpNumThreads = opts.threads;
+  if (opts.profileFilePrefix) {
+    options.enableProfiling = true;
+    options.profileFilePrefix = opts.profileFilePrefix;
+  }
+  return options;
+}
+
 export async function openSession(model: Graph | SerializedModel, opts: SessionOptions = {}): Promise<OpenedSession> {
   const m = 'bytes' in model ? model : serialize(model);
   const want = opts.device ?? 'auto';
   let device: 'cpu' | 'cuda' = 'cpu';
   let fallbackReason: string | undefined;
   if (want !== 'cpu') {
+    if (opts.tf32 === false) tf32Off();
     const st = await cudaStatus();
     if (st.usable) device = 'cuda';
     else if (want === 'cuda') throw new Error(`CUDA was requested but cannot be used: ${st.reason}`);
     else fallbackReason = st.reason;
   }
-  const session: Record<string, string> = {};
-  if (m.externalFolder) session.model_external_initializers_file_folder_path = m.externalFolder;
-  if (!(opts.prepack ?? m.weightBytes < PREPACK_LIMIT)) session.disable_prepacking = '1';
-  const options: ort.InferenceSession.SessionOptions = {
-    executionProviders: device === 'cuda' ? ['cuda'] : ['cpu'],
-    graphOptimizationLevel: opts.optimization ?? 'all',
-    enableCpuMemArena: opts.cpuArena ?? true,
-    logSeverityLevel: 3,
-    extra: { session },
-  };
-  if (opts.threads) options.intraOpNumThreads = opts.threads;
+  const options = ortSessionOptions(device, opts, m);
   let s: ort.InferenceSession;
   try {
     s = await ort.InferenceSession.create(m.bytes, options);

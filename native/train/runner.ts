@@ -9,7 +9,12 @@ export interface StepResult {
   loss: number;
   /** Global gradient norm before clipping. */
   gradNorm: number;
+  /** Float16 activations: the gradients overflowed, nothing was updated and the loss scale was halved. */
+  skipped?: boolean;
 }
+
+/** Dynamic loss scaling (as torch.amp.GradScaler): start high, halve on overflow, double after a run of good steps. */
+export const LOSS_SCALE = { initial: 2 ** 16, growthInterval: 2000, min: 1 };
 
 export interface RunnerOptions {
   session?: SessionOptions;
@@ -28,6 +33,9 @@ const scalarI = (v: number): HostTensor => ({ dtype: 'int64', shape: [], data: B
 export class StepRunner {
   /** Optimizer steps taken. */
   t = 0;
+  /** The loss scale fed to graphs with float16 activations. */
+  lossScale = LOSS_SCALE.initial;
+  private goodSteps = 0;
   private constructor(
     private readonly graphs: TrainStepGraphs,
     private readonly sessions: { step?: SessionHandle; accumulate?: SessionHandle; apply?: SessionHandle },
@@ -71,7 +79,12 @@ export class StepRunner {
   /** One optimizer step over `microBatches` (one per accumulation step), with learning rate `lr`. */
   async step(microBatches: Record<string, HostTensor>[], lr: number, dropoutSeed = 0): Promise<StepResult> {
     const t = this.t + 1;
-    const common = (): Record<string, HostTensor> => ({ [names.lr]: scalarF(lr), [names.step]: scalarI(t) });
+    const scaled = this.graphs.lossScaled;
+    const common = (): Record<string, HostTensor> => ({
+      [names.lr]: scalarF(lr),
+      [names.step]: scalarI(t),
+      ...(scaled ? { [names.lossScale]: scalarF(this.lossScale) } : {}),
+    });
     const want = this.graphs.trainable;
     let loss: number, out: Record<string, HostTensor>;
     if (this.sessions.step) {
@@ -89,6 +102,7 @@ export class StepRunner {
       let total = 0;
       for (const [i, mb] of microBatches.entries()) {
         const feeds: Record<string, HostTensor> = { ...mb, ...this.params };
+        if (scaled) feeds[names.lossScale] = scalarF(this.lossScale);
         for (const p of want) feeds[names.grad(p)] = sums[p];
         // Each micro-batch draws its own masks, still a pure function of (seed, step, index).
         if (this.graphs.dropoutNodes) feeds[names.seed] = scalarI(dropoutSeed * 1009 + i);
@@ -106,12 +120,19 @@ export class StepRunner {
       out = await this.sessions.apply!.run(feeds);
     }
     const gradNorm = Number(out[names.gradNorm].data[0]);
+    if (scaled && !Number.isFinite(gradNorm)) {
+      // The graph kept parameters and moments; the step does not count (Adam's bias correction sees t unchanged).
+      this.lossScale = Math.max(LOSS_SCALE.min, this.lossScale / 2);
+      this.goodSteps = 0;
+      return { loss, gradNorm, skipped: true };
+    }
     for (const p of want) {
       this.params[p] = out[names.out(p)];
       this.m[p] = out[names.mOut(p)];
       this.v[p] = out[names.vOut(p)];
     }
     this.t = t;
+    if (scaled && ++this.goodSteps % LOSS_SCALE.growthInterval === 0) this.lossScale *= 2;
     return { loss, gradNorm };
   }
 

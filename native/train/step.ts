@@ -1,7 +1,11 @@
 // The training step as one graph: loss → gradients → global-norm clipping → AdamW. Trainable parameters and their
 // moments go in, updated ones come out; frozen weights stay initializers (in place, in the user's files).
 import { buildGradients } from '../autodiff/backward.js';
-import { Graph, type Value } from '../onnx/graph.js';
+import { halfActivations } from '../autodiff/autocast.js';
+import { recomputeSet, type RecomputeKind } from '../autodiff/recompute.js';
+import { DTYPES } from '../onnx/dtype.js';
+import { dimEq } from '../onnx/shape.js';
+import { Graph, type Node, type Value } from '../onnx/graph.js';
 import { lowerDropout } from './dropout.js';
 
 export interface DecayGroup {
@@ -28,12 +32,27 @@ export interface TrainStepSpec {
   optimizer?: AdamWConfig;
   /** Micro-batches per optimizer step (gradient accumulation). */
   accumulation?: number;
+  /**
+   * What the backward pass makes again instead of keeping from the forward pass (see autodiff/recompute.ts).
+   * Default DEFAULT_RECOMPUTE; [] keeps everything.
+   */
+  recompute?: readonly RecomputeKind[];
+  /**
+   * 'float16': the values the step makes are float16 where that is safe (see autodiff/autocast.ts), the loss is
+   * scaled by a `loss_scale` input and gradients unscaled before clipping; a step whose gradients are not finite
+   * leaves parameters and moments as they were (StepRunner halves the scale and does not count it). Default 'float32'.
+   */
+  activations?: 'float32' | 'float16';
 }
+
+/** Attention probabilities: S² per head per layer for one Q·Kᵀ product each (see bench/memory.ts for the numbers). */
+export const DEFAULT_RECOMPUTE: RecomputeKind[] = ['attention'];
 
 /** Names of the inputs and outputs the trainer feeds and reads. */
 export const names = {
   lr: 'lr',
   step: 'step',
+  lossScale: 'loss_scale',
   seed: 'dropout_seed',
   loss: 'loss',
   gradNorm: 'grad_norm',
@@ -56,6 +75,8 @@ export interface TrainStepGraphs {
   trainable: string[];
   weightDecay: Record<string, number>;
   dropoutNodes: number;
+  /** The step graphs take a `loss_scale` input (float16 activations). */
+  lossScaled: boolean;
 }
 
 export function decayFor(name: string, rank: number, cfg: AdamWConfig): number {
@@ -70,6 +91,7 @@ function appendUpdate(
   grads: Map<string, Value>,
   cfg: AdamWConfig,
   decay: Record<string, number>,
+  lossScaled = false,
 ): void {
   const b1 = cfg.beta1 ?? 0.9,
     b2 = cfg.beta2 ?? 0.999,
@@ -78,9 +100,18 @@ function appendUpdate(
   const lr = g.input(names.lr, 'float32', []);
   const step = g.input(names.step, 'int64', []);
   g.scope('optimizer', () => {
+    if (lossScaled) {
+      // Gradients of the scaled loss, unscaled before anything reads them.
+      const scale = g.values.has(names.lossScale) ? g.value(names.lossScale) : g.input(names.lossScale, 'float32', []);
+      const inv = g.op1('Reciprocal', [scale]);
+      grads = new Map([...grads].map(([p, gr]) => [p, g.op1('Mul', [gr, inv])]));
+    }
     const sq = params.map((p) => g.op1('ReduceSumSquare', [grads.get(p.name)!], { keepdims: 0 }));
     const norm = g.op1('Sqrt', [sq.length === 1 ? sq[0] : g.op1('Sum', sq)]);
     g.output(norm, names.gradNorm);
+    // Not finite (overflow in float16): keep parameters and moments (NaN < x is false, as is ∞ < x).
+    const finite = lossScaled ? g.op1('Less', [norm, f(3.4e38)]) : undefined;
+    const keepIf = (v: Value, old: Value): Value => (finite ? g.op1('Where', [finite, v, old]) : v);
     let coef: Value | undefined;
     if (cfg.maxGradNorm && cfg.maxGradNorm > 0) {
       // As torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1.
@@ -108,9 +139,9 @@ function appendUpdate(
         const decayed = wd > 0 ? g.op1('Mul', [p, g.op1('Sub', [f(1), g.op1('Mul', [lr, f(wd)])])]) : p;
         const denom = g.op1('Add', [g.op1('Div', [g.op1('Sqrt', [v2]), sqrtBc2]), f(eps)]);
         const upd = g.op1('Sub', [decayed, g.op1('Mul', [stepSize, g.op1('Div', [m2, denom])])]);
-        g.output(upd, names.out(p.name));
-        g.output(m2, names.mOut(p.name));
-        g.output(v2, names.vOut(p.name));
+        g.output(keepIf(upd, p), names.out(p.name));
+        g.output(keepIf(m2, m), names.mOut(p.name));
+        g.output(keepIf(v2, v), names.vOut(p.name));
       });
     }
   });
@@ -123,7 +154,130 @@ function prepareForward(spec: TrainStepSpec): { g: Graph; params: Value[]; dropo
   const dropoutNodes = hasDropout ? lowerDropout(g, g.input(names.seed, 'int64', [])) : 0;
   g.outputs.length = 0;
   g.output(spec.loss, names.loss);
+  sliceBeforeProducts(g);
+  if (spec.activations === 'float16') halfActivations(g);
   return { g, params, dropoutNodes };
+}
+
+/**
+ * A Slice of a product's rows (a causal LM's logits without their last position) becomes the product of sliced rows:
+ * the [batch, seq, vocab] logits are never made whole, and the gradient is padded at [batch, seq, hidden], not at
+ * the vocabulary's width. Also through casts (mixed precision casts around the product). Only where the slice is the
+ * product's one reader and no sliced axis is a product's last (column) axis.
+ */
+function sliceBeforeProducts(g: Graph): void {
+  g.prune();
+  const readers = (v: string): number => g.nodes.filter((n) => n.inputs.includes(v)).length + +g.outputs.includes(v);
+  const producer = g.producers();
+  for (const slice of [...g.nodes]) {
+    if (slice.op !== 'Slice') continue;
+    const axes = g.constValue(slice.inputs[3] ?? '');
+    const out = g.value(slice.outputs[0]);
+    if (!axes) continue;
+    let v = slice.inputs[0];
+    const chain: Node[] = [];
+    for (let p = producer.get(v); p && readers(v) === 1; p = producer.get(v)) {
+      chain.push(p);
+      if (p.op !== 'Cast') break;
+      v = p.inputs[0];
+    }
+    const product = chain[chain.length - 1];
+    if (!product || !['MatMul', 'FusedMatMul'].includes(product.op) || product.attrs.transA) continue;
+    const a = g.value(product.inputs[0]);
+    const rank = out.shape.length;
+    const rows = axes.map((x) => (x < 0 ? x + rank : x));
+    if (a.shape.length !== rank || !rows.every((x) => x < rank - 1 && dimEq(a.shape[x], g.value(v).shape[x]))) continue;
+    // Rebuild the chain over the sliced rows, where the Slice was, and read it instead of the Slice.
+    const at = g.nodes.indexOf(slice);
+    const rebuilt = g.insertAt(at, () =>
+      g.scope(slice.name, () => {
+        let x = g.op1('Slice', [a, ...slice.inputs.slice(1)]);
+        for (const n of [...chain].reverse()) x = g.op1(n.op, [x, ...n.inputs.slice(1)], n.attrs);
+        return x;
+      }),
+    );
+    if (rebuilt.shape.length !== rank) throw new Error(`internal: ${slice.name} rebuilt as ${rebuilt.name}`);
+    g.replaceUses(slice.outputs[0], rebuilt.name);
+  }
+  g.prune();
+}
+
+/**
+ * Moves the node that outputs the loss to the end. onnxruntime starts its depth-first order at the last node nobody
+ * reads (see autodiff/memory.ts), so the loss is then computed with the forward pass; first in the list, it would be
+ * computed after the whole backward pass, keeping what it reads (the log probabilities) alive through it.
+ */
+function lossFirst(g: Graph): void {
+  const at = g.nodes.findIndex((n) => n.outputs.includes(names.loss));
+  if (at >= 0) g.nodes.push(...g.nodes.splice(at, 1));
+}
+
+/**
+ * SoftmaxCrossEntropyLoss over [N, C] scores as LogSoftmax over the last axis and a gather of each label's log
+ * probability, after the gradient is built (its rule reads the log probabilities). onnxruntime has no kernel for the
+ * op outside its training builds and expands it into the ONNX function, which reshapes the scores to [N, C, 1] and
+ * takes LogSoftmax over axis 1 — not the last, so the CPU and CUDA kernels transpose in and out: two more [N, C]
+ * buffers at the step's largest moment (four times 2 GB for a 32k vocabulary at 16k tokens).
+ */
+function lowerCrossEntropy(g: Graph): void {
+  for (let i = 0; i < g.nodes.length; i++) {
+    const n = g.nodes[i];
+    if (n.op !== 'SoftmaxCrossEntropyLoss') continue;
+    const scores = g.value(n.inputs[0]),
+      labels = g.value(n.inputs[1]);
+    if (scores.shape.length !== 2) continue;
+    const [lossName, logpName] = n.outputs;
+    const loss = g.value(lossName);
+    g.nodes.splice(i, 1);
+    g.values.delete(lossName);
+    if (logpName) g.values.delete(logpName);
+    const ignore = n.attrs.ignore_index as number | undefined;
+    const reduction = (n.attrs.reduction as string | undefined) ?? 'mean';
+    const added = g.nodes.length;
+    g.insertAt(i, () =>
+      g.scope(n.name, () => {
+        const dt = scores.dtype;
+        const logp = g.op1('LogSoftmax', [scores], { axis: -1 }, logpName ? { names: [logpName] } : {});
+        const i64 = (v: number): Value => g.constant(v, 'int64', []);
+        let safe = labels.dtype === 'int64' ? labels : g.op1('Cast', [labels], { to: 7 });
+        let valid: Value | undefined;
+        if (ignore !== undefined) {
+          valid = g.op1('Not', [g.op1('Equal', [safe, i64(ignore)])]);
+          safe = g.op1('Where', [valid, safe, i64(0)]);
+        }
+        const count = g.op1('Shape', [labels]);
+        const rows = g.op1(
+          'Range',
+          [i64(0), g.op1('Squeeze', [count, g.constant([0], 'int64', [1])]), i64(1)],
+          {},
+          {
+            infos: [{ dtype: 'int64', shape: labels.shape }],
+          },
+        );
+        const width =
+          typeof scores.shape[1] === 'number'
+            ? i64(scores.shape[1])
+            : g.op1('Squeeze', [g.op1('Shape', [scores], { start: 1, end: 2 })]);
+        const flat = g.op1('Reshape', [logp, g.constant([-1], 'int64', [1])]);
+        const picked = g.op1('Gather', [flat, g.op1('Add', [g.op1('Mul', [rows, width]), safe])], { axis: 0 });
+        let w: Value | undefined = valid ? g.op1('Cast', [valid], { to: DTYPES[dt].onnx }) : undefined;
+        if (n.inputs[2]) {
+          const cw = g.op1('Gather', [n.inputs[2], safe], { axis: 0 });
+          w = w ? g.op1('Mul', [w, cw]) : cw;
+        }
+        const nll = g.op1('Neg', [w ? g.op1('Mul', [picked, w]) : picked]);
+        const sum = (v: Value, name?: string): Value =>
+          g.op1('ReduceSum', [v], { keepdims: 0 }, name ? { names: [name] } : {});
+        if (reduction === 'none') return g.op1('Identity', [nll], {}, { names: [lossName] });
+        if (reduction === 'sum') return sum(nll, lossName);
+        const denominator = w ? sum(w) : g.op1('Cast', [count], { to: DTYPES[dt].onnx });
+        return g.op1('Div', [sum(nll), w ? denominator : g.op1('Squeeze', [denominator])], {}, { names: [lossName] });
+      }),
+    );
+    if (g.value(lossName).shape.length !== loss.shape.length)
+      throw new Error(`internal: ${n.name} lowered to ${lossName}`);
+    i += g.nodes.length - added;
+  }
 }
 
 export function buildTrainStep(spec: TrainStepSpec): TrainStepGraphs {
@@ -139,26 +293,43 @@ export function buildTrainStep(spec: TrainStepSpec): TrainStepGraphs {
   const decay: Record<string, number> = {};
   for (const p of spec.trainable) decay[p] = decayFor(p, spec.forward.value(p).shape.length, cfg);
 
+  const recompute = spec.recompute ?? DEFAULT_RECOMPUTE;
+  const lossScaled = spec.activations === 'float16';
+  // The gradient fed into the loss: the loss scale, over the micro-batches.
+  const seedOf = (g: Graph): Value | undefined => {
+    if (!lossScaled) return k === 1 ? undefined : g.constant(1 / k, g.value(spec.loss).dtype, []);
+    const scale = g.input(names.lossScale, 'float32', []);
+    return k === 1 ? scale : g.op1('Mul', [scale, g.constant(1 / k, 'float32', [])]);
+  };
   if (k === 1) {
     const { g, params, dropoutNodes } = prepareForward(spec);
-    const grads = g.scope('grad', () => buildGradients(g, { loss: spec.loss, wrt: spec.trainable }));
-    appendUpdate(g, params, grads, cfg, decay);
+    const seed = seedOf(g);
+    const grads = g.scope('grad', () =>
+      buildGradients(g, { loss: spec.loss, wrt: spec.trainable, seed, recompute: recomputeSet(g, recompute) }),
+    );
+    lowerCrossEntropy(g);
+    appendUpdate(g, params, grads, cfg, decay, lossScaled);
+    lossFirst(g);
     g.prune();
-    return { step: g, trainable: spec.trainable, weightDecay: decay, dropoutNodes };
+    return { step: g, trainable: spec.trainable, weightDecay: decay, dropoutNodes, lossScaled };
   }
 
   const { g: acc, params, dropoutNodes } = prepareForward(spec);
-  const seed = acc.constant(1 / k, acc.value(spec.loss).dtype, []);
-  const grads = acc.scope('grad', () => buildGradients(acc, { loss: spec.loss, wrt: spec.trainable, seed }));
+  const seed = seedOf(acc)!;
+  const grads = acc.scope('grad', () =>
+    buildGradients(acc, { loss: spec.loss, wrt: spec.trainable, seed, recompute: recomputeSet(acc, recompute) }),
+  );
+  lowerCrossEntropy(acc);
   for (const p of params) {
     const sum = acc.input(names.grad(p.name), 'float32', p.shape);
     acc.output(acc.op1('Add', [sum, grads.get(p.name)!]), names.gradOut(p.name));
   }
+  lossFirst(acc);
   acc.prune();
 
   const apply = new Graph();
   const aParams = params.map((p) => apply.input(p.name, p.dtype, p.shape));
   const aGrads = new Map(aParams.map((p) => [p.name, apply.input(names.grad(p.name), 'float32', p.shape)]));
-  appendUpdate(apply, aParams, aGrads, cfg, decay);
-  return { accumulate: acc, apply, trainable: spec.trainable, weightDecay: decay, dropoutNodes };
+  appendUpdate(apply, aParams, aGrads, cfg, decay, lossScaled);
+  return { accumulate: acc, apply, trainable: spec.trainable, weightDecay: decay, dropoutNodes, lossScaled };
 }

@@ -12,6 +12,7 @@ import { TextTokenizer } from '../models/tokenizer.js';
 import type { BuiltModel, Task } from '../models/types.js';
 import type { Device } from '../runtime/session.js';
 import { openInline, type SessionHandle } from '../runtime/host.js';
+import { cudaStatus } from '../runtime/providers.js';
 import { hashString } from '../rng.js';
 import { planEpoch } from './batching.js';
 import { loadCheckpoint, saveCheckpoint } from './checkpoint.js';
@@ -119,16 +120,21 @@ export async function train(
   const warmupSteps = (cfg.warmup ?? 0) < 1 ? Math.round((cfg.warmup ?? 0) * totalSteps) : (cfg.warmup as number);
   const schedule = { lr: cfg.lr, kind: cfg.schedule ?? 'linear', warmup: warmupSteps, total: totalSteps };
 
+  // Mixed precision on CUDA is float16 activations too (with loss scaling); onnxruntime's CPU provider wraps its
+  // float16 kernels in float32 casts, so there only the frozen matrices are float16. The device is decided first.
+  let device = cfg.device ?? 'auto';
+  if (cfg.precision === 'float16' && device === 'auto') device = (await cudaStatus()).usable ? 'cuda' : 'auto';
   const graphs = buildTrainStep({
     forward: model.graph,
     loss: model.loss,
     trainable: applied.trainable,
     optimizer: { weightDecay: cfg.weightDecay ?? 0.01, maxGradNorm: cfg.maxGradNorm ?? 1 },
     accumulation: acc,
+    activations: cfg.precision === 'float16' && device === 'cuda' ? 'float16' : 'float32',
   });
   const runner = await StepRunner.open(graphs, applied.initial, {
     inWorker: cfg.inWorker ?? false,
-    session: { device: cfg.device ?? 'auto' },
+    session: { device },
   });
 
   // Evaluation reads the trained parameters as inputs of a dropout-free forward graph.
@@ -156,6 +162,8 @@ export async function train(
     cursor = resumed.cursor;
     best = resumed.extra.best as TrainResult['best'];
     patience = (resumed.extra.patience as number) ?? 0;
+    // A float16 run continues with the loss scale it had found (else its first steps after a resume would overflow).
+    if (typeof resumed.extra.lossScale === 'number') runner.lossScale = resumed.extra.lossScale;
   }
   emit({
     type: 'start',
@@ -209,7 +217,7 @@ export async function train(
         params: runner.params,
         m: runner.m,
         v: runner.v,
-        extra: { best, patience },
+        extra: { best, patience, lossScale: runner.lossScale },
       }),
     );
 
@@ -235,6 +243,9 @@ export async function train(
       const step = runner.t + 1;
       const lr = lrAt(schedule, step);
       const r = await runner.step(micro, lr, seedOf(step));
+      // An overflow under loss scaling changed nothing and lowered the scale: the step is taken again on the next
+      // batch, with the same learning rate (the schedule counts steps taken, not tried).
+      if (r.skipped) continue;
       if (!Number.isFinite(r.loss) || !Number.isFinite(r.gradNorm)) {
         status = 'diverged';
         reason = `step ${step}: loss ${r.loss}, gradient norm ${r.gradNorm}`;

@@ -305,7 +305,9 @@ function smallDisk(size: string): { dir: string; release: () => void } {
     execFileSync(cmd[0], cmd.slice(1), { stdio: 'ignore' });
   } catch (e) {
     rmSync(dir, { recursive: true, force: true });
-    throw new Error(`this test needs a small real disk: \`${cmd.join(' ')}\` failed (${(e as Error).message})`);
+    throw new Error(`this test needs a small real disk: \`${cmd.join(' ')}\` failed (${(e as Error).message})`, {
+      cause: e,
+    });
   }
   return {
     dir,

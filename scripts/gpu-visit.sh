@@ -8,7 +8,7 @@
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu-visit}
 mkdir -p "$OUT"
-BENCH_S=${1:-330}
+BENCH_S=${1:-300}
 # The Python with torch + transformers + peft (the GPU machine keeps it in a virtualenv).
 for p in /opt/torch/.venv/bin/python3 python3; do command -v "$p" > /dev/null && { export DELTA_STUDIO_PYTHON=$p; break; }; done
 {
@@ -21,7 +21,7 @@ for p in /opt/torch/.venv/bin/python3 python3; do command -v "$p" > /dev/null &&
 # and with TF32 off, so that CUDA's float32 is float32 and its loss curve comparable with the CPU's.
 SAVED_LD=${LD_LIBRARY_PATH:-}
 T0=$(date +%s)
-env -u LD_LIBRARY_PATH NVIDIA_TF32_OVERRIDE=0 timeout 170 node --import tsx scripts/gpu-check.ts > "$OUT/gpu-check.log" 2>&1
+env -u LD_LIBRARY_PATH NVIDIA_TF32_OVERRIDE=0 timeout 150 node --import tsx scripts/gpu-check.ts > "$OUT/gpu-check.log" 2>&1
 echo "gpu-check (no LD_LIBRARY_PATH) exit $? after $(($(date +%s) - T0)) s" >> "$OUT/machine.txt"
 if grep -q '"usable":true' "$OUT/gpu-check.log"; then unset LD_LIBRARY_PATH; else export LD_LIBRARY_PATH=$SAVED_LD; fi
 echo "bench with LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-(unset)}" >> "$OUT/machine.txt"

@@ -69,6 +69,11 @@ const summary = {
   },
   cpu: { ...cpu, losses: undefined, final_loss: cpu.losses[cpu.losses.length - 1] },
   cuda_run: gpu ? { ...gpu, losses: undefined, final_loss: gpu.losses[gpu.losses.length - 1] } : null,
+  // Per step, to see where the curves part: at the first step (a kernel computes something else) or later (float32
+  // rounding that training amplifies).
+  relative_loss_difference_per_step: gpu
+    ? gpu.losses.map((l, i) => Number((Math.abs(l - cpu.losses[i]) / Math.abs(cpu.losses[i])).toExponential(2)))
+    : null,
   max_loss_difference: gpu ? Math.max(...gpu.losses.map((l, i) => Math.abs(l - cpu.losses[i]))) : null,
   // The measure: per step, |cuda − cpu| / |cpu|.
   max_relative_loss_difference: gpu

@@ -4,14 +4,15 @@
 //   LoRA r=8 on q_proj/v_proj, AdamW: 316M at batch 32 × 512, 1.03B at 8 × 512; full fine-tuning: 316M at 8 × 256.
 //   Delta Studio in float32 and in mixed precision (float16 weights and activations); --recompute none|attention,… sets
 //   what its backward pass recomputes (default: buildTrainStep's), --mem-pattern turns onnxruntime's memory pattern on
-//   (off by default on CUDA); PyTorch + PEFT with bf16 autocast and in fp32,
+//   (off by default on CUDA), --profile DIR adds onnxruntime's kernel time per op type; PyTorch + PEFT with bf16
+//   autocast and in fp32,
 //   where a Python with torch and peft is found ($DELTA_STUDIO_PYTHON, else python3).
 //   tokens/s after warm-up steps; peak GPU memory of each run's process, polled from nvidia-smi.
 //
 // Every run is its own process, so that its peak memory is its own. Without a GPU: `{ "gpu": null, … }`, exit 0.
 // --smoke: a tiny model on the CPU, end to end (tests run it); the peer may use a hand-written LoRA there.
 import { execFile, execFileSync, spawn } from 'node:child_process';
-import { appendFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -32,6 +33,8 @@ interface RunSpec {
   recompute?: string[];
   /** onnxruntime's memory pattern on (Delta Studio; off by default on CUDA, see native/runtime/session.ts). */
   memPattern?: boolean;
+  /** A folder for onnxruntime's per-node profile (Delta Studio; --profile DIR). */
+  profile?: string;
 }
 interface RunResult extends RunSpec {
   tokens_per_sec?: number;
@@ -58,11 +61,35 @@ const opt = (name: string): string | undefined => {
   return i >= 0 ? argv[i + 1] : undefined;
 };
 
+/**
+ * onnxruntime's profile of a run (written when its sessions are released), as kernel milliseconds per step by op
+ * type, largest first: where a step's time goes, to decide what to make faster.
+ */
+function profileByOp(dir: string, prefix: string, steps: number): Record<string, number> {
+  const by: Record<string, number> = {};
+  for (const f of readdirSync(dir).filter((x) => x.startsWith(prefix) && x.endsWith('.json'))) {
+    const events = JSON.parse(readFileSync(join(dir, f), 'utf8')) as {
+      cat: string;
+      name: string;
+      dur: number;
+      args?: { op_name?: string };
+    }[];
+    for (const e of events)
+      if (e.cat === 'Node' && e.name.endsWith('_kernel_time') && e.args?.op_name)
+        by[e.args.op_name] = (by[e.args.op_name] ?? 0) + e.dur / 1000 / steps;
+  }
+  const sorted = Object.entries(by).sort((a, b) => b[1] - a[1]);
+  return Object.fromEntries([
+    ['(all)', Number(sorted.reduce((a, [, v]) => a + v, 0).toFixed(2))],
+    ...sorted.slice(0, 24).map(([k, v]) => [k, Number(v.toFixed(2))]),
+  ]);
+}
+
 // --- the worker: one Delta Studio run in this process ------------------------------------------------------------
 
 async function worker(spec: RunSpec & { dir: string; device: 'cpu' | 'cuda'; warmup: number; steps: number }) {
   const { loadWithDeltas } = await import('../native/delta/index.js');
-  const { buildTrainStep } = await import('../native/train/step.js');
+  const { buildTrainStep, recomputeFor } = await import('../native/train/step.js');
   const { StepRunner } = await import('../native/train/runner.js');
   const { Rng } = await import('../native/rng.js');
   const deltas =
@@ -82,11 +109,15 @@ async function worker(spec: RunSpec & { dir: string; device: 'cpu' | 'cuda'; war
     trainable: applied.trainable,
     optimizer: { weightDecay: 0.01, maxGradNorm: 1 },
     activations: spec.precision === 'fp16' ? 'float16' : 'float32',
-    ...(spec.recompute ? { recompute: spec.recompute as never } : {}),
+    recompute: (spec.recompute ?? recomputeFor(spec.device)) as never,
   });
   const runner = await StepRunner.open(graphs, applied.initial, {
     inWorker: false,
-    session: { device: spec.device, ...(spec.memPattern ? { memPattern: true } : {}) },
+    session: {
+      device: spec.device,
+      ...(spec.memPattern ? { memPattern: true } : {}),
+      ...(spec.profile ? { profileFilePrefix: join(spec.profile, `${spec.config}-${spec.precision}`) } : {}),
+    },
   });
   const rng = new Rng(5);
   const n = spec.batch * spec.seq;
@@ -109,7 +140,11 @@ async function worker(spec: RunSpec & { dir: string; device: 'cpu' | 'cuda'; war
   const ms = (performance.now() - t0) / spec.steps;
   const device = runner.device;
   await runner.release();
+  const profile = spec.profile
+    ? profileByOp(spec.profile, `${spec.config}-${spec.precision}`, spec.warmup + spec.steps)
+    : undefined;
   return {
+    ...(profile ? { profile_ms_per_step_by_op: profile } : {}),
     tokens_per_sec: (n * 1000) / ms,
     step_ms: ms,
     steps: spec.steps,
@@ -301,6 +336,7 @@ async function main(): Promise<void> {
         precision,
         ...(recompute ? { recompute: recompute === 'none' ? [] : recompute.split(',') } : {}),
         ...(flag('mem-pattern') ? { memPattern: true } : {}),
+        ...(opt('profile') ? { profile: opt('profile') } : {}),
       };
       if (!picked(spec)) continue;
       process.stderr.write(`${c.config} delta-studio ${precision}…\n`);

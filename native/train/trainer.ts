@@ -22,7 +22,7 @@ import { Generator } from './generate.js';
 import { accuracy, macroF1, mcc, pearson, perplexity, spearman } from './metrics.js';
 import { StepRunner } from './runner.js';
 import { lrAt, type ScheduleKind } from './schedule.js';
-import { buildTrainStep } from './step.js';
+import { buildTrainStep, recomputeFor } from './step.js';
 
 export interface TrainConfig {
   model: string;
@@ -120,10 +120,11 @@ export async function train(
   const warmupSteps = (cfg.warmup ?? 0) < 1 ? Math.round((cfg.warmup ?? 0) * totalSteps) : (cfg.warmup as number);
   const schedule = { lr: cfg.lr, kind: cfg.schedule ?? 'linear', warmup: warmupSteps, total: totalSteps };
 
-  // Mixed precision on CUDA is float16 activations too (with loss scaling); onnxruntime's CPU provider wraps its
-  // float16 kernels in float32 casts, so there only the frozen matrices are float16. The device is decided first.
+  // The device is decided first: mixed precision on CUDA is float16 activations too (with loss scaling; onnxruntime's
+  // CPU provider wraps its float16 kernels in float32 casts, so there only the frozen matrices are float16), and what
+  // the backward pass recomputes depends on the device.
   let device = cfg.device ?? 'auto';
-  if (cfg.precision === 'float16' && device === 'auto') device = (await cudaStatus()).usable ? 'cuda' : 'auto';
+  if (device === 'auto') device = (await cudaStatus()).usable ? 'cuda' : 'auto';
   const graphs = buildTrainStep({
     forward: model.graph,
     loss: model.loss,
@@ -131,6 +132,7 @@ export async function train(
     optimizer: { weightDecay: cfg.weightDecay ?? 0.01, maxGradNorm: cfg.maxGradNorm ?? 1 },
     accumulation: acc,
     activations: cfg.precision === 'float16' && device === 'cuda' ? 'float16' : 'float32',
+    recompute: recomputeFor(device),
   });
   const runner = await StepRunner.open(graphs, applied.initial, {
     inWorker: cfg.inWorker ?? false,

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -341,5 +341,69 @@ test('flags as people type them: a negative value, method settings with --set, a
   assert.equal(notWs.status, 1);
   assert.match(notWs.stderr, /is not a Delta Studio workspace \(it has no workspace\.db\): there is nothing to check/);
   assert.doesNotMatch(notWs.stderr, /workspace init/);
+  rmSync(ws, { recursive: true });
+});
+
+test('evaluate without training (--max-steps 0), a held-out --test file, a headerless file and a time budget', () => {
+  const demo = fileURLToPath(new URL('../native/demo/', import.meta.url));
+  const ws = mkdtempSync(join(tmpdir(), 'ds-eval-only-'));
+  const rows = readFileSync(join(demo, 'reviews-train.csv'), 'utf8').trim().split('\n').slice(1);
+  const plain = join(ws, 'plain.csv');
+  writeFileSync(plain, `${rows.join('\n')}\n`); // no header line
+  const plainTest = join(ws, 'plain-test.csv'); // the columns given are every file's
+  writeFileSync(plainTest, readFileSync(join(demo, 'reviews-test.csv'), 'utf8').split('\n').slice(1).join('\n'));
+  const json = (...args: string[]) =>
+    lastJson(
+      execFileSync(process.execPath, [bin, 'train', ...args, '--json'], {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'pipe'],
+      }),
+    ) as {
+      runId: string;
+      status: string;
+      steps: number;
+      plugin: unknown;
+      reason: string | null;
+      metrics: Record<string, number>;
+    };
+  const common = ['--model', join(demo, 'backbone'), '--max-length', '16', '--device', 'cpu', '--workspace', ws];
+  const evalOnly = json(
+    ...common,
+    '--data',
+    plain,
+    '--columns',
+    'text,label',
+    '--test',
+    plainTest,
+    '--max-steps',
+    '0',
+  );
+  assert.equal(evalOnly.status, 'finished');
+  assert.equal(evalOnly.steps, 0);
+  assert.equal(evalOnly.plugin, null, 'an untrained delta is no plugin');
+  assert.ok(evalOnly.metrics.accuracy >= 0 && evalOnly.metrics.accuracy <= 1);
+  const shown = lastJson(
+    execFileSync(process.execPath, [bin, 'runs', 'show', evalOnly.runId, '--workspace', ws, '--json'], {
+      encoding: 'utf8',
+    }),
+  ) as { run: { reason: string }; series: Record<string, { step: number; value: number }[]> };
+  assert.match(shown.run.reason, /evaluated only/);
+  assert.equal(shown.series['test/accuracy']?.length, 1, 'the test split evaluated once');
+  const timed = json(
+    ...common,
+    '--data',
+    plain,
+    '--columns',
+    'text,label',
+    '--epochs',
+    '50',
+    '--batch-size',
+    '4',
+    '--max-time',
+    '1',
+  );
+  assert.equal(timed.status, 'stopped-early');
+  assert.match(timed.reason ?? '', /the time budget of 1 s was reached at step \d+ of \d+/);
+  assert.ok(timed.steps > 0);
   rmSync(ws, { recursive: true });
 });

@@ -214,7 +214,7 @@ test('column mapping: defaults by task, explicit names, and a missing column nam
   e = await failure(importDataset(csv, join(dir, 'x'), { task: 'classification' }));
   assert.equal(
     e.message,
-    `${csv}: no column for text (looked for 'text', 'sentence'); columns present: 'id', 'review', 'stars'. Map one with columns: { text: '…' }`,
+    `${csv}: no column for text (looked for 'text', 'sentence'); columns present: 'id', 'review', 'stars'. Name it (the CLI: --text COLUMN; the app: the column mapping)`,
   );
   // A field the task does not have.
   e = await failure(importDataset(csv, join(dir, 'x'), { task: 'classification', columns: { prompt: 'review' } }));
@@ -227,7 +227,7 @@ test('column mapping: defaults by task, explicit names, and a missing column nam
   e = await failure(importDataset(noLabel, join(dir, 'x'), { task: 'classification' }));
   assert.equal(
     e.message,
-    `${noLabel}: no column for label (looked for 'label'); keys of the first row (line 2): 'text', 'stars'. Map one with columns: { label: '…' }`,
+    `${noLabel}: no column for label (looked for 'label'); keys of the first row (line 2): 'text', 'stars'. Name it (the CLI: --label COLUMN; the app: the column mapping)`,
   );
 
   // Pair, causal-lm (both shapes), seq2seq, regression's `score`.
@@ -1022,4 +1022,33 @@ test('tokenization by task: pairs carry type ids, causal LM marks the prompt, se
     split: NOSPLIT,
   });
   assert.deepEqual([...(tokenizeCached(join(dir, 'r'), wp, 16).splits.train.labels as Float64Array)], [0.25]);
+});
+
+test('a CSV/TSV without a header line: its columns are named, and its first line is a row; unnamed, the error says how', async (t) => {
+  const dir = tmpDir(t);
+  const tsv = put(dir, 'plain.tsv', 'a fine film\tpos\na dull one\tneg\n');
+  const v = await importDataset(tsv, join(dir, 'named'), {
+    task: 'classification',
+    split: NOSPLIT,
+    headerless: ['text', 'label'],
+  });
+  assert.deepEqual(loadSplit(join(dir, 'named'), 'train'), [
+    { text: 'a fine film', label: 'pos' },
+    { text: 'a dull one', label: 'neg' },
+  ]);
+  assert.deepEqual(v.labels, ['neg', 'pos']);
+  const e = await failure(importDataset(tsv, join(dir, 'unnamed'), { task: 'classification', split: NOSPLIT }));
+  assert.match(e.message, /no column for text/);
+  assert.match(e.message, /--text COLUMN/);
+  assert.match(e.message, /--columns text,label/);
+  assert.doesNotMatch(e.message, /columns: \{/, 'the API spelling is not what a user types');
+  const ragged = put(dir, 'ragged.tsv', 'one\ttwo\tthree\n');
+  const r = await failure(
+    importDataset(ragged, join(dir, 'r'), { task: 'classification', split: NOSPLIT, headerless: ['text', 'label'] }),
+  );
+  assert.match(r.message, /line 1: 3 columns but the columns given for the file have 2 \('text', 'label'\)/);
+  const twice = await failure(
+    importDataset(tsv, join(dir, 't'), { task: 'classification', split: NOSPLIT, headerless: ['text', 'text'] }),
+  );
+  assert.match(twice.message, /column "text" is named twice/);
 });

@@ -94,6 +94,10 @@ export interface DatasetImport {
   validationPath?: string;
   validationFraction: number;
   seed: number;
+  /** A CSV/TSV file without a header line: its column names, in order. */
+  headerless?: string[];
+  /** A held-out test split, from its own file (evaluated once, after training). */
+  testPath?: string;
 }
 
 export class Datasets {
@@ -113,7 +117,11 @@ export class Datasets {
         task: p.task,
         columns: p.columns,
         split: { validation: p.validationPath ? 0 : p.validationFraction, test: 0, seed: p.seed },
-        files: p.validationPath ? { validation: resolve(p.validationPath) } : undefined,
+        files: {
+          ...(p.validationPath ? { validation: resolve(p.validationPath) } : {}),
+          ...(p.testPath ? { test: resolve(p.testPath) } : {}),
+        },
+        headerless: p.headerless,
       });
     } catch (e) {
       rmSync(tmp, { recursive: true, force: true });

@@ -87,7 +87,11 @@ export function recordRun(
 ): RecordedRun {
   const row = ws.getRun(run.id);
   const runDir = ws.path(row.dir);
-  const data = { train: loadSplit(run.dataset.dir, 'train'), validation: loadSplit(run.dataset.dir, 'validation') };
+  const data = {
+    train: loadSplit(run.dataset.dir, 'train'),
+    validation: loadSplit(run.dataset.dir, 'validation'),
+    test: loadSplit(run.dataset.dir, 'test'),
+  };
   // Recorded before the trainer starts: a workspace that cannot take this leaves nothing running.
   ws.startRun(run.id, { pid: process.pid });
   ACTIVE_RUNS.add(run.id);
@@ -195,6 +199,11 @@ export function recordRun(
   };
 
   const finished = (result: TrainResult): RunEnd => {
+    // The held-out test split, evaluated once at the end: its own series, beside the evaluations.
+    if (result.testMetrics)
+      pending.push(
+        ...Object.entries(result.testMetrics).map(([k, v]) => ({ key: `test/${k}`, step: result.steps, value: v })),
+      );
     flush();
     const status = STATUS[result.status];
     if (failure === undefined)
@@ -202,7 +211,8 @@ export function recordRun(
         writeFileAtomic(join(runDir, 'result.json'), new TextEncoder().encode(`${JSON.stringify(result, null, 2)}\n`)),
       );
     let plugin: PluginVersionRow | undefined;
-    if (failure === undefined && status === 'finished' && existsSync(result.deltaFile))
+    // A run of no training steps evaluated the model as it was: its delta is an initialisation, not a plugin.
+    if (failure === undefined && status === 'finished' && result.steps > 0 && existsSync(result.deltaFile))
       guard(() => {
         const model = row.model_id !== null ? ws.getModel(row.model_id) : undefined;
         plugin = ws.registerPlugin({
@@ -229,9 +239,12 @@ export function recordRun(
     // The plugin is registered before the run is marked finished: a finished run always has its plugin.
     if (failure !== undefined) return record({ status: 'failed', reason: failure, result }, { steps: result.steps });
     const reason =
-      result.status === 'stopped-early'
-        ? `stopped early at step ${result.steps} (no better ${result.best?.metric ?? 'metric'} for the patience)`
-        : (result.reason ?? null);
+      result.steps === 0
+        ? 'evaluated only (no training steps): no plugin'
+        : result.status === 'stopped-early'
+          ? (result.reason ??
+            `stopped early at step ${result.steps} (no better ${result.best?.metric ?? 'metric'} for the patience)`)
+          : (result.reason ?? null);
     return record(
       { status, reason, result, plugin },
       { steps: result.steps, tokensPerSec: result.tokensPerSec, device: result.device },

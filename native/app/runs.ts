@@ -129,6 +129,7 @@ export class Runs {
       deltas,
       epochs: cfg.epochs,
       maxSteps: cfg.maxSteps,
+      maxTime: cfg.maxTime,
       batchSize: cfg.batchSize,
       accumulation: cfg.accumulation,
       lr: cfg.lr,

@@ -137,7 +137,9 @@ it. Checkpoints let 'delta-studio resume <run-dir>' continue a killed run exactl
 Options:
   --model DIR          Hugging Face model folder
   --data FILE          training data; --validation FILE for a given validation split, else --validation-fraction
-                       X of the rows by seed (default 0.1; 0: no validation, no evaluation)
+                       X of the rows by seed (default 0.1; 0: no validation, no evaluation); --test FILE: a
+                       held-out test split, evaluated once at the end (test/… metrics)
+  --columns A,B,…      the files have no header line: these are their columns, in order (CSV/TSV; all files)
   --task T             classification, pair-classification, regression, causal-lm or seq2seq (default classification)
   --text C, --text-pair C, --label C, --prompt C, --completion C, --source C, --target C   column names
   --method M           lora, bitfit, ia3, adapter, parallel_adapter, low_rank_adapter, compacter, soft_prompt,
@@ -165,6 +167,8 @@ ${methodSettingHelp()}`,
           'data',
           'validation',
           'validation-fraction',
+          'test',
+          'columns',
           'task',
           ...COLUMN_ROLES.map((r) => r.replace('_', '-')),
           'method',

@@ -168,6 +168,7 @@ export async function trainCommand(v: FlagValues): Promise<number> {
   for (const [flag, file] of [
     ['data', v.data],
     ['validation', v.validation],
+    ['test', v.test],
   ] as const)
     if (typeof file === 'string' && !statSync(file, { throwIfNoEntry: false })?.isFile())
       throw new Error(`--${flag} ${file}: no such file`);
@@ -196,6 +197,8 @@ export async function trainCommand(v: FlagValues): Promise<number> {
       validationPath: typeof v.validation === 'string' ? v.validation : undefined,
       validationFraction,
       seed: settings.seed ?? 0,
+      testPath: typeof v.test === 'string' ? v.test : undefined,
+      headerless: typeof v.columns === 'string' ? v.columns.split(',').map((c) => c.trim()) : undefined,
     });
     const cfg = runConfig.parse({
       ...settings,

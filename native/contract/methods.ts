@@ -89,10 +89,13 @@ export const METHODS = {
         validationPath: path.optional(),
         validationFraction: z.number().min(0).max(0.9).default(0.1),
         seed: z.number().int().min(0).default(0),
+        /** A CSV/TSV file without a header line: its column names, in order. */
+        headerless: z.array(z.string().min(1).max(200)).min(1).max(1000).optional(),
+        testPath: path.optional(),
       })
       .strict(),
-    doc: 'import a data file as a new dataset version',
-    paths: (p) => [p.path, p.validationPath],
+    doc: 'import a data file as a new dataset version (a held-out test split from its own file, if given)',
+    paths: (p) => [p.path, p.validationPath, p.testPath],
     job: true,
   }),
   'datasets.list': method({ params: none, doc: 'datasets and their versions' }),

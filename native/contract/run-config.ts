@@ -31,8 +31,15 @@ export const RUN_NUMBERS = {
   maxSteps: {
     label: 'Max steps',
     flag: 'max-steps',
-    doc: 'stop after this many optimizer steps (overrides epochs)',
+    doc: 'stop after this many optimizer steps (overrides epochs); 0 evaluates the model as it is',
     int: true,
+    min: 0,
+    max: 10_000_000,
+  },
+  maxTime: {
+    label: 'Time budget (s)',
+    flag: 'max-time',
+    doc: 'stop training after this many seconds, evaluated and saved as at its end',
     min: 1,
     max: 10_000_000,
   },

@@ -87,6 +87,7 @@ interface Options {
   seed: number;
   files: { validation?: string; test?: string };
   maxBytes: number;
+  headerless?: string[];
 }
 
 function checkOptions(opts: ImportOptions): Options {
@@ -150,8 +151,40 @@ function checkOptions(opts: ImportOptions): Options {
     seed,
     files,
     maxBytes,
+    headerless: checkHeaderless(opts.headerless),
   };
 }
+
+/** Column names given for a file without a header line: names, once each. */
+function checkHeaderless(names: unknown): string[] | undefined {
+  if (names === undefined) return undefined;
+  if (!Array.isArray(names) || names.length === 0 || !names.every((n) => typeof n === 'string' && n.trim() !== ''))
+    throw new DatasetError(
+      'bad-options',
+      "headerless: give the names of the file's columns, in order (e.g. text, label)",
+    );
+  const dup = names.find((n, i) => names.indexOf(n) !== i);
+  if (dup !== undefined) throw new DatasetError('bad-options', `headerless: column "${dup}" is named twice`);
+  return names.map((n: string) => n.trim());
+}
+
+/**
+ * A first line that reads like a row (a "name" with spaces in it, or a number) is probably not a header: say how to
+ * name the columns of a file that has none.
+ */
+function headerlessHint(header: string[]): string {
+  if (!header.some((h) => /\s/.test(h.trim()) || (h.trim() !== '' && Number.isFinite(Number(h))))) return '';
+  return `; if the file has no header line (its first line is a row), name its columns (the CLI: --columns ${quotedList(header.length)})`;
+}
+
+/** An example of `--columns` for a file of `n` columns. */
+const quotedList = (n: number): string =>
+  (n === 2
+    ? ['text', 'label']
+    : n === 3
+      ? ['text', 'text_pair', 'label']
+      : Array.from({ length: n }, (_, i) => `c${i + 1}`)
+  ).join(',');
 
 /** Which input column feeds each field: the user's mapping, else the task's defaults, checked against the header. */
 export function resolveColumns(
@@ -188,7 +221,7 @@ export function resolveColumns(
     ) {
       throw new DatasetError(
         'missing-column',
-        `${file}: no columns for the ${task} task: it needs ${shapes.map((s) => quoted(s)).join(' or ')}; ${present}. Map them with columns: { prompt: '…', completion: '…' } or { text: '…' }`,
+        `${file}: no columns for the ${task} task: it needs ${shapes.map((s) => quoted(s)).join(' or ')}; ${present}. Name the columns that hold them (the CLI: --prompt C --completion C, or --text C; the app: the column mapping)${headerlessHint(header)}`,
         { file },
       );
     }
@@ -212,7 +245,7 @@ export function resolveColumns(
       if (got === undefined) {
         throw new DatasetError(
           'missing-column',
-          `${file}: no column for ${role} (looked for ${quoted(names)}); ${present}. Map one with columns: { ${role}: '…' }`,
+          `${file}: no column for ${role} (looked for ${quoted(names)}); ${present}. Name it (the CLI: --${role.replace('_', '-')} COLUMN; the app: the column mapping)${headerlessHint(header)}`,
           { file, column: names[0] },
         );
       }
@@ -489,6 +522,7 @@ async function writeSplits(
         maxBytes: opts.maxBytes,
         result: { bytes: 0, sha256: '' },
         skipped: 0,
+        columns: formats[f] === 'csv' || formats[f] === 'tsv' ? opts.headerless : undefined,
       };
       for await (const ev of readRows(ctx)) {
         if (ev.kind === 'header') {

@@ -25,6 +25,8 @@ export interface ReadContext {
   result: DecodeResult;
   /** Blank rows skipped. */
   skipped: number;
+  /** CSV/TSV without a header line: these are its columns, in order, and its first line is a row. */
+  columns?: string[];
 }
 
 const FORMAT_BY_EXT: Record<string, DataFormat> = {
@@ -106,6 +108,12 @@ async function* readDelimited(ctx: ReadContext, delimiter: string): AsyncGenerat
   let header: string[] | undefined;
   let index: Map<string, number> | undefined;
   let rows = 0;
+  if (ctx.columns) {
+    header = ctx.columns;
+    checkHeader(file, header);
+    index = new Map(header.map((c, i) => [c, i]));
+    yield { kind: 'header', columns: header };
+  }
   let prevEnd = 0; // the line the previous record ended on
   let prevEmpty = 0;
   try {
@@ -127,9 +135,10 @@ async function* readDelimited(ctx: ReadContext, delimiter: string): AsyncGenerat
       }
       if (record.length !== header.length) {
         const sep = tsv ? 'a tab' : 'a comma';
+        const named = ctx.columns ? 'the columns given for the file have' : 'the header has';
         throw new DatasetError(
           'ragged-row',
-          `${file}: line ${line}: ${record.length} column${record.length === 1 ? '' : 's'} but the header has ${header.length} (${list(header)}). ` +
+          `${file}: line ${line}: ${record.length} column${record.length === 1 ? '' : 's'} but ${named} ${header.length} (${list(header)}). ` +
             `A field that contains ${sep}, a quote or a line break must be quoted ("…", with "" for a quote inside)`,
           { file, line },
         );

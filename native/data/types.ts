@@ -30,6 +30,11 @@ export interface ImportOptions {
   files?: { validation?: string; test?: string };
   /** Refuse any input file larger than this; default 1 GiB. */
   maxBytes?: number;
+  /**
+   * CSV/TSV files without a header line: their column names, in order (every line is then a row). JSON and JSONL
+   * name their fields themselves.
+   */
+  headerless?: string[];
 }
 
 /** One normalised row. Which fields are set depends on the task (see `TASK_FIELDS`). */

@@ -18,7 +18,7 @@ export interface TrainerJob {
   kill(): void;
 }
 
-export type TrainData = { train: Example[]; validation?: Example[] };
+export type TrainData = { train: Example[]; validation?: Example[]; test?: Example[] };
 
 /** What a trainer process answers (trainer-process.ts): one run, its events, and commands while it runs. */
 export type TrainerProtocol = {

@@ -45,16 +45,19 @@ export interface TrainStepSpec {
   activations?: 'float32' | 'float16';
 }
 
-/** Attention probabilities: S² per head per layer for one Q·Kᵀ product each (see bench/memory.ts for the numbers). */
-export const DEFAULT_RECOMPUTE: RecomputeKind[] = ['attention'];
+/**
+ * Nothing is recomputed unless asked: on the CPU recomputing attention costs about 5% of a BERT-base step and memory
+ * is seldom what stops a run there (`recomputeFor` chooses per device).
+ */
+export const DEFAULT_RECOMPUTE: RecomputeKind[] = [];
 
 /**
  * What to recompute on a device. Measured on an H200 (bench/results/2026-12-04-h200.json, LoRA on a 317M Llama at
  * 32 × 512, float16 activations): nothing 81.1k tokens/s and 36.2 GB, attention 71.9k and 18.8 GB, every kind 71.9k
- * and 13.6 GB — on CUDA the other kinds cost nothing more. On the CPU every kind costs about 2.5% more than attention.
+ * and 13.6 GB — on CUDA the other kinds cost nothing more. The CPU keeps everything (see DEFAULT_RECOMPUTE).
  */
 export function recomputeFor(device: 'cpu' | 'cuda' | 'auto'): RecomputeKind[] {
-  return device === 'cuda' ? [...RECOMPUTE_KINDS] : DEFAULT_RECOMPUTE;
+  return device === 'cuda' ? [...RECOMPUTE_KINDS] : [...DEFAULT_RECOMPUTE];
 }
 
 /** Names of the inputs and outputs the trainer feeds and reads. */

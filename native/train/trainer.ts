@@ -47,6 +47,8 @@ export interface TrainConfig {
   precision?: 'float32' | 'float16';
   evalEvery?: number;
   earlyStopping?: { metric: string; patience: number };
+  /** Seconds of training after which the run stops (saving and evaluating as at its end), counted from its start. */
+  maxTime?: number;
   checkpointEvery?: number;
   runDir: string;
   inWorker?: boolean;
@@ -83,6 +85,8 @@ export interface TrainResult {
   status: RunStatus;
   steps: number;
   metrics: Record<string, number>;
+  /** On the held-out test split, when the dataset has one: evaluated once, at the end, with the final delta. */
+  testMetrics?: Record<string, number>;
   best?: { step: number; metric: string; value: number };
   tokensPerSec: number;
   device: string;
@@ -98,7 +102,7 @@ const HIGHER = new Set(['accuracy', 'macro_f1', 'mcc', 'pearson', 'spearman', 'e
  */
 export async function train(
   cfg: TrainConfig,
-  data: { train: Example[]; validation?: Example[] },
+  data: { train: Example[]; validation?: Example[]; test?: Example[] },
   emit: (e: TrainEvent) => void = () => {},
   signal?: AbortSignal,
   gate?: () => Promise<void>,
@@ -181,18 +185,10 @@ export async function train(
     model.task === 'causal-lm' || model.task === 'seq2seq'
       ? await Generator.open(model, tok, applied.trainable, runner.device)
       : undefined;
-  const evaluate = async (): Promise<Record<string, number>> => {
-    const m = await evaluateRows(
-      model.task,
-      model.loss,
-      evaluator,
-      collate,
-      data.validation ?? [],
-      runner.params,
-      cfg.batchSize,
-    );
-    if (generator && data.validation?.length) {
-      const em = await generator.exactMatch(data.validation, runner.params, 64);
+  const evaluate = async (rows: Example[] = data.validation ?? []): Promise<Record<string, number>> => {
+    const m = await evaluateRows(model.task, model.loss, evaluator, collate, rows, runner.params, cfg.batchSize);
+    if (generator && rows.length) {
+      const em = await generator.exactMatch(rows, runner.params, 64);
       if (Number.isFinite(em)) m.exact_match = em;
     }
     return m;
@@ -292,16 +288,24 @@ export async function train(
         const file = checkpoint(cursor + acc);
         emit({ type: 'checkpoint', step: runner.t, file });
       }
+      if (cfg.maxTime !== undefined && (performance.now() - t0) / 1000 >= cfg.maxTime && runner.t < totalSteps) {
+        status = 'stopped-early';
+        reason = `the time budget of ${cfg.maxTime} s was reached at step ${runner.t} of ${totalSteps}`;
+        checkpoint(cursor + acc); // a resume continues from here, as after any stop
+        break outer;
+      }
     }
     if (runner.t < totalSteps && cursor >= plan.batches.length) {
       epoch++;
       cursor = 0;
     }
   }
+  let testMetrics: Record<string, number> | undefined;
   if (status !== 'diverged') {
     if (status !== 'cancelled') {
       metrics = await evaluate();
       if (Object.keys(metrics).length) emit({ type: 'eval', step: runner.t, metrics });
+      if (data.test?.length) testMetrics = await evaluate(data.test);
     }
     saveDelta(deltaFile);
   }
@@ -309,6 +313,7 @@ export async function train(
     status,
     steps: runner.t,
     metrics,
+    ...(testMetrics ? { testMetrics } : {}),
     best,
     tokensPerSec: tokens / ((performance.now() - t0) / 1000),
     device: runner.device,

@@ -367,17 +367,7 @@ test('evaluate without training (--max-steps 0), a held-out --test file, a heade
       metrics: Record<string, number>;
     };
   const common = ['--model', join(demo, 'backbone'), '--max-length', '16', '--device', 'cpu', '--workspace', ws];
-  const evalOnly = json(
-    ...common,
-    '--data',
-    plain,
-    '--columns',
-    'text,label',
-    '--test',
-    plainTest,
-    '--max-steps',
-    '0',
-  );
+  const evalOnly = json(...common, '--data', plain, '--columns', 'text,label', '--test', plainTest, '--max-steps', '0');
   assert.equal(evalOnly.status, 'finished');
   assert.equal(evalOnly.steps, 0);
   assert.equal(evalOnly.plugin, null, 'an untrained delta is no plugin');

@@ -10,6 +10,20 @@ import '../native/autodiff/rules/index.js';
 
 const bin = fileURLToPath(new URL('../bin/delta-studio.js', import.meta.url));
 const lastJson = (out: string): Record<string, unknown> => JSON.parse(out.trim().split('\n').pop()!);
+const DEMO = fileURLToPath(new URL('../native/demo/', import.meta.url));
+/** A tiny run of the demo backbone on the CPU in workspace `ws` (the data flags are the caller's). */
+const tinyRun = (ws: string): string[] => [
+  '--model',
+  join(DEMO, 'backbone'),
+  '--max-steps',
+  '2',
+  '--max-length',
+  '16',
+  '--device',
+  'cpu',
+  '--workspace',
+  ws,
+];
 
 describe('delta-studio CLI', () => {
   test('doctor --json reports the runtime and checks every rule with no failure', () => {
@@ -160,20 +174,11 @@ describe('delta-studio CLI', () => {
 describe('train validates before it records anything', () => {
   const demo = fileURLToPath(new URL('../native/demo/', import.meta.url));
   const base = (ws: string) => [
-    '--model',
-    join(demo, 'backbone'),
+    ...tinyRun(ws),
     '--data',
     join(demo, 'reviews-train.csv'),
     '--validation',
     join(demo, 'reviews-test.csv'),
-    '--max-steps',
-    '2',
-    '--max-length',
-    '16',
-    '--device',
-    'cpu',
-    '--workspace',
-    ws,
   ];
   const train = (...args: string[]) => spawnSync(process.execPath, [bin, 'train', ...args], { encoding: 'utf8' });
 
@@ -241,18 +246,7 @@ test('predict --plugin: a classification plugin answers even when the bare base 
   const ws = mkdtempSync(join(tmpdir(), 'ds-predict-'));
   const run = (...args: string[]) =>
     execFileSync(process.execPath, [bin, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-  const common = [
-    '--model',
-    join(demo, 'backbone'),
-    '--max-steps',
-    '2',
-    '--max-length',
-    '16',
-    '--device',
-    'cpu',
-    '--workspace',
-    ws,
-  ];
+  const common = tinyRun(ws);
   run('train', ...common, '--data', join(demo, 'reviews-train.csv'), '--plugin', 'sentiment');
   const lm = join(ws, 'lm.csv');
   writeFileSync(

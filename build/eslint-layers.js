@@ -13,6 +13,7 @@ export const FLOORS = {
   rng: 0,
   onnx: 1,
   runtime: 2,
+  hub: 2,
   demo: 2,
   autodiff: 3,
   models: 3,

@@ -1,7 +1,7 @@
 // Events the engine pushes to every connected UI (and the CLI prints): runs' lives and long jobs' progress.
 import type { ApiError } from './errors.js';
 import type { JobMethod, JobResults } from './methods.js';
-import type { PluginRef } from './types.js';
+import type { HubPullProgress, PluginRef } from './types.js';
 import type { RunStatus } from './vocabulary.js';
 
 /** job.done, typed by the method that started the job. */
@@ -38,6 +38,8 @@ export interface Events {
   'run.log': { runId: string; line: string };
   'job.progress': { jobId: string; fraction: number; message: string };
   'job.done': JobDone;
+  /** A models.pull job's files, each with its bytes so far (job.progress carries the total too). */
+  'pull.progress': HubPullProgress & { jobId: string };
 }
 export type EventName = keyof Events;
 export const EVENT_NAMES: EventName[] = [
@@ -48,4 +50,5 @@ export const EVENT_NAMES: EventName[] = [
   'run.log',
   'job.progress',
   'job.done',
+  'pull.progress',
 ];

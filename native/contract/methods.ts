@@ -4,7 +4,7 @@
 import { z } from 'zod';
 import { ContractError } from './errors.js';
 import { deltaConfig, oneLine, pluginName, pluginRef, runConfig, runId } from './run-config.js';
-import { COLUMN_ROLES, DEVICES, EXPORT_FORMATS, RUN_STATUSES, TASKS } from './vocabulary.js';
+import { COLUMN_ROLES, DEVICES, EXPORT_FORMATS, HUB_REPO_ID, HUB_REVISION, RUN_STATUSES, TASKS } from './vocabulary.js';
 import type * as T from './types.js';
 
 const id = z.number().int().min(1);
@@ -60,6 +60,30 @@ export const METHODS = {
     paths: (p) => [p.path],
   }),
   'models.list': method({ params: none, doc: 'models of the workspace' }),
+  'models.pull': method({
+    params: z
+      .object({
+        repo: z
+          .string()
+          .max(200)
+          .regex(HUB_REPO_ID, 'a model on the Hugging Face Hub is named "org/name" (letters, digits, "-", "_", ".")'),
+        revision: z
+          .string()
+          .max(200)
+          .regex(HUB_REVISION, 'a revision is a branch, a tag, a commit or "refs/pr/N"')
+          .default('main'),
+        /** For gated or private models; used for this download only, never stored, echoed or logged. */
+        token: z
+          .string()
+          .max(512)
+          .regex(/^[\x21-\x7e]+$/, 'a token is one word of printable characters')
+          .optional(),
+        name: name(100).optional(),
+      })
+      .strict(),
+    doc: 'download a model from the Hugging Face Hub into its cache (resumable, checked) and record it',
+    job: true,
+  }),
   'models.tree': method({
     params: z
       .object({
@@ -247,6 +271,7 @@ export interface Results {
   'models.import': T.Model;
   'models.list': T.Model[];
   'models.tree': T.ModelTreeResult;
+  'models.pull': T.JobStarted;
   'datasets.preview': T.DatasetPreview;
   'datasets.import': T.JobStarted;
   'datasets.list': T.DatasetSummary[];
@@ -278,6 +303,7 @@ export type Result<M extends MethodName> = Results[M];
 
 /** The outcome of each job method, carried by its job.done event. */
 export interface JobResults {
+  'models.pull': T.ModelPulled;
   'datasets.import': T.DatasetImportResult;
   'plugins.export': T.ExportResult;
   'system.installCuda': T.CudaInstalled;

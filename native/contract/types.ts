@@ -112,6 +112,60 @@ export interface ModelTreeResult {
   report: DeltaReport | null;
 }
 
+// ——— models from the Hugging Face Hub ———
+
+/** Where one file of a pull stands. */
+export interface HubFileProgress {
+  /** Its path in the repository ("config.json", "model-00001-of-00002.safetensors"). */
+  path: string;
+  size: number;
+  /** Bytes on disk so far, those kept from an interrupted download included. */
+  bytes: number;
+  /** waiting → downloading → checking (sha256) → done; cached: the cache had it already. */
+  state: 'waiting' | 'downloading' | 'checking' | 'done' | 'cached';
+}
+
+/** A pull's progress: every file the engine reads, and the total. */
+export interface HubPullProgress {
+  repo: string;
+  revision: string;
+  /** The commit the revision points at (null until the Hub has said). */
+  commit: string | null;
+  files: HubFileProgress[];
+  /** Bytes on disk of all files, and what they add up to. */
+  bytes: number;
+  total: number;
+  /** Bytes fetched over the network by this pull. */
+  fetched: number;
+}
+
+/** A repository's files, downloaded (or found) in the Hugging Face cache. */
+export interface HubPullResult {
+  repo: string;
+  revision: string;
+  commit: string;
+  /** snapshots/<commit> in the cache: the model folder, its files links to blobs/. */
+  snapshot: string;
+  /** The Hugging Face cache it lies in. */
+  cacheDir: string;
+  /** network: fetched whole; resumed: the rest of an interrupted download; cache: already there. */
+  files: { path: string; size: number; blob: string; from: 'network' | 'resumed' | 'cache' }[];
+  totalBytes: number;
+  /** Bytes fetched over the network by this pull. */
+  fetchedBytes: number;
+  /** The Hub was not asked (HF_HUB_OFFLINE, a commit already complete, or no network): the cache answered. */
+  offline: boolean;
+  /** Where the token came from ("given", "HF_TOKEN", a token file's path), never the token; null: none. */
+  tokenFrom: string | null;
+  /** What the user may want to know (no tokenizer.json, the cached snapshot used while offline, …). */
+  notes: string[];
+}
+
+/** job.done result of models.pull: the download, and the model it was recorded as. */
+export interface ModelPulled extends HubPullResult {
+  model: Model;
+}
+
 // ——— datasets ———
 
 export type DataFormat = 'csv' | 'tsv' | 'jsonl' | 'json';

@@ -45,3 +45,11 @@ export type SplitName = (typeof SPLITS)[number];
 export const COLUMN_ROLES = ['text', 'text_pair', 'label', 'prompt', 'completion', 'source', 'target'] as const;
 export type ColumnRole = (typeof COLUMN_ROLES)[number];
 export type ColumnMapping = Partial<Record<ColumnRole, string>>;
+
+/**
+ * A model's name on the Hugging Face Hub, as the Hub allows it: "name" or "org/name", letters, digits, "_", "-" and
+ * "." (a letter, digit or "_" at each end, no "--" or "..", not ending in ".git"; 96 characters a part at most).
+ */
+export const HUB_REPO_ID = /^(?!.*(?:--|\.\.))(?!.*\.git$)(?:\w(?:[\w.-]{0,94}\w)?\/)?\w(?:[\w.-]{0,94}\w)?$/;
+/** A revision of a Hub repository: a branch, a tag, a commit or a pull request's ref ("refs/pr/3"). */
+export const HUB_REVISION = /^(?![./-])(?!.*(?:\.\.|\/\/|\/$|\.lock$|\.$))[\w./-]{1,200}$/;

@@ -36,6 +36,7 @@ export function handlersOf(app: Application): Handlers {
     'models.import': async (p) => app.models.import(p),
     'models.list': async () => app.models.list(),
     'models.tree': async (p) => app.models.tree(p),
+    'models.pull': async (p) => app.models.startPull(p),
 
     'datasets.preview': (p) => app.datasets.preview(p.path, p.rows),
     'datasets.import': async (p) => {

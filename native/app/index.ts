@@ -18,7 +18,7 @@ import { Datasets } from './datasets.js';
 import { EventBus } from './events.js';
 import { Exports } from './exports.js';
 import { Jobs } from './jobs.js';
-import { Models } from './models.js';
+import { Models, type HubOptions } from './models.js';
 import { Playground } from './playground.js';
 import { Plugins } from './plugins.js';
 import { RecentWorkspaces } from './recent.js';
@@ -44,6 +44,8 @@ export interface ApplicationOptions {
   flushMs?: number;
   /** Training speeds assumed by estimates before a run on the device measured one. */
   defaultTokensPerSec?: DefaultSpeeds;
+  /** How models are pulled from the Hugging Face Hub (default: this process's environment and fetch). */
+  hub?: HubOptions;
 }
 
 function appVersion(): string {
@@ -83,7 +85,7 @@ export class Application {
       startTrainer: opts.startTrainer,
       flushMs: opts.flushMs,
     });
-    this.models = new Models(need);
+    this.models = new Models(need, this.jobs, this.events, opts.hub);
     this.datasets = new Datasets(need);
     this.runs = new Runs(need, this.queue, this.events, opts.defaultTokensPerSec);
     this.plugins = new Plugins(need, opts.showInFolder);
@@ -179,6 +181,7 @@ export class Application {
     if (this.closed) return;
     this.closed = true;
     const stopped = await this.queue.close();
+    this.models.stopPulls();
     await this.jobs.settled();
     for (const id of stopped) {
       try {

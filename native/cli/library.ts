@@ -16,7 +16,7 @@ import { fmt, out, table, type Values } from './output.js';
 import { workspaceDir } from './workspace-dir.js';
 
 /** Runs `fn` with the application open on the command's workspace (created first when `create`). */
-async function withApp<T>(v: Values, fn: (app: Application) => T | Promise<T>, create = false): Promise<T> {
+export async function withApp<T>(v: Values, fn: (app: Application) => T | Promise<T>, create = false): Promise<T> {
   const app = new Application();
   try {
     await app.open(workspaceDir(v), create);

@@ -11,6 +11,7 @@ import { runSettingHelp, runSettingOptions, type FlagValues } from './flags.js';
 import { COLUMN_ROLES } from '../contract/index.js';
 import { gpuCommand } from './gpu.js';
 import { exportCommand, importPeftCommand, pluginsCommand, runsCommand, workspaceCommand } from './library.js';
+import { modelsCommand } from './models.js';
 
 const HELP = `delta-studio — delta tuning of pretrained language models, on your own machine
 
@@ -22,6 +23,7 @@ Commands:
   eval      Evaluate a run's delta on a split of its dataset
   predict   Plugins of the workspace (or .delta files) attached to their base, or a run's delta, on one input
   inspect   Show a Hugging Face model folder's module tree: names, types, parameter shapes and counts
+  models    pull org/name[@revision] | list       A model by name from the Hugging Face Hub; the workspace's models
   demo      The embedded default: LoRA on the built-in pretrained backbone and reviews, with baselines
   workspace init [DIR] | check [DIR] [--repair]   Create a workspace; verify its database and files
   runs      list | show <id> | compare <id>…      Recorded runs, their metrics and configs
@@ -75,6 +77,35 @@ Options:
       seq: { type: 'string' },
     },
     run: (v, pos) => inspect(pos[0], v),
+  },
+  models: {
+    help: `Usage: delta-studio models pull <org/name>[@revision] [--token T] [--name NAME] [--workspace DIR] [--json]
+       delta-studio models list [--workspace DIR] [--json]
+
+pull downloads a model from the Hugging Face Hub by name — the files the engine reads: config.json, the tokenizer
+files, generation_config.json, model.safetensors or the index and its shards; never pickles (*.bin, *.pt) — into the
+Hugging Face cache that transformers and huggingface-cli share ($HF_HUB_CACHE, else $HF_HOME/hub, else
+~/.cache/huggingface/hub: models--org--name/snapshots/<commit>/), checks every file against the sha256 (or git id) the
+Hub lists, and records the snapshot folder as a model of the workspace, read in place. An interrupted pull continues
+where it stopped when run again; a commit already complete is not asked for again, and with HF_HUB_OFFLINE=1 or no
+network the cached snapshot of the revision is used. The revision is a branch, tag or commit (default main).
+
+Options:
+  --token T        for gated or private models (else $HF_TOKEN, else the token file of huggingface-cli login:
+                   $HF_TOKEN_PATH or $HF_HOME/token); used for this download only, never stored or printed
+  --name NAME      the model's name in the workspace (default org/name, with @revision unless main)
+  --workspace DIR  the workspace (created if missing; default ./delta-studio-workspace or $DELTA_STUDIO_WORKSPACE)
+  --json           progress to stderr, and one JSON object as the last line: { repo, revision, commit, snapshot,
+                   cacheDir, files, totalBytes, fetchedBytes, offline, tokenFrom, notes, model, workspace }
+Environment: HF_ENDPOINT (a mirror, default https://huggingface.co), HF_HOME, HF_HUB_CACHE, HF_HUB_OFFLINE, HF_TOKEN.`,
+    positionals: true,
+    options: {
+      token: { type: 'string' },
+      name: { type: 'string' },
+      workspace: { type: 'string' },
+      json: { type: 'boolean', default: false },
+    },
+    run: (v, pos) => modelsCommand(pos, v),
   },
   doctor: {
     help: `Usage: delta-studio doctor [--json]

@@ -28,6 +28,7 @@ const VALID: Record<string, unknown> = {
   'workspace.open': { path: '/tmp/ws' },
   'models.import': { path: '/tmp/m' },
   'models.tree': { modelId: 1 },
+  'models.pull': { repo: 'org/name' },
   'datasets.preview': { path: '/tmp/d.csv' },
   'datasets.import': { path: '/tmp/d.csv', name: 'd', task: 'classification' },
   'datasets.stats': { versionId: 1 },

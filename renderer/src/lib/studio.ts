@@ -5,6 +5,7 @@ import { DatasetsStore } from './stores/datasets.svelte.js';
 import { JobsStore } from './stores/jobs.svelte.js';
 import { ModelsStore } from './stores/models.svelte.js';
 import { PluginsStore } from './stores/plugins.svelte.js';
+import { PullsStore } from './stores/pulls.svelte.js';
 import { RunsStore } from './stores/runs.svelte.js';
 import { WorkspaceStore } from './stores/workspace.svelte.js';
 
@@ -16,17 +17,22 @@ export interface Studio {
   runs: RunsStore;
   plugins: PluginsStore;
   jobs: JobsStore;
+  /** Downloads from the Hugging Face Hub. */
+  pulls: PullsStore;
 }
 
 export function createStudio(api: Api): Studio {
+  const models = new ModelsStore(api);
+  const jobs = new JobsStore(api);
   return {
     api,
     workspace: new WorkspaceStore(api),
-    models: new ModelsStore(api),
+    models,
     datasets: new DatasetsStore(api),
     runs: new RunsStore(api),
     plugins: new PluginsStore(api),
-    jobs: new JobsStore(api),
+    jobs,
+    pulls: new PullsStore(api, models, jobs),
   };
 }
 

@@ -15,7 +15,6 @@ import {
   type ModelTreeResult,
   type TaskName,
 } from '../contract/index.js';
-import { formatBytes } from '../files/disk.js';
 import { HubError, pullModel } from '../hub/pull.js';
 import type { Env } from '../hub/settings.js';
 import { loadWithDeltas } from '../delta/index.js';
@@ -124,7 +123,9 @@ export class Models {
     const { jobs, bus } = this;
     const started = jobs.start('models.pull', (progress) =>
       this.pull(p, (e) => {
-        progress(e.total ? e.bytes / e.total : 0, `${formatBytes(e.bytes)} of ${formatBytes(e.total)}`);
+        const done = e.files.filter((f) => f.state === 'done' || f.state === 'cached').length;
+        const now = e.files.find((f) => f.state === 'downloading' || f.state === 'checking');
+        progress(e.total ? e.bytes / e.total : 0, `${now ? `${now.path}, ` : ''}${done} of ${e.files.length} files`);
         bus.emit('pull.progress', { jobId: started.jobId, ...e });
       }),
     );

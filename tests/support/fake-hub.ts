@@ -51,8 +51,8 @@ export class FakeHub {
   /** Token → repositories it can read ('*': all). */
   readonly tokens = new Map<string, string[] | '*'>();
   private readonly repos = new Map<string, FakeRepo>();
-  /** sha256 → bytes after which the next CDN answer for that blob drops the connection. */
-  private readonly drops = new Map<string, number>();
+  /** sha256 → bytes after which the next CDN answers for that blob drop the connection, and how many times. */
+  private readonly drops = new Map<string, { bytes: number; times: number }>();
   private readonly corrupt = new Set<string>();
   /** The CDN sends blobs in chunks of this many bytes, this many ms apart (default: at once). */
   trickle: { chunk: number; delayMs: number } | null = null;
@@ -114,9 +114,9 @@ export class FakeHub {
     return commit;
   }
 
-  /** The next CDN answer for the blob of `path` drops the connection after `bytes` bytes. */
-  dropAfter(id: string, path: string, bytes: number): void {
-    this.drops.set(this.file(id, path).sha256, bytes);
+  /** The next `times` CDN answers for the blob of `path` drop the connection after `bytes` bytes each. */
+  dropAfter(id: string, path: string, bytes: number, times = 1): void {
+    this.drops.set(this.file(id, path).sha256, { bytes, times });
   }
 
   /** The CDN serves the blob of `path` with one byte changed (a bad disk, a bad proxy). */
@@ -311,9 +311,10 @@ export class FakeHub {
     }
     // A CDN's ETag is its own (S3: an md5), not the Hub's sha256.
     const headers = { etag: `"${createHash('md5').update(data).digest('hex')}"` };
-    const drop = this.drops.get(file.sha256);
+    const plan = this.drops.get(file.sha256);
+    const drop = plan?.bytes;
     if (drop === undefined && !this.trickle) return this.ranged(req, data, headers, send);
-    this.drops.delete(file.sha256);
+    if (plan && --plan.times <= 0) this.drops.delete(file.sha256);
     // Send the head and the first bytes, then (when dropping) end the socket mid-body.
     const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
     const start = m ? Number(m[1]) : 0;

@@ -5,23 +5,21 @@
 // Range for the rest → the model is listed, read in place from the Hugging Face cache.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
+import { startUi, type UiSession } from './support/ui-session.js';
 import { FakeHub } from './support/fake-hub.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const backbone = join(root, 'native/demo/backbone');
 const shots = join(root, 'out/screenshots');
-const CHROMIUM = '/usr/bin/chromium';
 const WEIGHTS = 'model.safetensors';
 
 describe('Download from Hugging Face through delta-studio serve', () => {
-  let server: ChildProcess;
-  let browser: Browser;
+  let ui: UiSession;
   let page: Page;
   let hub: FakeHub;
   let url = '';
@@ -31,11 +29,6 @@ describe('Download from Hugging Face through delta-studio serve', () => {
   const hfHome = join(dir, 'hf');
 
   before(async () => {
-    assert.ok(
-      existsSync(join(root, 'renderer/dist/index.html')),
-      'renderer/dist is built (npm run build:ui; npm test does it)',
-    );
-    assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is installed (apt-get install chromium; .ci/run does it)`);
     mkdirSync(shots, { recursive: true });
     hub = await new FakeHub().start();
     hub.commit(
@@ -51,48 +44,12 @@ describe('Download from Hugging Face through delta-studio serve', () => {
     };
     for (const k of ['HF_TOKEN', 'HUGGING_FACE_HUB_TOKEN', 'HF_HUB_CACHE', 'HUGGINGFACE_HUB_CACHE', 'HF_HUB_OFFLINE'])
       delete env[k];
-    server = spawn(
-      process.execPath,
-      [join(root, 'bin/delta-studio.js'), 'serve', '--port', '0', '--allow', dir, '--json'],
-      {
-        stdio: ['ignore', 'pipe', 'inherit'],
-        env,
-      },
-    );
-    const info = await new Promise<{ url: string; token: string }>((resolve, reject) => {
-      let out = '';
-      server.stdout!.on('data', (d: Buffer) => {
-        out += d.toString();
-        const line = out.split('\n').find((l) => l.startsWith('{'));
-        if (line) resolve(JSON.parse(line) as { url: string; token: string });
-      });
-      server.on('exit', (code) => reject(new Error(`serve exited with ${code}`)));
-    });
-    url = info.url.replace(/\?.*$/, '').replace(/\/$/, '');
-    token = info.token;
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-default-apps',
-        '--disable-sync',
-        '--no-first-run',
-        '--metrics-recording-only',
-        '--disable-dev-shm-usage',
-      ],
-    });
-    page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
-    page.setDefaultTimeout(60_000);
+    ui = await startUi(['--allow', dir], env);
+    ({ page, url, token } = ui);
   });
 
   after(async () => {
-    await browser?.close();
-    server?.kill('SIGINT');
-    await new Promise((r) => (server.exitCode !== null ? r(null) : server.on('exit', r)));
+    await ui?.close();
     await hub?.close();
     rmSync(dir, { recursive: true, force: true });
   });

@@ -4,22 +4,20 @@
 // plot; the playground answers base vs base + plugin. Screenshots of every screen go to out/screenshots/.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { Workspace } from '../native/store/workspace.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
+import { startUi, type UiSession } from './support/ui-session.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const demo = join(root, 'native/demo');
 const shots = join(root, 'out/screenshots');
-const CHROMIUM = '/usr/bin/chromium';
 
 describe('the UI through delta-studio serve', () => {
-  let server: ChildProcess;
-  let browser: Browser;
+  let ui: UiSession;
   let page: Page;
   let url = '';
   let token = '';
@@ -32,54 +30,17 @@ describe('the UI through delta-studio serve', () => {
   };
 
   before(async () => {
-    assert.ok(
-      existsSync(join(root, 'renderer/dist/index.html')),
-      'renderer/dist is built (npm run build:ui; npm test does it)',
-    );
-    assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is installed (apt-get install chromium; .ci/run does it)`);
     mkdirSync(shots, { recursive: true });
-    server = spawn(
-      process.execPath,
-      [join(root, 'bin/delta-studio.js'), 'serve', '--port', '0', '--allow', dir, '--allow', demo, '--json'],
-      {
-        stdio: ['ignore', 'pipe', 'inherit'],
-        env: { ...process.env, XDG_CONFIG_HOME: join(dir, 'config'), APPDATA: join(dir, 'config') },
-      },
-    );
-    const info = await new Promise<{ url: string; token: string }>((resolve, reject) => {
-      let out = '';
-      server.stdout!.on('data', (d: Buffer) => {
-        out += d.toString();
-        const line = out.split('\n').find((l) => l.startsWith('{'));
-        if (line) resolve(JSON.parse(line) as { url: string; token: string });
-      });
-      server.on('exit', (code) => reject(new Error(`serve exited with ${code}`)));
+    ui = await startUi(['--allow', dir, '--allow', demo], {
+      ...process.env,
+      XDG_CONFIG_HOME: join(dir, 'config'),
+      APPDATA: join(dir, 'config'),
     });
-    url = info.url.replace(/\?.*$/, '').replace(/\/$/, '');
-    token = info.token;
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-default-apps',
-        '--disable-sync',
-        '--no-first-run',
-        '--metrics-recording-only',
-        '--disable-dev-shm-usage',
-      ],
-    });
-    page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
-    page.setDefaultTimeout(60_000);
+    ({ page, url, token } = ui);
   });
 
   after(async () => {
-    await browser?.close();
-    server?.kill('SIGINT');
-    await new Promise((r) => (server.exitCode !== null ? r(null) : server.on('exit', r)));
+    await ui?.close();
     rmSync(dir, { recursive: true, force: true });
   });
 

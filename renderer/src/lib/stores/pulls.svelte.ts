@@ -1,19 +1,14 @@
 // Downloads from the Hugging Face Hub (models.pull jobs): every file's bytes from pull.progress, the outcome from
 // job.done, kept here rather than in the screen so a download goes on showing after switching screens and back.
 import type { Api, Unsubscribe } from '../api.js';
-import type { ApiError, HubFileProgress, ModelPulled } from '../types.js';
+import type { ApiError, HubPullProgress, ModelPulled } from '../types.js';
 import { HUB_REPO_ID, HUB_REVISION } from '../../../../native/contract/vocabulary.js';
 import type { JobsStore } from './jobs.svelte.js';
 import type { ModelsStore } from './models.svelte.js';
 
-export interface PullView {
+/** A pull as the form shows it: its last progress, then its outcome. */
+export interface PullView extends Omit<HubPullProgress, 'fetched'> {
   jobId: string;
-  repo: string;
-  revision: string;
-  commit: string | null;
-  files: HubFileProgress[];
-  bytes: number;
-  total: number;
   done: boolean;
   result: ModelPulled | null;
   error: ApiError | null;

@@ -181,6 +181,11 @@ describe('a pull into the Hugging Face cache', () => {
     const last = progress.at(-1)!;
     assert.equal(last.bytes, last.total);
     assert.ok(last.files.every((f) => f.state === 'done' && f.bytes === f.size));
+    assert.deepEqual(
+      last.files.map((f) => f.path),
+      r.files.map((f) => f.path),
+      'progress lists the files in the order they are fetched',
+    );
     assert.equal(r.fetchedBytes, r.totalBytes);
     // The engine reads the snapshot in place, through the links: the same model and tokenizer as the fixture.
     assert.equal(modelFingerprint(r.snapshot), modelFingerprint(LLAMA));

@@ -277,9 +277,14 @@ export async function pullModel(o: PullOptions): Promise<HubPullResult> {
   const index = listed.find((f) => f.path === INDEX);
   if (index) await fetchOne(index);
   const plan = selectFiles(repo, listed, index ? shardsOf(repo, blobPath(folder, etagOf(index))) : null);
+  // Every file of the plan, in its order (the index, fetched first, takes its place among them).
+  const fetchedFirst = new Map(state);
+  state.clear();
   for (const f of plan)
-    if (!state.has(f.path))
-      state.set(f.path, { path: f.path, size: f.size, bytes: bytesOnDisk(folder, f), state: 'waiting' });
+    state.set(
+      f.path,
+      fetchedFirst.get(f.path) ?? { path: f.path, size: f.size, bytes: bytesOnDisk(folder, f), state: 'waiting' },
+    );
   const need = plan.reduce((a, f) => a + f.size - bytesOnDisk(folder, f), 0);
   checkFreeSpace(cacheDir, {
     bytes: need,

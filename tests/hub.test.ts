@@ -309,6 +309,18 @@ describe('an interrupted download', () => {
     assert.equal(modelFingerprint(r.snapshot), modelFingerprint(LLAMA));
   });
 
+  test('a Hub having trouble (503) is asked again, then named', async () => {
+    hub.failNext('config.json', 503, 1);
+    const r = await pull(freshEnv(), { repo: 'tiny/backbone' });
+    assert.equal(r.files[0].path, 'config.json');
+    hub.failNext('config.json', 503, 3);
+    await refused(
+      pull(freshEnv(), { repo: 'tiny/backbone' }),
+      'network',
+      /^http:\/\/127\.0\.0\.1:\d+ answered 503 for config\.json: the Hub is having trouble, try again later: its first 0 of 490 bytes are kept in the cache; 0 of 5 files are complete: start the same pull/,
+    );
+  });
+
   test('a file that does not match its sha256 is discarded, and the next pull starts it over', async () => {
     const env = freshEnv();
     hub.corruptBlob('tiny/backbone', 'model.safetensors');

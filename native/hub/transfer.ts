@@ -187,14 +187,16 @@ export async function transferFile(o: TransferOptions): Promise<Transferred> {
           throw new HubError('corrupt', `the server sent more than the ${file.size} bytes of ${file.path}`);
         if (have < file.size) throw new HubError('network', `the connection closed before the end of ${file.path}`);
       } catch (e) {
-        const cause = e instanceof HubError ? (e.kind === 'network' ? e.message : null) : networkCause(e);
-        if (cause === null || o.signal?.aborted) throw e;
-        if (attempt >= (o.retries ?? 2))
-          throw new HubError(
-            'network',
-            `the connection to ${o.ctx.endpoint} was lost during ${file.path} (${cause}): its first ${have} of ${file.size} bytes are kept in the cache`,
-            { cause: e },
-          );
+        const cause = e instanceof HubError ? null : networkCause(e);
+        if (!(cause || (e instanceof HubError && e.kind === 'network')) || o.signal?.aborted) throw e;
+        if (attempt >= (o.retries ?? 2)) {
+          const what = cause
+            ? `the connection to ${o.ctx.endpoint} was lost during ${file.path} (${cause})`
+            : (e as Error).message;
+          throw new HubError('network', `${what}: its first ${have} of ${file.size} bytes are kept in the cache`, {
+            cause: e,
+          });
+        }
         await sleep((o.retryDelayMs ?? 1000) * 2 ** attempt, o.signal);
       }
     }

@@ -54,6 +54,8 @@ export class FakeHub {
   /** sha256 → bytes after which the next CDN answers for that blob drop the connection, and how many times. */
   private readonly drops = new Map<string, { bytes: number; times: number }>();
   private readonly corrupt = new Set<string>();
+  /** Repository path → a status the next resolves of it answer, and how many times. */
+  private readonly failures = new Map<string, { status: number; times: number }>();
   /** The CDN sends blobs in chunks of this many bytes, this many ms apart (default: at once). */
   trickle: { chunk: number; delayMs: number } | null = null;
   private hubServer!: Server;
@@ -117,6 +119,11 @@ export class FakeHub {
   /** The next `times` CDN answers for the blob of `path` drop the connection after `bytes` bytes each. */
   dropAfter(id: string, path: string, bytes: number, times = 1): void {
     this.drops.set(this.file(id, path).sha256, { bytes, times });
+  }
+
+  /** The next `times` resolves of `path` answer `status` (a Hub having trouble: 500, 503). */
+  failNext(path: string, status: number, times = 1): void {
+    this.failures.set(path, { status, times });
   }
 
   /** The CDN serves the blob of `path` with one byte changed (a bad disk, a bad proxy). */
@@ -246,6 +253,11 @@ export class FakeHub {
         });
       }
       return send(200, { 'content-type': 'application/json' }, JSON.stringify([...entries.values()]));
+    }
+    const failure = this.failures.get(resolve![3]);
+    if (failure) {
+      if (--failure.times <= 0) this.failures.delete(resolve![3]);
+      return send(failure.status, { 'content-type': 'text/plain' }, 'Service Unavailable');
     }
     const file = files.find((f) => f.path === resolve![3]);
     if (!file) return this.refuse(send, 404, 'EntryNotFound', `${resolve![3]} does not exist`, commit);

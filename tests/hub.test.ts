@@ -332,7 +332,7 @@ describe('an interrupted download', () => {
     );
     const blobs = join(env.HF_HOME, 'hub', 'models--tiny--backbone', 'blobs');
     assert.ok(!readdirSync(blobs).some((b) => b.startsWith(sha)), 'neither a blob nor an .incomplete is kept');
-    // A blob already in the cache under a wrong name is never trusted blindly either: sizes are compared.
+    // The next pull starts the file over and gets the right bytes.
     (hub as unknown as { corrupt: Set<string> }).corrupt.clear();
     const r = await pull(env, { repo: 'tiny/backbone' });
     assert.equal(modelFingerprint(r.snapshot), modelFingerprint(BACKBONE));

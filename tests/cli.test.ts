@@ -391,3 +391,17 @@ test('evaluate without training (--max-steps 0), a held-out --test file, a heade
   assert.ok(timed.steps > 0);
   rmSync(ws, { recursive: true });
 });
+
+test('a command that would make a workspace and then fails leaves none behind', () => {
+  const root = mkdtempSync(join(tmpdir(), 'ds-no-ws-'));
+  const ws = join(root, 'ws');
+  const r = spawnSync(
+    process.execPath,
+    [bin, 'import-peft', join(root, 'no-adapter'), '--model', join(DEMO, 'backbone'), '--workspace', ws],
+    { encoding: 'utf8' },
+  );
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /no-adapter/);
+  assert.equal(existsSync(ws), false);
+  rmSync(root, { recursive: true });
+});

@@ -9,6 +9,7 @@ import {
   type RunStatus,
   type TaskName,
 } from '../contract/index.js';
+import { existsSync, rmSync } from 'node:fs';
 import { Application } from '../app/index.js';
 import { Workspace } from '../store/workspace.js';
 import { oneOf } from './flags.js';
@@ -17,12 +18,19 @@ import { workspaceDir } from './workspace-dir.js';
 
 /** Runs `fn` with the application open on the command's workspace (created first when `create`). */
 export async function withApp<T>(v: Values, fn: (app: Application) => T | Promise<T>, create = false): Promise<T> {
+  const dir = workspaceDir(v);
+  // A workspace this command makes for work that then fails holds nothing worth keeping.
+  const made = create && !existsSync(dir);
   const app = new Application();
+  let ok = false;
   try {
-    await app.open(workspaceDir(v), create);
-    return await fn(app);
+    await app.open(dir, create);
+    const r = await fn(app);
+    ok = true;
+    return r;
   } finally {
     await app.close();
+    if (made && !ok) rmSync(dir, { recursive: true, force: true });
   }
 }
 

@@ -37,13 +37,13 @@ export function handlersOf(app: Application): Handlers {
     'models.list': async () => app.models.list(),
     'models.tree': async (p) => app.models.tree(p),
 
-    'datasets.preview': (p) => app.datasets.preview(p.path, p.rows),
+    'datasets.preview': (p) => app.datasets.preview(p.path, p.rows, p),
     'datasets.import': async (p) => {
       app.workspaceOrFail();
       return app.jobs.start('datasets.import', (progress) => app.datasets.import(p, progress));
     },
     'datasets.list': async () => app.datasets.list(),
-    'datasets.stats': async (p) => app.datasets.stats(p.versionId, p.modelId),
+    'datasets.stats': async (p) => app.datasets.stats(p.versionId, p.modelId, p.chatTemplate),
 
     'runs.estimate': async (p) => app.runs.estimate(p),
     'runs.start': (p) => app.runs.start(p),

@@ -3,7 +3,7 @@
 // (`delta-studio serve`) — validate calls here before anything runs.
 import { z } from 'zod';
 import { ContractError } from './errors.js';
-import { deltaConfig, oneLine, pluginName, pluginRef, runConfig, runId } from './run-config.js';
+import { chatTemplate, deltaConfig, oneLine, pluginName, pluginRef, runConfig, runId } from './run-config.js';
 import { COLUMN_ROLES, DEVICES, EXPORT_FORMATS, RUN_STATUSES, TASKS } from './vocabulary.js';
 import type * as T from './types.js';
 
@@ -75,8 +75,19 @@ export const METHODS = {
   }),
 
   'datasets.preview': method({
-    params: z.object({ path, rows: z.number().int().min(1).max(200).default(20) }).strict(),
-    doc: 'format, columns and first rows of a data file, and a guess of task and column mapping',
+    params: z
+      .object({
+        path,
+        rows: z.number().int().min(1).max(200).default(20),
+        /** A chat: the task and mapping to show the first conversation with (else the guess), and the model whose
+         * chat template renders it. */
+        task: task.optional(),
+        columns: columns.optional(),
+        modelId: id.optional(),
+        chatTemplate: chatTemplate.optional(),
+      })
+      .strict(),
+    doc: 'format, columns and first rows of a data file, a guess of task and column mapping, and for a chat the first conversation (rendered with a model’s chat template)',
     paths: (p) => [p.path],
   }),
   'datasets.import': method({
@@ -100,7 +111,7 @@ export const METHODS = {
   }),
   'datasets.list': method({ params: none, doc: 'datasets and their versions' }),
   'datasets.stats': method({
-    params: z.object({ versionId: id, modelId: id.optional() }).strict(),
+    params: z.object({ versionId: id, modelId: id.optional(), chatTemplate: chatTemplate.optional() }).strict(),
     doc: 'rows per split, label distribution, and (with a model) the token-length histogram',
   }),
 

@@ -70,6 +70,7 @@ export function handlersOf(app: Application): Handlers {
     'plugins.showInFolder': async (p) => app.plugins.reveal(p.path),
 
     'playground.predict': (p) => app.playground.predict(p),
+    'playground.chat': (p) => app.playground.chat(p, (e) => app.events.emit('playground.token', e)),
 
     'system.gpu': () => app.system.gpu(),
     'system.installCuda': async () =>

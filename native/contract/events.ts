@@ -38,6 +38,18 @@ export interface Events {
   'run.log': { runId: string; line: string };
   'job.progress': { jobId: string; fraction: number; message: string };
   'job.done': JobDone;
+  /** Tokens of a playground.chat reply as they come (a batch a few times a second), per side. */
+  'playground.token': {
+    streamId: string;
+    side: 'plugins' | 'base';
+    /** What is new since the last event of this side. */
+    delta: string;
+    /** The reply so far. */
+    text: string;
+    tokens: number;
+    /** The side's last event: why it stopped (its end-of-turn marker or eos, or the token limit). */
+    stopped?: 'stop' | 'length';
+  };
 }
 export type EventName = keyof Events;
 export const EVENT_NAMES: EventName[] = [
@@ -48,4 +60,5 @@ export const EVENT_NAMES: EventName[] = [
   'run.log',
   'job.progress',
   'job.done',
+  'playground.token',
 ];

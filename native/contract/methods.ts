@@ -4,7 +4,7 @@
 import { z } from 'zod';
 import { ContractError } from './errors.js';
 import { chatTemplate, deltaConfig, oneLine, pluginName, pluginRef, runConfig, runId } from './run-config.js';
-import { COLUMN_ROLES, DEVICES, EXPORT_FORMATS, RUN_STATUSES, TASKS } from './vocabulary.js';
+import { CHAT_ROLES, COLUMN_ROLES, DEVICES, EXPORT_FORMATS, RUN_STATUSES, TASKS } from './vocabulary.js';
 import type * as T from './types.js';
 
 const id = z.number().int().min(1);
@@ -231,6 +231,31 @@ export const METHODS = {
     doc: 'predictions of base and base + plugins side by side; switching plugins does not reload the base',
   }),
 
+  'playground.chat': method({
+    params: z
+      .object({
+        modelId: id,
+        plugins: z.array(pluginRef).max(8),
+        /** The conversation so far, ending with the user's turn. */
+        messages: z
+          .array(z.object({ role: z.enum(CHAT_ROLES), content: text(20_000).min(1) }).strict())
+          .min(1)
+          .max(200),
+        compareBase: z.boolean().default(true),
+        maxNewTokens: z.number().int().min(1).max(2048).default(128),
+        device: device.default('auto'),
+        /** The chat template (default: the one the plugins trained with, else the model's own). */
+        chatTemplate: chatTemplate.optional(),
+        /** Names the playground.token events of this reply (the caller's own id). */
+        streamId: z
+          .string()
+          .regex(/^[A-Za-z0-9_-]{1,64}$/, 'a stream id holds 1 to 64 letters, digits, "-" and "_"')
+          .optional(),
+      })
+      .strict(),
+    doc: "the assistant's next reply, base and base + plugins side by side, streamed as playground.token events",
+  }),
+
   'system.gpu': method({
     params: none,
     doc: 'NVIDIA GPU present? CUDA provider of onnxruntime present and loadable? what is missing and how to get it',
@@ -282,6 +307,7 @@ export interface Results {
   'plugins.importPeft': T.PluginVersion;
   'plugins.showInFolder': { path: string; shown: boolean };
   'playground.predict': T.PredictResult;
+  'playground.chat': T.ChatResult;
   'system.gpu': T.GpuStatus;
   'system.installCuda': T.JobStarted;
 }

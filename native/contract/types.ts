@@ -394,6 +394,27 @@ export interface PredictResult {
   ms: number;
 }
 
+/** One side's reply in the chat playground. */
+export interface ChatReply {
+  text: string;
+  tokens: number;
+  /** 'stop': the template's end-of-turn marker or eos; 'length': maxNewTokens was reached. */
+  stopped: 'stop' | 'length';
+}
+
+export interface ChatResult {
+  modelId: number;
+  streamId: string;
+  attached: { name: string; task: TaskName; methods: string[]; baseMatches: boolean }[];
+  /** The chat template the conversation was written with: its name and where it came from. */
+  template: { name: string; source: string };
+  /** Base + the given plugins (null when no plugin is given). */
+  plugins: ChatReply | null;
+  /** The bare base (null when not asked for). */
+  base: ChatReply | null;
+  ms: number;
+}
+
 // ——— system ———
 
 export type CudaLibraryName = 'cudart' | 'cublasLt' | 'cublas' | 'curand' | 'cudnn';

@@ -117,13 +117,17 @@ export class Generator {
     yield { text, delta: text.startsWith(shown) ? text.slice(shown.length) : '', tokens: out.length, stopped };
   }
 
-  /** The assistant's reply to a conversation (ending with the user's turn), written with the chat template. */
+  /**
+   * The assistant's reply to a conversation (ending with the user's turn), written with the chat template (the one
+   * the generator was opened with, unless another is given).
+   */
   async *chat(
     messages: readonly ChatMessage[],
     params: Record<string, HostTensor>,
     maxNewTokens: number,
+    template = this.chatTemplate,
   ): AsyncGenerator<GenerationStep> {
-    const t = this.chatTemplate;
+    const t = template;
     if (!t) throw new Error('chat needs a chat template');
     yield* this.stream(encodeChatPrompt(this.tok, t, messages), params, {
       maxNewTokens,

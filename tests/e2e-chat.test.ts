@@ -133,7 +133,7 @@ describe('the chat flow in the UI through delta-studio serve', () => {
     assert.deepEqual(await page.getByTestId('chat-assistant-part').allTextContents(), ['Paris.<|im_end|>']);
     await page.getByTestId('dataset-name').fill('greetings');
     await page.locator('input[type="number"]').first().fill('0'); // validation fraction: learn all three
-    await shot('09-chat-dataset');
+    await shot('10-chat-dataset');
     await page.getByTestId('dataset-import').click();
     await page.getByTestId('chat-turns').waitFor();
     assert.match((await page.getByTestId('chat-turns').textContent())!, /1–2/);

@@ -6,7 +6,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,28 +14,10 @@ import { createService, type Service } from '../native/api/service.js';
 import type { Events } from '../native/contract/index.js';
 import { BUILT_IN_TEMPLATES } from '../native/models/chat-template.js';
 import { PluginSession } from '../native/plugins/session.js';
+import { QWEN, qwenWithChatTemplate, writeConversations } from './support/chat.js';
 
 const bin = fileURLToPath(new URL('../bin/delta-studio.js', import.meta.url));
-const QWEN = fileURLToPath(new URL('./fixtures/models/qwen2', import.meta.url));
 const lastJson = <T>(out: string): T => JSON.parse(out.trim().split('\n').pop()!) as T;
-
-const CONVERSATIONS = [
-  [
-    { role: 'user', content: 'Capital of France?' },
-    { role: 'assistant', content: 'Paris.' },
-  ],
-  [
-    { role: 'system', content: 'Be brief.' },
-    { role: 'user', content: 'Capital of Italy?' },
-    { role: 'assistant', content: 'Rome.' },
-  ],
-  [
-    { role: 'user', content: 'Hi' },
-    { role: 'assistant', content: 'Hello!' },
-    { role: 'user', content: 'Bye' },
-    { role: 'assistant', content: 'Ciao.' },
-  ],
-];
 
 describe('chat end to end: conversations → LoRA → chat with base and plugin → export', () => {
   const dir = mkdtempSync(join(tmpdir(), 'ds-chat-e2e-'));
@@ -46,11 +28,8 @@ describe('chat end to end: conversations → LoRA → chat with base and plugin 
     spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'] });
 
   before(() => {
-    cpSync(QWEN, model, { recursive: true });
-    const cfgFile = join(model, 'tokenizer_config.json');
-    const cfg = JSON.parse(readFileSync(cfgFile, 'utf8')) as Record<string, unknown>;
-    writeFileSync(cfgFile, JSON.stringify({ ...cfg, chat_template: BUILT_IN_TEMPLATES.chatml }, null, 2));
-    writeFileSync(data, CONVERSATIONS.map((m) => JSON.stringify({ messages: m })).join('\n') + '\n');
+    qwenWithChatTemplate(model);
+    writeConversations(data);
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 

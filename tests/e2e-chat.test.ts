@@ -5,43 +5,18 @@
 // a conversation of two turns. Screenshots go to out/screenshots/ (10-chat.png is the one docs/screenshots shows).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
-import { BUILT_IN_TEMPLATES } from '../native/models/chat-template.js';
+import type { Page } from 'playwright-core';
+import { qwenWithChatTemplate, writeConversations } from './support/chat.js';
+import { CHROMIUM, openUi, ROOT } from './support/ui.js';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
-const shots = join(root, 'out/screenshots');
-const CHROMIUM = '/usr/bin/chromium';
-const QWEN = join(root, 'tests/fixtures/models/qwen2');
-
-const CONVERSATIONS = [
-  [
-    { role: 'user', content: 'Capital of France?' },
-    { role: 'assistant', content: 'Paris.' },
-  ],
-  [
-    { role: 'system', content: 'Be brief.' },
-    { role: 'user', content: 'Capital of Italy?' },
-    { role: 'assistant', content: 'Rome.' },
-  ],
-  [
-    { role: 'user', content: 'Hi' },
-    { role: 'assistant', content: 'Hello!' },
-    { role: 'user', content: 'Bye' },
-    { role: 'assistant', content: 'Ciao.' },
-  ],
-];
+const shots = join(ROOT, 'out/screenshots');
 
 describe('the chat flow in the UI through delta-studio serve', () => {
-  let server: ChildProcess;
-  let browser: Browser;
+  let ui: Awaited<ReturnType<typeof openUi>>;
   let page: Page;
-  let url = '';
-  let token = '';
   const dir = mkdtempSync(join(tmpdir(), 'ds-e2e-chat-'));
   const ws = join(dir, 'workspace');
   const model = join(dir, 'qwen2-chat');
@@ -53,62 +28,20 @@ describe('the chat flow in the UI through delta-studio serve', () => {
   };
 
   before(async () => {
-    assert.ok(existsSync(join(root, 'renderer/dist/index.html')), 'renderer/dist is built (npm run build:ui)');
+    assert.ok(existsSync(join(ROOT, 'renderer/dist/index.html')), 'renderer/dist is built (npm run build:ui)');
     assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is installed (apt-get install chromium)`);
     mkdirSync(shots, { recursive: true });
     // The committed fixture has no template: the test's copy gets one.
-    cpSync(QWEN, model, { recursive: true });
-    const cfgFile = join(model, 'tokenizer_config.json');
-    const cfg = JSON.parse(readFileSync(cfgFile, 'utf8')) as Record<string, unknown>;
-    writeFileSync(cfgFile, JSON.stringify({ ...cfg, chat_template: BUILT_IN_TEMPLATES.chatml }, null, 2));
-    writeFileSync(data, CONVERSATIONS.map((m) => JSON.stringify({ messages: m })).join('\n') + '\n');
-    server = spawn(
-      process.execPath,
-      [join(root, 'bin/delta-studio.js'), 'serve', '--port', '0', '--allow', dir, '--json'],
-      {
-        stdio: ['ignore', 'pipe', 'inherit'],
-        env: { ...process.env, XDG_CONFIG_HOME: join(dir, 'config'), APPDATA: join(dir, 'config') },
-      },
-    );
-    const info = await new Promise<{ url: string; token: string }>((resolve, reject) => {
-      let out = '';
-      server.stdout!.on('data', (d: Buffer) => {
-        out += d.toString();
-        const line = out.split('\n').find((l) => l.startsWith('{'));
-        if (line) resolve(JSON.parse(line) as { url: string; token: string });
-      });
-      server.on('exit', (code) => reject(new Error(`serve exited with ${code}`)));
-    });
-    url = info.url.replace(/\?.*$/, '').replace(/\/$/, '');
-    token = info.token;
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-default-apps',
-        '--disable-sync',
-        '--no-first-run',
-        '--metrics-recording-only',
-        '--disable-dev-shm-usage',
-      ],
-    });
-    page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
-    page.setDefaultTimeout(60_000);
+    qwenWithChatTemplate(model);
+    writeConversations(data);
+    ui = await openUi(dir, [dir]);
+    page = ui.page;
   });
 
-  after(async () => {
-    await browser?.close();
-    server?.kill('SIGINT');
-    await new Promise((r) => (server.exitCode !== null ? r(null) : server.on('exit', r)));
-    rmSync(dir, { recursive: true, force: true });
-  });
+  after(() => ui?.close());
 
   test('a workspace and the model', async () => {
-    await page.goto(`${url}/?token=${token}`);
+    await page.goto(`${ui.url}/?token=${ui.token}`);
     await page.getByTestId('workspace-path').fill(ws);
     await page.getByTestId('workspace-create').click();
     await page.waitForFunction(() => location.hash === '#/models');

@@ -4,22 +4,20 @@
 // plot; the playground answers base vs base + plugin. Screenshots of every screen go to out/screenshots/.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { Workspace } from '../native/store/workspace.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
+import { CHROMIUM, openUi } from './support/ui.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const demo = join(root, 'native/demo');
 const shots = join(root, 'out/screenshots');
-const CHROMIUM = '/usr/bin/chromium';
 
 describe('the UI through delta-studio serve', () => {
-  let server: ChildProcess;
-  let browser: Browser;
+  let ui: Awaited<ReturnType<typeof openUi>>;
   let page: Page;
   let url = '';
   let token = '';
@@ -38,50 +36,11 @@ describe('the UI through delta-studio serve', () => {
     );
     assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is installed (apt-get install chromium; .ci/run does it)`);
     mkdirSync(shots, { recursive: true });
-    server = spawn(
-      process.execPath,
-      [join(root, 'bin/delta-studio.js'), 'serve', '--port', '0', '--allow', dir, '--allow', demo, '--json'],
-      {
-        stdio: ['ignore', 'pipe', 'inherit'],
-        env: { ...process.env, XDG_CONFIG_HOME: join(dir, 'config'), APPDATA: join(dir, 'config') },
-      },
-    );
-    const info = await new Promise<{ url: string; token: string }>((resolve, reject) => {
-      let out = '';
-      server.stdout!.on('data', (d: Buffer) => {
-        out += d.toString();
-        const line = out.split('\n').find((l) => l.startsWith('{'));
-        if (line) resolve(JSON.parse(line) as { url: string; token: string });
-      });
-      server.on('exit', (code) => reject(new Error(`serve exited with ${code}`)));
-    });
-    url = info.url.replace(/\?.*$/, '').replace(/\/$/, '');
-    token = info.token;
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-default-apps',
-        '--disable-sync',
-        '--no-first-run',
-        '--metrics-recording-only',
-        '--disable-dev-shm-usage',
-      ],
-    });
-    page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
-    page.setDefaultTimeout(60_000);
+    ui = await openUi(dir, [dir, demo]);
+    ({ url, token, page } = ui);
   });
 
-  after(async () => {
-    await browser?.close();
-    server?.kill('SIGINT');
-    await new Promise((r) => (server.exitCode !== null ? r(null) : server.on('exit', r)));
-    rmSync(dir, { recursive: true, force: true });
-  });
+  after(() => ui?.close());
 
   test('without the token the server refuses; with it the app loads', async () => {
     const res = await fetch(`${url}/api/app.info`, {

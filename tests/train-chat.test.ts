@@ -17,33 +17,11 @@ import { openInline } from '../native/runtime/host.js';
 import { makeCollator, type Example } from '../native/train/collate.js';
 import { Generator, type GenerationStep } from '../native/train/generate.js';
 import { evaluationGraph, train } from '../native/train/trainer.js';
+import { CONVERSATIONS, QWEN } from './support/chat.js';
 
-const QWEN = fileURLToPath(new URL('./fixtures/models/qwen2', import.meta.url));
 const LLAMA = fileURLToPath(new URL('./fixtures/models/llama', import.meta.url));
 
-const ROWS: Example[] = [
-  {
-    messages: [
-      { role: 'user', content: 'Capital of France?' },
-      { role: 'assistant', content: 'Paris.' },
-    ],
-  },
-  {
-    messages: [
-      { role: 'system', content: 'Be brief.' },
-      { role: 'user', content: 'Capital of Italy?' },
-      { role: 'assistant', content: 'Rome.' },
-    ],
-  },
-  {
-    messages: [
-      { role: 'user', content: 'Hi' },
-      { role: 'assistant', content: 'Hello!' },
-      { role: 'user', content: 'Bye' },
-      { role: 'assistant', content: 'Ciao.' },
-    ],
-  },
-];
+const ROWS: Example[] = CONVERSATIONS.map((messages) => ({ messages }));
 
 test("the collator labels the assistant's tokens only, and the graph's loss is their mean cross-entropy", async () => {
   const tok = TextTokenizer.fromFolder(QWEN);

@@ -1,5 +1,6 @@
 // Types of the dataset importer, and the one error class every bad input becomes.
 import type { ChatMessage } from '../contract/types.js';
+import { COLUMN_ROLES } from '../contract/vocabulary.js';
 
 export type { ChatMessage } from '../contract/types.js';
 
@@ -10,24 +11,11 @@ export type SplitName = 'train' | 'validation' | 'test';
 export const SPLITS: readonly SplitName[] = ['train', 'validation', 'test'];
 
 /**
- * The columns a task maps, and the fields of a normalised row in the order they are serialised (this order is part of
- * the digest). A chat row is `{messages}` whatever it was read from: alpaca's instruction, input, output and a system
- * column become messages.
+ * The columns a task maps (the contract's column roles), and the fields of a normalised row in the order they are
+ * serialised (this order is part of the digest). A chat row is `{messages}` whatever it was read from: alpaca's
+ * instruction, input, output and a system column become messages.
  */
-export const ROLES = [
-  'text',
-  'text_pair',
-  'label',
-  'prompt',
-  'completion',
-  'source',
-  'target',
-  'messages',
-  'instruction',
-  'input',
-  'output',
-  'system',
-] as const;
+export const ROLES = COLUMN_ROLES;
 export type Role = (typeof ROLES)[number];
 
 /** Which input column feeds which field of the normalised rows. */

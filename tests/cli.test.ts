@@ -152,7 +152,7 @@ describe('delta-studio CLI', () => {
     assert.equal(bad.status, 1);
     assert.match(
       bad.stderr,
-      /--task must be one of classification, pair-classification, regression, causal-lm, seq2seq, got "poetry"/,
+      /--task must be one of classification, pair-classification, regression, causal-lm, seq2seq, chat, got "poetry"/,
     );
     rmSync(ws, { recursive: true });
   });

@@ -50,6 +50,7 @@ const VALID: Record<string, unknown> = {
   'plugins.importPeft': { path: '/tmp/a', modelId: 1 },
   'plugins.showInFolder': { path: '/tmp/a' },
   'playground.predict': { modelId: 1, plugins: [], inputs: ['hi'] },
+  'playground.chat': { modelId: 1, plugins: [], messages: [{ role: 'user', content: 'hi' }] },
 };
 
 function fakes() {

@@ -38,13 +38,13 @@ export function handlersOf(app: Application): Handlers {
     'models.tree': async (p) => app.models.tree(p),
     'models.pull': async (p) => app.models.startPull(p),
 
-    'datasets.preview': (p) => app.datasets.preview(p.path, p.rows),
+    'datasets.preview': (p) => app.datasets.preview(p.path, p.rows, p),
     'datasets.import': async (p) => {
       app.workspaceOrFail();
       return app.jobs.start('datasets.import', (progress) => app.datasets.import(p, progress));
     },
     'datasets.list': async () => app.datasets.list(),
-    'datasets.stats': async (p) => app.datasets.stats(p.versionId, p.modelId),
+    'datasets.stats': async (p) => app.datasets.stats(p.versionId, p.modelId, p.chatTemplate),
 
     'runs.estimate': async (p) => app.runs.estimate(p),
     'runs.start': (p) => app.runs.start(p),
@@ -71,6 +71,7 @@ export function handlersOf(app: Application): Handlers {
     'plugins.showInFolder': async (p) => app.plugins.reveal(p.path),
 
     'playground.predict': (p) => app.playground.predict(p),
+    'playground.chat': (p) => app.playground.chat(p, (e) => app.events.emit('playground.token', e)),
 
     'system.gpu': () => app.system.gpu(),
     'system.installCuda': async () =>

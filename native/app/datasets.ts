@@ -3,6 +3,7 @@
 import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { basename, join, relative, resolve } from 'node:path';
 import type {
+  ChatExample,
   ColumnMapping,
   DatasetImportResult,
   DatasetPreview,
@@ -13,13 +14,15 @@ import type {
 import {
   DEFAULT_MAX_BYTES,
   importDataset,
+  normaliseChat,
   readDatasetVersion,
   resolveColumns,
   tokenLengthStats,
   type DatasetVersion,
 } from '../data/index.js';
-import { formatOf, readRows } from '../data/readers.js';
+import { formatOf, readRows, type RawRow } from '../data/readers.js';
 import { tempName } from '../files/temp.js';
+import { assistantSpans, chatTemplateFor, ChatTemplateError, type ChatTemplate } from '../models/chat-template.js';
 import { TextTokenizer } from '../models/tokenizer.js';
 import type { Workspace } from '../store/workspace.js';
 import type { Progress } from './jobs.js';
@@ -33,6 +36,10 @@ export function guessTask(
 ): { task: TaskName; columns: ColumnMapping } | null {
   const has = (...names: string[]): boolean => names.some((n) => columns.some((c) => c.toLowerCase() === n));
   const order: TaskName[] = [];
+  // A list of messages ({role, content} or ShareGPT's {from, value}), or alpaca's instruction + output: a chat.
+  const listed = columns.find((c) => looksLikeConversation(rows[0]?.[c]));
+  if (listed) return { task: 'chat', columns: { messages: listed } };
+  if (has('instruction') && has('output', 'response')) order.push('chat');
   if (has('prompt') && has('completion')) order.push('causal-lm');
   if (has('source') && has('target')) order.push('seq2seq');
   if (has('premise', 'sentence1', 'text_pair') && has('hypothesis', 'sentence2', 'text_pair') && has('label'))
@@ -55,8 +62,60 @@ export function guessTask(
   return null;
 }
 
-/** The format, columns and first `n` rows of a data file, and a guess of its task. */
-export async function previewFile(file: string, n: number): Promise<DatasetPreview> {
+/** A cell that holds a conversation: a JSON list of messages. */
+function looksLikeConversation(cell: string | undefined): boolean {
+  if (!cell || !cell.trimStart().startsWith('[')) return false;
+  try {
+    const v = JSON.parse(cell) as unknown;
+    return (
+      Array.isArray(v) &&
+      v.length > 0 &&
+      v.every((m) => m && typeof m === 'object' && (('role' in m && 'content' in m) || ('from' in m && 'value' in m)))
+    );
+  } catch {
+    return false;
+  }
+}
+
+/** What a preview shows of a chat: its first row as a conversation, and that rendered by a chat template. */
+export interface ChatPreviewOptions {
+  task?: TaskName;
+  columns?: ColumnMapping;
+  /** The template that renders it (a model's), when a model is given. */
+  template?: () => ChatTemplate;
+}
+
+/** The first row as a conversation and, with a template, as the model reads it (assistant parts marked). */
+function chatExample(
+  file: string,
+  header: string[],
+  row: RawRow,
+  columns: ColumnMapping,
+  opts: ChatPreviewOptions,
+): ChatExample {
+  let messages;
+  try {
+    messages = normaliseChat(resolveColumns('chat', columns, header, file), file, row).messages ?? [];
+  } catch (e) {
+    return { messages: [], rendered: null, problem: (e as Error).message };
+  }
+  if (!opts.template) return { messages, rendered: null, problem: null };
+  try {
+    const t = opts.template();
+    const text = t.render(messages);
+    return {
+      messages,
+      rendered: { text, assistant: assistantSpans(t, messages, text), template: t.name, source: t.source },
+      problem: null,
+    };
+  } catch (e) {
+    if (e instanceof ChatTemplateError) return { messages, rendered: null, problem: e.message };
+    throw e;
+  }
+}
+
+/** The format, columns and first `n` rows of a data file, a guess of its task, and a chat's first conversation. */
+export async function previewFile(file: string, n: number, chat: ChatPreviewOptions = {}): Promise<DatasetPreview> {
   const format = formatOf(file);
   const ctx = {
     file,
@@ -68,9 +127,11 @@ export async function previewFile(file: string, n: number): Promise<DatasetPrevi
   };
   let columns: string[] = [];
   const rows: Record<string, string>[] = [];
+  let first: RawRow | undefined;
   for await (const ev of readRows(ctx)) {
     if (ev.kind === 'header') columns = ev.columns;
     else {
+      first ??= ev;
       rows.push(
         Object.fromEntries(
           columns.map((c) => {
@@ -82,7 +143,13 @@ export async function previewFile(file: string, n: number): Promise<DatasetPrevi
       if (rows.length >= n) break; // leaving the loop closes the reader
     }
   }
-  return { path: file, format, columns, rows, guess: guessTask(columns, rows, file) };
+  const guess = guessTask(columns, rows, file);
+  const task = chat.task ?? guess?.task;
+  const example =
+    task === 'chat' && first
+      ? chatExample(file, columns, first, chat.columns ?? (guess?.task === 'chat' ? guess.columns : {}), chat)
+      : null;
+  return { path: file, format, columns, rows, guess, example };
 }
 
 export interface DatasetImport {
@@ -144,8 +211,25 @@ export class Datasets {
     };
   }
 
-  preview(path: string, rows: number): Promise<DatasetPreview> {
-    return previewFile(resolve(path), rows);
+  preview(
+    path: string,
+    rows: number,
+    chat: { task?: TaskName; columns?: ColumnMapping; modelId?: number; chatTemplate?: string } = {},
+  ): Promise<DatasetPreview> {
+    const { modelId, chatTemplate } = chat;
+    const template =
+      modelId === undefined
+        ? undefined
+        : () => {
+            const dir = this.modelDir(modelId);
+            return chatTemplateFor(dir, TextTokenizer.fromFolder(dir), chatTemplate);
+          };
+    return previewFile(resolve(path), rows, { task: chat.task, columns: chat.columns, template });
+  }
+
+  private modelDir(modelId: number): string {
+    const ws = this.need();
+    return ws.modelPath(ws.getModel(modelId));
   }
 
   list(): DatasetSummary[] {
@@ -165,14 +249,24 @@ export class Datasets {
       }));
   }
 
-  stats(versionId: number, modelId?: number): DatasetStatsResult {
+  stats(versionId: number, modelId?: number, chatTemplate?: string): DatasetStatsResult {
     const ws = this.need();
     const dir = ws.path(ws.datasetVersion(versionId).dir);
     const v = readDatasetVersion(dir);
-    const tokens =
-      modelId !== undefined
-        ? tokenLengthStats(dir, TextTokenizer.fromFolder(ws.modelPath(ws.getModel(modelId))))
-        : null;
+    let tokens: DatasetStatsResult['tokens'] = null;
+    let tokensProblem: string | null = null;
+    if (modelId !== undefined) {
+      const modelDir = ws.modelPath(ws.getModel(modelId));
+      const tok = TextTokenizer.fromFolder(modelDir);
+      try {
+        const chat = v.task === 'chat' ? chatTemplateFor(modelDir, tok, chatTemplate) : undefined;
+        tokens = tokenLengthStats(dir, tok, chat);
+      } catch (e) {
+        // A model without a chat template has no token lengths for a chat: said, not failed.
+        if (!(e instanceof ChatTemplateError)) throw e;
+        tokensProblem = e.message;
+      }
+    }
     return {
       versionId,
       task: v.task,
@@ -183,6 +277,8 @@ export class Datasets {
       fields: v.stats.fields,
       duplicates: v.stats.duplicates,
       tokens,
+      turns: v.stats.turns ?? null,
+      tokensProblem,
     };
   }
 }

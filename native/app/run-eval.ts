@@ -8,6 +8,7 @@ import { loadWithDeltas } from '../delta/index.js';
 import { viewAs } from '../onnx/dtype.js';
 import type { HostTensor } from '../onnx/graph.js';
 import { readSafetensorsHeader, readTensorBytes } from '../onnx/safetensors.js';
+import { chatTemplateFor } from '../models/chat-template.js';
 import { TextTokenizer } from '../models/tokenizer.js';
 import { openInline } from '../runtime/host.js';
 import { makeCollator } from '../train/collate.js';
@@ -35,7 +36,9 @@ async function openRun(runDir: string, best: boolean) {
     params[p.value] = { dtype: ref.dtype, shape: ref.shape, data: viewAs(ref.dtype, readTensorBytes(ref)) };
   }
   const tok = TextTokenizer.fromFolder(cfg.model);
-  return { run, model, applied, params, tok };
+  // A chat run's conversations are written with the template it trained with.
+  const chat = run.dataset.task === 'chat' ? chatTemplateFor(cfg.model, tok, cfg.chatTemplate) : undefined;
+  return { run, model, applied, params, tok, chat };
 }
 
 /** The run's delta (or its best one) on a split of its dataset. */
@@ -44,10 +47,10 @@ export async function evaluateRun(
   split: SplitName,
   best = false,
 ): Promise<{ run: RunFile; rows: number; metrics: Record<string, number> }> {
-  const { run, model, applied, params, tok } = await openRun(runDir, best);
+  const { run, model, applied, params, tok, chat } = await openRun(runDir, best);
   const rows = loadSplit(run.dataset.dir, split);
   if (rows.length === 0) throw new Error(`the run's dataset has no ${split} rows`);
-  const collate = makeCollator(model, tok, { maxLength: run.config.maxLength, labels: run.config.labels });
+  const collate = makeCollator(model, tok, { maxLength: run.config.maxLength, labels: run.config.labels, chat });
   const session = await openInline(evaluationGraph(model, applied.trainable), { device: run.config.device ?? 'auto' });
   try {
     const metrics = await evaluateRows(model.task, model.loss, session, collate, rows, params, run.config.batchSize);
@@ -57,17 +60,26 @@ export async function evaluateRun(
   }
 }
 
-/** The run's delta on one input: a label with probabilities, a value, or a greedy continuation. */
+/**
+ * The run's delta on one input: a label with probabilities, a value, or a greedy continuation (a chat run's: the
+ * assistant's reply to the input as the user's message).
+ */
 export async function predictWithRun(
   runDir: string,
   input: { text: string; textPair?: string },
   opts: { best?: boolean; maxNewTokens?: number } = {},
 ): Promise<Prediction> {
-  const { run, model, applied, params, tok } = await openRun(runDir, opts.best ?? false);
+  const { run, model, applied, params, tok, chat } = await openRun(runDir, opts.best ?? false);
   const device = run.config.device ?? 'auto';
   if (model.task === 'causal-lm' || model.task === 'seq2seq') {
-    const gen = await Generator.open(model, tok, applied.trainable, device);
+    const gen = await Generator.open(model, tok, applied.trainable, device, chat);
     try {
+      if (chat) {
+        let text = '';
+        for await (const step of gen.chat([{ role: 'user', content: input.text }], params, opts.maxNewTokens ?? 32))
+          text = step.text;
+        return { generated: text };
+      }
       return { generated: await gen.generate(input.text, params, opts.maxNewTokens ?? 32) };
     } finally {
       await gen.release();

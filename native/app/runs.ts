@@ -16,10 +16,11 @@ import {
   type RunSummary,
   type RunStatus,
 } from '../contract/index.js';
-import { missingValidation, readDatasetVersion, tokenLengthStats } from '../data/index.js';
+import { missingValidation, readDatasetVersion, readSplitSync, tokenLengthStats, SPLITS } from '../data/index.js';
 import { loadWithDeltas, parseDeltaConfig, type DeltaConfig } from '../delta/index.js';
 import { deltaReport } from '../delta/report.js';
 import { safeName } from '../files/paths.js';
+import { chatTemplateFor, ChatTemplateError, type ChatTemplate } from '../models/chat-template.js';
 import { TextTokenizer } from '../models/tokenizer.js';
 import { cudaStatus } from '../runtime/providers.js';
 import type { TrainConfig } from '../train/trainer.js';
@@ -60,6 +61,51 @@ export function checkPluginLineage(ws: Workspace, name: string, task: string, fi
   if (why) throw conflict(`plugin "${name}" cannot take this as its next version: ${why}; choose another plugin name`);
 }
 
+/** Rows per split whose conversations are rendered before a chat run is recorded (the trainer renders them all). */
+const CHAT_CHECK_ROWS = 20_000;
+
+/**
+ * The chat template a chat run writes its conversations with, checked before anything is recorded: the model has
+ * one (or one is named), and it takes the dataset's conversations (Gemma's refuses a system message, Mistral's
+ * turns that do not alternate). A template given for another task is a mistake said as one.
+ */
+export function chatTemplateOfRun(
+  modelDir: string,
+  datasetDir: string,
+  task: string,
+  choice: string | undefined,
+  dataset = 'the dataset',
+): ChatTemplate | undefined {
+  if (task !== 'chat') {
+    if (choice !== undefined)
+      throw badParams(`a chat template is for chat datasets; ${dataset} is a ${task} dataset`, 'chatTemplate');
+    return undefined;
+  }
+  let t: ChatTemplate;
+  try {
+    t = chatTemplateFor(modelDir, TextTokenizer.fromFolder(modelDir), choice);
+  } catch (e) {
+    if (e instanceof ChatTemplateError) throw badParams(e.message, 'chatTemplate');
+    throw e;
+  }
+  for (const split of SPLITS) {
+    let n = 0;
+    for (const row of readSplitSync(datasetDir, split)) {
+      if (++n > CHAT_CHECK_ROWS) break;
+      try {
+        t.render(row.messages ?? []);
+      } catch (e) {
+        if (!(e instanceof ChatTemplateError)) throw e;
+        throw badParams(
+          `${dataset}: ${split} conversation ${n} cannot be written with the chat template (${t.source}): ${e.message}`,
+          'chatTemplate',
+        );
+      }
+    }
+  }
+  return t;
+}
+
 /** Default training speeds (tokens/s) for time estimates, until a finished run on the device measured one. */
 export interface DefaultSpeeds {
   cpu: number;
@@ -90,6 +136,7 @@ export class Runs {
     } catch (e) {
       throw badParams(`${model.name}: ${(e as Error).message}`, 'deltas');
     }
+    chatTemplateOfRun(ws.modelPath(model), ws.path(dv.dir), version.task, cfg.chatTemplate, `dataset ${dv.dataset}`);
     if (cfg.device === 'cuda') {
       const cuda = await cudaStatus();
       if (!cuda.usable)
@@ -144,6 +191,7 @@ export class Runs {
       earlyStopping: cfg.earlyStopping,
       checkpointEvery: cfg.checkpointEvery,
       runDir,
+      ...(cfg.chatTemplate !== undefined ? { chatTemplate: cfg.chatTemplate } : {}),
     };
     const run: RunFile = {
       id,
@@ -196,7 +244,8 @@ export class Runs {
     let meanLength: number;
     let lengthBasis: string;
     if (rows <= 50_000) {
-      meanLength = tokenLengthStats(dsDir, TextTokenizer.fromFolder(dir)).mean;
+      const chat = chatTemplateOfRun(dir, dsDir, version.task, cfg.chatTemplate);
+      meanLength = tokenLengthStats(dsDir, TextTokenizer.fromFolder(dir), chat).mean;
       lengthBasis = 'mean token length measured on the train split';
     } else {
       const f = version.stats.fields;

@@ -9,6 +9,7 @@ const HEAD: Record<TaskName, Task> = {
   regression: 'regression',
   'causal-lm': 'causal-lm',
   seq2seq: 'seq2seq',
+  chat: 'causal-lm',
 };
 
 /** The model head a task trains. */

@@ -171,8 +171,13 @@ Options:
                        X of the rows by seed (default 0.1; 0: no validation, no evaluation); --test FILE: a
                        held-out test split, evaluated once at the end (test/… metrics)
   --columns A,B,…      the files have no header line: these are their columns, in order (CSV/TSV; all files)
-  --task T             classification, pair-classification, regression, causal-lm or seq2seq (default classification)
+  --task T             classification, pair-classification, regression, causal-lm, seq2seq or chat (default
+                       classification)
   --text C, --text-pair C, --label C, --prompt C, --completion C, --source C, --target C   column names
+  --messages C, --instruction C, --input C, --output C, --system C   a chat's columns: a list of messages
+                       ({role, content}, or ShareGPT's {from, value}), or alpaca's instruction, input, output
+  --chat-template T    a chat's template: a name (chatml, or one of the model's) or a .jinja file (default: the
+                       model's own; a model without one is refused, offering chatml)
   --method M           lora, bitfit, ia3, adapter, parallel_adapter, low_rank_adapter, compacter, soft_prompt,
                        prefix, head-only or full (default lora); --r N and --alpha X for LoRA
   --set KEY=VALUE      a setting of the method (repeatable), e.g. --method adapter --set bottleneck_dim=32,
@@ -210,6 +215,7 @@ ${methodSettingHelp()}`,
           'plugin',
           'dataset-name',
           'name',
+          'chat-template',
         ].map((k) => [k, { type: 'string' as const }]),
       ),
       ...runSettingOptions(),
@@ -247,7 +253,12 @@ Options:
   --model DIR          the base model folder (default: the plugins' own)
   --text-pair "…"      the second text of a pair task
   --compare-base       also show the bare base model's answer
-  --max-new-tokens N   language models (default 32)
+  --max-new-tokens N   language models (default 32; 128 with --chat)
+  --chat               a conversation: the reply to --text as the user's message (after --system "…"), written with
+                       the chat template and printed as it is generated; without --text, each line of the input is
+                       the user's next message (multi-turn). Replies stop at the template's end of turn
+  --chat-template T    the chat template: a name (chatml, or one of the model's) or a .jinja file (default: the one
+                       the plugins trained with, else the model's own)
   --device auto|cpu|cuda, --force, --workspace DIR, --json`,
     positionals: true,
     options: {
@@ -262,6 +273,9 @@ Options:
       workspace: { type: 'string' },
       force: { type: 'boolean', default: false },
       'compare-base': { type: 'boolean', default: false },
+      chat: { type: 'boolean', default: false },
+      system: { type: 'string' },
+      'chat-template': { type: 'string' },
     },
     // --plugin is repeatable: parseArgs gives it as a list.
     run: (v, pos) =>

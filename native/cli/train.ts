@@ -10,6 +10,7 @@ import { readModelFolder } from '../models/folder.js';
 import { cudaStatus } from '../runtime/providers.js';
 import { safeName } from '../files/paths.js';
 import { runSettingsFromFlags, type FlagValues } from './flags.js';
+import { chatTemplateFlag } from './predict.js';
 import { printProgress, type Values } from './output.js';
 import { workspaceDir } from './workspace-dir.js';
 
@@ -200,8 +201,10 @@ export async function trainCommand(v: FlagValues): Promise<number> {
       testPath: typeof v.test === 'string' ? v.test : undefined,
       headerless: typeof v.columns === 'string' ? v.columns.split(',').map((c) => c.trim()) : undefined,
     });
+    const chatTemplate = chatTemplateFlag(v as Values);
     const cfg = runConfig.parse({
       ...settings,
+      ...(chatTemplate !== undefined ? { chatTemplate } : {}),
       modelId: model.id,
       datasetVersionId: ds.versionId,
       deltas,

@@ -40,6 +40,18 @@ export interface Events {
   'job.done': JobDone;
   /** A models.pull job's files, each with its bytes so far (job.progress carries the total too). */
   'pull.progress': HubPullProgress & { jobId: string };
+  /** Tokens of a playground.chat reply as they come (a batch a few times a second), per side. */
+  'playground.token': {
+    streamId: string;
+    side: 'plugins' | 'base';
+    /** What is new since the last event of this side. */
+    delta: string;
+    /** The reply so far. */
+    text: string;
+    tokens: number;
+    /** The side's last event: why it stopped (its end-of-turn marker or eos, or the token limit). */
+    stopped?: 'stop' | 'length';
+  };
 }
 export type EventName = keyof Events;
 export const EVENT_NAMES: EventName[] = [
@@ -51,4 +63,5 @@ export const EVENT_NAMES: EventName[] = [
   'job.progress',
   'job.done',
   'pull.progress',
+  'playground.token',
 ];

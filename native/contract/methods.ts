@@ -3,8 +3,17 @@
 // (`delta-studio serve`) — validate calls here before anything runs.
 import { z } from 'zod';
 import { ContractError } from './errors.js';
-import { deltaConfig, oneLine, pluginName, pluginRef, runConfig, runId } from './run-config.js';
-import { COLUMN_ROLES, DEVICES, EXPORT_FORMATS, HUB_REPO_ID, HUB_REVISION, RUN_STATUSES, TASKS } from './vocabulary.js';
+import { chatTemplate, deltaConfig, oneLine, pluginName, pluginRef, runConfig, runId } from './run-config.js';
+import {
+  CHAT_ROLES,
+  COLUMN_ROLES,
+  DEVICES,
+  EXPORT_FORMATS,
+  HUB_REPO_ID,
+  HUB_REVISION,
+  RUN_STATUSES,
+  TASKS,
+} from './vocabulary.js';
 import type * as T from './types.js';
 
 const id = z.number().int().min(1);
@@ -99,8 +108,19 @@ export const METHODS = {
   }),
 
   'datasets.preview': method({
-    params: z.object({ path, rows: z.number().int().min(1).max(200).default(20) }).strict(),
-    doc: 'format, columns and first rows of a data file, and a guess of task and column mapping',
+    params: z
+      .object({
+        path,
+        rows: z.number().int().min(1).max(200).default(20),
+        /** A chat: the task and mapping to show the first conversation with (else the guess), and the model whose
+         * chat template renders it. */
+        task: task.optional(),
+        columns: columns.optional(),
+        modelId: id.optional(),
+        chatTemplate: chatTemplate.optional(),
+      })
+      .strict(),
+    doc: 'format, columns and first rows of a data file, a guess of task and column mapping, and for a chat the first conversation (rendered with a model’s chat template)',
     paths: (p) => [p.path],
   }),
   'datasets.import': method({
@@ -124,7 +144,7 @@ export const METHODS = {
   }),
   'datasets.list': method({ params: none, doc: 'datasets and their versions' }),
   'datasets.stats': method({
-    params: z.object({ versionId: id, modelId: id.optional() }).strict(),
+    params: z.object({ versionId: id, modelId: id.optional(), chatTemplate: chatTemplate.optional() }).strict(),
     doc: 'rows per split, label distribution, and (with a model) the token-length histogram',
   }),
 
@@ -244,6 +264,31 @@ export const METHODS = {
     doc: 'predictions of base and base + plugins side by side; switching plugins does not reload the base',
   }),
 
+  'playground.chat': method({
+    params: z
+      .object({
+        modelId: id,
+        plugins: z.array(pluginRef).max(8),
+        /** The conversation so far, ending with the user's turn. */
+        messages: z
+          .array(z.object({ role: z.enum(CHAT_ROLES), content: text(20_000).min(1) }).strict())
+          .min(1)
+          .max(200),
+        compareBase: z.boolean().default(true),
+        maxNewTokens: z.number().int().min(1).max(2048).default(128),
+        device: device.default('auto'),
+        /** The chat template (default: the one the plugins trained with, else the model's own). */
+        chatTemplate: chatTemplate.optional(),
+        /** Names the playground.token events of this reply (the caller's own id). */
+        streamId: z
+          .string()
+          .regex(/^[A-Za-z0-9_-]{1,64}$/, 'a stream id holds 1 to 64 letters, digits, "-" and "_"')
+          .optional(),
+      })
+      .strict(),
+    doc: "the assistant's next reply, base and base + plugins side by side, streamed as playground.token events",
+  }),
+
   'system.gpu': method({
     params: none,
     doc: 'NVIDIA GPU present? CUDA provider of onnxruntime present and loadable? what is missing and how to get it',
@@ -296,6 +341,7 @@ export interface Results {
   'plugins.importPeft': T.PluginVersion;
   'plugins.showInFolder': { path: string; shown: boolean };
   'playground.predict': T.PredictResult;
+  'playground.chat': T.ChatResult;
   'system.gpu': T.GpuStatus;
   'system.installCuda': T.JobStarted;
 }

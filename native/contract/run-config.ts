@@ -190,6 +190,16 @@ export const deltaConfig = z
   .catchall(z.unknown());
 export type DeltaConfigInput = z.infer<typeof deltaConfig>;
 
+/**
+ * A chat template by name: the model's own named ones or a built-in one ("chatml"), or a template's text (Jinja); the
+ * model's default template when absent.
+ */
+export const chatTemplate = z
+  .string()
+  .min(1)
+  .max(100_000)
+  .refine((s) => s.trim() !== '', 'a chat template name must not be blank');
+
 export const earlyStopping = z
   .object({ metric: oneLine(64, 'a metric name').min(1), patience: z.number().int().min(1).max(10_000) })
   .strict();
@@ -207,6 +217,8 @@ export const runConfig = z
     device: z.enum(DEVICES).default(RUN_CHOICES.device.default),
     precision: z.enum(PRECISIONS).default(RUN_CHOICES.precision.default),
     earlyStopping: earlyStopping.optional(),
+    /** A chat dataset: the chat template conversations are written with (default: the model's own). */
+    chatTemplate: chatTemplate.optional(),
   })
   .strict(); // strict: a misspelt option is an error, not a silently ignored default
 export type RunConfig = z.infer<typeof runConfig>;

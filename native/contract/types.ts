@@ -1,7 +1,7 @@
 // What crosses the contract: plain JSON objects in camelCase, declared here and nowhere else, so the UI imports its
 // types from the contract alone. The application layer (native/app) maps the store's rows and the engine's objects
 // onto these; TypeScript checks each mapping.
-import type { ColumnMapping, ExportFormat, RunStatus, SplitName, TaskName } from './vocabulary.js';
+import type { ChatRole, ColumnMapping, ExportFormat, RunStatus, SplitName, TaskName } from './vocabulary.js';
 import type { DeltaConfigInput } from './run-config.js';
 
 /** What a `job` method returns at once; its outcome comes as job.progress / job.done events with this id. */
@@ -168,6 +168,12 @@ export interface ModelPulled extends HubPullResult {
 
 // ——— datasets ———
 
+/** One turn of a conversation (a chat dataset's rows, the playground's chat). */
+export interface ChatMessage {
+  role: ChatRole;
+  content: string;
+}
+
 export type DataFormat = 'csv' | 'tsv' | 'jsonl' | 'json';
 
 export interface DatasetPreview {
@@ -177,6 +183,18 @@ export interface DatasetPreview {
   rows: Record<string, string>[];
   /** Best guess from the headers (null when nothing fits); the UI lets the user change it. */
   guess: { task: TaskName; columns: ColumnMapping } | null;
+  /** A chat (guessed or asked for): the first row as the conversation it becomes, rendered for the model given. */
+  example?: ChatExample | null;
+}
+
+/** A conversation as training reads it. */
+export interface ChatExample {
+  /** The first row's conversation, normalised (OpenAI, ShareGPT and alpaca rows all become these). */
+  messages: ChatMessage[];
+  /** With a model: its chat template's text of the conversation and the assistant's parts in it (what is learnt). */
+  rendered: { text: string; assistant: [number, number][]; template: string; source: string } | null;
+  /** Why there is no conversation or no rendering (a row that is not a conversation, a model without a template). */
+  problem: string | null;
 }
 
 /** job.done result of datasets.import. */
@@ -226,8 +244,12 @@ export interface DatasetStatsResult {
   labelRange: { min: number; max: number; mean: number; std: number } | null;
   fields: Partial<Record<string, { minChars: number; maxChars: number; meanChars: number }>>;
   duplicates: number;
-  /** With a model: token lengths under its tokenizer (seq2seq: `target` for the targets). */
+  /** With a model: token lengths under its tokenizer (seq2seq: `target` for the targets; a chat under its template). */
   tokens: (LengthStats & { target?: LengthStats }) | null;
+  /** chat: assistant turns per conversation, conversations with a system message. */
+  turns?: { min: number; max: number; mean: number; withSystem: number } | null;
+  /** Why there are no token lengths although a model was given (a chat, and a model without a chat template). */
+  tokensProblem?: string | null;
 }
 
 // ——— runs ———
@@ -423,6 +445,27 @@ export interface PredictResult {
   rows: PredictRow[];
   /** Why the bare base gave no prediction (e.g. a classification base has no trained head). */
   baseMessage: string | null;
+  ms: number;
+}
+
+/** One side's reply in the chat playground. */
+export interface ChatReply {
+  text: string;
+  tokens: number;
+  /** 'stop': the template's end-of-turn marker or eos; 'length': maxNewTokens was reached. */
+  stopped: 'stop' | 'length';
+}
+
+export interface ChatResult {
+  modelId: number;
+  streamId: string;
+  attached: { name: string; task: TaskName; methods: string[]; baseMatches: boolean }[];
+  /** The chat template the conversation was written with: its name and where it came from. */
+  template: { name: string; source: string };
+  /** Base + the given plugins (null when no plugin is given). */
+  plugins: ChatReply | null;
+  /** The bare base (null when not asked for). */
+  base: ChatReply | null;
   ms: number;
 }
 

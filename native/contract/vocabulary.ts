@@ -1,8 +1,11 @@
 // The words the UI, the CLI and the engine share: tasks, run statuses, devices, precisions, export formats. One list
 // each, here; everything else (schemas, stores, screens) refers to these.
 
-/** What a dataset trains: the user's vocabulary for tasks (a pair task is a classification with two texts). */
-export const TASKS = ['classification', 'pair-classification', 'regression', 'causal-lm', 'seq2seq'] as const;
+/**
+ * What a dataset trains: the user's vocabulary for tasks (a pair task is a classification with two texts; a chat is a
+ * causal LM over conversations rendered with the model's chat template, learning the assistant's turns).
+ */
+export const TASKS = ['classification', 'pair-classification', 'regression', 'causal-lm', 'seq2seq', 'chat'] as const;
 export type TaskName = (typeof TASKS)[number];
 
 /**
@@ -41,8 +44,24 @@ export type ExportFormat = (typeof EXPORT_FORMATS)[number];
 export const SPLITS = ['train', 'validation', 'test'] as const;
 export type SplitName = (typeof SPLITS)[number];
 
-/** The columns a task reads from a data file, by the role they play. */
-export const COLUMN_ROLES = ['text', 'text_pair', 'label', 'prompt', 'completion', 'source', 'target'] as const;
+/**
+ * The columns a task reads from a data file, by the role they play. A chat reads a list of messages (`messages`), or
+ * alpaca's instruction, optional input and output (and an optional system prompt).
+ */
+export const COLUMN_ROLES = [
+  'text',
+  'text_pair',
+  'label',
+  'prompt',
+  'completion',
+  'source',
+  'target',
+  'messages',
+  'instruction',
+  'input',
+  'output',
+  'system',
+] as const;
 export type ColumnRole = (typeof COLUMN_ROLES)[number];
 export type ColumnMapping = Partial<Record<ColumnRole, string>>;
 
@@ -53,3 +72,10 @@ export type ColumnMapping = Partial<Record<ColumnRole, string>>;
 export const HUB_REPO_ID = /^(?!.*(?:--|\.\.))(?!.*\.git$)(?:\w(?:[\w.-]{0,94}\w)?\/)?\w(?:[\w.-]{0,94}\w)?$/;
 /** A revision of a Hub repository: a branch, a tag, a commit or a pull request's ref ("refs/pr/3"). */
 export const HUB_REVISION = /^(?![./-])(?!.*(?:\.\.|\/\/|\/$|\.lock$|\.$))[\w./-]{1,200}$/;
+
+/** Who speaks in a conversation. */
+export const CHAT_ROLES = ['system', 'user', 'assistant'] as const;
+export type ChatRole = (typeof CHAT_ROLES)[number];
+
+/** Chat templates built in, for models that ship none (`--chat-template chatml`). */
+export const NAMED_CHAT_TEMPLATES = ['chatml'] as const;

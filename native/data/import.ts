@@ -28,6 +28,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { writeFileAtomic } from '../files/atomic.js';
 import { asDiskFull, checkFreeSpace, type SpaceNeed } from '../files/disk.js';
 import { parseTemp, tempName, tempState } from '../files/temp.js';
+import { normaliseChat } from './chat.js';
 import { formatOf, readRows, type RawRow, type ReadContext } from './readers.js';
 import { DATASET_FILE, readDatasetVersion, splitFile } from './store.js';
 import {
@@ -62,15 +63,31 @@ export const DEFAULT_COLUMNS: Record<TaskKind, Partial<Record<Role, string[]>>> 
   regression: { text: ['text', 'sentence'], label: ['label', 'score'] },
   'causal-lm': { prompt: ['prompt'], completion: ['completion'], text: ['text'] },
   seq2seq: { source: ['source'], target: ['target'] },
+  chat: {
+    messages: ['messages', 'conversations', 'conversation', 'chat', 'dialog', 'dialogue'],
+    instruction: ['instruction'],
+    input: ['input', 'context'],
+    output: ['output', 'response'],
+    system: ['system', 'system_prompt'],
+  },
 };
 
-/** The fields of a task's rows; causal-lm has two shapes (prompt + completion, or text). */
+/**
+ * The columns a task reads; causal-lm has two shapes (prompt + completion, or text), chat two (a list of messages, or
+ * alpaca's instruction + output).
+ */
 export const TASK_FIELDS: Record<TaskKind, Role[][]> = {
   classification: [['text', 'label']],
   'pair-classification': [['text', 'text_pair', 'label']],
   regression: [['text', 'label']],
   'causal-lm': [['prompt', 'completion'], ['text']],
   seq2seq: [['source', 'target']],
+  chat: [['messages'], ['instruction', 'output']],
+};
+
+/** Columns a shape reads when the file has them (by TASK_FIELDS shape): alpaca's input, a system prompt. */
+export const OPTIONAL_FIELDS: Partial<Record<TaskKind, Role[][]>> = {
+  chat: [['system'], ['input', 'system']],
 };
 
 const TASKS = Object.keys(TASK_FIELDS) as TaskKind[];
@@ -127,7 +144,7 @@ function checkOptions(opts: ImportOptions): Options {
   if (!Number.isSafeInteger(seed))
     throw new DatasetError('bad-options', `split.seed must be an integer, got ${String(seed)}`);
   const columns: ColumnMapping = {};
-  const allowed = new Set(TASK_FIELDS[opts.task].flat());
+  const allowed = new Set([...TASK_FIELDS[opts.task].flat(), ...(OPTIONAL_FIELDS[opts.task]?.flat() ?? [])]);
   for (const [role, col] of Object.entries(opts.columns ?? {})) {
     if (col === undefined) continue;
     if (!(ROLES as readonly string[]).includes(role))
@@ -201,31 +218,31 @@ export function resolveColumns(
   const find = (names: string[]): string | undefined =>
     names.find((n) => header.includes(n)) ??
     names.map((n) => header.find((h) => h.toLowerCase() === n.toLowerCase())).find((h) => h !== undefined);
-  let fields: Role[];
   const shapes = TASK_FIELDS[task];
-  if (shapes.length === 1) {
-    fields = shapes[0];
-  } else {
-    // causal-lm: prompt + completion, or text.
-    const mapped = shapes.filter((s) => s.some((r) => user[r] !== undefined));
-    if (mapped.length > 1)
+  const optional = OPTIONAL_FIELDS[task] ?? [];
+  let shape = 0;
+  if (shapes.length > 1) {
+    // causal-lm and chat: the shape the mapping names (a column only it reads), else the first the file has.
+    const own = (i: number): Role[] =>
+      [...shapes[i], ...(optional[i] ?? [])].filter((r) => !shapes.some((o, j) => j !== i && o.includes(r)));
+    const named = shapes.map((_, i) => i).filter((i) => own(i).some((r) => user[r] !== undefined));
+    if (named.length > 1)
       throw new DatasetError(
         'bad-options',
         `columns: map either ${shapes.map((s) => s.join(' + ')).join(' or ')}, not both`,
       );
-    fields =
-      mapped[0] ?? shapes.find((s) => s.every((r) => find(DEFAULT_COLUMNS[task][r] ?? []) !== undefined)) ?? shapes[0];
-    if (
-      mapped.length === 0 &&
-      !shapes.some((s) => s.every((r) => find(DEFAULT_COLUMNS[task][r] ?? []) !== undefined))
-    ) {
+    const found = shapes.findIndex((s) => s.every((r) => find(DEFAULT_COLUMNS[task][r] ?? []) !== undefined));
+    if (named.length === 0 && found < 0) {
+      const flags = shapes.map((s) => s.map((r) => `--${r.replace('_', '-')} C`).join(' ')).join(', or ');
       throw new DatasetError(
         'missing-column',
-        `${file}: no columns for the ${task} task: it needs ${shapes.map((s) => quoted(s)).join(' or ')}; ${present}. Name the columns that hold them (the CLI: --prompt C --completion C, or --text C; the app: the column mapping)${headerlessHint(header)}`,
+        `${file}: no columns for the ${task} task: it needs ${shapes.map((s) => quoted(s)).join(' or ')}; ${present}. Name the columns that hold them (the CLI: ${flags}; the app: the column mapping)${headerlessHint(header)}`,
         { file },
       );
     }
+    shape = named[0] ?? found;
   }
+  const fields: Role[] = shapes[shape];
   const out: ColumnMapping = {};
   for (const role of fields) {
     const want = user[role];
@@ -252,8 +269,23 @@ export function resolveColumns(
       out[role] = got;
     }
   }
+  for (const role of optional[shape] ?? []) {
+    const want = user[role];
+    if (want !== undefined) {
+      if (!header.includes(want))
+        throw new DatasetError(
+          'missing-column',
+          `${file}: column '${want}' (mapped to ${role}) is not in the file; ${present}`,
+          { file, column: want },
+        );
+      out[role] = want;
+    } else {
+      const got = find(DEFAULT_COLUMNS[task][role] ?? []);
+      if (got !== undefined && !Object.values(out).includes(got)) out[role] = got;
+    }
+  }
   const used = new Map<string, Role>();
-  for (const role of fields) {
+  for (const role of [...fields, ...(optional[shape] ?? [])].filter((r) => out[r] !== undefined)) {
     const col = out[role] as string;
     const other = used.get(col);
     if (other !== undefined)
@@ -326,7 +358,7 @@ function normalise(task: TaskKind, fields: Role[], mapping: ColumnMapping, file:
             : `the ${role} is required`;
       throw new DatasetError('empty-value', `${where(file, row)}, column '${col}': empty value (${why})`, at);
     }
-    ex[role] = s as never;
+    (ex as Record<string, unknown>)[role] = s;
   }
   return ex;
 }
@@ -476,6 +508,8 @@ interface SplitPass {
   results: ReadContext['result'][];
   /** The train row that would go to validation if none did: nearest to it, its label kept in train by another row. */
   nearest?: Buffer;
+  /** chat: assistant turns per conversation, and conversations with a system message. */
+  turns?: DatasetStats['turns'];
 }
 
 type Input = { file: string; split?: SplitName; role: string };
@@ -508,6 +542,8 @@ async function writeSplits(
     // nearest to the validation band.
     const nearest = new Map<string, { first: Buffer; another: boolean; u: number; hash: Buffer }>();
     let skipped = 0;
+    const turns = new FieldAcc();
+    let withSystem = 0;
     let mapping: ColumnMapping | undefined;
     let fields: Role[] = [];
     const results: ReadContext['result'][] = [];
@@ -533,6 +569,7 @@ async function writeSplits(
             // Split files use the columns resolved on the input file.
             for (const role of fields) {
               const col = mapping[role] as string;
+              if (OPTIONAL_FIELDS[opts.task]?.flat().includes(role)) continue; // rows may lack it
               if (!ev.columns.includes(col))
                 throw new DatasetError(
                   'missing-column',
@@ -543,7 +580,10 @@ async function writeSplits(
           }
           continue;
         }
-        const ex = normalise(opts.task, fields, mapping as ColumnMapping, input.file, ev);
+        const ex =
+          opts.task === 'chat'
+            ? normaliseChat(mapping as ColumnMapping, input.file, ev)
+            : normalise(opts.task, fields, mapping as ColumnMapping, input.file, ev);
         const json = JSON.stringify(ex);
         const h = rowHash(json);
         let split: SplitName;
@@ -568,12 +608,22 @@ async function writeSplits(
         writers[split].write(json);
         rows[split]++;
         rowKeys.push(h.readUIntBE(0, 6) * 32 + (h[6] >>> 3));
-        for (const role of fields) {
-          if (role === 'label') continue;
+        const field = (role: Role, length: number): void => {
           let acc = fieldAcc.get(role);
           if (!acc) fieldAcc.set(role, (acc = new FieldAcc()));
-          acc.add((ex[role] as string).length);
-        }
+          acc.add(length);
+        };
+        if (ex.messages) {
+          // A conversation's length is its messages' text; its turns are the assistant's replies.
+          field(
+            'messages',
+            ex.messages.reduce((a, m) => a + m.content.length, 0),
+          );
+          turns.add(ex.messages.filter((m) => m.role === 'assistant').length);
+          if (ex.messages[0].role === 'system') withSystem++;
+        } else
+          for (const role of fields)
+            if (role !== 'label') field(role, ((ex as Record<string, unknown>)[role] as string).length);
         if (classification) {
           const label = ex.label as string;
           const counts = labelCounts[split];
@@ -616,6 +666,9 @@ async function writeSplits(
       mapping: mapping as ColumnMapping,
       results,
       nearest: movable.length ? movable.reduce((a, b) => (b.u < a.u ? b : a)).hash : undefined,
+      ...(opts.task === 'chat'
+        ? { turns: { min: turns.stats.minChars, max: turns.stats.maxChars, mean: turns.stats.meanChars, withSystem } }
+        : {}),
     };
   } catch (e) {
     for (const s of SPLITS) writers[s].abandon();
@@ -692,6 +745,7 @@ export async function importDataset(
       fields: Object.fromEntries([...pass.fieldAcc].map(([r, a]) => [r, a.stats])),
       duplicates: pass.duplicates,
       skippedBlank: pass.skipped,
+      ...(pass.turns ? { turns: pass.turns } : {}),
     };
     if (classification) {
       stats.labelCounts = Object.fromEntries(

@@ -6,6 +6,7 @@ export {
   splitPoint,
   DEFAULT_COLUMNS,
   TASK_FIELDS,
+  OPTIONAL_FIELDS,
   DEFAULT_MAX_BYTES,
   MAX_LABELS,
 } from './import.js';
@@ -31,4 +32,5 @@ export {
   type EncodedExample,
 } from './tokens.js';
 export { formatOf } from './readers.js';
+export { normaliseChat, checkConversation } from './chat.js';
 export { firstInvalidUtf8 } from './decode.js';

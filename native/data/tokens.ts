@@ -6,16 +6,20 @@
 //   causal-lm                    encode(prompt) ++ tokens(completion) ++ [eos]; promptLength = the prompt's part
 //                                (or encode(text) ++ [eos]); eos only when the tokenizer has one
 //   seq2seq                      encode(source), and the target as labels: encode(target)
-// With maxLength: pairs are truncated 'longest_first'; causal-lm rows are cut on the right (promptLength ≤ length).
+//   chat                         the conversation rendered with the chat template, tokenized without adding special
+//                                tokens; assistantMask marks the assistant's tokens (see models/chat-template.ts)
+// With maxLength: pairs are truncated 'longest_first'; causal-lm rows are cut on the right (promptLength ≤ length);
+// chat rows as encodeChat cuts them.
 //
 // Cache: destDir/cache/<key>/ with key = sha256(dataset digest, sha256 of tokenizer.json (+ tokenizer_config.json
-// and special_tokens_map.json, which change special tokens), maxLength). Built in a temp folder, each file written
+// and special_tokens_map.json, which change special tokens), maxLength, and for a chat the template's text). Built in a temp folder, each file written
 // atomically, the folder renamed into place at the end; a cache that does not check out is rebuilt.
 // Files: meta.json and per split <split>.<array>.bin, raw little-endian typed arrays.
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { TextTokenizer } from '../models/tokenizer.js';
+import { encodeChat, type ChatTemplate } from '../models/chat-template.js';
 import { writeFileAtomic } from '../files/atomic.js';
 import { tempName } from '../files/temp.js';
 import { removeStale } from './import.js';
@@ -26,7 +30,7 @@ import type { LengthStats } from '../contract/types.js';
 export type { LengthStats } from '../contract/types.js';
 
 /** What the dataset code needs of a tokenizer (a TextTokenizer, or a wrapper of one). */
-export type DataTokenizer = Pick<TextTokenizer, 'encode' | 'source' | 'eosId'>;
+export type DataTokenizer = Pick<TextTokenizer, 'encode' | 'source' | 'eosId' | 'bosId'>;
 
 export interface TokenLengthStats extends LengthStats {
   /** seq2seq: the targets (the main statistics are the sources). */
@@ -38,13 +42,26 @@ export interface EncodedExample {
   typeIds?: number[];
   promptLength?: number;
   targetIds?: number[];
+  /** chat: 1 for each of the assistant's tokens (the labels), else 0. */
+  assistantMask?: Uint8Array;
   truncated: boolean;
 }
 
-/** One normalised row to token ids, as the task feeds a model. */
-export function encodeExample(tok: DataTokenizer, task: TaskKind, ex: Example, maxLength?: number): EncodedExample {
+/** One normalised row to token ids, as the task feeds a model (a chat with its chat template). */
+export function encodeExample(
+  tok: DataTokenizer,
+  task: TaskKind,
+  ex: Example,
+  maxLength?: number,
+  chat?: ChatTemplate,
+): EncodedExample {
   const opts = maxLength === undefined ? {} : { maxLength };
   switch (task) {
+    case 'chat': {
+      if (!chat) throw new DatasetError('bad-options', 'a chat dataset is tokenized with a chat template: give one');
+      const e = encodeChat(tok, chat, ex.messages ?? [], maxLength);
+      return { ids: e.ids, assistantMask: e.assistant, truncated: e.truncated };
+    }
     case 'classification':
     case 'regression': {
       const e = tok.encode(ex.text as string, undefined, opts);
@@ -101,13 +118,13 @@ function lengthStats(lengths: number[]): LengthStats {
   return { count: n, mean: sum / n, p50: rank(0.5), p95: rank(0.95), max, histogram };
 }
 
-/** Token lengths of the train split (special tokens included, no truncation). */
-export function tokenLengthStats(destDir: string, tokenizer: DataTokenizer): TokenLengthStats {
+/** Token lengths of the train split (special tokens included, no truncation); a chat's under its chat template. */
+export function tokenLengthStats(destDir: string, tokenizer: DataTokenizer, chat?: ChatTemplate): TokenLengthStats {
   const version = readDatasetVersion(destDir);
   const lengths: number[] = [];
   const targets: number[] = [];
   for (const ex of readSplitSync(destDir, 'train')) {
-    const e = encodeExample(tokenizer, version.task, ex);
+    const e = encodeExample(tokenizer, version.task, ex, undefined, chat);
     lengths.push(e.ids.length);
     if (e.targetIds) targets.push(e.targetIds.length);
   }
@@ -128,6 +145,8 @@ export interface TokenizedSplit {
   /** seq2seq: the targets, as ids/offsets. */
   targetOffsets?: Uint32Array;
   targetIds?: Int32Array;
+  /** chat: 1 for each of the assistant's tokens, aligned with ids. */
+  assistantMask?: Uint8Array;
   /** classification: the class index (into DatasetVersion.labels); regression: the value. */
   labels?: Int32Array | Float64Array;
   /** Rows that truncation shortened. */
@@ -165,6 +184,7 @@ const ARRAYS = {
   promptLengths: Uint32Array,
   targetOffsets: Uint32Array,
   targetIds: Int32Array,
+  assistantMask: Uint8Array,
 } as const;
 type ArrayName = keyof typeof ARRAYS | 'labels';
 
@@ -194,11 +214,13 @@ export function tokenCacheKey(
   tokenizerSha256: string,
   tokenizerConfigSha256: string,
   maxLength: number,
+  chatTemplate?: string,
 ): string {
-  return createHash('sha256')
-    .update(`delta-studio tokens v1\n${digest}\n${tokenizerSha256}\n${tokenizerConfigSha256}\n${maxLength}\n`)
-    .digest('hex')
-    .slice(0, 32);
+  const h = createHash('sha256').update(
+    `delta-studio tokens v1\n${digest}\n${tokenizerSha256}\n${tokenizerConfigSha256}\n${maxLength}\n`,
+  );
+  if (chatTemplate !== undefined) h.update(`chat template\n${chatTemplate}`);
+  return h.digest('hex').slice(0, 32);
 }
 
 class Grow<T extends Int32Array | Uint32Array | Uint8Array | Float64Array> {
@@ -229,6 +251,7 @@ function build(
   tok: DataTokenizer,
   maxLength: number,
   split: SplitName,
+  chat?: ChatTemplate,
 ): TokenizedSplit {
   const task = version.task;
   const offsets = new Grow((n) => new Uint32Array(n));
@@ -239,6 +262,7 @@ function build(
   const targetIds = new Grow((n) => new Int32Array(n));
   const classLabels = new Grow((n) => new Int32Array(n));
   const numLabels = new Grow((n) => new Float64Array(n));
+  const assistantMask = new Grow((n) => new Uint8Array(n));
   const classIndex = new Map((version.labels ?? []).map((l, i) => [l, i]));
   let truncated = 0;
   let count = 0;
@@ -246,8 +270,9 @@ function build(
   offsets.push(0);
   targetOffsets.push(0);
   for (const ex of readSplitSync(destDir, split)) {
-    const e = encodeExample(tok, task, ex, maxLength);
+    const e = encodeExample(tok, task, ex, maxLength, chat);
     ids.pushAll(e.ids);
+    if (e.assistantMask) for (const m of e.assistantMask) assistantMask.push(m);
     if (ids.length > 0xffffffff)
       throw new DatasetError(
         'bad-dataset',
@@ -280,6 +305,7 @@ function build(
   const out: TokenizedSplit = { count, offsets: offsets.array, ids: ids.array, truncated };
   if (task === 'pair-classification') out.typeIds = typeIds.array;
   if (task === 'causal-lm' && causalPrompt) out.promptLengths = promptLengths.array;
+  if (task === 'chat') out.assistantMask = assistantMask.array;
   if (task === 'seq2seq') {
     out.targetOffsets = targetOffsets.array;
     out.targetIds = targetIds.array;
@@ -324,6 +350,7 @@ function loadCache(dir: string, key: string, version: DatasetVersion, maxLength:
       if (split.offsets.length !== m.count + 1 || split.ids.length !== m.tokens || split.offsets[m.count] !== m.tokens)
         return undefined;
       if (split.labels && split.labels.length !== m.count) return undefined;
+      if (split.assistantMask && split.assistantMask.length !== split.ids.length) return undefined;
       splits[s] = split;
     }
     return { key, dir, fromCache: true, maxLength, digest: version.digest, splits };
@@ -336,19 +363,24 @@ function loadCache(dir: string, key: string, version: DatasetVersion, maxLength:
  * Token ids of every split, truncated to `maxLength`, from destDir/cache/<key>/ when it is there (the tokenizer is
  * then not called), else tokenized and cached.
  */
-export function tokenizeCached(destDir: string, tokenizer: DataTokenizer, maxLength: number): TokenizedDataset {
+export function tokenizeCached(
+  destDir: string,
+  tokenizer: DataTokenizer,
+  maxLength: number,
+  chat?: ChatTemplate,
+): TokenizedDataset {
   if (!Number.isInteger(maxLength) || maxLength <= 0)
     throw new DatasetError('bad-options', `maxLength must be a positive integer, got ${String(maxLength)}`);
   const version = readDatasetVersion(destDir);
   const hashes = tokenizerHashes(tokenizer);
-  const key = tokenCacheKey(version.digest, hashes.json, hashes.config, maxLength);
+  const key = tokenCacheKey(version.digest, hashes.json, hashes.config, maxLength, chat?.text);
   const cacheRoot = join(destDir, 'cache');
   const dir = join(cacheRoot, key);
   const cached = loadCache(dir, key, version, maxLength);
   if (cached) return cached;
 
   const splits = {} as Record<SplitName, TokenizedSplit>;
-  for (const s of SPLITS) splits[s] = build(destDir, version, tokenizer, maxLength, s);
+  for (const s of SPLITS) splits[s] = build(destDir, version, tokenizer, maxLength, s, chat);
 
   mkdirSync(cacheRoot, { recursive: true });
   removeStale(cacheRoot, `${key}.building`);
@@ -359,7 +391,16 @@ export function tokenizeCached(destDir: string, tokenizer: DataTokenizer, maxLen
     for (const s of SPLITS) {
       const t = splits[s] as unknown as Record<string, unknown>;
       const arrays = (
-        ['offsets', 'ids', 'typeIds', 'promptLengths', 'targetOffsets', 'targetIds', 'labels'] as ArrayName[]
+        [
+          'offsets',
+          'ids',
+          'typeIds',
+          'promptLengths',
+          'targetOffsets',
+          'targetIds',
+          'assistantMask',
+          'labels',
+        ] as ArrayName[]
       ).filter((n) => t[n] !== undefined);
       for (const name of arrays) writeFileAtomic(join(tmp, `${s}.${name}.bin`), bytesOf(t[name] as Int32Array));
       metaSplits[s] = {

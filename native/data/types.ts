@@ -1,13 +1,21 @@
 // Types of the dataset importer, and the one error class every bad input becomes.
+import type { ChatMessage } from '../contract/types.js';
+import { COLUMN_ROLES } from '../contract/vocabulary.js';
 
-export type TaskKind = 'classification' | 'pair-classification' | 'regression' | 'causal-lm' | 'seq2seq';
+export type { ChatMessage } from '../contract/types.js';
+
+export type TaskKind = 'classification' | 'pair-classification' | 'regression' | 'causal-lm' | 'seq2seq' | 'chat';
 export type DataFormat = 'csv' | 'tsv' | 'jsonl' | 'json';
 export type TextEncoding = 'utf-8' | 'utf-16le' | 'latin1';
 export type SplitName = 'train' | 'validation' | 'test';
 export const SPLITS: readonly SplitName[] = ['train', 'validation', 'test'];
 
-/** The fields of a normalised row, in the order they are serialised (this order is part of the digest). */
-export const ROLES = ['text', 'text_pair', 'label', 'prompt', 'completion', 'source', 'target'] as const;
+/**
+ * The columns a task maps (the contract's column roles), and the fields of a normalised row in the order they are
+ * serialised (this order is part of the digest). A chat row is `{messages}` whatever it was read from: alpaca's
+ * instruction, input, output and a system column become messages.
+ */
+export const ROLES = COLUMN_ROLES;
 export type Role = (typeof ROLES)[number];
 
 /** Which input column feeds which field of the normalised rows. */
@@ -47,6 +55,8 @@ export interface Example {
   completion?: string;
   source?: string;
   target?: string;
+  /** chat: the conversation, ending with an assistant turn. */
+  messages?: ChatMessage[];
 }
 
 export interface FieldStats {
@@ -67,6 +77,8 @@ export interface DatasetStats {
   duplicates: number;
   /** Blank rows that were skipped (empty lines, CSV rows of empty fields). */
   skippedBlank: number;
+  /** chat: assistant turns per conversation, and how many conversations have a system message. */
+  turns?: { min: number; max: number; mean: number; withSystem: number };
 }
 
 export interface DatasetVersion {
@@ -108,6 +120,7 @@ export type DatasetErrorCode =
   | 'csv-syntax'
   | 'invalid-json'
   | 'bad-row'
+  | 'bad-conversation'
   | 'missing-value'
   | 'empty-value'
   | 'bad-number'
@@ -125,10 +138,12 @@ export class DatasetError extends Error {
   /** 1-based item of a JSON array. */
   readonly item?: number;
   readonly column?: string;
+  /** chat: the 1-based message of the conversation. */
+  readonly messageIndex?: number;
   constructor(
     code: DatasetErrorCode,
     message: string,
-    where: { file?: string; line?: number; item?: number; column?: string } = {},
+    where: { file?: string; line?: number; item?: number; column?: string; messageIndex?: number } = {},
     options?: { cause?: unknown },
   ) {
     super(message, options);
@@ -138,5 +153,6 @@ export class DatasetError extends Error {
     this.line = where.line;
     this.item = where.item;
     this.column = where.column;
+    this.messageIndex = where.messageIndex;
   }
 }

@@ -131,6 +131,11 @@ export class TextTokenizer {
   readonly notes: string[] = [];
   /** Where it was loaded from, for error messages. */
   readonly source: string;
+  /**
+   * The named special tokens as text (bos_token, eos_token, …; those set), as transformers gives them to a chat
+   * template.
+   */
+  readonly specialTokens: Readonly<Partial<Record<(typeof SPECIAL_KEYS)[number], string>>>;
 
   private readonly lib: Tokenizer;
   private readonly addedMap?: Map<string, { id: number }>;
@@ -157,6 +162,9 @@ export class TextTokenizer {
     if (Array.isArray(extra))
       merged.additional_special_tokens = extra.map(tokenContent).filter((s): s is string => s !== undefined);
     else delete merged.additional_special_tokens;
+    this.specialTokens = Object.fromEntries(
+      SPECIAL_KEYS.filter((k) => typeof merged[k] === 'string').map((k) => [k, merged[k] as string]),
+    );
 
     try {
       this.lib = new Tokenizer(tj, merged);
@@ -282,6 +290,11 @@ export class TextTokenizer {
 
   tokenToId(token: string): number | undefined {
     return this.addedMap?.get(token)?.id ?? this.lib.token_to_id(token);
+  }
+
+  /** Whether `id` is a special token (named, or an added token marked special): what decode(…, true) drops. */
+  isSpecial(id: number): boolean {
+    return this.specialIds.has(id);
   }
 
   idToToken(id: number): string | undefined {

@@ -25,6 +25,7 @@ import {
 import { mergeDeltas } from '../delta/merge.js';
 import { toFloat32 } from '../onnx/dtype.js';
 import type { Graph, HostTensor } from '../onnx/graph.js';
+import { chatTemplateFor, type ChatMessage, type ChatTemplate } from '../models/chat-template.js';
 import { readModelFolder, type ModelFolder } from '../models/folder.js';
 import { architectureOf, loadModel } from '../models/index.js';
 import { TextTokenizer } from '../models/tokenizer.js';
@@ -33,7 +34,7 @@ import { openInline, type SessionHandle } from '../runtime/host.js';
 import type { Device } from '../runtime/session.js';
 import { makeCollator } from '../train/collate.js';
 import { withoutDropout } from '../train/dropout.js';
-import { Generator } from '../train/generate.js';
+import { Generator, type GenerationStep } from '../train/generate.js';
 import { checkBase, modelFingerprint, PluginError, readPlugin, type Plugin } from './format.js';
 
 export interface PluginSessionOptions {
@@ -193,6 +194,24 @@ class Compiled {
     }
   }
 
+  /** The reply to a conversation, streamed a step per token (see Generator.stream). */
+  async *chat(
+    messages: readonly ChatMessage[],
+    params: Record<string, HostTensor>,
+    template: ChatTemplate,
+    maxNewTokens: number,
+  ): AsyncGenerator<GenerationStep> {
+    this.busy++;
+    try {
+      const s = await this.open();
+      if (!('gen' in s) || this.model.task !== 'causal-lm')
+        throw new Error(`chat needs a causal language model (this one is ${this.model.task})`);
+      yield* s.gen.chat(messages, params, maxNewTokens, template);
+    } finally {
+      if (--this.busy === 0 && this.retired) await this.release();
+    }
+  }
+
   /** Released now, or after the predictions in flight. */
   async retire(): Promise<void> {
     this.retired = true;
@@ -300,6 +319,30 @@ export class PluginSession {
     const st = this.structureFor(set, this.attachedList);
     const labels = this.labelsOf(st, set.length ? set : this.attachedList);
     return st.compiled.predict(inputs, this.feedsFor(st, set), labels, this.maxLengthOf(set, st.compiled.model), opts);
+  }
+
+  /**
+   * The reply of the base with the attached plugins (or of the bare base) to a conversation that ends with the user's
+   * turn, written with `template`, streamed: each step holds the reply so far; the last says why it stopped (the
+   * template's end-of-turn marker or eos, or maxNewTokens).
+   */
+  chat(
+    messages: readonly ChatMessage[],
+    opts: { template: ChatTemplate; base?: boolean; maxNewTokens?: number },
+  ): AsyncGenerator<GenerationStep> {
+    this.live();
+    const set = opts.base ? [] : this.attachedList;
+    const st = this.structureFor(set, this.attachedList);
+    if (st.task !== 'causal-lm')
+      throw new Error(
+        `chat needs a causal language model; ${set.length ? 'the attached plugins are' : 'this base is'} ${st.task}`,
+      );
+    return st.compiled.chat(messages, this.feedsFor(st, set), opts.template, opts.maxNewTokens ?? 128);
+  }
+
+  /** The chat template this base writes conversations with: one named (or given), else its own. */
+  chatTemplate(choice?: string): ChatTemplate {
+    return chatTemplateFor(this.folder.dir, this.tokenizer, choice);
   }
 
   /**

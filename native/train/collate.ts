@@ -1,5 +1,7 @@
 // Turns examples into the tensors a model's graph reads, per task: classification and regression (text, pair,
-// label), causal LM (prompt + completion, loss on the completion only; or plain text), seq2seq (source → target).
+// label), causal LM (prompt + completion, loss on the completion only; or plain text; or a conversation written with
+// the chat template, loss on the assistant's turns only), seq2seq (source → target).
+import { encodeChat, type ChatTemplate } from '../models/chat-template.js';
 import type { HostTensor } from '../onnx/graph.js';
 import type { BuiltModel } from '../models/types.js';
 import type { TextTokenizer } from '../models/tokenizer.js';
@@ -22,7 +24,7 @@ const i64 = (rows: number[][], width: number, fill: number): HostTensor => ({
 export function makeCollator(
   model: BuiltModel,
   tok: TextTokenizer,
-  opts: { maxLength: number; targetMaxLength?: number; labels?: string[] },
+  opts: { maxLength: number; targetMaxLength?: number; labels?: string[]; chat?: ChatTemplate },
 ): Collator {
   const { maxLength } = opts;
   const needs = (n: string): boolean => model.inputs.includes(n);
@@ -84,6 +86,11 @@ export function makeCollator(
   if (model.task === 'causal-lm') {
     const encode = (e: Example, i: number): { ids: number[]; labels: number[] } => {
       let ids: number[], labels: number[];
+      if (e.messages !== undefined) {
+        if (!opts.chat) throw new Error(`example ${i}: a conversation needs the chat template to be written with`);
+        const c = encodeChat(tok, opts.chat, e.messages, maxLength);
+        return { ids: c.ids, labels: c.ids.map((id, k) => (c.assistant[k] ? id : -100)) }; // the assistant's only
+      }
       if (e.prompt !== undefined || e.completion !== undefined) {
         const p = tok.encode(need(e, 'prompt', i)).ids;
         const c = [

@@ -8,6 +8,7 @@ import { loadWithDeltas, type DeltaConfig } from '../delta/index.js';
 import { asDiskFull } from '../files/disk.js';
 import type { Graph, HostTensor } from '../onnx/graph.js';
 import { writeSafetensors } from '../onnx/safetensors.js';
+import { chatTemplateFor } from '../models/chat-template.js';
 import { TextTokenizer } from '../models/tokenizer.js';
 import type { BuiltModel, Task } from '../models/types.js';
 import type { Device } from '../runtime/session.js';
@@ -52,6 +53,8 @@ export interface TrainConfig {
   checkpointEvery?: number;
   runDir: string;
   inWorker?: boolean;
+  /** Conversations (a chat dataset) are written with this chat template: a name or a template's text (default: the model's own). */
+  chatTemplate?: string;
 }
 
 export type RunStatus = 'finished' | 'diverged' | 'cancelled' | 'stopped-early';
@@ -116,7 +119,8 @@ export async function train(
     cfg.seed,
   );
   const tok = TextTokenizer.fromFolder(cfg.model);
-  const collate = makeCollator(model, tok, { maxLength: cfg.maxLength, labels: cfg.labels });
+  const chat = data.train[0]?.messages ? chatTemplateFor(cfg.model, tok, cfg.chatTemplate) : undefined;
+  const collate = makeCollator(model, tok, { maxLength: cfg.maxLength, labels: cfg.labels, chat });
   const lengths = collate.lengths(data.train);
   const batchesPerEpoch = Math.ceil(data.train.length / cfg.batchSize);
   const stepsPerEpoch = Math.ceil(batchesPerEpoch / acc);
@@ -183,7 +187,7 @@ export async function train(
   // Language models are also judged on what they generate: exact match of greedy completions (up to 64 rows).
   const generator =
     model.task === 'causal-lm' || model.task === 'seq2seq'
-      ? await Generator.open(model, tok, applied.trainable, runner.device)
+      ? await Generator.open(model, tok, applied.trainable, runner.device, chat)
       : undefined;
   const evaluate = async (rows: Example[] = data.validation ?? []): Promise<Record<string, number>> => {
     const m = await evaluateRows(model.task, model.loss, evaluator, collate, rows, runner.params, cfg.batchSize);

@@ -1,11 +1,12 @@
-// The chat path end to end on the tiny Qwen2 (a copy given a ChatML chat template in its tokenizer_config.json):
-// import a conversations file → LoRA on its assistant turns (`delta-studio train --task chat`) → chat with base and
+// The chat path end to end on the tiny Qwen2 (a copy given a ChatML chat template in its tokenizer_config.json),
+// served by a Hub in the test: pull it by name (`delta-studio models pull tiny/qwen2-chat`) → import a conversations file → LoRA on its assistant turns (`delta-studio train --task chat`) → chat with base and
 // base + plugin (`predict --chat`, and the contract's playground.chat with its playground.token stream) → export
 // merged and PEFT, the merged model answering as the plugin does. A model without a template is refused, offering
 // chatml; `--chat-template chatml` trains it.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +16,7 @@ import type { Events } from '../native/contract/index.js';
 import { BUILT_IN_TEMPLATES } from '../native/models/chat-template.js';
 import { PluginSession } from '../native/plugins/session.js';
 import { QWEN, qwenWithChatTemplate, writeConversations } from './support/chat.js';
+import { commitFolder, FakeHub, hubEnv } from './support/fake-hub.js';
 
 const bin = fileURLToPath(new URL('../bin/delta-studio.js', import.meta.url));
 const lastJson = <T>(out: string): T => JSON.parse(out.trim().split('\n').pop()!) as T;
@@ -24,14 +26,48 @@ describe('chat end to end: conversations → LoRA → chat with base and plugin 
   const model = join(dir, 'qwen2-chat');
   const ws = join(dir, 'ws');
   const data = join(dir, 'conversations.jsonl');
+  const hfHome = join(dir, 'hf');
+  let hub: FakeHub;
+  const env = (): NodeJS.ProcessEnv => hubEnv(hub, hfHome);
   const cli = (args: string[]) =>
-    spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'] });
+    spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'], env: env() });
 
-  before(() => {
+  before(async () => {
     qwenWithChatTemplate(model);
     writeConversations(data);
+    hub = await new FakeHub().start();
+    commitFolder(hub, 'tiny/qwen2-chat', model);
   });
-  after(() => rmSync(dir, { recursive: true, force: true }));
+  after(async () => {
+    await hub?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('models pull: the model comes from the Hub by name into the Hugging Face cache, and is named so', async () => {
+    // Not spawnSync: the Hub answers from this process.
+    const r = await promisify(execFile)(
+      process.execPath,
+      [bin, 'models', 'pull', 'tiny/qwen2-chat', '--workspace', ws, '--json'],
+      { encoding: 'utf8', env: env() },
+    );
+    const out = lastJson<{ snapshot: string; model: { name: string; path: string } }>(r.stdout);
+    assert.equal(out.model.name, 'tiny/qwen2-chat');
+    assert.ok(out.snapshot.startsWith(join(hfHome, 'hub', 'models--tiny--qwen2-chat', 'snapshots')), out.snapshot);
+    assert.equal(out.model.path, out.snapshot);
+    // The template travelled with the tokenizer files.
+    const cfg = JSON.parse(readFileSync(join(out.snapshot, 'tokenizer_config.json'), 'utf8')) as Record<
+      string,
+      unknown
+    >;
+    assert.equal(cfg.chat_template, BUILT_IN_TEMPLATES.chatml);
+    // A Hub name that was never pulled is not a folder: the error says how to get it.
+    const missing = cli([...trainArgs('tiny/other', 'x'), '--max-steps', '1']);
+    assert.equal(missing.status, 1);
+    assert.match(
+      missing.stderr,
+      /--model tiny\/other: no such folder.*delta-studio models pull tiny\/other --workspace/,
+    );
+  });
 
   const trainArgs = (m: string, plugin: string) => [
     'train',
@@ -66,8 +102,8 @@ describe('chat end to end: conversations → LoRA → chat with base and plugin 
     '--json',
   ];
 
-  test('train --task chat: LoRA on the assistant turns learns the replies', () => {
-    const r = cli(trainArgs(model, 'chatbot'));
+  test('train --task chat --model <its name>: LoRA on the assistant turns learns the replies', () => {
+    const r = cli(trainArgs('tiny/qwen2-chat', 'chatbot'));
     assert.equal(r.status, 0, r.stderr);
     const out = lastJson<{
       status: string;

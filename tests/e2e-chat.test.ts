@@ -1,5 +1,5 @@
-// The chat flow in the real UI: `delta-studio serve` driven by playwright-core in Debian's Chromium. Import the tiny
-// Qwen2 (a copy given a ChatML chat template) → import a conversations file in the dataset wizard, which guesses a
+// The chat flow in the real UI: `delta-studio serve` driven by playwright-core in Debian's Chromium. Download the tiny
+// Qwen2 (a copy given a ChatML chat template) by name from a Hub in the test → import a conversations file in the dataset wizard, which guesses a
 // chat and shows the first conversation as the model's template writes it, the assistant's parts highlighted → a
 // LoRA run on the assistant turns → the chat playground: base and base + plugin side by side, the replies streamed,
 // a conversation of two turns. Screenshots go to out/screenshots/ (10-chat.png is the one docs/screenshots shows).
@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Page } from 'playwright-core';
 import { qwenWithChatTemplate, writeConversations } from './support/chat.js';
+import { commitFolder, FakeHub, hubEnv } from './support/fake-hub.js';
 import { startUi, type UiSession } from './support/ui-session.js';
 
 const shots = join(fileURLToPath(new URL('..', import.meta.url)), 'out/screenshots');
@@ -18,6 +19,7 @@ const shots = join(fileURLToPath(new URL('..', import.meta.url)), 'out/screensho
 describe('the chat flow in the UI through delta-studio serve', () => {
   let ui: UiSession;
   let page: Page;
+  let hub: FakeHub;
   const dir = mkdtempSync(join(tmpdir(), 'ds-e2e-chat-'));
   const ws = join(dir, 'workspace');
   const model = join(dir, 'qwen2-chat');
@@ -33,26 +35,28 @@ describe('the chat flow in the UI through delta-studio serve', () => {
     // The committed fixture has no template: the test's copy gets one.
     qwenWithChatTemplate(model);
     writeConversations(data);
-    ui = await startUi(['--allow', dir], {
-      ...process.env,
-      XDG_CONFIG_HOME: join(dir, 'config'),
-      APPDATA: join(dir, 'config'),
-    });
+    hub = await new FakeHub().start();
+    commitFolder(hub, 'tiny/qwen2-chat', model);
+    const config = join(dir, 'config');
+    ui = await startUi(['--allow', dir], hubEnv(hub, join(dir, 'hf'), { XDG_CONFIG_HOME: config, APPDATA: config }));
     page = ui.page;
   });
 
   after(async () => {
     await ui?.close();
+    await hub?.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
-  test('a workspace and the model', async () => {
+  test('a workspace and the model, downloaded by name', async () => {
     await page.goto(`${ui.url}/?token=${ui.token}`);
     await page.getByTestId('workspace-path').fill(ws);
     await page.getByTestId('workspace-create').click();
     await page.waitForFunction(() => location.hash === '#/models');
-    await page.getByTestId('model-path').fill(model);
-    await page.getByTestId('model-import-submit').click();
+    await page.getByTestId('hub-repo').fill('tiny/qwen2-chat');
+    await page.getByTestId('hub-download-submit').click();
+    await page.getByTestId('hub-done').waitFor();
+    assert.match((await page.getByTestId('hub-done').textContent())!, /recorded as tiny\/qwen2-chat/);
     await page.getByTestId('model-item').first().waitFor();
   });
 

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Page } from 'playwright-core';
 import { startUi, type UiSession } from './support/ui-session.js';
-import { FakeHub } from './support/fake-hub.js';
+import { commitFolder, FakeHub, hubEnv } from './support/fake-hub.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const backbone = join(root, 'native/demo/backbone');
@@ -31,20 +31,9 @@ describe('Download from Hugging Face through delta-studio serve', () => {
   before(async () => {
     mkdirSync(shots, { recursive: true });
     hub = await new FakeHub().start();
-    hub.commit(
-      'tiny/backbone',
-      Object.fromEntries(readdirSync(backbone).map((f) => [f, readFileSync(join(backbone, f))])),
-    );
-    const env: Record<string, string | undefined> = {
-      ...process.env,
-      XDG_CONFIG_HOME: join(dir, 'config'),
-      APPDATA: join(dir, 'config'),
-      HF_HOME: hfHome,
-      HF_ENDPOINT: hub.url,
-    };
-    for (const k of ['HF_TOKEN', 'HUGGING_FACE_HUB_TOKEN', 'HF_HUB_CACHE', 'HUGGINGFACE_HUB_CACHE', 'HF_HUB_OFFLINE'])
-      delete env[k];
-    ui = await startUi(['--allow', dir], env);
+    commitFolder(hub, 'tiny/backbone', backbone);
+    const config = join(dir, 'config');
+    ui = await startUi(['--allow', dir], hubEnv(hub, hfHome, { XDG_CONFIG_HOME: config, APPDATA: config }));
     ({ page, url, token } = ui);
   });
 

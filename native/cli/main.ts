@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { doctor } from './doctor.js';
 import { demo } from './demo.js';
 import { inspect } from './inspect.js';
+import { resolveModelFlag } from './model-flag.js';
 import { methodSettingHelp, resumeCommand, trainCommand } from './train.js';
 import { evalCommand, predictCommand, predictWithPlugins } from './predict.js';
 import { passed } from '../autodiff/gradcheck.js';
@@ -160,13 +161,13 @@ Options:
     run: (v) => demo(v),
   },
   train: {
-    help: `Usage: delta-studio train --model DIR --data FILE [options]
+    help: `Usage: delta-studio train --model DIR|NAME --data FILE [options]
 
 Imports FILE (csv, tsv, jsonl or json) into the workspace, trains a delta in its own process, evaluates it and saves
 it. Checkpoints let 'delta-studio resume <run-dir>' continue a killed run exactly.
 
 Options:
-  --model DIR          Hugging Face model folder
+  --model DIR|NAME     Hugging Face model folder, or the name of a model in the workspace (models pull/list)
   --data FILE          training data; --validation FILE for a given validation split, else --validation-fraction
                        X of the rows by seed (default 0.1; 0: no validation, no evaluation); --test FILE: a
                        held-out test split, evaluated once at the end (test/… metrics)
@@ -250,7 +251,7 @@ plugin); a .delta file path works as well as a workspace name. The base is the o
 
 Options:
   --plugin REF         a plugin version of the workspace ("name", "name@3", "name@best") or a .delta file; repeatable
-  --model DIR          the base model folder (default: the plugins' own)
+  --model DIR|NAME     the base model folder or workspace model name (default: the plugins' own)
   --text-pair "…"      the second text of a pair task
   --compare-base       also show the bare base model's answer
   --max-new-tokens N   language models (default 32; 128 with --chat)
@@ -346,7 +347,7 @@ Writes a plugin version for use elsewhere, into DIR (default: the workspace's ex
            graph inputs so another plugin of the same structure can be fed (hot-swap)
   bundle   a zip: the .delta file, a model card (README.md), the run's config and the plugin's metadata
 Options:
-  --model DIR       the base model folder (default: the one recorded for the plugin's run)
+  --model DIR|NAME  the base model folder or workspace model name (default: the one recorded for the plugin's run)
   --mode baked|inputs   (onnx)     --dtype source|float32   (merged; default source: each weight's own dtype)
   --overwrite       replace an existing export of that name
   --force           export onto a base model other than the one the plugin was trained on
@@ -477,6 +478,8 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`delta-studio ${cmd}: ${(e as Error).message}\n${c.help}\n`);
     return 2;
   }
+  // Every command's --model takes a model's name in the workspace as well as a folder.
+  if (c.options && 'model' in c.options) await resolveModelFlag(values);
   return c.run(values, positionals);
 }
 

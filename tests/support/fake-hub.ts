@@ -10,6 +10,8 @@
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 
 export interface LoggedRequest {
   server: 'hub' | 'cdn';
@@ -353,4 +355,27 @@ export class FakeHub {
     };
     pump(0);
   }
+}
+
+/**
+ * The environment of a delta-studio process that talks to `hub` and caches in `hfHome`: the tester's own Hugging Face
+ * token, cache and offline settings removed, `extra` added.
+ */
+export function hubEnv(hub: FakeHub, hfHome: string, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, HF_HOME: hfHome, HF_ENDPOINT: hub.url, ...extra };
+  for (const k of ['HF_TOKEN', 'HUGGING_FACE_HUB_TOKEN', 'HF_HUB_CACHE', 'HUGGINGFACE_HUB_CACHE', 'HF_HUB_OFFLINE'])
+    if (!(k in extra)) delete env[k];
+  return env;
+}
+
+/** Publishes the files of the folder `dir` (not its subfolders) as `id`'s next commit. */
+export function commitFolder(hub: FakeHub, id: string, dir: string): void {
+  hub.commit(
+    id,
+    Object.fromEntries(
+      readdirSync(dir, { withFileTypes: true })
+        .filter((e) => e.isFile())
+        .map((e) => [e.name, readFileSync(join(dir, e.name))]),
+    ),
+  );
 }

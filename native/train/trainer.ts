@@ -55,6 +55,23 @@ export interface TrainConfig {
   inWorker?: boolean;
   /** Conversations (a chat dataset) are written with this chat template: a name or a template's text (default: the model's own). */
   chatTemplate?: string;
+  /**
+   * Diagnostics (gpu-check): every step is taken a second time on this device, from the same parameters, moments,
+   * batch, learning rate and dropout seed, and each progress event says how far the two steps differ. Comparing
+   * whole loss curves of two devices measures how training amplifies rounding; this measures the kernels.
+   */
+  shadowDevice?: 'cpu' | 'cuda';
+}
+
+/** How one step on the shadow device differs from the step taken: relative to the step taken. */
+export interface ShadowStep {
+  device: 'cpu' | 'cuda';
+  /** |loss' − loss| / |loss|. */
+  loss: number;
+  /** |‖g'‖ − ‖g‖| / ‖g‖ (before clipping). */
+  gradNorm: number;
+  /** ‖θ' − θ‖ / ‖θ − θ₀‖ over all trainable parameters: the difference of the updates, relative to the update. */
+  update: number;
 }
 
 export type RunStatus = 'finished' | 'diverged' | 'cancelled' | 'stopped-early';
@@ -75,6 +92,8 @@ export type TrainEvent =
       loss: number;
       lr: number;
       gradNorm: number;
+      /** With shadowDevice: the same step there, compared. */
+      shadow?: ShadowStep;
       tokensPerSec: number;
       etaSeconds: number;
       rssBytes: number;
@@ -133,19 +152,26 @@ export async function train(
   // the backward pass recomputes depends on the device.
   let device = cfg.device ?? 'auto';
   if (device === 'auto') device = (await cudaStatus()).usable ? 'cuda' : 'auto';
-  const graphs = buildTrainStep({
-    forward: model.graph,
-    loss: model.loss,
-    trainable: applied.trainable,
-    optimizer: { weightDecay: cfg.weightDecay ?? 0.01, maxGradNorm: cfg.maxGradNorm ?? 1 },
-    accumulation: acc,
-    activations: cfg.precision === 'float16' && device === 'cuda' ? 'float16' : 'float32',
-    recompute: recomputeFor(device),
-  });
-  const runner = await StepRunner.open(graphs, applied.initial, {
+  const stepGraphs = (on: Device) =>
+    buildTrainStep({
+      forward: model.graph,
+      loss: model.loss,
+      trainable: applied.trainable,
+      optimizer: { weightDecay: cfg.weightDecay ?? 0.01, maxGradNorm: cfg.maxGradNorm ?? 1 },
+      accumulation: acc,
+      activations: cfg.precision === 'float16' && on === 'cuda' ? 'float16' : 'float32',
+      recompute: recomputeFor(on),
+    });
+  const runner = await StepRunner.open(stepGraphs(device), applied.initial, {
     inWorker: cfg.inWorker ?? false,
     session: { device },
   });
+  const shadow = cfg.shadowDevice
+    ? await StepRunner.open(stepGraphs(cfg.shadowDevice), applied.initial, {
+        inWorker: false,
+        session: { device: cfg.shadowDevice },
+      })
+    : null;
 
   // Evaluation reads the trained parameters as inputs of a dropout-free forward graph.
   const evaluator = await openInline(evaluationGraph(model, applied.trainable), { device: runner.device });
@@ -244,7 +270,10 @@ export async function train(
       while (micro.length < acc) micro.push(micro[micro.length - 1]); // a short last step repeats its last micro-batch
       const step = runner.t + 1;
       const lr = lrAt(schedule, step);
+      const before = { step: runner.t, params: { ...runner.params }, m: { ...runner.m }, v: { ...runner.v } };
       const r = await runner.step(micro, lr, seedOf(step));
+      const shadowed =
+        shadow && !r.skipped ? await shadowStep(shadow, before, runner, micro, lr, seedOf(step), r) : null;
       // An overflow under loss scaling changed nothing and lowered the scale: the step is taken again on the next
       // batch, with the same learning rate (the schedule counts steps taken, not tried).
       if (r.skipped) continue;
@@ -266,6 +295,7 @@ export async function train(
         loss: r.loss,
         lr,
         gradNorm: r.gradNorm,
+        ...(shadowed ? { shadow: shadowed } : {}),
         tokensPerSec: tokens / secs,
         etaSeconds: (secs / done) * (totalSteps - runner.t),
         rssBytes: process.memoryUsage().rss,
@@ -325,9 +355,43 @@ export async function train(
     reason,
   };
   await runner.release();
+  await shadow?.release();
   await evaluator.release();
   await generator?.release();
   return result;
+}
+
+/** The step `taken` by `runner` from `before`, taken again by `shadow` from the same state, and the two compared. */
+export async function shadowStep(
+  shadow: StepRunner,
+  before: Parameters<StepRunner['restore']>[0],
+  runner: StepRunner,
+  micro: Record<string, HostTensor>[],
+  lr: number,
+  seed: number,
+  taken: { loss: number; gradNorm: number },
+): Promise<ShadowStep> {
+  shadow.restore(before);
+  shadow.lossScale = runner.lossScale;
+  const s = await shadow.step(micro, lr, seed);
+  let diff = 0,
+    update = 0;
+  for (const [p, t] of Object.entries(runner.params)) {
+    const a = t.data as Float32Array,
+      b = shadow.params[p].data as Float32Array,
+      a0 = before.params[p].data as Float32Array;
+    for (let i = 0; i < a.length; i++) {
+      diff += (b[i] - a[i]) ** 2;
+      update += (a[i] - a0[i]) ** 2;
+    }
+  }
+  const rel = (x: number, y: number): number => (x === y ? 0 : Math.abs(x - y) / Math.abs(y));
+  return {
+    device: shadow.device,
+    loss: rel(s.loss, taken.loss),
+    gradNorm: rel(s.gradNorm, taken.gradNorm),
+    update: diff === 0 ? 0 : Math.sqrt(diff / update),
+  };
 }
 
 /** Metrics of `rows` under the given parameter values: loss, and accuracy/F1/MCC, Pearson/Spearman/MSE or perplexity. */

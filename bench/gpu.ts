@@ -4,7 +4,9 @@
 //   LoRA r=8 on q_proj/v_proj, AdamW: 316M at batch 32 × 512, 1.03B at 8 × 512; full fine-tuning: 316M at 8 × 256.
 //   Delta Studio in float32 and in mixed precision (float16 weights and activations); --recompute none|attention,… sets
 //   what its backward pass recomputes (default: buildTrainStep's), --mem-pattern turns onnxruntime's memory pattern on
-//   (off by default on CUDA), --profile DIR adds onnxruntime's kernel time per op type; PyTorch + PEFT with bf16
+//   (off by default on CUDA), --profile DIR adds onnxruntime's kernel time per op type, --resident on|off keeps
+//   parameters and AdamW state on the device or feeds them from the host (default: on the device on CUDA where the
+//   resident-state addon is built); PyTorch + PEFT with bf16
 //   autocast and in fp32,
 //   where a Python with torch and peft is found ($DELTA_STUDIO_PYTHON, else python3).
 //   tokens/s after warm-up steps; peak GPU memory of each run's process, polled from nvidia-smi.
@@ -35,6 +37,8 @@ interface RunSpec {
   memPattern?: boolean;
   /** A folder for onnxruntime's per-node profile (Delta Studio; --profile DIR). */
   profile?: string;
+  /** Parameters and optimizer state on the device (--resident on|off; default auto: on CUDA where the addon is built). */
+  resident?: 'auto' | 'on' | 'off';
 }
 interface RunResult extends RunSpec {
   tokens_per_sec?: number;
@@ -90,7 +94,7 @@ function profileByOp(dir: string, prefix: string, steps: number): Record<string,
 async function worker(spec: RunSpec & { dir: string; device: 'cpu' | 'cuda'; warmup: number; steps: number }) {
   const { loadWithDeltas } = await import('../native/delta/index.js');
   const { buildTrainStep, recomputeFor } = await import('../native/train/step.js');
-  const { StepRunner } = await import('../native/train/runner.js');
+  const { openRunner, ResidentStepRunner } = await import('../native/train/resident-runner.js');
   const { Rng } = await import('../native/rng.js');
   const deltas =
     spec.method === 'lora'
@@ -111,14 +115,15 @@ async function worker(spec: RunSpec & { dir: string; device: 'cpu' | 'cuda'; war
     activations: spec.precision === 'fp16' ? 'float16' : 'float32',
     recompute: (spec.recompute ?? recomputeFor(spec.device)) as never,
   });
-  const runner = await StepRunner.open(graphs, applied.initial, {
+  const runner = await openRunner(graphs, applied.initial, spec.device, {
     inWorker: false,
+    resident: spec.resident ?? 'auto',
     session: {
-      device: spec.device,
       ...(spec.memPattern ? { memPattern: true } : {}),
       ...(spec.profile ? { profileFilePrefix: join(spec.profile, `${spec.config}-${spec.precision}`) } : {}),
     },
   });
+  const resident = runner instanceof ResidentStepRunner;
   const rng = new Rng(5);
   const n = spec.batch * spec.seq;
   const ids = BigInt64Array.from({ length: n }, () => BigInt(rng.int(SHAPES[spec.model].vocab)));
@@ -151,6 +156,8 @@ async function worker(spec: RunSpec & { dir: string; device: 'cpu' | 'cuda'; war
     final_loss: loss,
     ...(skipped ? { skipped_steps: skipped } : {}),
     device,
+    // Parameters and AdamW state kept on the device between steps (the resident-state addon), or fed from the host.
+    state: resident ? 'on the device' : 'from the host',
     peak_rss_mib: (process.resourceUsage().maxRSS * 1024) / 2 ** 20,
     implementation: `Delta Studio (onnxruntime ${ortVersion()})`,
   };
@@ -336,6 +343,7 @@ async function main(): Promise<void> {
         precision,
         ...(recompute ? { recompute: recompute === 'none' ? [] : recompute.split(',') } : {}),
         ...(flag('mem-pattern') ? { memPattern: true } : {}),
+        ...(opt('resident') ? { resident: opt('resident') as 'auto' | 'on' | 'off' } : {}),
         ...(opt('profile') ? { profile: opt('profile') } : {}),
       };
       if (!picked(spec)) continue;

@@ -3,6 +3,7 @@
 // a sandboxed preload cannot load ES modules, and one format for all keeps __dirname meaningful).
 // Native modules stay external: electron-builder ships them (asarUnpack) rebuilt for Electron's ABI.
 import { build } from 'esbuild';
+import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 
@@ -48,3 +49,12 @@ await Promise.all([
     external: ['electron'],
   }),
 ]);
+
+// The resident-state addon, where runtime/resident.ts looks for it from the bundle (./resident/build/ beside it):
+// Node-API is the same ABI in Electron, so the addon `npm install` built serves. Without it, training keeps parameters
+// on the host.
+const addon = join(root, 'native/runtime/resident/build/resident.node');
+if (existsSync(addon)) {
+  mkdirSync(join(root, 'dist-electron/resident/build'), { recursive: true });
+  copyFileSync(addon, join(root, 'dist-electron/resident/build/resident.node'));
+}

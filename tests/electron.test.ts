@@ -497,4 +497,6 @@ test('the Electron bundle builds every worker and process the engine starts by n
   });
   const out = fileURLToPath(new URL('../dist-electron/', import.meta.url));
   for (const name of ['main', 'trainer', 'preload', ...started]) assert.ok(existsSync(join(out, `${name}.cjs`)), name);
+  // The resident-state addon beside the bundle, where runtime/resident.ts looks for it from there.
+  assert.ok(existsSync(join(out, 'resident/build/resident.node')));
 });

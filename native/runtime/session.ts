@@ -78,6 +78,19 @@ export function cudaOptions(opts: SessionOptions = {}): ort.InferenceSession.Ses
 }
 
 /**
+ * The CUDA provider's own options, for sessions made through onnxruntime's C API (the resident-state addon), which can
+ * pass them all: the arena grows by what is asked (kSameAsRequested: no power-of-two regions reserved and left empty),
+ * and TF32 as asked, for this session only.
+ */
+export function cudaProviderOptions(opts: SessionOptions = {}): Record<string, string> {
+  return {
+    device_id: '0',
+    arena_extend_strategy: 'kSameAsRequested',
+    use_tf32: opts.tf32 === false ? '0' : '1',
+  };
+}
+
+/**
  * TF32 off for cuBLAS/cuDNN float32 products: NVIDIA_TF32_OVERRIDE=0, which those libraries read when they start in
  * this process — so it must be set before the process first touches CUDA (cudaStatus's probe session included); the
  * sure way is the variable in the environment the process starts with.

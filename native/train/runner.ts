@@ -1,4 +1,6 @@
-// Runs training-step graphs: keeps trainable parameters and AdamW moments on the host, feeds them every step.
+// Runs training-step graphs: keeps trainable parameters and AdamW moments on the host, feeds them every step (the
+// resident runner, resident-runner.ts, keeps them on the device instead). What both share is here: the step's own
+// inputs and dynamic loss scaling.
 import type { HostTensor } from '../onnx/graph.js';
 import type { SessionOptions } from '../runtime/session.js';
 import { openInline, openInWorker, type SessionHandle } from '../runtime/host.js';
@@ -22,7 +24,7 @@ export interface RunnerOptions {
   inWorker?: boolean;
 }
 
-const zerosLike = (t: HostTensor): HostTensor => ({
+export const zerosLike = (t: HostTensor): HostTensor => ({
   dtype: 'float32',
   shape: t.shape,
   data: new Float32Array(t.data.length),
@@ -30,19 +32,84 @@ const zerosLike = (t: HostTensor): HostTensor => ({
 const scalarF = (v: number): HostTensor => ({ dtype: 'float32', shape: [], data: Float32Array.of(v) });
 const scalarI = (v: number): HostTensor => ({ dtype: 'int64', shape: [], data: BigInt64Array.of(BigInt(v)) });
 
-export class StepRunner {
+/** What the trainer asks of a runner, wherever it keeps the state. */
+export interface Runner {
+  t: number;
+  lossScale: number;
+  readonly device: 'cpu' | 'cuda';
+  readonly fallbackReason?: string;
+  /** The trainable parameters and AdamW's moments, on the host (a resident runner copies them out). */
+  readonly params: Record<string, HostTensor>;
+  readonly m: Record<string, HostTensor>;
+  readonly v: Record<string, HostTensor>;
+  step(microBatches: Record<string, HostTensor>[], lr: number, dropoutSeed?: number): Promise<StepResult>;
+  restore(state: {
+    step: number;
+    params: Record<string, HostTensor>;
+    m: Record<string, HostTensor>;
+    v: Record<string, HostTensor>;
+  }): void;
+  release(): Promise<void>;
+}
+
+/** The step count, and dynamic loss scaling for graphs with float16 activations. */
+export abstract class ScaledSteps {
   /** Optimizer steps taken. */
   t = 0;
   /** The loss scale fed to graphs with float16 activations. */
   lossScale = LOSS_SCALE.initial;
   private goodSteps = 0;
+  constructor(protected readonly graphs: TrainStepGraphs) {}
+
+  /** The inputs of the step (or apply) graph besides parameters, moments and the batch, for step `t`. */
+  protected stepInputs(t: number, lr: number): Record<string, HostTensor> {
+    return {
+      [names.lr]: scalarF(lr),
+      [names.step]: scalarI(t),
+      ...(this.graphs.lossScaled ? { [names.lossScale]: scalarF(this.lossScale) } : {}),
+    };
+  }
+
+  /** The inputs of an accumulate graph besides parameters, gradient sums and the batch. */
+  protected microInputs(dropoutSeed: number, index: number): Record<string, HostTensor> {
+    return {
+      ...(this.graphs.lossScaled ? { [names.lossScale]: scalarF(this.lossScale) } : {}),
+      // Each micro-batch draws its own masks, still a pure function of (seed, step, index).
+      ...(this.graphs.dropoutNodes ? { [names.seed]: scalarI(dropoutSeed * 1009 + index) } : {}),
+    };
+  }
+
+  protected dropoutInput(dropoutSeed: number): Record<string, HostTensor> {
+    return this.graphs.dropoutNodes ? { [names.seed]: scalarI(dropoutSeed) } : {};
+  }
+
+  /**
+   * After a step: under loss scaling, gradients that are not finite mean the graph kept parameters and moments, and
+   * the step does not count (Adam's bias correction sees t unchanged) — the scale halves; a run of good steps doubles
+   * it. Returns whether the step was skipped.
+   */
+  protected settle(t: number, gradNorm: number): boolean {
+    if (this.graphs.lossScaled && !Number.isFinite(gradNorm)) {
+      this.lossScale = Math.max(LOSS_SCALE.min, this.lossScale / 2);
+      this.goodSteps = 0;
+      return true;
+    }
+    this.t = t;
+    if (this.graphs.lossScaled && ++this.goodSteps % LOSS_SCALE.growthInterval === 0) this.lossScale *= 2;
+    return false;
+  }
+}
+
+export class StepRunner extends ScaledSteps implements Runner {
   private constructor(
-    private readonly graphs: TrainStepGraphs,
+    graphs: TrainStepGraphs,
     private readonly sessions: { step?: SessionHandle; accumulate?: SessionHandle; apply?: SessionHandle },
     readonly params: Record<string, HostTensor>,
     readonly m: Record<string, HostTensor>,
     readonly v: Record<string, HostTensor>,
-  ) {}
+  ) {
+    super(graphs);
+  }
 
   static async open(
     graphs: TrainStepGraphs,
@@ -79,39 +146,34 @@ export class StepRunner {
   /** One optimizer step over `microBatches` (one per accumulation step), with learning rate `lr`. */
   async step(microBatches: Record<string, HostTensor>[], lr: number, dropoutSeed = 0): Promise<StepResult> {
     const t = this.t + 1;
-    const scaled = this.graphs.lossScaled;
-    const common = (): Record<string, HostTensor> => ({
-      [names.lr]: scalarF(lr),
-      [names.step]: scalarI(t),
-      ...(scaled ? { [names.lossScale]: scalarF(this.lossScale) } : {}),
-    });
     const want = this.graphs.trainable;
     let loss: number, out: Record<string, HostTensor>;
     if (this.sessions.step) {
       if (microBatches.length !== 1) throw new Error(`this step graph takes 1 micro-batch, got ${microBatches.length}`);
-      const feeds: Record<string, HostTensor> = { ...microBatches[0], ...common(), ...this.params };
+      const feeds: Record<string, HostTensor> = {
+        ...microBatches[0],
+        ...this.stepInputs(t, lr),
+        ...this.params,
+        ...this.dropoutInput(dropoutSeed),
+      };
       for (const p of want) {
         feeds[names.m(p)] = this.m[p];
         feeds[names.v(p)] = this.v[p];
       }
-      if (this.graphs.dropoutNodes) feeds[names.seed] = scalarI(dropoutSeed);
       out = await this.sessions.step.run(feeds);
       loss = Number(out[names.loss].data[0]);
     } else {
       let sums: Record<string, HostTensor> = Object.fromEntries(want.map((p) => [p, zerosLike(this.params[p])]));
       let total = 0;
       for (const [i, mb] of microBatches.entries()) {
-        const feeds: Record<string, HostTensor> = { ...mb, ...this.params };
-        if (scaled) feeds[names.lossScale] = scalarF(this.lossScale);
+        const feeds: Record<string, HostTensor> = { ...mb, ...this.params, ...this.microInputs(dropoutSeed, i) };
         for (const p of want) feeds[names.grad(p)] = sums[p];
-        // Each micro-batch draws its own masks, still a pure function of (seed, step, index).
-        if (this.graphs.dropoutNodes) feeds[names.seed] = scalarI(dropoutSeed * 1009 + i);
         const r = await this.sessions.accumulate!.run(feeds);
         total += Number(r[names.loss].data[0]);
         sums = Object.fromEntries(want.map((p) => [p, r[names.gradOut(p)]]));
       }
       loss = total / microBatches.length;
-      const feeds: Record<string, HostTensor> = { ...common(), ...this.params };
+      const feeds: Record<string, HostTensor> = { ...this.stepInputs(t, lr), ...this.params };
       for (const p of want) {
         feeds[names.m(p)] = this.m[p];
         feeds[names.v(p)] = this.v[p];
@@ -120,19 +182,12 @@ export class StepRunner {
       out = await this.sessions.apply!.run(feeds);
     }
     const gradNorm = Number(out[names.gradNorm].data[0]);
-    if (scaled && !Number.isFinite(gradNorm)) {
-      // The graph kept parameters and moments; the step does not count (Adam's bias correction sees t unchanged).
-      this.lossScale = Math.max(LOSS_SCALE.min, this.lossScale / 2);
-      this.goodSteps = 0;
-      return { loss, gradNorm, skipped: true };
-    }
+    if (this.settle(t, gradNorm)) return { loss, gradNorm, skipped: true };
     for (const p of want) {
       this.params[p] = out[names.out(p)];
       this.m[p] = out[names.mOut(p)];
       this.v[p] = out[names.vOut(p)];
     }
-    this.t = t;
-    if (scaled && ++this.goodSteps % LOSS_SCALE.growthInterval === 0) this.lossScale *= 2;
     return { loss, gradNorm };
   }
 

@@ -21,7 +21,8 @@ import { makeCollator, type Collator, type Example } from './collate.js';
 import { withoutDropout } from './dropout.js';
 import { Generator } from './generate.js';
 import { accuracy, macroF1, mcc, pearson, perplexity, spearman } from './metrics.js';
-import { StepRunner } from './runner.js';
+import { StepRunner, type Runner } from './runner.js';
+import { openRunner, type Residency } from './resident-runner.js';
 import { lrAt, type ScheduleKind } from './schedule.js';
 import { buildTrainStep, recomputeFor } from './step.js';
 
@@ -61,6 +62,11 @@ export interface TrainConfig {
    * whole loss curves of two devices measures how training amplifies rounding; this measures the kernels.
    */
   shadowDevice?: 'cpu' | 'cuda';
+  /**
+   * Parameters and optimizer state on the device between steps (the resident-state addon): 'auto' (default) on CUDA
+   * where the addon is built, 'on' anywhere (the CPU too: tests), 'off' never.
+   */
+  resident?: Residency;
 }
 
 /** How one step on the shadow device differs from the step taken: relative to the step taken. */
@@ -162,9 +168,9 @@ export async function train(
       activations: cfg.precision === 'float16' && on === 'cuda' ? 'float16' : 'float32',
       recompute: recomputeFor(on),
     });
-  const runner = await StepRunner.open(stepGraphs(device), applied.initial, {
+  const runner = await openRunner(stepGraphs(device), applied.initial, device, {
     inWorker: cfg.inWorker ?? false,
-    session: { device },
+    resident: cfg.resident,
   });
   const shadow = cfg.shadowDevice
     ? await StepRunner.open(stepGraphs(cfg.shadowDevice), applied.initial, {
@@ -216,9 +222,10 @@ export async function train(
       ? await Generator.open(model, tok, applied.trainable, runner.device, chat)
       : undefined;
   const evaluate = async (rows: Example[] = data.validation ?? []): Promise<Record<string, number>> => {
-    const m = await evaluateRows(model.task, model.loss, evaluator, collate, rows, runner.params, cfg.batchSize);
+    const params = runner.params; // read once: a resident runner copies them from the device
+    const m = await evaluateRows(model.task, model.loss, evaluator, collate, rows, params, cfg.batchSize);
     if (generator && rows.length) {
-      const em = await generator.exactMatch(rows, runner.params, 64);
+      const em = await generator.exactMatch(rows, params, 64);
       if (Number.isFinite(em)) m.exact_match = em;
     }
     return m;
@@ -227,7 +234,8 @@ export async function train(
   const deltaFile = join(cfg.runDir, 'delta.safetensors');
   const saveDelta = (file: string): void => {
     const tensors: Record<string, HostTensor> = {};
-    for (const p of applied.params) tensors[p.name] = runner.params[p.value];
+    const params = runner.params;
+    for (const p of applied.params) tensors[p.name] = params[p.value];
     written(() =>
       writeSafetensors(file, tensors, {
         format: 'delta-studio-delta',
@@ -365,7 +373,7 @@ export async function train(
 export async function shadowStep(
   shadow: StepRunner,
   before: Parameters<StepRunner['restore']>[0],
-  runner: StepRunner,
+  runner: Runner,
   micro: Record<string, HostTensor>[],
   lr: number,
   seed: number,
@@ -376,7 +384,8 @@ export async function shadowStep(
   const s = await shadow.step(micro, lr, seed);
   let diff = 0,
     update = 0;
-  for (const [p, t] of Object.entries(runner.params)) {
+  const after = runner.params;
+  for (const [p, t] of Object.entries(after)) {
     const a = t.data as Float32Array,
       b = shadow.params[p].data as Float32Array,
       a0 = before.params[p].data as Float32Array;

@@ -39,8 +39,11 @@ describe('delta-studio CLI', () => {
       failed: string[];
       max_rel_err: number;
       cuda: { usable: boolean; reason?: string };
+      device_state: { available: boolean; reason?: string; ort?: string };
     };
     assert.equal(r.ort, '1.29.0');
+    // The resident-state addon is built (npm test builds it) and loads this onnxruntime.
+    assert.deepEqual(r.device_state, { available: true, ort: '1.29.0' });
     assert.ok(r.providers.includes('cpu'));
     assert.equal(r.rules, RULES.size);
     assert.equal(r.checked, RULES.size);

@@ -5,6 +5,7 @@ import { RULES } from '../autodiff/registry.js';
 import '../autodiff/rules/index.js';
 import { describeCudaLibraries, findCudaLibraries } from '../runtime/cuda-libs.js';
 import { cudaStatus, ortVersion, providersPresent } from '../runtime/providers.js';
+import { residentSupport } from '../runtime/resident.js';
 
 export interface DoctorReport {
   ort: string;
@@ -24,6 +25,8 @@ export interface DoctorReport {
       lines: string[];
     };
   };
+  /** Parameters and optimizer state on the device between steps (the resident-state addon), or why not. */
+  device_state: { available: boolean; reason?: string; ort?: string };
   rules: number;
   checked: number;
   failed: string[];
@@ -77,6 +80,11 @@ export async function doctor(onResult?: (r: CaseResult & { device: string }) => 
         lines: describeCudaLibraries(libs),
       },
     },
+    device_state: (({ available, reason, version }) => ({
+      available,
+      ...(reason ? { reason } : {}),
+      ...(version ? { ort: version } : {}),
+    }))(residentSupport()),
     rules: RULES.size,
     checked: new Set(results.filter((r) => !r.error).map((r) => r.rule)).size,
     failed,

@@ -39,6 +39,9 @@ export async function gpuCommand(v: Record<string, string | boolean | undefined>
   );
   log('CUDA libraries:');
   for (const line of describeCudaLibraries(s.libraries)) log(`  ${line}`);
+  log(
+    `State on the device: ${s.deviceState.available ? 'ready (on CUDA, parameters and optimizer state stay on the GPU between steps)' : `no — ${s.deviceState.reason}`}`,
+  );
   log(s.advice);
   if (json) process.stdout.write(`${JSON.stringify({ ...s, installed: installed ?? null, dataDir: join(dataDir) })}\n`);
   return 0;

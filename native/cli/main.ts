@@ -134,6 +134,9 @@ Options:
       log(`providers: ${report.providers.join(', ')}`);
       log(`CUDA: ${report.cuda.usable ? 'usable' : `not used — ${report.cuda.reason}`}`);
       log(
+        `state on the device: ${report.device_state.available ? 'ready (resident-state addon)' : `no — ${report.device_state.reason}`}`,
+      );
+      log(
         `gradient rules: ${report.rules}, checked: ${report.checked}, failed: ${report.failed.length}, max relative error ${report.max_rel_err.toExponential(2)}`,
       );
       for (const f of report.failed) log(`  failed: ${f}`);

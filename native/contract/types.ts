@@ -516,6 +516,11 @@ export interface GpuStatus {
   /** The CUDA libraries the provider needs: where each was found (path, version, how), or missing. */
   libraries: CudaLibraries;
   install: { supported: boolean; url: string; pinned: boolean; cuda: string; ortVersion: string; reason?: string };
+  /**
+   * Whether training keeps parameters and optimizer state on the GPU between steps (the resident-state addon, built
+   * by npm install with a C++ compiler), and if not, why: then they cross to the host and back every step.
+   */
+  deviceState: { available: boolean; reason?: string };
 }
 
 /** job.done result of system.installCuda. */

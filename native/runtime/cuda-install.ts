@@ -28,6 +28,7 @@ import { isInside } from '../files/paths.js';
 import { findCudaLibraries, type CudaLibraries } from './cuda-libs.js';
 import { cudaStatus, ortBinFolder, type CudaStatus } from './providers.js';
 import type { GpuStatus } from '../contract/types.js';
+import { residentSupport } from './resident.js';
 
 export type { GpuStatus } from '../contract/types.js';
 
@@ -206,7 +207,13 @@ export async function gpuStatus(
     advice,
     install,
     libraries,
+    deviceState: deviceState(),
   };
+}
+
+function deviceState(): GpuStatus['deviceState'] {
+  const r = residentSupport();
+  return r.available ? { available: true } : { available: false, reason: r.reason };
 }
 
 /**

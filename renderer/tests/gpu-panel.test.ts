@@ -45,6 +45,7 @@ const status: GpuStatus = {
     loaderPath: [wheel],
     searched: 20,
   },
+  deviceState: { available: false, reason: 'the resident-state addon is not built (…): run npm run build:native' },
 };
 
 describe('GpuPanel', () => {
@@ -59,5 +60,8 @@ describe('GpuPanel', () => {
     expect(items[4].textContent).toMatch(/cuDNN 9\s+libcudnn\.so\.9:\s+missing\s+— pip install nvidia-cudnn-cu13/);
     expect(screen.getByTestId('gpu-advice').textContent).toContain('nvidia-cudnn-cu13');
     expect(screen.getByTestId('gpu-usable').textContent).toBe('CPU');
+    expect(screen.getByTestId('gpu-device-state').textContent?.trim()).toBe(
+      'no — the resident-state addon is not built (…): run npm run build:native',
+    );
   });
 });

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The next visit (prepared 2026-12-04, in a session without a GPU): state on the device and the kernels' agreement.
+#   1. the resident-state addon loads the CUDA provider's onnxruntime (doctor --json: device_state), and
+#      gpu-check's step agreement: each CUDA step taken again on the CPU from the same state (TF32 off);
+#   2. full fine-tuning of the 316M in float32 with the state on the device, against the same with it fed from the
+#      host, and PyTorch float32 (goal: ≥ 50% of PyTorch's tokens/s);
+#   3. LoRA 316M in mixed precision with the state on the device against PyTorch + PEFT bf16.
+# The addon is built here (npm install); it is ignored by git, so the run call must carry it:
+#   carry ["native/runtime/resident/build"], then: bash /root/w/remote.sh 'bash scripts/gpu-visit-3.sh'
+set -uo pipefail
+OUT=${OUT:-/tmp/gpu-visit}
+mkdir -p "$OUT"
+for p in /opt/torch/.venv/bin/python3 python3; do command -v "$p" > /dev/null && { export DELTA_STUDIO_PYTHON=$p; break; }; done
+unset LD_LIBRARY_PATH
+T0=$(date +%s)
+timeout 60 node bin/delta-studio.js gpu > "$OUT/gpu.txt" 2>&1
+env NVIDIA_TF32_OVERRIDE=0 timeout 150 node --import tsx scripts/gpu-check.ts > "$OUT/gpu-check.log" 2>&1
+echo "gpu-check exit $? after $(($(date +%s) - T0)) s" > "$OUT/visit-3.txt"
+T1=$(date +%s)
+PICK=full-316m/delta-studio/fp32,full-316m/pytorch-peft/fp32
+timeout 200 node --import tsx bench/gpu.ts --warmup 2 --steps 6 --only full-316m --pick "$PICK" --resident on \
+  --log "$OUT/bench-runs-3.jsonl" > "$OUT/bench-gpu-3-full-resident.json" 2> "$OUT/bench-gpu-3-full-resident.err"
+echo "full, resident: exit $? after $(($(date +%s) - T1)) s" >> "$OUT/visit-3.txt"
+T2=$(date +%s)
+timeout 120 node --import tsx bench/gpu.ts --warmup 2 --steps 6 --only full-316m --pick full-316m/delta-studio/fp32 \
+  --resident off --log "$OUT/bench-runs-3.jsonl" > "$OUT/bench-gpu-3-full-host.json" 2> "$OUT/bench-gpu-3-full-host.err"
+echo "full, from the host: exit $? after $(($(date +%s) - T2)) s" >> "$OUT/visit-3.txt"
+T3=$(date +%s)
+PICK=lora-316m/delta-studio/fp16,lora-316m/pytorch-peft/bf16
+timeout 150 node --import tsx bench/gpu.ts --warmup 2 --steps 6 --only lora-316m --pick "$PICK" --resident on \
+  --log "$OUT/bench-runs-3.jsonl" > "$OUT/bench-gpu-3-lora.json" 2> "$OUT/bench-gpu-3-lora.err"
+echo "lora, resident: exit $? after $(($(date +%s) - T3)) s" >> "$OUT/visit-3.txt"
+cat "$OUT/visit-3.txt" "$OUT/gpu.txt"

@@ -3,7 +3,7 @@
 // the same to the bit — for one-graph steps, gradient accumulation, float16 activations with loss scaling, and a
 // resume from a checkpoint; what crosses to the host each step is only the loss and the gradient norm.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -12,6 +12,7 @@ import onnxProto from 'onnx-proto';
 import { reviews } from '../native/demo/corpus.js';
 import { TINY, buildTinyLm, permutationTask } from '../native/demo/tiny-lm.js';
 import { Rng } from '../native/rng.js';
+import { ortBinFolder } from '../native/runtime/providers.js';
 import { ResidentContext, residentSupport } from '../native/runtime/resident.js';
 import { ResidentStepRunner, openRunner } from '../native/train/resident-runner.js';
 import { StepRunner, type Runner } from '../native/train/runner.js';
@@ -82,6 +83,25 @@ test('a context: state read and replaced by runs, host outputs back, clear error
   );
   c.release();
   assert.throws(() => c.get('p'), /released/);
+});
+
+test('read back as on CUDA (through the identity graph): the same values, and the state marked as on the device', async () => {
+  const c = ResidentContext.create('cpu', {}, { readBack: 'identity' });
+  const s = c.open({ bytes: addModel(), inputs: [], weightBytes: 0 } as never);
+  c.set('p', { dtype: 'float32', shape: [3], data: Float32Array.of(1, 2, 3) });
+  assert.deepEqual(c.list(), [{ name: 'p', onDevice: false, bytes: 12 }]);
+  const x = { dtype: 'float32' as const, shape: [3], data: Float32Array.of(0.5, -2, 4) };
+  await c.run(s, { x }, { p: 'p' }, { p_out: 'p' }, []);
+  assert.deepEqual(c.list(), [{ name: 'p', onDevice: true, bytes: 12 }]);
+  const back = c.get('p');
+  assert.deepEqual([back.dtype, back.shape, Array.from(back.data as Float32Array)], ['float32', [3], [1.5, 0, 7]]);
+  c.release();
+});
+
+test('a CUDA context where the CUDA provider is missing: onnxruntime says so, nothing crashes', () => {
+  if (existsSync(join(ortBinFolder(), 'libonnxruntime_providers_cuda.so')))
+    assert.ok(ResidentContext.create('cuda'), 'the CUDA provider is installed here: the context is made');
+  else assert.throws(() => ResidentContext.create('cuda'), /libonnxruntime_providers_shared\.so|CUDA/);
 });
 
 async function tinySteps(runner: Runner, steps: number, accumulation: number) {

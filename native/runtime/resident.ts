@@ -131,13 +131,22 @@ export class ResidentContext {
     private readonly opts: SessionOptions,
   ) {}
 
-  static create(device: 'cpu' | 'cuda', opts: SessionOptions = {}): ResidentContext {
+  /**
+   * A context on `device`. `readBack: 'identity'` reads tensors back through the identity graph on the CPU too, as
+   * CUDA must (how the tests run that path without a GPU).
+   */
+  static create(
+    device: 'cpu' | 'cuda',
+    opts: SessionOptions = {},
+    how: { readBack?: 'direct' | 'identity' } = {},
+  ): ResidentContext {
     const support = residentSupport();
     if (!support.available || !addon?.ok) throw new Error(support.reason);
+    const identity = device === 'cuda' || how.readBack === 'identity';
     const handle = addon.addon.createContext({
       device,
       deviceId: 0,
-      ...(device === 'cuda' ? { identity: identityModel(), identityOptions: nativeOptions(device, {}) } : {}),
+      ...(identity ? { identity: identityModel(), identityOptions: nativeOptions(device, {}) } : {}),
     });
     return new ResidentContext(addon.addon, handle, device, opts);
   }

@@ -127,9 +127,9 @@ struct Context {
 std::string str(napi_env env, napi_value v) {
   size_t n = 0;
   NAPI_CALL(env, napi_get_value_string_utf8(env, v, nullptr, 0, &n));
-  std::string s(n, '\0');
-  NAPI_CALL(env, napi_get_value_string_utf8(env, v, s.data(), n + 1, &n));
-  return s;
+  std::vector<char> buf(n + 1);
+  NAPI_CALL(env, napi_get_value_string_utf8(env, v, buf.data(), buf.size(), &n));
+  return std::string(buf.data(), n);
 }
 
 napi_value prop(napi_env env, napi_value obj, const char* name) {

@@ -5,16 +5,13 @@
 // a conversation of two turns. Screenshots go to out/screenshots/ (10-chat.png is the one docs/screenshots shows).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Page } from 'playwright-core';
 import { qwenWithChatTemplate, writeConversations } from './support/chat.js';
 import { commitFolder, FakeHub, hubEnv } from './support/fake-hub.js';
 import { startUi, type UiSession } from './support/ui-session.js';
-
-const shots = join(fileURLToPath(new URL('..', import.meta.url)), 'out/screenshots');
 
 describe('the chat flow in the UI through delta-studio serve', () => {
   let ui: UiSession;
@@ -24,14 +21,8 @@ describe('the chat flow in the UI through delta-studio serve', () => {
   const ws = join(dir, 'workspace');
   const model = join(dir, 'qwen2-chat');
   const data = join(dir, 'conversations.jsonl');
-  const shot = (name: string) => page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
-  const go = async (screen: string) => {
-    await page.getByTestId(`nav-${screen}`).click();
-    await page.waitForFunction((s) => location.hash === `#/${s}`, screen);
-  };
 
   before(async () => {
-    mkdirSync(shots, { recursive: true });
     // The committed fixture has no template: the test's copy gets one.
     qwenWithChatTemplate(model);
     writeConversations(data);
@@ -61,7 +52,7 @@ describe('the chat flow in the UI through delta-studio serve', () => {
   });
 
   test('the wizard guesses a chat and shows the first conversation as the template writes it', async () => {
-    await go('datasets');
+    await ui.go('datasets');
     await page.getByTestId('dataset-path').fill(data);
     await page.getByTestId('dataset-preview').click();
     await page.getByTestId('preview-table').waitFor();
@@ -76,14 +67,14 @@ describe('the chat flow in the UI through delta-studio serve', () => {
     assert.deepEqual(await page.getByTestId('chat-assistant-part').allTextContents(), ['Paris.<|im_end|>']);
     await page.getByTestId('dataset-name').fill('greetings');
     await page.locator('input[type="number"]').first().fill('0'); // validation fraction: learn all three
-    await shot('10-chat-dataset');
+    await ui.shot('10-chat-dataset');
     await page.getByTestId('dataset-import').click();
     await page.getByTestId('chat-turns').waitFor();
     assert.match((await page.getByTestId('chat-turns').textContent())!, /1–2/);
   });
 
   test('a LoRA run on the assistant turns finishes', async () => {
-    await go('new-run');
+    await ui.go('new-run');
     await page.getByTestId('run-method').selectOption('lora-r8');
     await page.getByTestId('field-epochs').fill('100');
     await page.getByTestId('field-lr').fill('0.05');
@@ -99,7 +90,7 @@ describe('the chat flow in the UI through delta-studio serve', () => {
   });
 
   test('the chat playground: base and base + plugin side by side, streamed, multi-turn', async () => {
-    await go('playground');
+    await ui.go('playground');
     await page.getByTestId('chat-panel').waitFor();
     await page.getByTestId('playground-plugin').first().check();
     await page.getByTestId('chat-max-new-tokens').fill('24'); // the untrained base rambles
@@ -138,6 +129,6 @@ describe('the chat flow in the UI through delta-studio serve', () => {
       assert.equal(await page.getByTestId('chat-reply-plugins').nth(i).textContent(), reply);
     }
     assert.match((await page.getByTestId('chat-template-used').textContent())!, /default \(tokenizer_config\.json\)/);
-    await shot('10-chat');
+    await ui.shot('10-chat');
   });
 });

@@ -5,7 +5,7 @@
 // Range for the rest → the model is listed, read in place from the Hugging Face cache.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { lstatSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,7 +15,6 @@ import { commitFolder, FakeHub, hubEnv } from './support/fake-hub.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const backbone = join(root, 'native/demo/backbone');
-const shots = join(root, 'out/screenshots');
 const WEIGHTS = 'model.safetensors';
 
 describe('Download from Hugging Face through delta-studio serve', () => {
@@ -29,7 +28,6 @@ describe('Download from Hugging Face through delta-studio serve', () => {
   const hfHome = join(dir, 'hf');
 
   before(async () => {
-    mkdirSync(shots, { recursive: true });
     hub = await new FakeHub().start();
     commitFolder(hub, 'tiny/backbone', backbone);
     const config = join(dir, 'config');
@@ -70,8 +68,7 @@ describe('Download from Hugging Face through delta-studio serve', () => {
       await page.getByTestId('hub-file').evaluateAll((rows) => rows.map((r) => (r as HTMLElement).dataset.state)),
       ['done', 'done', 'done', 'done', 'downloading'],
     );
-    const shot = join(shots, '09-hub-download.png');
-    await page.screenshot({ path: shot, fullPage: true });
+    await ui.shot('09-hub-download');
 
     // Lost three times: the error says what is kept and that the same download continues.
     const error = page.getByTestId('hub-error');

@@ -4,7 +4,7 @@
 // plot; the playground answers base vs base + plugin. Screenshots of every screen go to out/screenshots/.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { Workspace } from '../native/store/workspace.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,7 +14,6 @@ import { startUi, type UiSession } from './support/ui-session.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const demo = join(root, 'native/demo');
-const shots = join(root, 'out/screenshots');
 
 describe('the UI through delta-studio serve', () => {
   let ui: UiSession;
@@ -23,14 +22,8 @@ describe('the UI through delta-studio serve', () => {
   let token = '';
   const dir = mkdtempSync(join(tmpdir(), 'ds-e2e-'));
   const ws = join(dir, 'workspace');
-  const shot = (name: string) => page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
-  const go = async (screen: string) => {
-    await page.getByTestId(`nav-${screen}`).click();
-    await page.waitForFunction((s) => location.hash === `#/${s}`, screen);
-  };
 
   before(async () => {
-    mkdirSync(shots, { recursive: true });
     ui = await startUi(['--allow', dir, '--allow', demo], {
       ...process.env,
       XDG_CONFIG_HOME: join(dir, 'config'),
@@ -53,7 +46,7 @@ describe('the UI through delta-studio serve', () => {
     assert.equal(res.status, 401);
     await page.goto(`${url}/?token=${token}`);
     await page.getByTestId('workspace-path').waitFor();
-    await shot('01-workspaces');
+    await ui.shot('01-workspaces');
   });
 
   test('create a workspace, import the demo model and dataset', async () => {
@@ -61,11 +54,11 @@ describe('the UI through delta-studio serve', () => {
     await page.getByTestId('workspace-create').click();
     // Opening a workspace moves on to the models screen; the workspaces screen then names it.
     await page.waitForFunction(() => location.hash === '#/models');
-    await go('workspaces');
+    await ui.go('workspaces');
     assert.equal(await page.getByTestId('workspace-current').textContent(), ws);
     assert.ok(existsSync(join(ws, 'workspace.db')));
 
-    await go('models');
+    await ui.go('models');
     await page.getByTestId('model-path').fill(join(demo, 'backbone'));
     await page.getByTestId('model-import-submit').click();
     await page.getByTestId('model-item').first().click();
@@ -77,9 +70,9 @@ describe('the UI through delta-studio serve', () => {
         document.querySelectorAll('[data-testid="module-tree"] .delta, [data-testid="module-tree"] [data-delta]')
           .length > 0 || /lora/i.test(document.querySelector('[data-testid="module-tree"]')?.textContent ?? ''),
     );
-    await shot('02-models');
+    await ui.shot('02-models');
 
-    await go('datasets');
+    await ui.go('datasets');
     await page.getByTestId('dataset-path').fill(join(demo, 'reviews-train.csv'));
     await page.getByTestId('dataset-preview').click();
     await page.getByTestId('preview-table').waitFor();
@@ -87,11 +80,11 @@ describe('the UI through delta-studio serve', () => {
     await page.getByTestId('dataset-task').selectOption('classification');
     await page.getByTestId('dataset-import').click();
     await page.getByTestId('label-bars').waitFor();
-    await shot('03-datasets');
+    await ui.shot('03-datasets');
   });
 
   test('a LoRA run: estimate, live chart points, finished, plugin v1, PEFT export on disk', async () => {
-    await go('new-run');
+    await ui.go('new-run');
     await page.getByTestId('run-method').selectOption('lora-r8');
     await page.getByTestId('field-maxSteps').fill('30');
     await page.getByTestId('field-maxLength').fill('32');
@@ -99,7 +92,7 @@ describe('the UI through delta-studio serve', () => {
     await page.getByTestId('run-estimate').click();
     await page.getByTestId('estimate-trainable').waitFor();
     assert.match((await page.getByTestId('estimate-trainable').textContent())!, /14[,.]?592/);
-    await shot('04-new-run');
+    await ui.shot('04-new-run');
     await page.getByTestId('run-start').click();
     await page.getByTestId('run-view').waitFor();
     const chart = page.getByTestId('loss-chart');
@@ -115,9 +108,9 @@ describe('the UI through delta-studio serve', () => {
       Number(await chart.getAttribute('data-points')) >= 20,
       `loss chart points: ${await chart.getAttribute('data-points')}`,
     );
-    await shot('05-run');
+    await ui.shot('05-run');
 
-    await go('plugins');
+    await ui.go('plugins');
     await page.getByTestId('plugin-item').first().click();
     await page.getByTestId('plugin-detail').waitFor();
     assert.match((await page.getByTestId('plugin-version').textContent())!, /v1/);
@@ -128,11 +121,11 @@ describe('the UI through delta-studio serve', () => {
     assert.ok(peft, `a PEFT export in ${exportsDir}: ${readdirSync(exportsDir).join(', ')}`);
     assert.ok(existsSync(join(exportsDir, peft, 'adapter_config.json')));
     assert.ok(existsSync(join(exportsDir, peft, 'adapter_model.safetensors')));
-    await shot('06-plugins');
+    await ui.shot('06-plugins');
   });
 
   test('a sweep of two methods shows both points on the scatter plot', async () => {
-    await go('compare');
+    await ui.go('compare');
     for (const id of ['lora-r8', 'ia3', 'bitfit']) {
       const box = page.getByTestId(`sweep-method-${id}`);
       if ((await box.isChecked()) !== (id !== 'ia3')) await box.click();
@@ -151,11 +144,11 @@ describe('the UI through delta-studio serve', () => {
     await page.waitForFunction(
       () => Number(document.querySelector('[data-testid="sweep-scatter"]')?.getAttribute('data-points') ?? 0) === 2,
     );
-    await shot('07-compare');
+    await ui.shot('07-compare');
   });
 
   test('the playground shows base and base + plugin side by side', async () => {
-    await go('playground');
+    await ui.go('playground');
     await page.getByTestId('playground-plugin').first().check();
     await page.getByTestId('playground-input').fill('a superb, wonderful film');
     await page.getByTestId('playground-run').click();
@@ -163,11 +156,11 @@ describe('the UI through delta-studio serve', () => {
     await page.waitForFunction(() =>
       /positive|negative/.test(document.querySelector('[data-testid="prediction-plugins"]')?.textContent ?? ''),
     );
-    await shot('08-playground');
+    await ui.shot('08-playground');
   });
 
   test('runs screen after a reload still shows the finished run and its chart', async () => {
-    await go('runs');
+    await ui.go('runs');
     await page.reload();
     await page.getByTestId('run-item').first().click();
     await page.waitForFunction(() => document.querySelector('[data-testid="run-status"]')?.textContent === 'finished');
@@ -179,7 +172,7 @@ describe('the UI through delta-studio serve', () => {
       /status finished; plugin \S+@\d/.test(document.querySelector('[data-testid="run-logs"]')?.textContent ?? ''),
     );
     await page.locator('summary', { hasText: 'Logs' }).click();
-    await shot('09-runs-after-reload');
+    await ui.shot('09-runs-after-reload');
   });
 
   test('opening a damaged workspace offers the workspace check, which reports the damage', async () => {
@@ -190,13 +183,13 @@ describe('the UI through delta-studio serve', () => {
     bytes.fill(0x41, 4096, 12288);
     writeFileSync(db, bytes);
     rmSync(`${db}-wal`, { force: true });
-    await go('workspaces');
+    await ui.go('workspaces');
     await page.getByTestId('workspace-path').fill(broken);
     await page.getByTestId('workspace-open').click();
     await page.getByTestId('workspace-check-damaged').click();
     await page.getByTestId('check-report').waitFor();
     assert.match((await page.getByTestId('check-report').textContent())!, /problem/);
-    await shot('10-damaged-workspace');
+    await ui.shot('10-damaged-workspace');
   });
 
   test('the screens are reachable from the keyboard', async () => {

@@ -58,16 +58,23 @@ export function nvidiaGpuPresent(): boolean {
   );
 }
 
-function tinyModel(): Uint8Array {
+/**
+ * A graph of one float32 node x → y (ONNX bytes): `shape` fixes the tensors' shape, else any shape goes (the probe
+ * session here; the resident addon's read-back graph).
+ */
+export function oneNodeModel(opType: string, shape?: number[]): Uint8Array {
   const { onnx } = onnxProto;
+  const type = {
+    tensorType: { elemType: 1, ...(shape ? { shape: { dim: shape.map((dimValue) => ({ dimValue })) } } : {}) },
+  };
   return onnx.ModelProto.encode({
     irVersion: 9,
     opsetImport: [{ domain: '', version: 20 }],
     graph: {
-      name: 'probe',
-      node: [{ opType: 'Relu', input: ['x'], output: ['y'] }],
-      input: [{ name: 'x', type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: 1 }] } } } }],
-      output: [{ name: 'y', type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: 1 }] } } } }],
+      name: opType.toLowerCase(),
+      node: [{ opType, input: ['x'], output: ['y'] }],
+      input: [{ name: 'x', type }],
+      output: [{ name: 'y', type }],
     },
   }).finish();
 }
@@ -104,7 +111,10 @@ export function cudaStatus(): Promise<CudaStatus> {
     const libraries = findCudaLibraries();
     const preload = preloadCudaLibraries(libraries);
     try {
-      const s = await ort.InferenceSession.create(tinyModel(), { executionProviders: ['cuda'], logSeverityLevel: 3 });
+      const s = await ort.InferenceSession.create(oneNodeModel('Relu', [1]), {
+        executionProviders: ['cuda'],
+        logSeverityLevel: 3,
+      });
       await s.release();
       return { usable: true, gpu, providerFiles, providerFolder, libraries };
     } catch (e) {

@@ -7,10 +7,9 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import onnxProto from 'onnx-proto';
 import type { HostTensor } from '../onnx/graph.js';
 import type { SerializedModel } from '../onnx/serialize.js';
-import { ortBinFolder } from './providers.js';
+import { oneNodeModel, ortBinFolder } from './providers.js';
 import { cudaProviderOptions, ortSessionOptions, type SessionOptions } from './session.js';
 
 /** Where `npm install` (build/build-native.mjs) puts the addon; DELTA_STUDIO_RESIDENT_ADDON names another. */
@@ -92,21 +91,6 @@ export function residentSupport(): { available: boolean; reason?: string; versio
   return addon.ok ? { available: true, version: addon.version } : { available: false, reason: addon.reason };
 }
 
-/** A graph that copies a float32 tensor of any shape: how a tensor in CUDA memory is read back. */
-function identityModel(): Uint8Array {
-  const { onnx } = onnxProto;
-  return onnx.ModelProto.encode({
-    irVersion: 9,
-    opsetImport: [{ domain: '', version: 20 }],
-    graph: {
-      name: 'read-back',
-      node: [{ opType: 'Identity', input: ['x'], output: ['y'] }],
-      input: [{ name: 'x', type: { tensorType: { elemType: 1 } } }],
-      output: [{ name: 'y', type: { tensorType: { elemType: 1 } } }],
-    },
-  }).finish();
-}
-
 function nativeOptions(device: 'cpu' | 'cuda', opts: SessionOptions, model?: SerializedModel): NativeOptions {
   // The same choices as a session of onnxruntime-node (ortSessionOptions), so both paths compute alike.
   const o = ortSessionOptions(device, opts, model ?? { externalFolder: undefined, weightBytes: 0 });
@@ -146,7 +130,7 @@ export class ResidentContext {
     const handle = addon.addon.createContext({
       device,
       deviceId: 0,
-      ...(identity ? { identity: identityModel(), identityOptions: nativeOptions(device, {}) } : {}),
+      ...(identity ? { identity: oneNodeModel('Identity'), identityOptions: nativeOptions(device, {}) } : {}),
     });
     return new ResidentContext(addon.addon, handle, device, opts);
   }

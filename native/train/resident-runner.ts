@@ -6,7 +6,15 @@ import type { HostTensor } from '../onnx/graph.js';
 import { serialize } from '../onnx/serialize.js';
 import { ResidentContext, residentSupport } from '../runtime/resident.js';
 import type { SessionOptions } from '../runtime/session.js';
-import { ScaledSteps, StepRunner, zerosLike, type Runner, type RunnerOptions, type StepResult } from './runner.js';
+import {
+  ScaledSteps,
+  StepRunner,
+  zerosLike,
+  type Runner,
+  type RunnerOptions,
+  type RunnerState,
+  type StepResult,
+} from './runner.js';
 import { names, type TrainStepGraphs } from './step.js';
 
 /** State names: parameters by their own name, moments and gradient sums by their graph inputs' names. */
@@ -117,12 +125,7 @@ export class ResidentStepRunner extends ScaledSteps implements Runner {
     return this.settle(t, gradNorm) ? { loss, gradNorm, skipped: true } : { loss, gradNorm };
   }
 
-  restore(state: {
-    step: number;
-    params: Record<string, HostTensor>;
-    m: Record<string, HostTensor>;
-    v: Record<string, HostTensor>;
-  }): void {
+  restore(state: RunnerState): void {
     for (const p of this.graphs.trainable)
       for (const [what, src, name] of [
         ['parameter', state.params, p],

@@ -32,6 +32,14 @@ export const zerosLike = (t: HostTensor): HostTensor => ({
 const scalarF = (v: number): HostTensor => ({ dtype: 'float32', shape: [], data: Float32Array.of(v) });
 const scalarI = (v: number): HostTensor => ({ dtype: 'int64', shape: [], data: BigInt64Array.of(BigInt(v)) });
 
+/** A runner's state as a checkpoint holds it: the step count, parameters and AdamW's moments. */
+export interface RunnerState {
+  step: number;
+  params: Record<string, HostTensor>;
+  m: Record<string, HostTensor>;
+  v: Record<string, HostTensor>;
+}
+
 /** What the trainer asks of a runner, wherever it keeps the state. */
 export interface Runner {
   t: number;
@@ -43,12 +51,7 @@ export interface Runner {
   readonly m: Record<string, HostTensor>;
   readonly v: Record<string, HostTensor>;
   step(microBatches: Record<string, HostTensor>[], lr: number, dropoutSeed?: number): Promise<StepResult>;
-  restore(state: {
-    step: number;
-    params: Record<string, HostTensor>;
-    m: Record<string, HostTensor>;
-    v: Record<string, HostTensor>;
-  }): void;
+  restore(state: RunnerState): void;
   release(): Promise<void>;
 }
 
@@ -192,12 +195,7 @@ export class StepRunner extends ScaledSteps implements Runner {
   }
 
   /** Continues from a checkpoint: parameters, moments and the step count (the schedule and bias correction). */
-  restore(state: {
-    step: number;
-    params: Record<string, HostTensor>;
-    m: Record<string, HostTensor>;
-    v: Record<string, HostTensor>;
-  }): void {
+  restore(state: RunnerState): void {
     for (const p of this.graphs.trainable) {
       for (const [what, src, dst] of [
         ['parameter', state.params, this.params],

@@ -21,7 +21,7 @@ import { makeCollator, type Collator, type Example } from './collate.js';
 import { withoutDropout } from './dropout.js';
 import { Generator } from './generate.js';
 import { accuracy, macroF1, mcc, pearson, perplexity, spearman } from './metrics.js';
-import { StepRunner, type Runner } from './runner.js';
+import { StepRunner, type Runner, type RunnerState } from './runner.js';
 import { openRunner, type Residency } from './resident-runner.js';
 import { lrAt, type ScheduleKind } from './schedule.js';
 import { buildTrainStep, recomputeFor } from './step.js';
@@ -372,7 +372,7 @@ export async function train(
 /** The step `taken` by `runner` from `before`, taken again by `shadow` from the same state, and the two compared. */
 export async function shadowStep(
   shadow: StepRunner,
-  before: Parameters<StepRunner['restore']>[0],
+  before: RunnerState,
   runner: Runner,
   micro: Record<string, HostTensor>[],
   lr: number,

@@ -2,19 +2,25 @@
 // line) and a page of Debian's Chromium through playwright-core; close() ends both.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const CHROMIUM = '/usr/bin/chromium';
+/** Where the end-to-end tests' screenshots go (docs/screenshots holds the chosen ones). */
+export const SHOTS = join(root, 'out/screenshots');
 
 export interface UiSession {
   page: Page;
   /** The server's address, without the token or a trailing slash. */
   url: string;
   token: string;
+  /** Clicks a screen's entry in the navigation and waits for its route (#/screen). */
+  go(screen: string): Promise<void>;
+  /** A full-page screenshot into out/screenshots/<name>.png (the folder made if need be). */
+  shot(name: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -63,7 +69,15 @@ export async function startUi(serveArgs: string[], env: NodeJS.ProcessEnv): Prom
     });
     const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
     page.setDefaultTimeout(60_000);
-    return { page, url: info.url.replace(/\?.*$/, '').replace(/\/$/, ''), token: info.token, close };
+    const go = async (screen: string): Promise<void> => {
+      await page.getByTestId(`nav-${screen}`).click();
+      await page.waitForFunction((s) => location.hash === `#/${s}`, screen);
+    };
+    const shot = async (name: string): Promise<void> => {
+      mkdirSync(SHOTS, { recursive: true });
+      await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+    };
+    return { page, url: info.url.replace(/\?.*$/, '').replace(/\/$/, ''), token: info.token, go, shot, close };
   } catch (e) {
     await close();
     throw e;

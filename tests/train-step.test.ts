@@ -122,6 +122,38 @@ describe('training step graph: clipping and AdamW', () => {
     await runner.release();
   });
 
+  test('parameters that share a weight decay are updated as one flat vector, with the same result', async () => {
+    const { g, loss, W0, b0 } = problem();
+    const graphs = buildTrainStep({
+      forward: g,
+      loss,
+      trainable: ['W', 'b'],
+      optimizer: { ...cfg, groups: [{ pattern: '^b$', weightDecay: 0.1 }] },
+    });
+    // One bucket: concatenated in, one update, split back out (a Split for the parameters and each moment).
+    const optimizer = graphs.step!.nodes.filter((n) => n.name.startsWith('optimizer/'));
+    assert.equal(optimizer.filter((n) => n.op === 'Split').length, 3);
+    assert.equal(optimizer.filter((n) => n.op === 'ReduceSumSquare').length, 1);
+    const runner = await StepRunner.open(
+      graphs,
+      {
+        W: { dtype: 'float32', shape: [I, O], data: Float32Array.from(W0) },
+        b: { dtype: 'float32', shape: [O], data: Float32Array.from(b0) },
+      },
+      { inWorker: false },
+    );
+    const bs = [1, 2, 3, 4, 5].map((s) => [batch(s)]);
+    const norms: number[] = [];
+    for (const b of bs) norms.push((await runner.step([feeds(b[0])], 0.05)).gradNorm);
+    const ref = reference(W0, b0, bs, 0.05, cfg, 0.1);
+    close(runner.params.W.data as Float32Array, ref.W, 2e-6, 'W');
+    close(runner.params.b.data as Float32Array, ref.b, 2e-6, 'b');
+    assert.deepEqual(runner.params.W.shape, [I, O]);
+    assert.deepEqual(runner.m.b.shape, [O]);
+    close(norms, ref.norms, 1e-5, 'grad norm');
+    await runner.release();
+  });
+
   test("decay groups: the first matching pattern sets a parameter's weight decay", () => {
     const { g, loss } = problem();
     const graphs = buildTrainStep({

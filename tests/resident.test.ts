@@ -74,9 +74,14 @@ test('a context: state read and replaced by runs, host outputs back, clear error
     /p: 12 bytes of data for 16 bytes of float32/,
   );
   await assert.rejects(
-    c.run(s, { x: { dtype: 'float32', shape: [4], data: new Float32Array(4) } }, { p: 'p' }, {}, ['total']),
+    c.run(s, { x: { dtype: 'float32', shape: [4], data: new Float32Array(4) } }, { p: 'p' }, { p_out: 'p' }, []),
     /x|dimension|shape/i,
   );
+  assert.throws(() => c.run(s, { y: x }, { p: 'p' }, {}, []), /y/);
+  // A failed run replaces nothing, and the context goes on.
+  assert.deepEqual(Array.from(c.get('p').data as Float32Array), [31, 62, 93]);
+  const after = await c.run(s, { x }, { p: 'p' }, {}, ['total']);
+  assert.deepEqual(Array.from(after.total.data as Float32Array), [246]);
   assert.throws(
     () => c.open({ bytes: Uint8Array.of(1, 2, 3), inputs: [], weightBytes: 0 } as never),
     /protobuf|model/i,

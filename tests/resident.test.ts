@@ -19,6 +19,9 @@ import { StepRunner, type Runner } from '../native/train/runner.js';
 import { buildTrainStep } from '../native/train/step.js';
 import { train } from '../native/train/trainer.js';
 
+/** Whether onnxruntime's CUDA provider is installed here (it is not on CI). */
+const cudaProvider = existsSync(join(ortBinFolder(), 'libonnxruntime_providers_cuda.so'));
+
 test('the addon is built and loads the onnxruntime that onnxruntime-node uses', () => {
   const s = residentSupport();
   assert.equal(s.available, true, s.reason);
@@ -104,10 +107,36 @@ test('read back as on CUDA (through the identity graph): the same values, and th
 });
 
 test('a CUDA context where the CUDA provider is missing: onnxruntime says so, nothing crashes', () => {
-  if (existsSync(join(ortBinFolder(), 'libonnxruntime_providers_cuda.so')))
+  if (cudaProvider)
     assert.ok(ResidentContext.create('cuda'), 'the CUDA provider is installed here: the context is made');
   else assert.throws(() => ResidentContext.create('cuda'), /libonnxruntime_providers_shared\.so|CUDA/);
 });
+
+test(
+  "'auto' on CUDA: a resident runner that cannot start gives way to the host path, saying why",
+  // Where the provider is installed nothing fails to start: the test is reported skipped there, not passed.
+  { skip: cudaProvider && 'the CUDA provider is installed here' },
+  async () => {
+    const m = buildTinyLm(TINY);
+    const graphs = buildTrainStep({ forward: m.graph, loss: m.loss, trainable: m.trainable });
+    const said: string[] = [];
+    const write = process.stderr.write.bind(process.stderr);
+    process.stderr.write = ((chunk: string) => (said.push(String(chunk)), true)) as typeof process.stderr.write;
+    try {
+      // The host path then asks for CUDA too, and says it cannot be used here.
+      await assert.rejects(
+        openRunner(graphs, m.weights, 'cuda', { resident: 'auto', inWorker: false }),
+        /CUDA was requested but cannot be used/,
+      );
+    } finally {
+      process.stderr.write = write;
+    }
+    assert.match(
+      said.join(''),
+      /state on the device could not start \(.*libonnxruntime_providers_shared.*\); it is fed from the host/,
+    );
+  },
+);
 
 async function tinySteps(runner: Runner, steps: number, accumulation: number) {
   const task = permutationTask(TINY, 5);

@@ -162,7 +162,16 @@ export async function openRunner(
   const want = opts.resident ?? 'auto';
   const support = residentSupport();
   if (want === 'on' && !support.available) throw new Error(`resident state was asked for: ${support.reason}`);
-  if (want === 'on' || (want === 'auto' && device === 'cuda' && support.available))
-    return ResidentStepRunner.open(graphs, initial, device === 'cuda' ? 'cuda' : 'cpu', opts.session);
+  if (want === 'on') return ResidentStepRunner.open(graphs, initial, device === 'cuda' ? 'cuda' : 'cpu', opts.session);
+  if (want === 'auto' && device === 'cuda' && support.available) {
+    try {
+      return ResidentStepRunner.open(graphs, initial, 'cuda', opts.session);
+    } catch (e) {
+      // The host path trains as well, only slower: say why once, and go on.
+      process.stderr.write(
+        `state on the device could not start (${(e as Error).message.trim()}); it is fed from the host\n`,
+      );
+    }
+  }
   return StepRunner.open(graphs, initial, { ...opts, session: { ...opts.session, device } });
 }

@@ -5,13 +5,17 @@
 #   2. full fine-tuning of the 316M in float32 with the state on the device, against the same with it fed from the
 #      host, and PyTorch float32 (goal: ≥ 50% of PyTorch's tokens/s);
 #   3. LoRA 316M in mixed precision with the state on the device against PyTorch + PEFT bf16.
-# The addon is built here (npm install); it is ignored by git, so the run call must carry it:
-#   carry ["native/runtime/resident/build"], then: bash /root/w/remote.sh 'bash scripts/gpu-visit-3.sh'
+# Two calls, each under the 600 s a call may take: `bash scripts/gpu-visit-3.sh 1` (gpu-check, full fine-tuning with
+# the state on the device and PyTorch fp32) then `… 2` (full fine-tuning from the host, LoRA on the device, profiled).
+# The addon is built here (npm install); it is ignored by git, so each run call must carry it:
+#   carry ["native/runtime/resident/build"], then: bash /root/w/remote.sh 'bash scripts/gpu-visit-3.sh 1'
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu-visit}
 mkdir -p "$OUT"
 for p in /opt/torch/.venv/bin/python3 python3; do command -v "$p" > /dev/null && { export DELTA_STUDIO_PYTHON=$p; break; }; done
 unset LD_LIBRARY_PATH
+PHASE=${1:-1}
+if [ "$PHASE" = 1 ]; then
 T0=$(date +%s)
 timeout 60 node bin/delta-studio.js gpu > "$OUT/gpu.txt" 2>&1
 env NVIDIA_TF32_OVERRIDE=0 timeout 150 node --import tsx scripts/gpu-check.ts > "$OUT/gpu-check.log" 2>&1
@@ -21,6 +25,9 @@ PICK=full-316m/delta-studio/fp32,full-316m/pytorch-peft/fp32
 timeout 200 node --import tsx bench/gpu.ts --warmup 2 --steps 6 --only full-316m --pick "$PICK" --resident on \
   --log "$OUT/bench-runs-3.jsonl" > "$OUT/bench-gpu-3-full-resident.json" 2> "$OUT/bench-gpu-3-full-resident.err"
 echo "full, resident: exit $? after $(($(date +%s) - T1)) s" >> "$OUT/visit-3.txt"
+cat "$OUT/visit-3.txt" "$OUT/gpu.txt"
+exit 0
+fi
 T2=$(date +%s)
 timeout 120 node --import tsx bench/gpu.ts --warmup 2 --steps 6 --only full-316m --pick full-316m/delta-studio/fp32 \
   --resident off --log "$OUT/bench-runs-3.jsonl" > "$OUT/bench-gpu-3-full-host.json" 2> "$OUT/bench-gpu-3-full-host.err"
@@ -30,4 +37,10 @@ PICK=lora-316m/delta-studio/fp16,lora-316m/pytorch-peft/bf16
 timeout 150 node --import tsx bench/gpu.ts --warmup 2 --steps 6 --only lora-316m --pick "$PICK" --resident on \
   --log "$OUT/bench-runs-3.jsonl" > "$OUT/bench-gpu-3-lora.json" 2> "$OUT/bench-gpu-3-lora.err"
 echo "lora, resident: exit $? after $(($(date +%s) - T3)) s" >> "$OUT/visit-3.txt"
-cat "$OUT/visit-3.txt" "$OUT/gpu.txt"
+T4=$(date +%s)
+mkdir -p "$OUT/profile"
+timeout 100 node --import tsx bench/gpu.ts --warmup 2 --steps 4 --only lora-316m --pick lora-316m/delta-studio/fp16 \
+  --resident on --profile "$OUT/profile" > "$OUT/bench-gpu-3-lora-profile.json" 2> "$OUT/bench-gpu-3-lora-profile.err"
+echo "lora, resident, profiled: exit $? after $(($(date +%s) - T4)) s" >> "$OUT/visit-3.txt"
+rm -rf "$OUT/profile"
+cat "$OUT/visit-3.txt"

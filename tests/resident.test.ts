@@ -231,7 +231,23 @@ test('train with resident state: the same losses, metrics and delta file as with
     return { losses, metrics: r.metrics, delta };
   };
   const host = await run('off');
-  const resident = await run('on');
+  // The state crosses to the host only when something needs it (evaluation, the saved delta), not every step.
+  const getter = Object.getOwnPropertyDescriptor(ResidentStepRunner.prototype, 'params')!;
+  let reads = 0;
+  Object.defineProperty(ResidentStepRunner.prototype, 'params', {
+    ...getter,
+    get(this: ResidentStepRunner) {
+      reads++;
+      return getter.get!.call(this);
+    },
+  });
+  let resident: Awaited<ReturnType<typeof run>>;
+  try {
+    resident = await run('on');
+  } finally {
+    Object.defineProperty(ResidentStepRunner.prototype, 'params', getter);
+  }
+  assert.ok(reads > 0 && reads < 6, `the parameters were read ${reads} times in 6 steps`);
   assert.equal(resident.losses.length, 6);
   assert.deepEqual(resident.losses, host.losses);
   assert.deepEqual(resident.metrics, host.metrics);

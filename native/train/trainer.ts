@@ -278,10 +278,13 @@ export async function train(
       while (micro.length < acc) micro.push(micro[micro.length - 1]); // a short last step repeats its last micro-batch
       const step = runner.t + 1;
       const lr = lrAt(schedule, step);
-      const before = { step: runner.t, params: { ...runner.params }, m: { ...runner.m }, v: { ...runner.v } };
+      // Only a shadowed run reads the state before the step: a resident runner copies it off the device to do so.
+      const before = shadow
+        ? { step: runner.t, params: { ...runner.params }, m: { ...runner.m }, v: { ...runner.v } }
+        : null;
       const r = await runner.step(micro, lr, seedOf(step));
       const shadowed =
-        shadow && !r.skipped ? await shadowStep(shadow, before, runner, micro, lr, seedOf(step), r) : null;
+        shadow && before && !r.skipped ? await shadowStep(shadow, before, runner, micro, lr, seedOf(step), r) : null;
       // An overflow under loss scaling changed nothing and lowered the scale: the step is taken again on the next
       // batch, with the same learning rate (the schedule counts steps taken, not tried).
       if (r.skipped) continue;

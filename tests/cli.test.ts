@@ -290,21 +290,7 @@ test('predict --plugin: a classification plugin answers even when the bare base 
 test('flags as people type them: a negative value, method settings with --set, and the summary says what trained for how long', () => {
   const demo = fileURLToPath(new URL('../native/demo/', import.meta.url));
   const ws = mkdtempSync(join(tmpdir(), 'ds-flags-'));
-  const args = [
-    'train',
-    '--model',
-    join(demo, 'backbone'),
-    '--data',
-    join(demo, 'reviews-train.csv'),
-    '--max-steps',
-    '2',
-    '--max-length',
-    '16',
-    '--device',
-    'cpu',
-    '--workspace',
-    ws,
-  ];
+  const args = ['train', '--data', join(demo, 'reviews-train.csv'), ...tinyRun(ws)];
   const neg = spawnSync(process.execPath, [bin, ...args, '--lr', '-5'], { encoding: 'utf8' });
   assert.equal(neg.status, 1);
   assert.match(neg.stderr, /--lr must be greater than 0, got "-5"/);

@@ -127,6 +127,7 @@ function appendUpdate(
     // a dozen kernels per bucket rather than per tensor (LoRA on 24 layers has 96 tensors: on CUDA their kernels cost
     // more to launch than to run). Every element goes through the same operations as it would alone. A bucket holds
     // at most BUCKET elements, and a larger tensor is updated by itself: the flat copies stay small.
+    const count = (v: Value): number => (v.shape as number[]).reduce((a, b) => a * b, 1);
     const byDecay = new Map<number, Value[]>();
     for (const p of params) byDecay.set(decay[p.name], [...(byDecay.get(decay[p.name]) ?? []), p]);
     const groups: { wd: number; ps: Value[]; scope: string }[] = [];
@@ -139,10 +140,9 @@ function appendUpdate(
         size = 0;
       };
       for (const p of ps) {
-        const n = (p.shape as number[]).reduce((a, b) => a * b, 1);
-        if (size + n > BUCKET) close();
+        if (size + count(p) > BUCKET) close();
         bucket.push(p);
-        size += n;
+        size += count(p);
       }
       close();
     }
@@ -198,7 +198,7 @@ function appendUpdate(
         // Back to one tensor a parameter.
         const unflat = (x: Value): Value[] => {
           if (ps.length === 1) return [x];
-          const sizes = ps.map((q) => (q.shape as number[]).reduce((a, b) => a * b, 1));
+          const sizes = ps.map(count);
           const parts = g.op(
             'Split',
             [x, g.constant(sizes, 'int64', [sizes.length])],

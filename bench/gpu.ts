@@ -6,8 +6,8 @@
 //   what its backward pass recomputes (default: buildTrainStep's), --mem-pattern turns onnxruntime's memory pattern on
 //   (off by default on CUDA), --profile DIR adds onnxruntime's kernel time per op type, --resident on|off keeps
 //   parameters and AdamW state on the device or feeds them from the host (default: on the device on CUDA where the
-//   resident-state addon is built); PyTorch + PEFT with bf16
-//   autocast and in fp32,
+//   resident-state addon is built), --attention fused|explicit builds self-attention as one fused node (flash
+//   attention on CUDA) or as nodes (default: fused on CUDA); PyTorch + PEFT with bf16 autocast and in fp32,
 //   where a Python with torch and peft is found ($DELTA_STUDIO_PYTHON, else python3).
 //   tokens/s after warm-up steps; peak GPU memory of each run's process, polled from nvidia-smi.
 //
@@ -39,6 +39,8 @@ interface RunSpec {
   profile?: string;
   /** Parameters and optimizer state on the device (--resident on|off; default auto: on CUDA where the addon is built). */
   resident?: 'auto' | 'on' | 'off';
+  /** Self-attention fused or explicit (--attention fused|explicit; default auto: fused on CUDA). */
+  attention?: 'auto' | 'fused' | 'explicit';
 }
 interface RunResult extends RunSpec {
   tokens_per_sec?: number;
@@ -93,7 +95,7 @@ function profileByOp(dir: string, prefix: string, steps: number): Record<string,
 
 async function worker(spec: RunSpec & { dir: string; device: 'cpu' | 'cuda'; warmup: number; steps: number }) {
   const { loadWithDeltas } = await import('../native/delta/index.js');
-  const { buildTrainStep, recomputeFor } = await import('../native/train/step.js');
+  const { attentionFor, buildTrainStep, recomputeFor } = await import('../native/train/step.js');
   const { openRunner, ResidentStepRunner } = await import('../native/train/resident-runner.js');
   const { Rng } = await import('../native/rng.js');
   const deltas =
@@ -102,7 +104,11 @@ async function worker(spec: RunSpec & { dir: string; device: 'cpu' | 'cuda'; war
       : [{ method: 'full' }];
   const { model, applied } = loadWithDeltas(
     spec.dir,
-    { task: 'causal-lm', precision: spec.precision === 'fp16' ? 'float16' : 'float32' },
+    {
+      task: 'causal-lm',
+      precision: spec.precision === 'fp16' ? 'float16' : 'float32',
+      attention: attentionFor(spec.device, spec.attention),
+    },
     deltas as never,
     1,
   );
@@ -158,6 +164,7 @@ async function worker(spec: RunSpec & { dir: string; device: 'cpu' | 'cuda'; war
     device,
     // Parameters and AdamW state kept on the device between steps (the resident-state addon), or fed from the host.
     state: resident ? 'on the device' : 'from the host',
+    attention: model.fusedAttention ? 'fused' : 'explicit',
     peak_rss_mib: (process.resourceUsage().maxRSS * 1024) / 2 ** 20,
     implementation: `Delta Studio (onnxruntime ${ortVersion()})`,
   };
@@ -344,6 +351,7 @@ async function main(): Promise<void> {
         ...(recompute ? { recompute: recompute === 'none' ? [] : recompute.split(',') } : {}),
         ...(flag('mem-pattern') ? { memPattern: true } : {}),
         ...(opt('resident') ? { resident: opt('resident') as 'auto' | 'on' | 'off' } : {}),
+        ...(opt('attention') ? { attention: opt('attention') as 'auto' | 'fused' | 'explicit' } : {}),
         ...(opt('profile') ? { profile: opt('profile') } : {}),
       };
       if (!picked(spec)) continue;

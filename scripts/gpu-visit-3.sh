@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The next visit (prepared 2026-12-04, in a session without a GPU): state on the device and the kernels' agreement.
+# The next visit (prepared 2026-12-04, in sessions without a GPU): state on the device, fused attention, agreement.
 #   1. the resident-state addon loads the CUDA provider's onnxruntime (doctor --json: device_state), and
 #      gpu-check's step agreement: each CUDA step taken again on the CPU from the same state (TF32 off);
-#   2. full fine-tuning of the 316M in float32 with the state on the device, against the same with it fed from the
-#      host, and PyTorch float32 (goal: ≥ 50% of PyTorch's tokens/s);
-#   3. LoRA 316M in mixed precision with the state on the device against PyTorch + PEFT bf16.
-# Two calls, each under the 600 s a call may take: `bash scripts/gpu-visit-3.sh 1` (gpu-check, full fine-tuning with
-# the state on the device and PyTorch fp32) then `… 2` (full fine-tuning from the host, LoRA on the device, profiled).
+#   2. full fine-tuning of the 316M in float32 with the state on the device, against PyTorch float32 (goal: ≥ 50% of
+#      PyTorch's tokens/s); LoRA 316M with attention explicit (the comparison for fused attention);
+#   3. both LoRA configs in mixed precision, fused attention (flash) and the state on the device, against PyTorch +
+#      PEFT bf16 (goal: ≥ 1× its tokens/s, ≤ 1.5× its memory), and a profile of the 316M run.
+# Two calls, each under the 600 s a call may take: `bash scripts/gpu-visit-3.sh 1` (gpu-check, full fine-tuning,
+# LoRA explicit) then `… 2` (LoRA 316M and 1.03B fused, and the profile).
 # The addon is built here (npm install); it is ignored by git, so each run call must carry it:
 #   carry ["native/runtime/resident/build"], then: bash /root/w/remote.sh 'bash scripts/gpu-visit-3.sh 1'
 set -uo pipefail
@@ -25,22 +26,22 @@ PICK=full-316m/delta-studio/fp32,full-316m/pytorch-peft/fp32
 timeout 200 node --import tsx bench/gpu.ts --warmup 2 --steps 6 --only full-316m --pick "$PICK" --resident on \
   --log "$OUT/bench-runs-3.jsonl" > "$OUT/bench-gpu-3-full-resident.json" 2> "$OUT/bench-gpu-3-full-resident.err"
 echo "full, resident: exit $? after $(($(date +%s) - T1)) s" >> "$OUT/visit-3.txt"
+T2=$(date +%s)
+timeout 120 node --import tsx bench/gpu.ts --warmup 2 --steps 6 --only lora-316m --pick lora-316m/delta-studio/fp16 \
+  --attention explicit --log "$OUT/bench-runs-3.jsonl" > "$OUT/bench-gpu-3-lora-explicit.json" 2> "$OUT/bench-gpu-3-lora-explicit.err"
+echo "lora, attention explicit: exit $? after $(($(date +%s) - T2)) s" >> "$OUT/visit-3.txt"
 cat "$OUT/visit-3.txt" "$OUT/gpu.txt"
 exit 0
 fi
-T2=$(date +%s)
-timeout 120 node --import tsx bench/gpu.ts --warmup 2 --steps 6 --only full-316m --pick full-316m/delta-studio/fp32 \
-  --resident off --log "$OUT/bench-runs-3.jsonl" > "$OUT/bench-gpu-3-full-host.json" 2> "$OUT/bench-gpu-3-full-host.err"
-echo "full, from the host: exit $? after $(($(date +%s) - T2)) s" >> "$OUT/visit-3.txt"
 T3=$(date +%s)
-PICK=lora-316m/delta-studio/fp16,lora-316m/pytorch-peft/bf16
-timeout 150 node --import tsx bench/gpu.ts --warmup 2 --steps 6 --only lora-316m --pick "$PICK" --resident on \
+PICK=lora-316m/delta-studio/fp16,lora-316m/pytorch-peft/bf16,lora-1b/delta-studio/fp16,lora-1b/pytorch-peft/bf16
+timeout 380 node --import tsx bench/gpu.ts --warmup 2 --steps 6 --only lora-316m,lora-1b --pick "$PICK" \
   --log "$OUT/bench-runs-3.jsonl" > "$OUT/bench-gpu-3-lora.json" 2> "$OUT/bench-gpu-3-lora.err"
-echo "lora, resident: exit $? after $(($(date +%s) - T3)) s" >> "$OUT/visit-3.txt"
+echo "lora 316M and 1.03B, fused, resident: exit $? after $(($(date +%s) - T3)) s" >> "$OUT/visit-3.txt"
 T4=$(date +%s)
 mkdir -p "$OUT/profile"
 timeout 100 node --import tsx bench/gpu.ts --warmup 2 --steps 4 --only lora-316m --pick lora-316m/delta-studio/fp16 \
-  --resident on --profile "$OUT/profile" > "$OUT/bench-gpu-3-lora-profile.json" 2> "$OUT/bench-gpu-3-lora-profile.err"
-echo "lora, resident, profiled: exit $? after $(($(date +%s) - T4)) s" >> "$OUT/visit-3.txt"
+  --profile "$OUT/profile" > "$OUT/bench-gpu-3-lora-profile.json" 2> "$OUT/bench-gpu-3-lora-profile.err"
+echo "lora, profiled: exit $? after $(($(date +%s) - T4)) s" >> "$OUT/visit-3.txt"
 rm -rf "$OUT/profile"
 cat "$OUT/visit-3.txt"

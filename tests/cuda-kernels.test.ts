@@ -14,7 +14,8 @@ const fmt = (ps: { op: string; dtype: string; node: string; problem: string }[])
 describe('gradient graphs on the CUDA provider', () => {
   for (const c of GRAD_CASES) {
     test(`${c.rule}: ${c.label}`, () => {
-      for (const dt of ['float32', 'float64'] as const) {
+      // A case with a float64 reference is run in float32 only (its op has no float64 kernel on any provider).
+      for (const dt of c.reference64 ? (['float32'] as const) : (['float32', 'float64'] as const)) {
         const probe = buildCase(c, dt, false, false);
         const b = buildCase(c, dt, false, true, probe.graph.value('out').shape);
         const grad = b.graph.nodes.slice(b.gradFrom);

@@ -1,6 +1,6 @@
 // Half-precision activations for a training step: the forward graph retyped so that the values it makes (and the
 // backward pass keeps) are float16, while what needs float32 keeps it — as torch.autocast does, by op:
-// - matrix products take float16 operands (frozen float32 weights are cast once, and onnxruntime folds the cast into
+// - matrix products (and fused attention, whose kernels accumulate in float32) take float16 operands (frozen float32 weights are cast once, and onnxruntime folds the cast into
 //   a float16 weight when it loads; trainable parameters stay float32 inputs, cast per step, so their gradients,
 //   moments and updates stay float32);
 // - softmax, log-softmax, the loss and reductions compute in float32 (their float16 inputs are cast up);
@@ -25,7 +25,7 @@ const FLOAT32_OPS = new Set([
   'ReduceProd',
   'CumSum',
 ]);
-const PRODUCTS = new Set(['MatMul', 'FusedMatMul', 'Gemm']);
+const PRODUCTS = new Set(['MatMul', 'FusedMatMul', 'Gemm', 'MultiHeadAttention']);
 const NORMS = new Set(['LayerNormalization', 'SimplifiedLayerNormalization']);
 /** Ops whose float outputs have a type of their own, not their inputs'. */
 const OWN_TYPES = new Set(['Cast', 'Shape', 'Size', 'ConstantOfShape']);

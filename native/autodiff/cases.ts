@@ -43,7 +43,73 @@ function layerNorm64(g: Graph, x: Value, scale: Value, bias: Value | undefined, 
   return bias ? g.op1('Add', [y, bias]) : y;
 }
 
+/** Attention written out in float64 (onnxruntime's MultiHeadAttention computes in float32 only): [B,S,N·dh] in and out. */
+function attention64(g: Graph, [q, kk, v]: Value[], N: number, causal: boolean): Value {
+  const heads = (t: Value): Value =>
+    g.op1('Transpose', [g.op1('Reshape', [t, i64(g, [0, 0, N, -1])])], { perm: [0, 2, 1, 3] });
+  const dh = (q.shape[2] as number) / N;
+  let s = g.op1('Mul', [
+    g.op1('MatMul', [heads(q), g.op1('Transpose', [heads(kk)], { perm: [0, 1, 3, 2] })]),
+    k(g, 1 / Math.sqrt(dh), 'float64'),
+  ]);
+  if (causal) {
+    // −1e300 above the diagonal (Trilu keeps the strict upper triangle), 0 elsewhere.
+    const big = g.op1(
+      'ConstantOfShape',
+      [g.op1('Shape', [s], { start: 2, end: 4 })],
+      { value: { dtype: 'float64', shape: [1], data: Float64Array.of(-1e300) } },
+      { infos: [{ dtype: 'float64', shape: s.shape.slice(2) }] },
+    );
+    s = g.op1('Add', [s, g.op1('Trilu', [big, g.constant(1, 'int64', [])], { upper: 1 })]);
+  }
+  const o = g.op1('MatMul', [g.op1('Softmax', [s], { axis: -1 }), heads(v)]);
+  return g.op1('Reshape', [g.op1('Transpose', [o], { perm: [0, 2, 1, 3] }), i64(g, [0, 0, -1])]);
+}
+
+/** Rotary embedding (rotate_half layout) written out in float64: x [B,S,N·dh], positions [B,S], caches [P, dh/2]. */
+function rotary64(g: Graph, [x, pos, cos, sin]: Value[], N: number): Value {
+  const half = cos.shape[1] as number;
+  const at = (cache: Value): Value => g.op1('Unsqueeze', [g.op1('Gather', [cache, pos], { axis: 0 }), i64(g, [2])]);
+  const [c, s] = [at(cos), at(sin)]; // [B,S,1,dh/2]
+  const heads = g.op1('Reshape', [x, i64(g, [0, 0, N, 2 * half])]);
+  const [x1, x2] = g.op('Split', [heads, i64(g, [half, half])], { axis: -1 }, { outputs: 2 });
+  const y1 = g.op1('Sub', [g.op1('Mul', [x1, c]), g.op1('Mul', [x2, s])]);
+  const y2 = g.op1('Add', [g.op1('Mul', [x2, c]), g.op1('Mul', [x1, s])]);
+  return g.op1('Reshape', [g.op1('Concat', [y1, y2], { axis: -1 }), i64(g, [0, 0, -1])]);
+}
+
 export const GRAD_CASES: GradCase[] = [
+  {
+    rule: 'com.microsoft.RotaryEmbedding',
+    label: 'rotary embedding, 2 heads, positions per row',
+    inputs: [
+      { shape: [2, 3, 8], declared: ['batch', 'seq', 8] },
+      { shape: [2, 3], declared: ['batch', 'seq'], kind: 'int64', values: [0, 1, 2, 3, 0, 2] },
+      { shape: [4, 2], grad: false },
+      { shape: [4, 2], grad: false },
+    ],
+    build: (g, [x, pos, cos, sin]) => g.op1('RotaryEmbedding', [x, pos, cos, sin], { interleaved: 0, num_heads: 2 }),
+    reference64: (g, x) => rotary64(g, x, 2),
+    linear: true,
+  },
+  {
+    rule: 'com.microsoft.MultiHeadAttention',
+    label: 'fused causal self-attention, 2 heads',
+    inputs: [
+      { shape: [2, 3, 8], declared: ['batch', 'seq', 8] },
+      { shape: [2, 3, 8], declared: ['batch', 'seq', 8] },
+      { shape: [2, 3, 8], declared: ['batch', 'seq', 8] },
+    ],
+    build: (g, [q, kk, v]) => g.op1('MultiHeadAttention', [q, kk, v], { num_heads: 2, unidirectional: 1, scale: 0.5 }),
+    reference64: (g, x) => attention64(g, x, 2, true),
+  },
+  {
+    rule: 'com.microsoft.MultiHeadAttention',
+    label: 'fused attention, 4 keys for 3 queries, default scale',
+    inputs: [{ shape: [2, 3, 8] }, { shape: [2, 4, 8] }, { shape: [2, 4, 8] }],
+    build: (g, [q, kk, v]) => g.op1('MultiHeadAttention', [q, kk, v], { num_heads: 2 }),
+    reference64: (g, x) => attention64(g, x, 2, false),
+  },
   unary('Identity'),
   unary('Neg'),
   unary('Exp'),

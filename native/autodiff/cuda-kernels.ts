@@ -199,6 +199,22 @@ export const CUDA_KERNELS: CudaKernel[] = [
     types: FLOATS,
     source: `contrib_ops/cuda/${file}`,
   })),
+  {
+    // Flash attention for float16 self-attention without a mask or bias (causal included); otherwise cutlass's
+    // memory-efficient kernel or the unfused one. Registered for float and MLFloat16 only.
+    op: 'MultiHeadAttention',
+    domain: 'com.microsoft',
+    since: 1,
+    types: ['float32', 'float16'],
+    source: 'contrib_ops/cuda/bert/multihead_attention.cc',
+  },
+  {
+    op: 'RotaryEmbedding',
+    domain: 'com.microsoft',
+    since: 1,
+    types: ['float32', 'float16', 'bfloat16'],
+    source: 'contrib_ops/cuda/bert/rotary_embedding.cc',
+  },
 ];
 
 export interface CudaPlacement {

@@ -492,6 +492,26 @@ export class ModelBuilder {
     return g.op1('MatMul', [g.op1('Softmax', [s], { axis: -1 }), v]);
   }
 
+  /**
+   * Causal self-attention as one fused node (ModelOptions.attention = 'fused'): queries [batch, seq, heads·dh], keys
+   * and values [batch, seq, kvHeads·dh], each key/value head serving heads/kvHeads query heads as repeat_kv does;
+   * returns the context [batch, seq, heads·dh].
+   */
+  causalSelfAttention(q: Value, k: Value, v: Value, heads: number, kvHeads: number, dh: number, scale: number): Value {
+    const g = this.g;
+    const shared = (t: Value): Value =>
+      kvHeads === heads
+        ? t
+        : g.op1('Reshape', [
+            g.op1('Expand', [
+              g.op1('Reshape', [t, this.i64([0, 0, kvHeads, 1, dh])]),
+              this.i64([1, 1, 1, heads / kvHeads, 1]),
+            ]),
+            this.i64([0, 0, heads * dh]),
+          ]);
+    return g.op1('MultiHeadAttention', [q, shared(k), shared(v)], { num_heads: heads, unidirectional: 1, scale });
+  }
+
   /** Mean cross-entropy over the labels that are not −100, as transformers computes it. */
   crossEntropy(logits: Value, labels: Value, vocab: number): Value {
     const flat = this.g.op1('Reshape', [logits, this.i64([-1, vocab])]);

@@ -43,21 +43,33 @@ export function buildLlama(folder: ModelFolder, cfg: ConfigReader, opts: { task:
   const intPos = b.prefixTokens
     ? g.op1('Add', [b.positionsFromMask(mask), g.constant(b.prefixTokens, 'int64', [])])
     : b.positionsFromMask(mask);
-  const pos = g.op1('Cast', [intPos], { to: 1 });
   const invFreq = g.constant(
     Array.from({ length: dh / 2 }, (_, i) => 1 / theta ** ((2 * i) / dh)),
     'float32',
     [dh / 2],
   );
-  const ang = g.op1('Mul', [g.op1('Unsqueeze', [pos, b.i64([2])]), invFreq]);
-  const emb = g.op1('Unsqueeze', [g.op1('Concat', [ang, ang], { axis: -1 }), b.i64([1])]); // [B,1,S,dh]
-  const cos = g.op1('Cos', [emb]),
-    sin = g.op1('Sin', [emb]);
-  const rope = (t: Value): Value => {
-    const [a, c] = g.op('Split', [t, b.i64([dh / 2, dh / 2])], { axis: -1 }, { outputs: 2 });
-    const rot = g.op1('Concat', [g.op1('Neg', [c]), a], { axis: -1 });
-    return g.op1('Add', [g.op1('Mul', [t, cos]), g.op1('Mul', [rot, sin])]);
-  };
+  const fused = opts.attention === 'fused' && !b.build.prefix;
+  let rope: (t: Value) => Value;
+  if (fused) {
+    // onnxruntime's rotary kernel on [B,S,heads·dh], reading cos/sin tables [S, dh/2] by each token's position.
+    const angles = g.op1('Mul', [
+      g.op1('Unsqueeze', [g.op1('Cast', [b.arange(intPos)], { to: 1 }), b.i64([1])]),
+      invFreq,
+    ]);
+    const [cosT, sinT] = [g.op1('Cos', [angles]), g.op1('Sin', [angles])];
+    rope = (t) => g.op1('RotaryEmbedding', [t, intPos, cosT, sinT], { interleaved: 0 });
+  } else {
+    const pos = g.op1('Cast', [intPos], { to: 1 });
+    const ang = g.op1('Mul', [g.op1('Unsqueeze', [pos, b.i64([2])]), invFreq]);
+    const emb = g.op1('Unsqueeze', [g.op1('Concat', [ang, ang], { axis: -1 }), b.i64([1])]); // [B,1,S,dh]
+    const cos = g.op1('Cos', [emb]),
+      sin = g.op1('Sin', [emb]);
+    rope = (t) => {
+      const [a, c] = g.op('Split', [t, b.i64([dh / 2, dh / 2])], { axis: -1 }, { outputs: 2 });
+      const rot = g.op1('Concat', [g.op1('Neg', [c]), a], { axis: -1 });
+      return g.op1('Add', [g.op1('Mul', [t, cos]), g.op1('Mul', [rot, sin])]);
+    };
+  }
   // Grouped-query attention: each key/value head serves H/KV query heads.
   const repeatKv = (t: Value): Value => {
     if (KV === H) return t;
@@ -65,21 +77,25 @@ export function buildLlama(folder: ModelFolder, cfg: ConfigReader, opts: { task:
     return g.op1('Reshape', [e, b.i64([0, H, -1, dh])]);
   };
   b.initPrefix(L, KV, dh, D);
-  const bias = b.prefixBias(b.attentionBias(mask, true));
+  const bias = fused ? undefined : b.prefixBias(b.attentionBias(mask, true));
   for (let l = 0; l < L; l++) {
     const p = `${pre}layers.${l}`;
     x = g.scope(p, () => {
       const hN = b.rmsNorm(`${p}.input_layernorm`, x, D, eps);
-      const q = rope(b.splitHeads(b.linear(`${p}.self_attn.q_proj`, hN, D, H * dh, qkvBias), H, dh));
-      // A prefix joins the keys after their rotation and before the key/value heads are shared out.
-      const kv = b.withPrefix(
-        rope(b.splitHeads(b.linear(`${p}.self_attn.k_proj`, hN, D, KV * dh, qkvBias), KV, dh)),
-        b.splitHeads(b.linear(`${p}.self_attn.v_proj`, hN, D, KV * dh, qkvBias), KV, dh),
-        hN,
-      );
-      const k = repeatKv(kv.k),
-        v = repeatKv(kv.v);
-      const ctx = b.mergeHeads(b.attend(q, k, v, bias, 1 / Math.sqrt(dh)), H * dh);
+      const proj = (name: string, heads: number): Value =>
+        b.linear(`${p}.self_attn.${name}`, hN, D, heads * dh, qkvBias);
+      let ctx: Value;
+      if (fused) {
+        // [B,S,heads·dh] throughout: no head transposes.
+        const [q, k, v] = [rope(proj('q_proj', H)), rope(proj('k_proj', KV)), proj('v_proj', KV)];
+        ctx = b.causalSelfAttention(q, k, v, H, KV, dh, 1 / Math.sqrt(dh));
+      } else {
+        const heads = (name: string, n: number): Value => b.splitHeads(proj(name, n), n, dh);
+        const q = rope(heads('q_proj', H));
+        // A prefix joins the keys after their rotation and before the key/value heads are shared out.
+        const kv = b.withPrefix(rope(heads('k_proj', KV)), heads('v_proj', KV), hN);
+        ctx = b.mergeHeads(b.attend(q, repeatKv(kv.k), repeatKv(kv.v), bias, 1 / Math.sqrt(dh)), H * dh);
+      }
       const attn = b.linear(`${p}.self_attn.o_proj`, ctx, H * dh, D, false);
       b.record({
         name: `${p}.self_attn`,
@@ -133,9 +149,13 @@ export function buildLlama(folder: ModelFolder, cfg: ConfigReader, opts: { task:
       created: b.created,
       builder: b,
       dims: { hidden: D, layers: L, heads: H, vocab: V },
+      fusedAttention: fused,
     };
   }
-  return decoderClassifier(b, x, mask, D, cfg, opts, clsName, type, { hidden: D, layers: L, heads: H, vocab: V });
+  return {
+    ...decoderClassifier(b, x, mask, D, cfg, opts, clsName, type, { hidden: D, layers: L, heads: H, vocab: V }),
+    fusedAttention: fused,
+  };
 }
 
 export const LLAMA: Architecture = {

@@ -27,6 +27,13 @@ export interface ModelOptions {
    * at); activations, norms, the loss, deltas and optimizer state stay float32. Default 'float32'.
    */
   precision?: 'float32' | 'float16';
+  /**
+   * 'fused': a decoder's causal self-attention is one onnxruntime MultiHeadAttention node (flash attention on CUDA in
+   * float16: no S² scores kept or even made in the forward pass). It reads no attention mask, so it is exact for the
+   * real tokens of right-padded rows only — what training's batches are (the collator checks). Llama-family models
+   * without prefix tuning; others keep the explicit form. Default 'explicit': scores, mask and softmax as nodes.
+   */
+  attention?: 'fused' | 'explicit';
 }
 
 export interface BuiltModel {
@@ -47,6 +54,8 @@ export interface BuiltModel {
   numLabels?: number;
   /** Sizes for estimates: hidden width, transformer blocks (all stacks), heads, vocabulary. */
   dims: { hidden: number; layers: number; heads: number; vocab: number };
+  /** Its self-attention is fused (see ModelOptions.attention): batches must be right-padded. */
+  fusedAttention?: boolean;
 }
 
 export interface Architecture {

@@ -230,6 +230,39 @@ export const OPS: Record<string, OpSchema> = {
       ];
     },
   },
+  // onnxruntime's fused attention, self-attention form only: query, key, value [batch, seq, heads·dh] → the
+  // context [batch, seq, heads·dh] (what its CUDA kernel runs as flash attention in float16).
+  MultiHeadAttention: {
+    domain: 'com.microsoft',
+    attrs: { num_heads: 'int', unidirectional: 'int', scale: 'float', mask_filter_value: 'float' },
+    outputs: 1,
+    infer: (c) => {
+      const [q, k, v] = [need(c, 0), need(c, 1), need(c, 2)];
+      const heads = c.attr('num_heads', 0);
+      if (q.shape.length !== 3 || k.shape.length !== 3 || v.shape.length !== 3)
+        throw new Error(`${c.node} (MultiHeadAttention): query, key and value must be [batch, seq, heads·dh]`);
+      if (c.inputs.length > 3)
+        throw new Error(`${c.node} (MultiHeadAttention): only query, key and value are supported`);
+      if (!(heads > 0)) throw new Error(`${c.node} (MultiHeadAttention): num_heads must be positive`);
+      if (q.dtype !== k.dtype || q.dtype !== v.dtype)
+        throw new Error(`${c.node} (MultiHeadAttention): query, key and value mix ${q.dtype}, ${k.dtype}, ${v.dtype}`);
+      return [{ dtype: q.dtype, shape: [q.shape[0], q.shape[1], v.shape[2]] }];
+    },
+  },
+  // onnxruntime's rotary embedding: input [batch, seq, heads·dh], position_ids [batch, seq] (int64), cos and sin
+  // caches [positions, dh/2]; interleaved = 0 is transformers' rotate_half layout.
+  RotaryEmbedding: {
+    domain: 'com.microsoft',
+    attrs: { interleaved: 'int', num_heads: 'int', rotary_embedding_dim: 'int', scale: 'float' },
+    infer: (c) => {
+      const x = need(c, 0);
+      if (x.shape.length !== 3) throw new Error(`${c.node} (RotaryEmbedding): input must be [batch, seq, heads·dh]`);
+      if (need(c, 1).dtype !== 'int64') throw new Error(`${c.node} (RotaryEmbedding): position_ids must be int64`);
+      if (need(c, 2).dtype !== x.dtype || need(c, 3).dtype !== x.dtype)
+        throw new Error(`${c.node} (RotaryEmbedding): cos and sin caches must be ${x.dtype} like the input`);
+      return [{ dtype: x.dtype, shape: x.shape }];
+    },
+  },
   Gemm: {
     attrs: { alpha: 'float', beta: 'float', transA: 'int', transB: 'int' },
     infer: (c) => {

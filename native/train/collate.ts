@@ -26,6 +26,35 @@ export function makeCollator(
   tok: TextTokenizer,
   opts: { maxLength: number; targetMaxLength?: number; labels?: string[]; chat?: ChatTemplate },
 ): Collator {
+  const c = collatorOf(model, tok, opts);
+  if (!model.fusedAttention) return c;
+  return {
+    lengths: c.lengths,
+    batch: (xs) => {
+      const b = c.batch(xs);
+      assertRightPadded(b.attention_mask);
+      return b;
+    },
+  };
+}
+
+/** Fused attention reads no mask: every row must be its real tokens then padding, or real tokens would see padding. */
+export function assertRightPadded(mask: HostTensor): void {
+  const [rows, width] = mask.shape;
+  const m = mask.data as BigInt64Array;
+  for (let r = 0; r < rows; r++)
+    for (let j = 1; j < width; j++)
+      if (m[r * width + j] !== 0n && m[r * width + j - 1] === 0n)
+        throw new Error(
+          `batch row ${r}: attention_mask has a real token at position ${j} after padding; fused attention needs right-padded rows`,
+        );
+}
+
+function collatorOf(
+  model: BuiltModel,
+  tok: TextTokenizer,
+  opts: { maxLength: number; targetMaxLength?: number; labels?: string[]; chat?: ChatTemplate },
+): Collator {
   const { maxLength } = opts;
   const needs = (n: string): boolean => model.inputs.includes(n);
   const need = (e: Example, k: keyof Example, i: number): string => {

@@ -60,6 +60,18 @@ export function recomputeFor(device: 'cpu' | 'cuda' | 'auto'): RecomputeKind[] {
   return device === 'cuda' ? [...RECOMPUTE_KINDS] : [...DEFAULT_RECOMPUTE];
 }
 
+/**
+ * How self-attention is built on a device (ModelOptions.attention): fused on CUDA — flash attention in float16, its
+ * backward making the probabilities again from Q and K, so nothing S²-sized is kept and the forward never makes it;
+ * explicit on the CPU, whose fused kernel is not faster and where the extra Q·Kᵀ of the backward pass is pure cost.
+ */
+export function attentionFor(
+  device: 'cpu' | 'cuda' | 'auto',
+  asked: 'auto' | 'fused' | 'explicit' = 'auto',
+): 'fused' | 'explicit' {
+  return asked !== 'auto' ? asked : device === 'cuda' ? 'fused' : 'explicit';
+}
+
 /** Names of the inputs and outputs the trainer feeds and reads. */
 export const names = {
   lr: 'lr',

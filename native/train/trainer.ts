@@ -24,7 +24,7 @@ import { accuracy, macroF1, mcc, pearson, perplexity, spearman } from './metrics
 import { StepRunner, type Runner, type RunnerState } from './runner.js';
 import { openRunner, type Residency } from './resident-runner.js';
 import { lrAt, type ScheduleKind } from './schedule.js';
-import { buildTrainStep, recomputeFor } from './step.js';
+import { attentionFor, buildTrainStep, recomputeFor } from './step.js';
 
 export interface TrainConfig {
   model: string;
@@ -67,6 +67,8 @@ export interface TrainConfig {
    * where the addon is built, 'on' anywhere (the CPU too: tests), 'off' never.
    */
   resident?: Residency;
+  /** Self-attention as one fused node ('fused') or as nodes ('explicit'); 'auto' (default): fused on CUDA. */
+  attention?: 'auto' | 'fused' | 'explicit';
 }
 
 /** How one step on the shadow device differs from the step taken: relative to the step taken. */
@@ -137,9 +139,19 @@ export async function train(
 ): Promise<TrainResult> {
   if (data.train.length === 0) throw new Error('no training examples');
   const acc = cfg.accumulation ?? 1;
+  // The device is decided first: mixed precision on CUDA is float16 activations too (with loss scaling; onnxruntime's
+  // CPU provider wraps its float16 kernels in float32 casts, so there only the frozen matrices are float16), attention
+  // is fused there, and what the backward pass recomputes depends on the device.
+  let device = cfg.device ?? 'auto';
+  if (device === 'auto') device = (await cudaStatus()).usable ? 'cuda' : 'auto';
   const { model, applied } = loadWithDeltas(
     cfg.model,
-    { task: cfg.task, numLabels: cfg.labels?.length, precision: cfg.precision },
+    {
+      task: cfg.task,
+      numLabels: cfg.labels?.length,
+      precision: cfg.precision,
+      attention: attentionFor(device, cfg.attention),
+    },
     cfg.deltas,
     cfg.seed,
   );
@@ -153,11 +165,6 @@ export async function train(
   const warmupSteps = (cfg.warmup ?? 0) < 1 ? Math.round((cfg.warmup ?? 0) * totalSteps) : (cfg.warmup as number);
   const schedule = { lr: cfg.lr, kind: cfg.schedule ?? 'linear', warmup: warmupSteps, total: totalSteps };
 
-  // The device is decided first: mixed precision on CUDA is float16 activations too (with loss scaling; onnxruntime's
-  // CPU provider wraps its float16 kernels in float32 casts, so there only the frozen matrices are float16), and what
-  // the backward pass recomputes depends on the device.
-  let device = cfg.device ?? 'auto';
-  if (device === 'auto') device = (await cudaStatus()).usable ? 'cuda' : 'auto';
   const stepGraphs = (on: Device) =>
     buildTrainStep({
       forward: model.graph,

@@ -5,3 +5,5 @@ import './matmul.js';
 import './normalization.js';
 import './reduce.js';
 import './shape.js';
+import './attention.js';
+import './rotary.js';

@@ -1,0 +1,91 @@
+// Gradient rule of onnxruntime's fused attention (com.microsoft MultiHeadAttention, self-attention form: query, key
+// and value [batch, seq, heads·dh]). The forward kernel keeps nothing but its output (on CUDA it is flash attention:
+// the S² scores never exist), so the backward pass makes the probabilities again from Q and K, as FlashAttention's
+// backward does, and uses its row trick: with O = P·V, the softmax gradient's row sum Σ_j P_ij·dP_ij equals
+// Σ_d dO_id·O_id, a [batch, heads, seq] value from the output instead of a pass over the S² probabilities.
+//   P = softmax(scale·Q·Kᵀ + causal mask)   dV = Pᵀ·dO   dP = dO·Vᵀ   dS = P ⊙ (dP − rowsum(dO ⊙ O))
+//   dQ = scale·dS·K   dK = scale·dSᵀ·Q
+import type { Graph, Value } from '../../onnx/graph.js';
+import { dimEq } from '../../onnx/shape.js';
+import { defineRule } from '../registry.js';
+import { cast, dimOf, ints, mul, reduceKeep, scalar, sub } from '../emit.js';
+
+/** The most negative finite number of each float type: a masked score's probability is exactly 0. */
+const LOWEST: Record<string, number> = {
+  float16: -65504,
+  bfloat16: -3.3895313892515355e38,
+  float32: -3.4028234663852886e38,
+  float64: -1.7976931348623157e308,
+};
+
+function product(g: Graph, a: Value, b: Value, attrs: { transA?: number; transB?: number; alpha?: number }): Value {
+  const set = Object.fromEntries(Object.entries(attrs).filter(([k, v]) => (k === 'alpha' ? v !== 1 : v)));
+  return Object.keys(set).length ? g.op1('FusedMatMul', [a, b], set) : g.op1('MatMul', [a, b]);
+}
+
+/** 0, 1, …, n−1 for axis 1 of `like` ([batch, seq, …]). */
+function positions(g: Graph, like: Value): Value {
+  const n = g.op1('Squeeze', [dimOf(g, like, 1), ints(g, [0])]);
+  return g.op1(
+    'Range',
+    [g.constant(0, 'int64', []), n, g.constant(1, 'int64', [])],
+    {},
+    { infos: [{ dtype: 'int64', shape: [like.shape[1]] }] },
+  );
+}
+
+defineRule(
+  'MultiHeadAttention',
+  (c) => {
+    const { g } = c;
+    const [q, k, v] = [c.x(0), c.x(1), c.x(2)];
+    const dy = c.dy[0]!;
+    const N = c.attr('num_heads', 0);
+    const D = q.shape[2],
+      Dv = v.shape[2];
+    if (typeof D !== 'number' || typeof Dv !== 'number' || D % N || Dv % N)
+      throw new Error(`${c.node.name} (MultiHeadAttention): widths ${D}, ${Dv} must be static multiples of ${N} heads`);
+    const dh = D / N,
+      dv = Dv / N;
+    const scale = c.attr('scale', 0) || 1 / Math.sqrt(dh);
+    const causal = c.attr('unidirectional', 0) === 1;
+    if (causal && !dimEq(q.shape[1], k.shape[1]))
+      throw new Error(`${c.node.name} (MultiHeadAttention): a causal gradient needs keys as long as the queries`);
+    const dt = q.dtype;
+    // Statistics in float32 at least (a float16 row sum of dh products would round the softmax gradient).
+    const wide = dt === 'float16' || dt === 'bfloat16' ? 'float32' : dt;
+
+    const split = (t: Value, w: number): Value => g.op1('Reshape', [t, ints(g, [0, 0, N, w])]); // [B,S,N,w]
+    const heads = (t: Value, w: number): Value => g.op1('Transpose', [split(t, w)], { perm: [0, 2, 1, 3] });
+    const merge = (t: Value, w: number): Value =>
+      g.op1('Reshape', [g.op1('Transpose', [t], { perm: [0, 2, 1, 3] }), ints(g, [0, 0, N * w])]);
+
+    const Q = heads(q, dh),
+      K = heads(k, dh),
+      V = heads(v, dv),
+      dO = heads(dy, dv);
+    let s = product(g, Q, K, { transB: 1, alpha: scale }); // [B,N,S,L]
+    if (causal) {
+      // Key j is visible to query i when j ≤ i.
+      const rows = g.op1('Unsqueeze', [positions(g, q), ints(g, [1])]);
+      const visible = g.op1('Not', [g.op1('Greater', [positions(g, k), rows])]); // [S, L]
+      s = g.op1('Where', [visible, s, scalar(g, LOWEST[dt], dt)]);
+    }
+    const p = g.op1('Softmax', [s], { axis: -1 });
+    const rowSum = g.op1(
+      'Transpose',
+      [reduceKeep(g, mul(g, cast(g, split(dy, dv), wide), cast(g, split(c.y(0), dv), wide)), [-1])],
+      {
+        perm: [0, 2, 1, 3],
+      },
+    ); // [B,N,S,1]
+    const needsScores = c.needs[0] || c.needs[1];
+    const dS = needsScores ? mul(g, p, sub(g, product(g, dO, V, { transB: 1 }), cast(g, rowSum, dt))) : undefined;
+    return [
+      c.needs[0] ? merge(product(g, dS!, K, { alpha: scale }), dh) : undefined,
+      c.needs[1] ? merge(product(g, dS!, Q, { transA: 1, alpha: scale }), dh) : undefined,
+      c.needs[2] ? merge(product(g, p, dO, { transA: 1 }), dv) : undefined,
+    ];
+  },
+  'com.microsoft',
+);

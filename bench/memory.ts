@@ -6,8 +6,11 @@
 //
 //   --model DIR | --shape 316m|1b|tiny|small (bench/gpu-model.ts; weights are sparse zeros, never read) [--layers N]
 //   --batch 32 --seq 512 --precision fp32|fp16 (fp16: float16 weights and activations; --activations float32|float16)
-//   --delta '<json>' --task causal-lm --recompute none|attention,…
-//   --gpu: both of bench:gpu's LoRA configs (316M × 32 × 512, 1.03B × 8 × 512), with and without recomputation.
+//   --delta '<json>' --task causal-lm --recompute none|attention,… --attention explicit|fused
+//   --gpu: both of bench:gpu's LoRA configs (316M × 32 × 512, 1.03B × 8 × 512), with and without recomputation, and
+//     in mixed precision with CUDA's settings (every kind recomputed) with attention explicit and fused.
+// Each case also reports the bytes its memory-bound kernels read and write per step (memoryTraffic): on a GPU what
+// the elementwise part of a step's time follows.
 //   --measure: also run the step with onnxruntime on the CPU (each setting in its own process) and compare the static
 //     peak with the arena's bytes in use (from onnxruntime's profile) and with the growth of the resident set.
 //   --speed: CPU step time (fastest warm step) without recomputation, with the default kinds and with every kind
@@ -17,12 +20,12 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { memoryPlan, type MemoryPlan } from '../native/autodiff/memory.js';
+import { memoryPlan, memoryTraffic, type MemoryPlan } from '../native/autodiff/memory.js';
 import { RECOMPUTE_KINDS, type RecomputeKind } from '../native/autodiff/recompute.js';
 import { loadWithDeltas } from '../native/delta/index.js';
 import type { HostTensor } from '../native/onnx/graph.js';
 import { Rng } from '../native/rng.js';
-import { buildTrainStep, DEFAULT_RECOMPUTE, names } from '../native/train/step.js';
+import { attentionFor, buildTrainStep, DEFAULT_RECOMPUTE, names, recomputeFor } from '../native/train/step.js';
 import { paramCount, SHAPES, writeLlamaFolder, type LlamaShape } from './gpu-model.js';
 
 const MIB = 2 ** 20;
@@ -50,6 +53,8 @@ export interface Case {
   /** Float16 activations (default with fp16 precision). */
   activations?: 'float32' | 'float16';
   recompute: RecomputeKind[];
+  /** Self-attention built fused or explicit (ModelOptions.attention; default explicit). */
+  attention?: 'fused' | 'explicit';
 }
 
 const activationsOf = (c: Case): 'float32' | 'float16' =>
@@ -78,7 +83,11 @@ function build(c: Case) {
   const dir = modelDir(c);
   const { model, applied } = loadWithDeltas(
     dir,
-    { ...(c.task ? { task: c.task as never } : {}), precision: c.precision === 'fp16' ? 'float16' : 'float32' },
+    {
+      ...(c.task ? { task: c.task as never } : {}),
+      precision: c.precision === 'fp16' ? 'float16' : 'float32',
+      attention: c.attention ?? 'explicit',
+    },
     (Array.isArray(c.delta) ? c.delta : [c.delta]) as never,
     1,
   );
@@ -120,9 +129,21 @@ function analyse(c: Case) {
   const g = graphs.step!;
   const plan = memoryPlan(g, { batch: c.batch, seq: c.seq }, { hints });
   const serial = memoryPlan(g, { batch: c.batch, seq: c.seq }, { hints, order: 'serialized' });
+  const traffic = memoryTraffic(g, { batch: c.batch, seq: c.seq });
+  const gb = (b: number): number => Math.round(b / 1e8) / 10;
   return {
     case: describe(c, model.dims),
     nodes: g.nodes.length,
+    memory_bound: {
+      gb_per_step: gb(traffic.bytes),
+      kernels: traffic.kernels,
+      by_op_gb: Object.fromEntries(
+        Object.entries(traffic.byOp)
+          .sort((a, b) => b[1] - a[1])
+          .slice(0, 10)
+          .map(([k, v]) => [k, gb(v)]),
+      ),
+    },
     onnxruntime_order: summary(plan),
     serialized_order_peak_mib: mib(serial.peakBytes),
     build_ms: Math.round(performance.now() - t0),
@@ -141,6 +162,7 @@ function describe(c: Case, dims?: { layers: number; hidden: number; vocab: numbe
     precision: c.precision,
     activations: activationsOf(c),
     recompute: c.recompute,
+    attention: c.attention ?? 'explicit',
   };
 }
 
@@ -317,6 +339,7 @@ function caseFromArgs(): Case {
     seq: Number(opt('seq') ?? 256),
     precision: opt('precision') === 'fp16' ? 'fp16' : 'fp32',
     ...(opt('activations') ? { activations: opt('activations') as 'float32' | 'float16' } : {}),
+    ...(opt('attention') ? { attention: opt('attention') as 'fused' | 'explicit' } : {}),
     recompute,
   };
 }
@@ -329,7 +352,7 @@ function table(rows: ReturnType<typeof analyse>[]): string {
       .map(([k, v]) => `${k} ${v}`)
       .join(', ');
     const c = r.case;
-    return `${c.model} ${c.batch}×${c.seq} ${c.precision} (${c.activations} activations) recompute=[${c.recompute}]: weights ${s.weights_mib} MiB, activations peak ${s.peak_activations_mib} MiB (${top})`;
+    return `${c.model} ${c.batch}×${c.seq} ${c.precision} (${c.activations} activations) recompute=[${c.recompute}] attention ${c.attention}: weights ${s.weights_mib} MiB, activations peak ${s.peak_activations_mib} MiB (${top}); memory-bound kernels move ${r.memory_bound.gb_per_step} GB`;
   });
   return `${lines.join('\n')}\n`;
 }
@@ -351,6 +374,22 @@ async function main(): Promise<void> {
         for (const precision of ['fp32', 'fp16'] as const)
           for (const recompute of [[], DEFAULT_RECOMPUTE, [...RECOMPUTE_KINDS]])
             rows.push(analyse({ shape, delta: DEFAULT_DELTA, batch, seq: 512, precision, recompute }));
+      // What the trainer builds on CUDA: float16 activations, every kind recomputed, attention fused.
+      for (const [shape, batch] of [
+        ['316m', 32],
+        ['1b', 8],
+      ] as const)
+        rows.push(
+          analyse({
+            shape,
+            delta: DEFAULT_DELTA,
+            batch,
+            seq: 512,
+            precision: 'fp16',
+            recompute: recomputeFor('cuda'),
+            attention: attentionFor('cuda'),
+          }),
+        );
       process.stderr.write(table(rows));
       process.stdout.write(`${JSON.stringify({ gpu_configs: rows }, null, 2)}\n`);
       return;

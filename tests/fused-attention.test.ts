@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { writeLlamaFolder } from '../bench/gpu-model.js';
 import { buildGradients } from '../native/autodiff/backward.js';
 import { cudaPlacementProblems } from '../native/autodiff/cuda-kernels.js';
+import { memoryTraffic } from '../native/autodiff/memory.js';
 import { loadWithDeltas, parseDeltaConfig } from '../native/delta/index.js';
 import { loadModel, type BuiltModel } from '../native/models/index.js';
 import type { HostTensor } from '../native/onnx/graph.js';
@@ -195,6 +196,28 @@ describe('fused attention in a training step', () => {
       Math.abs(half.gradNorm - full.gradNorm) / full.gradNorm < 2e-3,
       `gradient norm ${half.gradNorm} vs ${full.gradNorm}`,
     );
+  });
+
+  test('memory-bound traffic: fused attention moves well under half the bytes at CUDA settings', () => {
+    const traffic = (attention: 'fused' | 'explicit') => {
+      const { model, applied } = loadWithDeltas(
+        llama,
+        { task: 'causal-lm', attention, precision: 'float16' },
+        parseDeltaConfig({ method: 'lora', r: 4 }),
+      );
+      const step = buildTrainStep({
+        forward: model.graph,
+        loss: model.loss,
+        trainable: applied.trainable,
+        activations: 'float16',
+        recompute: recomputeFor('cuda'),
+      }).step!;
+      return memoryTraffic(step, { batch: 8, seq: 512 });
+    };
+    const [f, e] = [traffic('fused'), traffic('explicit')];
+    assert.ok(f.bytes < 0.45 * e.bytes, `fused ${f.bytes} B vs explicit ${e.bytes} B`);
+    // The S²-sized float32 work is gone: no casts of scores, no float32 softmax.
+    assert.ok((f.byOp.Cast ?? 0) < 0.1 * e.byOp.Cast, `casts: ${f.byOp.Cast} vs ${e.byOp.Cast}`);
   });
 
   test('prefix tuning keeps the explicit form (its keys are longer than the queries)', () => {

@@ -5,10 +5,10 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { writeLlamaFolder } from '../bench/gpu-model.js';
-import { evalDim, memoryPlan, onnxruntimeOrder } from '../native/autodiff/memory.js';
+import { evalDim, memoryPlan, memoryTraffic, onnxruntimeOrder } from '../native/autodiff/memory.js';
 import { RECOMPUTE_KINDS, recomputeSet, type RecomputeKind } from '../native/autodiff/recompute.js';
 import { loadWithDeltas, parseDeltaConfig } from '../native/delta/index.js';
-import type { Graph, HostTensor } from '../native/onnx/graph.js';
+import { Graph, type HostTensor } from '../native/onnx/graph.js';
 import { openSession, runSession } from '../native/runtime/session.js';
 import { Rng } from '../native/rng.js';
 import { buildTrainStep, DEFAULT_RECOMPUTE, names, recomputeFor } from '../native/train/step.js';
@@ -194,5 +194,24 @@ describe('static memory plan', () => {
     assert.equal(Math.max(...small.timeline) <= small.peakBytes, true);
     const total = small.live.reduce((a, v) => a + v.bytes, 0);
     assert.equal(total, small.peakBytes, 'what is alive at the peak adds up to the peak');
+  });
+
+  test('memory-bound traffic: what run-time kernels other than products and views read and write', () => {
+    const g = new Graph();
+    const x = g.input('x', 'float32', ['batch', 4]);
+    const w = g.initializer('w', { dtype: 'float32', shape: [4, 4], data: new Float32Array(16) });
+    const folded = g.op1('Mul', [w, g.constant(2, 'float32', [])]); // onnxruntime computes it when it loads
+    const y = g.op1('MatMul', [x, folded]);
+    const z = g.op1('Add', [g.op1('Reshape', [y, g.constant([-1, 2], 'int64', [2])]), g.constant(1, 'float32', [])]);
+    g.output(g.op1('Cast', [z], { to: 10 }));
+    g.output(g.op1('Shape', [z]));
+    const t = memoryTraffic(g, { batch: 3 });
+    // Add reads 12 floats and a scalar and writes 12; Cast reads them and writes 12 halves; Shape reads no data.
+    assert.deepEqual(t.byOp, { Add: 4 * (12 + 1 + 12), Cast: 4 * 12 + 2 * 12 });
+    assert.equal(t.kernels, 2);
+    assert.equal(
+      t.bytes,
+      Object.values(t.byOp).reduce((a, b) => a + b, 0),
+    );
   });
 });

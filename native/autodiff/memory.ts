@@ -15,6 +15,49 @@ import { foldDim } from './dims.js';
 /** Ops whose output is a view of their input in onnxruntime (kernels registered with Alias(0, 0)): no new buffer. */
 const ALIASES = new Set(['Reshape', 'Squeeze', 'Unsqueeze', 'Identity', 'Flatten']);
 
+/** What onnxruntime computes once when it loads a graph: weights, constants, and the values of nodes reading only those. */
+function loadTimeValues(g: Graph): Set<string> {
+  const constant = new Set<string>(g.initializers.keys());
+  for (const n of g.nodes)
+    if (n.inputs.every((i) => !i || constant.has(i))) for (const o of n.outputs) if (o) constant.add(o);
+  return constant;
+}
+
+/** Products and fused attention: paced by arithmetic (tensor cores), not by memory. */
+const COMPUTE_BOUND = new Set(['MatMul', 'FusedMatMul', 'Gemm', 'MultiHeadAttention']);
+/** Ops that read only their input's shape. */
+const SHAPE_ONLY = new Set(['Shape', 'Size']);
+
+export interface MemoryTraffic {
+  /** Bytes read and written per run by memory-bound kernels. */
+  bytes: number;
+  kernels: number;
+  byOp: Record<string, number>;
+}
+
+/**
+ * What a run's memory-bound kernels read and write — every node computed at run time but products, fused attention
+ * and views — for the given sizes. On a GPU such kernels run at memory bandwidth, so their time follows this (an
+ * estimate: a broadcast input may be read once, and onnxruntime fuses a few patterns by itself).
+ */
+export function memoryTraffic(g: Graph, sizes: Record<string, number>): MemoryTraffic {
+  const constant = loadTimeValues(g);
+  const bytes = (name: string): number => {
+    const v = g.value(name);
+    return v.shape.reduce<number>((a, d) => a * evalDim(d, sizes), bytesOf(v.dtype));
+  };
+  const out: MemoryTraffic = { bytes: 0, kernels: 0, byOp: {} };
+  for (const n of g.nodes) {
+    if (COMPUTE_BOUND.has(n.op) || ALIASES.has(n.op) || SHAPE_ONLY.has(n.op)) continue;
+    if (n.outputs.every((o) => !o || constant.has(o))) continue;
+    const b = [...n.inputs, ...n.outputs].reduce((a, v) => a + (v ? bytes(v) : 0), 0);
+    out.bytes += b;
+    out.kernels++;
+    out.byOp[n.op] = (out.byOp[n.op] ?? 0) + b;
+  }
+  return out;
+}
+
 /** The value of a symbolic dimension ("batch", "seq-1", "(seq-1)*batch", …) for the given sizes. */
 export function evalDim(d: Dim, sizes: Record<string, number>): number {
   if (typeof d === 'number') return d;
@@ -147,10 +190,7 @@ export function memoryPlan(
   const producer = g.producers();
   const bytes = (v: Value): number => v.shape.reduce<number>((a, d) => a * evalDim(d, sizes), bytesOf(v.dtype));
 
-  // What onnxruntime folds at load time: nodes that read only weights and constants.
-  const constant = new Set<string>(g.initializers.keys());
-  for (const n of g.nodes)
-    if (n.inputs.every((i) => !i || constant.has(i))) for (const o of n.outputs) if (o) constant.add(o);
+  const constant = loadTimeValues(g);
   const readAtRunTime = new Set<string>();
   for (const n of g.nodes)
     if (!n.outputs.every((o) => !o || constant.has(o)))

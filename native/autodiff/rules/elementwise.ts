@@ -146,7 +146,9 @@ defineRule(
   'com.microsoft',
 );
 
-// QuickGelu(alpha) = x·σ(αx); with alpha = 1 it is SiLU (Swish), as Llama's MLP uses.
+// QuickGelu(alpha) = x·σ(αx); with alpha = 1 it is SiLU (Swish), as Llama's MLP uses. Its derivative
+// σ + αxσ(1 − σ) is written with the output y = xσ as σ·(1 + α(x − y)): five kernels over [batch, seq, ffn] with the
+// incoming gradient's product, where the textbook form takes six; y is kept (or recomputed) for the MLP's product anyway.
 defineRule(
   'QuickGelu',
   (c) => {
@@ -154,8 +156,7 @@ defineRule(
     const x = c.x(0);
     const alpha = c.attr('alpha', 1.702);
     const s = g.op1('Sigmoid', [mulScalar(g, x, alpha)]);
-    const one = scalar(g, 1, x.dtype);
-    const d = mul(g, s, add(g, one, mulScalar(g, mul(g, x, sub(g, one, s)), alpha)));
+    const d = mul(g, s, add(g, scalar(g, 1, x.dtype), mulScalar(g, sub(g, x, c.y(0)), alpha)));
     return [mul(g, c.dy[0]!, d)];
   },
   'com.microsoft',

@@ -1,4 +1,4 @@
-// Fused attention (ModelOptions.attention = 'fused'): a Llama-family decoder's causal self-attention as one
+// Fused attention (ModelOptions.attention = 'fused'): a Llama-family or GPT-2 decoder's causal self-attention as one
 // onnxruntime MultiHeadAttention node — flash attention on CUDA — with a gradient rule that makes the probabilities
 // again in the backward pass, and its rotary embedding as onnxruntime's fused kernel (its gradient: the same kernel). Checked here on the CPU against PyTorch, against the explicit form, and for what it
 // needs (right-padded rows) and refuses.
@@ -32,7 +32,7 @@ writeLlamaFolder(llama, { hidden: 64, layers: 2, heads: 4, kvHeads: 2, intermedi
 const ops = (m: BuiltModel, op: string): number => m.graph.nodes.filter((n) => n.op === op).length;
 
 describe('fused attention equals PyTorch', () => {
-  for (const name of ['llama', 'qwen2']) {
+  for (const name of ['llama', 'qwen2', 'gpt2']) {
     test(`${name}: logits, loss and full fine-tuning gradients (right-padded rows)`, async () => {
       const dir = join(FIXTURES, name);
       const ref = readReference(dir);
@@ -40,7 +40,8 @@ describe('fused attention equals PyTorch', () => {
       assert.equal(m.fusedAttention, true);
       assert.equal(ops(m, 'MultiHeadAttention'), m.dims.layers);
       assert.equal(ops(m, 'Softmax'), 0, 'no explicit attention probabilities');
-      assert.equal(ops(m, 'RotaryEmbedding'), 2 * m.dims.layers, 'queries and keys turned by the fused rotary kernel');
+      const rotary = name === 'gpt2' ? 0 : 2 * m.dims.layers; // GPT-2 has learned positions
+      assert.equal(ops(m, 'RotaryEmbedding'), rotary, 'queries and keys turned by the fused rotary kernel');
       assert.equal(ops(m, 'Transpose'), 0, 'no head transposes');
       const wrt = [...m.builder.weightValues.entries()].filter(([n]) => ref.has(`grad.${n}`));
       assert.ok(wrt.length > 10);

@@ -3,6 +3,7 @@
 import { ModelBuilder } from './builder.js';
 import type { ConfigReader, ModelFolder } from './folder.js';
 import type { Architecture, BuiltModel, ModelOptions, Task } from './types.js';
+import type { Value } from '../onnx/graph.js';
 import { headLoss, numLabelsOf } from './bert.js';
 
 export function buildGpt2(folder: ModelFolder, cfg: ConfigReader, opts: { task: Task } & ModelOptions): BuiltModel {
@@ -30,17 +31,21 @@ export function buildGpt2(folder: ModelFolder, cfg: ConfigReader, opts: { task: 
     : b.positionsFromMask(mask);
   let x = g.op1('Add', [emb, b.embedding(`${pre}wpe`, pos, P, D)]);
   b.initPrefix(L, H, dh, D);
-  const bias = b.prefixBias(b.attentionBias(mask, true));
+  const fused = opts.attention === 'fused' && !b.build.prefix;
+  const bias = fused ? undefined : b.prefixBias(b.attentionBias(mask, true));
   for (let l = 0; l < L; l++) {
     const p = `${pre}h.${l}`;
     x = g.scope(p, () => {
       const n1 = b.layerNorm(`${p}.ln_1`, x, D, eps);
       const qkv = b.conv1d(`${p}.attn.c_attn`, n1, D, 3 * D);
-      const [q, k0, v0] = g
-        .op('Split', [qkv, b.i64([D, D, D])], { axis: -1 }, { outputs: 3 })
-        .map((t) => b.splitHeads(t, H, dh));
-      const { k, v } = b.withPrefix(k0, v0, x);
-      const ctx = b.mergeHeads(b.attend(q, k, v, bias, 1 / Math.sqrt(dh)), D);
+      const [q3, k3, v3] = g.op('Split', [qkv, b.i64([D, D, D])], { axis: -1 }, { outputs: 3 });
+      let ctx: Value;
+      if (fused) ctx = b.causalSelfAttention(q3, k3, v3, H, H, dh, 1 / Math.sqrt(dh));
+      else {
+        const [q, k0, v0] = [q3, k3, v3].map((t) => b.splitHeads(t, H, dh));
+        const { k, v } = b.withPrefix(k0, v0, x);
+        ctx = b.mergeHeads(b.attend(q, k, v, bias, 1 / Math.sqrt(dh)), D);
+      }
       const attn = b.conv1d(`${p}.attn.c_proj`, ctx, D, D);
       b.record({ name: `${p}.attn`, type: 'Attention', params: [], input: n1.name, output: attn.name, in: D, out: D });
       const a = g.op1('Add', [x, attn]);
@@ -83,14 +88,18 @@ export function buildGpt2(folder: ModelFolder, cfg: ConfigReader, opts: { task: 
       created: b.created,
       builder: b,
       dims: { hidden: D, layers: L, heads: H, vocab: V },
+      fusedAttention: fused,
     };
   }
-  return decoderClassifier(b, x, mask, D, cfg, opts, 'GPT2ForSequenceClassification', 'gpt2', {
-    hidden: D,
-    layers: L,
-    heads: H,
-    vocab: V,
-  });
+  return {
+    ...decoderClassifier(b, x, mask, D, cfg, opts, 'GPT2ForSequenceClassification', 'gpt2', {
+      hidden: D,
+      layers: L,
+      heads: H,
+      vocab: V,
+    }),
+    fusedAttention: fused,
+  };
 }
 
 /** transformers' *ForSequenceClassification on decoders: a bias-free `score` layer on the last real token. */

@@ -30,8 +30,8 @@ export interface ModelOptions {
   /**
    * 'fused': a decoder's causal self-attention is one onnxruntime MultiHeadAttention node (flash attention on CUDA in
    * float16: no S² scores kept or even made in the forward pass). It reads no attention mask, so it is exact for the
-   * real tokens of right-padded rows only — what training's batches are (the collator checks). Llama-family models
-   * without prefix tuning; others keep the explicit form. Default 'explicit': scores, mask and softmax as nodes.
+   * real tokens of right-padded rows only — what training's batches are (the collator checks). Llama-family and
+   * GPT-2 models without prefix tuning; others keep the explicit form. Default 'explicit': scores, mask and softmax.
    */
   attention?: 'fused' | 'explicit';
 }

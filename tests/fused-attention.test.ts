@@ -1,7 +1,8 @@
-// Fused attention (ModelOptions.attention = 'fused'): a Llama-family or GPT-2 decoder's causal self-attention as one
-// onnxruntime MultiHeadAttention node — flash attention on CUDA — with a gradient rule that makes the probabilities
-// again in the backward pass, and its rotary embedding as onnxruntime's fused kernel (its gradient: the same kernel). Checked here on the CPU against PyTorch, against the explicit form, and for what it
-// needs (right-padded rows) and refuses.
+// Fused attention (ModelOptions.attention = 'fused'): a Llama-family or GPT-2 decoder's causal self-attention as
+// one onnxruntime MultiHeadAttention node — flash attention on CUDA — with a gradient rule that makes the
+// probabilities again in the backward pass, and its rotary embedding as onnxruntime's fused kernel (its gradient: the
+// same kernel). Checked here on the CPU against PyTorch, against the explicit form, and for what it needs
+// (right-padded rows) and refuses.
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -169,7 +169,20 @@ for (const [accumulation, activations] of [
     const resident = await openRunner(graphs, m.weights, 'cpu', { resident: 'on' });
     assert.ok(resident instanceof ResidentStepRunner);
     const a = await tinySteps(host, 6, accumulation);
-    const b = await tinySteps(resident, 6, accumulation);
+    // Steps send the batch and scalars only: nothing of the state is set from the host (gradient sums included).
+    const set = ResidentContext.prototype.set;
+    let uploads = 0;
+    ResidentContext.prototype.set = function (this: ResidentContext, ...args: Parameters<typeof set>) {
+      uploads++;
+      return set.apply(this, args);
+    };
+    let b;
+    try {
+      b = await tinySteps(resident, 6, accumulation);
+    } finally {
+      ResidentContext.prototype.set = set;
+    }
+    assert.equal(uploads, 0, 'state tensors set from the host during steps');
     assert.deepEqual(b, a);
     for (const k of ['params', 'm', 'v'] as const)
       for (const p of m.trainable)

@@ -2,7 +2,7 @@
 // memory on a GPU) between steps, through the resident-state addon (runtime/resident.ts): each step sends the batch
 // and a few scalars and gets back the loss and the gradient norm. The parameters cross to the host only when asked
 // for (evaluation, checkpoints, the saved delta).
-import type { HostTensor } from '../onnx/graph.js';
+import { Graph, type HostTensor } from '../onnx/graph.js';
 import { serialize } from '../onnx/serialize.js';
 import { ResidentContext, residentSupport } from '../runtime/resident.js';
 import type { SessionOptions } from '../runtime/session.js';
@@ -27,7 +27,7 @@ export class ResidentStepRunner extends ScaledSteps implements Runner {
   private constructor(
     graphs: TrainStepGraphs,
     private readonly ctx: ResidentContext,
-    private readonly sessions: { step?: number; accumulate?: number; apply?: number },
+    private readonly sessions: { step?: number; accumulate?: number; apply?: number; zeros?: number },
     /** Each parameter's shape. */
     private readonly shapes: Record<string, number[]>,
   ) {
@@ -42,10 +42,11 @@ export class ResidentStepRunner extends ScaledSteps implements Runner {
   ): ResidentStepRunner {
     const ctx = ResidentContext.create(device, session);
     try {
-      const sessions: { step?: number; accumulate?: number; apply?: number } = {};
+      const sessions: { step?: number; accumulate?: number; apply?: number; zeros?: number } = {};
       if (graphs.step) sessions.step = ctx.open(serialize(graphs.step));
       if (graphs.accumulate) sessions.accumulate = ctx.open(serialize(graphs.accumulate));
       if (graphs.apply) sessions.apply = ctx.open(serialize(graphs.apply));
+      if (graphs.accumulate) sessions.zeros = ctx.open(serialize(zerosGraph(graphs.trainable, initial)));
       for (const p of graphs.trainable) {
         const t = initial[p];
         if (!t) throw new Error(`no initial value for trainable parameter "${p}"`);
@@ -100,11 +101,15 @@ export class ResidentStepRunner extends ScaledSteps implements Runner {
       out = await this.ctx.run(this.sessions.step, feeds, fromState, toState, [names.loss, names.gradNorm]);
       loss = Number(out[names.loss].data[0]);
     } else {
-      // The sums start at zero (from the host, once a step) and stay in the state from one micro-batch to the next.
-      for (const p of want) {
-        const shape = this.shapes[p];
-        this.ctx.set(G(p), { dtype: 'float32', shape, data: new Float32Array(shape.reduce((a, b) => a * b, 1)) });
-      }
+      // The sums start at zero, made where they are kept (only their shapes cross), and stay in the state from one
+      // micro-batch to the next.
+      const shapes = Object.fromEntries(
+        want.map((p) => [
+          ZERO_SHAPE(p),
+          { dtype: 'int64' as const, shape: [this.shapes[p].length], data: BigInt64Array.from(this.shapes[p], BigInt) },
+        ]),
+      );
+      await this.ctx.run(this.sessions.zeros!, shapes, {}, bind(ZERO, G), []);
       let total = 0;
       for (const [i, mb] of microBatches.entries()) {
         const r = await this.ctx.run(
@@ -144,6 +149,28 @@ export class ResidentStepRunner extends ScaledSteps implements Runner {
   async release(): Promise<void> {
     this.ctx.release();
   }
+}
+
+const ZERO_SHAPE = (p: string): string => `${p}::zeros_shape`,
+  ZERO = (p: string): string => `${p}::zeros`;
+
+/**
+ * A graph of a zero tensor per parameter, shaped by an int64 input: run on the device, it starts the gradient sums
+ * there (a shape fed at run time cannot be folded into a stored tensor of zeros by onnxruntime, which would hold one).
+ */
+function zerosGraph(trainable: string[], initial: Record<string, HostTensor>): Graph {
+  const g = new Graph();
+  for (const p of trainable) {
+    const shape = initial[p].shape;
+    const zeros = g.op1(
+      'ConstantOfShape',
+      [g.input(ZERO_SHAPE(p), 'int64', [shape.length])],
+      { value: { dtype: 'float32', shape: [1], data: new Float32Array(1) } },
+      { infos: [{ dtype: 'float32', shape }] },
+    );
+    g.output(zeros, ZERO(p));
+  }
+  return g;
 }
 
 /** Where a run keeps its state: on the device (the resident runner), on the host, or on the device where it can. */

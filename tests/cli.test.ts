@@ -78,15 +78,14 @@ describe('delta-studio CLI', () => {
 
   test('train --json imports the data, trains in its own process and registers the delta as a plugin; a finished run is not resumed', () => {
     const ws = mkdtempSync(join(tmpdir(), 'ds-ws-'));
-    const demo = fileURLToPath(new URL('../native/demo/', import.meta.url));
     const args = [
       'train',
       '--model',
-      join(demo, 'backbone'),
+      join(DEMO, 'backbone'),
       '--data',
-      join(demo, 'reviews-train.csv'),
+      join(DEMO, 'reviews-train.csv'),
       '--validation',
-      join(demo, 'reviews-test.csv'),
+      join(DEMO, 'reviews-test.csv'),
       '--method',
       'lora',
       '--r',
@@ -149,7 +148,7 @@ describe('delta-studio CLI', () => {
     assert.ok(Math.abs(pr.probabilities.negative + pr.probabilities.positive - 1) < 1e-6);
     const bad = spawnSync(
       process.execPath,
-      [bin, 'train', '--model', join(demo, 'backbone'), '--data', join(demo, 'reviews-train.csv'), '--task', 'poetry'],
+      [bin, 'train', '--model', join(DEMO, 'backbone'), '--data', join(DEMO, 'reviews-train.csv'), '--task', 'poetry'],
       { encoding: 'utf8' },
     );
     assert.equal(bad.status, 1);
@@ -175,13 +174,12 @@ describe('delta-studio CLI', () => {
 });
 
 describe('train validates before it records anything', () => {
-  const demo = fileURLToPath(new URL('../native/demo/', import.meta.url));
   const base = (ws: string) => [
     ...tinyRun(ws),
     '--data',
-    join(demo, 'reviews-train.csv'),
+    join(DEMO, 'reviews-train.csv'),
     '--validation',
-    join(demo, 'reviews-test.csv'),
+    join(DEMO, 'reviews-test.csv'),
   ];
   const train = (...args: string[]) => spawnSync(process.execPath, [bin, 'train', ...args], { encoding: 'utf8' });
 
@@ -189,9 +187,9 @@ describe('train validates before it records anything', () => {
     const root = mkdtempSync(join(tmpdir(), 'ds-pre-'));
     const ws = join(root, 'ws');
     const cases: [string[], RegExp][] = [
-      [base(ws).map((a) => (a === join(demo, 'backbone') ? join(root, 'no-model') : a)), /no-model/],
+      [base(ws).map((a) => (a === join(DEMO, 'backbone') ? join(root, 'no-model') : a)), /no-model/],
       [
-        base(ws).map((a) => (a === join(demo, 'reviews-train.csv') ? join(root, 'none.csv') : a)),
+        base(ws).map((a) => (a === join(DEMO, 'reviews-train.csv') ? join(root, 'none.csv') : a)),
         /--data .*none\.csv: no such file/,
       ],
       [[...base(ws), '--delta', join(root, 'bad.json')], /target_modules|matches nothing|no module/i],
@@ -245,12 +243,11 @@ describe('train validates before it records anything', () => {
 });
 
 test('predict --plugin: a classification plugin answers even when the bare base cannot; a causal-LM plugin generates', () => {
-  const demo = fileURLToPath(new URL('../native/demo/', import.meta.url));
   const ws = mkdtempSync(join(tmpdir(), 'ds-predict-'));
   const run = (...args: string[]) =>
     execFileSync(process.execPath, [bin, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   const common = tinyRun(ws);
-  run('train', ...common, '--data', join(demo, 'reviews-train.csv'), '--plugin', 'sentiment');
+  run('train', ...common, '--data', join(DEMO, 'reviews-train.csv'), '--plugin', 'sentiment');
   const lm = join(ws, 'lm.csv');
   writeFileSync(
     lm,
@@ -288,9 +285,8 @@ test('predict --plugin: a classification plugin answers even when the bare base 
 });
 
 test('flags as people type them: a negative value, method settings with --set, and the summary says what trained for how long', () => {
-  const demo = fileURLToPath(new URL('../native/demo/', import.meta.url));
   const ws = mkdtempSync(join(tmpdir(), 'ds-flags-'));
-  const args = ['train', '--data', join(demo, 'reviews-train.csv'), ...tinyRun(ws)];
+  const args = ['train', '--data', join(DEMO, 'reviews-train.csv'), ...tinyRun(ws)];
   const neg = spawnSync(process.execPath, [bin, ...args, '--lr', '-5'], { encoding: 'utf8' });
   assert.equal(neg.status, 1);
   assert.match(neg.stderr, /--lr must be greater than 0, got "-5"/);
@@ -320,7 +316,7 @@ test('flags as people type them: a negative value, method settings with --set, a
     shown.versions.map((v) => v.methods[0].bottleneck_dim),
     [4, 4],
   );
-  const notWs = spawnSync(process.execPath, [bin, 'workspace', 'check', demo], { encoding: 'utf8' });
+  const notWs = spawnSync(process.execPath, [bin, 'workspace', 'check', DEMO], { encoding: 'utf8' });
   assert.equal(notWs.status, 1);
   assert.match(notWs.stderr, /is not a Delta Studio workspace \(it has no workspace\.db\): there is nothing to check/);
   assert.doesNotMatch(notWs.stderr, /workspace init/);
@@ -328,13 +324,12 @@ test('flags as people type them: a negative value, method settings with --set, a
 });
 
 test('evaluate without training (--max-steps 0), a held-out --test file, a headerless file and a time budget', () => {
-  const demo = fileURLToPath(new URL('../native/demo/', import.meta.url));
   const ws = mkdtempSync(join(tmpdir(), 'ds-eval-only-'));
-  const rows = readFileSync(join(demo, 'reviews-train.csv'), 'utf8').trim().split('\n').slice(1);
+  const rows = readFileSync(join(DEMO, 'reviews-train.csv'), 'utf8').trim().split('\n').slice(1);
   const plain = join(ws, 'plain.csv');
   writeFileSync(plain, `${rows.join('\n')}\n`); // no header line
   const plainTest = join(ws, 'plain-test.csv'); // the columns given are every file's
-  writeFileSync(plainTest, readFileSync(join(demo, 'reviews-test.csv'), 'utf8').split('\n').slice(1).join('\n'));
+  writeFileSync(plainTest, readFileSync(join(DEMO, 'reviews-test.csv'), 'utf8').split('\n').slice(1).join('\n'));
   const json = (...args: string[]) =>
     lastJson(
       execFileSync(process.execPath, [bin, 'train', ...args, '--json'], {
@@ -349,7 +344,7 @@ test('evaluate without training (--max-steps 0), a held-out --test file, a heade
       reason: string | null;
       metrics: Record<string, number>;
     };
-  const common = ['--model', join(demo, 'backbone'), '--max-length', '16', '--device', 'cpu', '--workspace', ws];
+  const common = ['--model', join(DEMO, 'backbone'), '--max-length', '16', '--device', 'cpu', '--workspace', ws];
   const evalOnly = json(...common, '--data', plain, '--columns', 'text,label', '--test', plainTest, '--max-steps', '0');
   assert.equal(evalOnly.status, 'finished');
   assert.equal(evalOnly.steps, 0);

@@ -69,26 +69,50 @@ const opt = (name: string): string | undefined => {
 
 /**
  * onnxruntime's profile of a run (written when its sessions are released), as kernel milliseconds per step by op
- * type, largest first: where a step's time goes, to decide what to make faster.
+ * type, and by node with the layer number taken out (the same node of every layer adds up), with its output's type
+ * and shape, largest first: where a step's time goes, to decide what to make faster.
  */
-function profileByOp(dir: string, prefix: string, steps: number): Record<string, number> {
-  const by: Record<string, number> = {};
+function profileSummary(
+  dir: string,
+  prefix: string,
+  steps: number,
+): { byOp: Record<string, number>; topNodes: { node: string; op: string; output: string; ms: number }[] } {
+  const byOp: Record<string, number> = {};
+  const byNode = new Map<string, { node: string; op: string; output: string; ms: number }>();
   for (const f of readdirSync(dir).filter((x) => x.startsWith(prefix) && x.endsWith('.json'))) {
     const events = JSON.parse(readFileSync(join(dir, f), 'utf8')) as {
       cat: string;
       name: string;
       dur: number;
-      args?: { op_name?: string };
+      args?: { op_name?: string; output_type_shape?: Record<string, number[]>[] };
     }[];
-    for (const e of events)
-      if (e.cat === 'Node' && e.name.endsWith('_kernel_time') && e.args?.op_name)
-        by[e.args.op_name] = (by[e.args.op_name] ?? 0) + e.dur / 1000 / steps;
+    for (const e of events) {
+      if (e.cat !== 'Node' || !e.name.endsWith('_kernel_time') || !e.args?.op_name) continue;
+      const ms = e.dur / 1000 / steps;
+      byOp[e.args.op_name] = (byOp[e.args.op_name] ?? 0) + ms;
+      const node = e.name
+        .replace(/_kernel_time$/, '')
+        .replace(/\.(layers|h|layer|block)\.\d+/g, '.$1.N')
+        .replace(/_\d+$/, '');
+      const out = Object.entries(e.args.output_type_shape?.[0] ?? {})[0];
+      const output = out ? `${out[0]}[${out[1].join(',')}]` : '';
+      const key = `${node}|${e.args.op_name}|${output}`;
+      const hit = byNode.get(key) ?? { node, op: e.args.op_name, output, ms: 0 };
+      hit.ms += ms;
+      byNode.set(key, hit);
+    }
   }
-  const sorted = Object.entries(by).sort((a, b) => b[1] - a[1]);
-  return Object.fromEntries([
-    ['(all)', Number(sorted.reduce((a, [, v]) => a + v, 0).toFixed(2))],
-    ...sorted.slice(0, 24).map(([k, v]) => [k, Number(v.toFixed(2))]),
-  ]);
+  const sorted = Object.entries(byOp).sort((a, b) => b[1] - a[1]);
+  return {
+    byOp: Object.fromEntries([
+      ['(all)', Number(sorted.reduce((a, [, v]) => a + v, 0).toFixed(2))],
+      ...sorted.slice(0, 24).map(([k, v]) => [k, Number(v.toFixed(2))]),
+    ]),
+    topNodes: [...byNode.values()]
+      .sort((a, b) => b.ms - a.ms)
+      .slice(0, 40)
+      .map((n) => ({ ...n, ms: Number(n.ms.toFixed(2)) })),
+  };
 }
 
 // --- the worker: one Delta Studio run in this process ------------------------------------------------------------
@@ -152,10 +176,10 @@ async function worker(spec: RunSpec & { dir: string; device: 'cpu' | 'cuda'; war
   const device = runner.device;
   await runner.release();
   const profile = spec.profile
-    ? profileByOp(spec.profile, `${spec.config}-${spec.precision}`, spec.warmup + spec.steps)
+    ? profileSummary(spec.profile, `${spec.config}-${spec.precision}`, spec.warmup + spec.steps)
     : undefined;
   return {
-    ...(profile ? { profile_ms_per_step_by_op: profile } : {}),
+    ...(profile ? { profile_ms_per_step_by_op: profile.byOp, profile_top_nodes: profile.topNodes } : {}),
     tokens_per_sec: (n * 1000) / ms,
     step_ms: ms,
     steps: spec.steps,

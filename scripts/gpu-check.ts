@@ -37,6 +37,8 @@ async function run(device: 'cpu' | 'cuda', opts: { lrUlps?: number; shadowDevice
       device,
       runDir: dir,
       shadowDevice: opts.shadowDevice,
+      // The graph CUDA trains with (fused attention), on both providers: the curves compare kernels, not graph forms.
+      attention: 'fused',
     },
     data,
     (e) => {

@@ -80,6 +80,22 @@ function batch(vocab: number, B = 2, S = 16): Record<string, HostTensor> {
   };
 }
 
+/** A LoRA step graph of the tiny Llama as the trainer builds it for CUDA: float16 activations, every kind recomputed. */
+function cudaStep(attention: 'fused' | 'explicit') {
+  const { model, applied } = loadWithDeltas(
+    llama,
+    { task: 'causal-lm', attention, precision: 'float16' },
+    parseDeltaConfig({ method: 'lora', r: 4 }),
+  );
+  return buildTrainStep({
+    forward: model.graph,
+    loss: model.loss,
+    trainable: applied.trainable,
+    activations: 'float16',
+    recompute: recomputeFor('cuda'),
+  }).step!;
+}
+
 describe('fused attention in a training step', () => {
   test('LoRA steps: losses, gradient norms and trained parameters equal the explicit form', async () => {
     const run = async (attention: 'fused' | 'explicit') => {
@@ -123,18 +139,7 @@ describe('fused attention in a training step', () => {
 
   test('float16 activations: the fused node and its gradient compute in float16 on ops the CUDA provider has', () => {
     const problems = (attention: 'fused' | 'explicit') => {
-      const { model, applied } = loadWithDeltas(
-        llama,
-        { task: 'causal-lm', attention, precision: 'float16' },
-        parseDeltaConfig({ method: 'lora', r: 4 }),
-      );
-      const step = buildTrainStep({
-        forward: model.graph,
-        loss: model.loss,
-        trainable: applied.trainable,
-        activations: 'float16',
-        recompute: recomputeFor('cuda'),
-      }).step!;
+      const step = cudaStep(attention);
       const mha = step.nodes.filter((n) => n.op === 'MultiHeadAttention');
       if (attention === 'fused') {
         assert.equal(mha.length, 2);
@@ -201,21 +206,7 @@ describe('fused attention in a training step', () => {
   });
 
   test('memory-bound traffic: fused attention moves well under half the bytes at CUDA settings', () => {
-    const traffic = (attention: 'fused' | 'explicit') => {
-      const { model, applied } = loadWithDeltas(
-        llama,
-        { task: 'causal-lm', attention, precision: 'float16' },
-        parseDeltaConfig({ method: 'lora', r: 4 }),
-      );
-      const step = buildTrainStep({
-        forward: model.graph,
-        loss: model.loss,
-        trainable: applied.trainable,
-        activations: 'float16',
-        recompute: recomputeFor('cuda'),
-      }).step!;
-      return memoryTraffic(step, { batch: 8, seq: 512 });
-    };
+    const traffic = (attention: 'fused' | 'explicit') => memoryTraffic(cudaStep(attention), { batch: 8, seq: 512 });
     const [f, e] = [traffic('fused'), traffic('explicit')];
     assert.ok(f.bytes < 0.45 * e.bytes, `fused ${f.bytes} B vs explicit ${e.bytes} B`);
     // The S²-sized float32 work is gone: no casts of scores, no float32 softmax.

@@ -213,6 +213,33 @@ describe('fused attention in a training step', () => {
     assert.ok((f.byOp.Cast ?? 0) < 0.1 * e.byOp.Cast, `casts: ${f.byOp.Cast} vs ${e.byOp.Cast}`);
   });
 
+  test('a soft prompt (virtual tokens in front of each row) fuses: the same loss and real logits as explicit', async () => {
+    const run = async (attention: 'fused' | 'explicit') => {
+      const { model, applied } = loadWithDeltas(
+        llama,
+        { task: 'causal-lm', attention },
+        parseDeltaConfig({ method: 'soft_prompt', num_virtual_tokens: 3 }),
+      );
+      assert.equal(model.fusedAttention, attention === 'fused');
+      for (const v of applied.trainable) model.graph.promoteToInput(v);
+      const prompt = Object.fromEntries(
+        applied.trainable.map((p) => {
+          const t = applied.initial[p];
+          return [p, { ...t, data: Float32Array.from({ length: t.data.length }, (_, i) => Math.sin(i) / 3) }];
+        }),
+      );
+      const s = await openInline(model.graph, { device: 'cpu' });
+      const out = await s.run({ ...batch(300), ...prompt });
+      await s.release();
+      return { loss: f64(out[model.loss])[0], logits: out.logits };
+    };
+    const [f, e] = [await run('fused'), await run('explicit')];
+    assert.ok(Math.abs(f.loss - e.loss) <= 1e-6 * e.loss, `loss ${f.loss} vs ${e.loss}`);
+    const mask = f64(batch(300).attention_mask);
+    const err = relErr(f.logits, e.logits, (i) => mask[Math.floor(i / 300)] === 1);
+    assert.ok(err < 1e-5, `real logits: relative difference ${err}`);
+  });
+
   test('prefix tuning keeps the explicit form (its keys are longer than the queries)', () => {
     const { model } = loadWithDeltas(
       llama,

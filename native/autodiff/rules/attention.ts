@@ -8,7 +8,7 @@
 import type { Graph, Value } from '../../onnx/graph.js';
 import { dimEq } from '../../onnx/shape.js';
 import { defineRule } from '../registry.js';
-import { cast, dimOf, ints, mul, reduceKeep, scalar, sub } from '../emit.js';
+import { cast, ints, mul, reduceKeep, scalar, shapeOf, sub } from '../emit.js';
 
 /** The most negative finite number of each float type: a masked score's probability is exactly 0. */
 const LOWEST: Record<string, number> = {
@@ -23,9 +23,12 @@ function product(g: Graph, a: Value, b: Value, attrs: { transA?: number; transB?
   return Object.keys(set).length ? g.op1('FusedMatMul', [a, b], set) : g.op1('MatMul', [a, b]);
 }
 
-/** 0, 1, …, n−1 for axis 1 of `like` ([batch, seq, …]). */
+/**
+ * 0, 1, …, n−1 for axis 1 of `like` ([batch, seq, …]). Its length is read from the graph's inputs where they have it
+ * (shapeOf), so that every layer builds the same nodes and onnxruntime keeps one copy of the causal mask.
+ */
 function positions(g: Graph, like: Value): Value {
-  const n = g.op1('Squeeze', [dimOf(g, like, 1), ints(g, [0])]);
+  const n = g.op1('Squeeze', [g.op1('Slice', [shapeOf(g, like), ints(g, [1]), ints(g, [2])]), ints(g, [0])]);
   return g.op1(
     'Range',
     [g.constant(0, 'int64', []), n, g.constant(1, 'int64', [])],

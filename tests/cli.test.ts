@@ -40,10 +40,14 @@ describe('delta-studio CLI', () => {
       max_rel_err: number;
       cuda: { usable: boolean; reason?: string };
       device_state: { available: boolean; reason?: string; ort?: string };
+      fused_attention: Record<string, { ok: boolean; max_error?: number }>;
     };
     assert.equal(r.ort, '1.29.0');
     // The resident-state addon is built (npm test builds it) and loads this onnxruntime.
     assert.deepEqual(r.device_state, { available: true, ort: '1.29.0' });
+    // onnxruntime's fused attention kernels run here in float16 and agree with attention written out.
+    assert.equal(r.fused_attention.cpu.ok, true);
+    assert.ok(r.fused_attention.cpu.max_error! < 1e-3, `${r.fused_attention.cpu.max_error}`);
     assert.ok(r.providers.includes('cpu'));
     assert.equal(r.rules, RULES.size);
     assert.equal(r.checked, RULES.size);

@@ -19,6 +19,7 @@ import type { HostTensor } from '../native/onnx/graph.js';
 import { Rng } from '../native/rng.js';
 import { openInline } from '../native/runtime/host.js';
 import { assertRightPadded } from '../native/train/collate.js';
+import { checkFusedAttention, fusedAttentionOn } from '../native/train/fused-attention-check.js';
 import { StepRunner } from '../native/train/runner.js';
 import { attentionFor, buildTrainStep, recomputeFor } from '../native/train/step.js';
 import { train, type TrainEvent } from '../native/train/trainer.js';
@@ -256,6 +257,39 @@ describe('fused attention in a training step', () => {
     assert.equal(attentionFor('auto'), 'explicit');
     assert.equal(attentionFor('cpu', 'fused'), 'fused');
     assert.equal(attentionFor('cuda', 'explicit'), 'explicit');
+  });
+});
+
+describe('the fused kernels are checked before a run uses them', () => {
+  test('on the CPU they run in float16 and agree with attention written out', async () => {
+    const r = await fusedAttentionOn('cpu');
+    assert.equal(r.ok, true, r.reason);
+    assert.ok(r.maxError! > 0 && r.maxError! < 1e-3, `${r.maxError}`);
+    assert.equal(await fusedAttentionOn('cpu'), r, 'checked once per process');
+  });
+
+  test('a kernel that fails, or computes something else, is reported with the reason', async () => {
+    const failing = await checkFusedAttention(() => {
+      throw new Error('Could not find an implementation for MultiHeadAttention(1) node\nat …');
+    });
+    assert.deepEqual(failing, { ok: false, reason: 'Could not find an implementation for MultiHeadAttention(1) node' });
+    // Attention that is not causal: the real graph, with the flag dropped.
+    const bidirectional = await checkFusedAttention(async (g, feeds) => {
+      for (const n of g.nodes) if (n.op === 'MultiHeadAttention') n.attrs.unidirectional = 0;
+      const s = await openInline(g, { device: 'cpu' });
+      try {
+        return await s.run(feeds);
+      } finally {
+        await s.release();
+      }
+    });
+    assert.equal(bidirectional.ok, false);
+    assert.match(bidirectional.reason!, /^it differs from attention written out by \d/);
+    const nan = await checkFusedAttention(async () => ({
+      out: { dtype: 'float32', shape: [2, 6, 16], data: new Float32Array(192).fill(NaN) },
+    }));
+    assert.equal(nan.ok, false);
+    assert.equal(nan.maxError, Infinity);
   });
 });
 

@@ -6,6 +6,7 @@ import '../autodiff/rules/index.js';
 import { describeCudaLibraries, findCudaLibraries } from '../runtime/cuda-libs.js';
 import { cudaStatus, ortVersion, providersPresent } from '../runtime/providers.js';
 import { residentSupport } from '../runtime/resident.js';
+import { fusedAttentionOn } from '../train/fused-attention-check.js';
 
 export interface DoctorReport {
   ort: string;
@@ -27,6 +28,8 @@ export interface DoctorReport {
   };
   /** Parameters and optimizer state on the device between steps (the resident-state addon), or why not. */
   device_state: { available: boolean; reason?: string; ort?: string };
+  /** onnxruntime's fused attention kernels in float16 on each usable provider: they run and agree, or why not. */
+  fused_attention: Record<string, { ok: boolean; reason?: string; max_error?: number }>;
   rules: number;
   checked: number;
   failed: string[];
@@ -85,6 +88,14 @@ export async function doctor(onResult?: (r: CaseResult & { device: string }) => 
       ...(reason ? { reason } : {}),
       ...(version ? { ort: version } : {}),
     }))(residentSupport()),
+    fused_attention: Object.fromEntries(
+      await Promise.all(
+        devices.map(async (d) => {
+          const { ok, reason, maxError } = await fusedAttentionOn(d);
+          return [d, { ok, ...(reason ? { reason } : {}), ...(maxError !== undefined ? { max_error: maxError } : {}) }];
+        }),
+      ),
+    ),
     rules: RULES.size,
     checked: new Set(results.filter((r) => !r.error).map((r) => r.rule)).size,
     failed,

@@ -136,6 +136,10 @@ Options:
       log(
         `state on the device: ${report.device_state.available ? 'ready (resident-state addon)' : `no — ${report.device_state.reason}`}`,
       );
+      for (const [d, f] of Object.entries(report.fused_attention))
+        log(
+          `fused attention on ${d}: ${f.ok ? `runs (largest difference from attention written out ${f.max_error!.toExponential(1)})` : `no — ${f.reason}`}`,
+        );
       log(
         `gradient rules: ${report.rules}, checked: ${report.checked}, failed: ${report.failed.length}, max relative error ${report.max_rel_err.toExponential(2)}`,
       );

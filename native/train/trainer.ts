@@ -24,6 +24,7 @@ import { accuracy, macroF1, mcc, pearson, perplexity, spearman } from './metrics
 import { StepRunner, type Runner, type RunnerState } from './runner.js';
 import { openRunner, type Residency } from './resident-runner.js';
 import { lrAt, type ScheduleKind } from './schedule.js';
+import { fusedAttentionOn } from './fused-attention-check.js';
 import { attentionFor, buildTrainStep, recomputeFor } from './step.js';
 
 export interface TrainConfig {
@@ -144,13 +145,24 @@ export async function train(
   // is fused there, and what the backward pass recomputes depends on the device.
   let device = cfg.device ?? 'auto';
   if (device === 'auto') device = (await cudaStatus()).usable ? 'cuda' : 'auto';
+  let attention = attentionFor(device, cfg.attention);
+  if (attention === 'fused' && (cfg.attention ?? 'auto') === 'auto' && device !== 'auto') {
+    // Chosen for the device, not asked for: where its kernels do not run, the run builds attention explicitly.
+    const check = await fusedAttentionOn(device);
+    if (!check.ok) {
+      process.stderr.write(
+        `fused attention does not run on ${device} (${check.reason}); attention is built explicitly\n`,
+      );
+      attention = 'explicit';
+    }
+  }
   const { model, applied } = loadWithDeltas(
     cfg.model,
     {
       task: cfg.task,
       numLabels: cfg.labels?.length,
       precision: cfg.precision,
-      attention: attentionFor(device, cfg.attention),
+      attention,
     },
     cfg.deltas,
     cfg.seed,

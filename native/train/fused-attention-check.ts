@@ -1,0 +1,143 @@
+// Whether onnxruntime's fused attention kernels (com.microsoft RotaryEmbedding and MultiHeadAttention) run on a device
+// in float16, as training uses them there, and agree with attention written out. Checked once per process on a tiny
+// causal case before a run builds its graph with them (ModelOptions.attention): where they do not, the run builds
+// attention explicitly and says why, rather than failing at its first step.
+import { DTYPES, toFloat16Bits, toFloat32 } from '../onnx/dtype.js';
+import { Graph, type HostTensor } from '../onnx/graph.js';
+import { openSession, runSession } from '../runtime/session.js';
+
+export interface FusedAttentionCheck {
+  ok: boolean;
+  /** Why not: the kernel's error, or how far its result is from attention written out. */
+  reason?: string;
+  /** Largest difference from the float64 reference (float16 inputs; float16 keeps ~3 significant digits). */
+  maxError?: number;
+}
+
+export type GraphRunner = (g: Graph, feeds: Record<string, HostTensor>) => Promise<Record<string, HostTensor>>;
+
+const [B, S, N, DH] = [2, 6, 2, 8]; // head size a multiple of 8, as flash attention needs
+const D = N * DH;
+const TOLERANCE = 2e-2;
+
+/** Inputs rounded to float16 (the reference reads the same values), as float32 numbers and float16 tensors. */
+function inputs(): { values: Record<string, Float32Array>; feeds: Record<string, HostTensor> } {
+  const wave = (n: number, k: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(0.37 * i * k + k));
+  const half = (x: Float32Array) => toFloat32('float16', new Uint8Array(toFloat16Bits(x).buffer));
+  const angle = (p: number, i: number) => p / 10000 ** ((2 * i) / DH);
+  const values = {
+    q: half(wave(B * S * D, 1)),
+    k: half(wave(B * S * D, 2)),
+    v: half(wave(B * S * D, 3)),
+    cos: half(
+      Float32Array.from({ length: (S * DH) / 2 }, (_, j) => Math.cos(angle(Math.floor(j / (DH / 2)), j % (DH / 2)))),
+    ),
+    sin: half(
+      Float32Array.from({ length: (S * DH) / 2 }, (_, j) => Math.sin(angle(Math.floor(j / (DH / 2)), j % (DH / 2)))),
+    ),
+  };
+  const f16 = (x: Float32Array, shape: number[]): HostTensor => ({ dtype: 'float16', shape, data: toFloat16Bits(x) });
+  return {
+    values,
+    feeds: {
+      q: f16(values.q, [B, S, D]),
+      k: f16(values.k, [B, S, D]),
+      v: f16(values.v, [B, S, D]),
+      cos: f16(values.cos, [S, DH / 2]),
+      sin: f16(values.sin, [S, DH / 2]),
+      pos: { dtype: 'int64', shape: [B, S], data: BigInt64Array.from({ length: B * S }, (_, i) => BigInt(i % S)) },
+    },
+  };
+}
+
+function graph(): Graph {
+  const g = new Graph();
+  const [q, k, v] = ['q', 'k', 'v'].map((n) => g.input(n, 'float16', [B, S, D]));
+  const [cos, sin] = ['cos', 'sin'].map((n) => g.input(n, 'float16', [S, DH / 2]));
+  const pos = g.input('pos', 'int64', [B, S]);
+  const rope = (x: typeof q) => g.op1('RotaryEmbedding', [x, pos, cos, sin], { interleaved: 0 });
+  const o = g.op1('MultiHeadAttention', [rope(q), rope(k), v], {
+    num_heads: N,
+    unidirectional: 1,
+    scale: 1 / Math.sqrt(DH),
+  });
+  g.output(g.op1('Cast', [o], { to: DTYPES.float32.onnx }), 'out');
+  return g;
+}
+
+/** Rotary embedding (rotate_half) and causal attention in float64, [B, S, N·DH] in and out. */
+function reference(x: Record<string, Float32Array>): Float64Array {
+  const at = (b: number, s: number, h: number, d: number) => (b * S + s) * D + h * DH + d;
+  const turn = (t: Float32Array): Float64Array => {
+    const out = new Float64Array(t.length);
+    for (let b = 0; b < B; b++)
+      for (let s = 0; s < S; s++)
+        for (let h = 0; h < N; h++)
+          for (let i = 0; i < DH / 2; i++) {
+            const [c, sn] = [x.cos[s * (DH / 2) + i], x.sin[s * (DH / 2) + i]];
+            const [a1, a2] = [t[at(b, s, h, i)], t[at(b, s, h, i + DH / 2)]];
+            out[at(b, s, h, i)] = a1 * c - a2 * sn;
+            out[at(b, s, h, i + DH / 2)] = a2 * c + a1 * sn;
+          }
+    return out;
+  };
+  const [q, k] = [turn(x.q), turn(x.k)];
+  const out = new Float64Array(B * S * D);
+  for (let b = 0; b < B; b++)
+    for (let h = 0; h < N; h++)
+      for (let i = 0; i < S; i++) {
+        const scores = Array.from({ length: i + 1 }, (_, j) => {
+          let dot = 0;
+          for (let d = 0; d < DH; d++) dot += q[at(b, i, h, d)] * k[at(b, j, h, d)];
+          return dot / Math.sqrt(DH);
+        });
+        const top = Math.max(...scores);
+        const w = scores.map((sc) => Math.exp(sc - top));
+        const sum = w.reduce((a, c) => a + c, 0);
+        for (let d = 0; d < DH; d++)
+          out[at(b, i, h, d)] = w.reduce((a, wj, j) => a + (wj / sum) * x.v[at(b, j, h, d)], 0);
+      }
+  return out;
+}
+
+/** Runs the tiny case with `run` and compares it with the reference. Never throws. */
+export async function checkFusedAttention(run: GraphRunner): Promise<FusedAttentionCheck> {
+  const { values, feeds } = inputs();
+  let out: HostTensor | undefined;
+  try {
+    out = (await run(graph(), feeds)).out;
+  } catch (e) {
+    return { ok: false, reason: (e as Error).message.split('\n')[0] };
+  }
+  const want = reference(values);
+  const got = out?.data as Float32Array | undefined;
+  if (!got || got.length !== want.length)
+    return { ok: false, reason: `its output has ${got?.length ?? 0} values, attention written out ${want.length}` };
+  let maxError = 0;
+  for (let i = 0; i < want.length; i++) {
+    const d = Math.abs(got[i] - want[i]);
+    maxError = Math.max(maxError, Number.isNaN(d) ? Infinity : d); // a NaN fails the check
+  }
+  return maxError <= TOLERANCE
+    ? { ok: true, maxError }
+    : { ok: false, maxError, reason: `it differs from attention written out by ${maxError.toPrecision(3)}` };
+}
+
+const checked = new Map<string, Promise<FusedAttentionCheck>>();
+
+/** checkFusedAttention on a device's provider, once per process. */
+export function fusedAttentionOn(device: 'cpu' | 'cuda'): Promise<FusedAttentionCheck> {
+  let hit = checked.get(device);
+  if (!hit) {
+    hit = checkFusedAttention(async (g, feeds) => {
+      const s = await openSession(g, { device });
+      try {
+        return await runSession(s, feeds);
+      } finally {
+        await s.session.release();
+      }
+    });
+    checked.set(device, hit);
+  }
+  return hit;
+}

@@ -80,6 +80,8 @@ const summary = {
   ort: report.ort,
   providers: report.providers,
   cuda: { usable: cuda.usable, reason: cuda.reason ?? null, libraries: report.cuda.libraries.lines },
+  // onnxruntime's fused attention kernels in float16 (the trainer's CUDA default) against attention written out.
+  fused_attention: report.fused_attention,
   gradient_rules: {
     rules: report.rules,
     checked: report.checked,

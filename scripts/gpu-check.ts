@@ -37,8 +37,8 @@ async function run(device: 'cpu' | 'cuda', opts: { lrUlps?: number; shadowDevice
       device,
       runDir: dir,
       shadowDevice: opts.shadowDevice,
-      // The graph CUDA trains with (fused attention), on both providers: the curves compare kernels, not graph forms.
-      attention: 'fused',
+      // The graph CUDA trains with, on both providers: the curves compare kernels, not graph forms.
+      attention,
     },
     data,
     (e) => {
@@ -67,6 +67,8 @@ const report = await doctor((x) =>
   process.stderr.write(`${x.device} ${x.label}: ${x.error ?? `f32 ${x.err32.toExponential(1)}`}\n`),
 );
 const cuda = await cudaStatus();
+// Fused attention where CUDA runs it (the trainer's choice there), else attention written out.
+const attention = !cuda.usable || report.fused_attention.cuda?.ok ? 'fused' : 'explicit';
 const cpu = await run('cpu');
 const yardstick = await run('cpu', { lrUlps: 1 });
 const gpu = cuda.usable ? await run('cuda') : null;
@@ -80,8 +82,10 @@ const summary = {
   ort: report.ort,
   providers: report.providers,
   cuda: { usable: cuda.usable, reason: cuda.reason ?? null, libraries: report.cuda.libraries.lines },
-  // onnxruntime's fused attention kernels in float16 (the trainer's CUDA default) against attention written out.
+  // onnxruntime's fused attention kernels in float16 (the trainer's CUDA default) against attention written out, and
+  // the form the runs below use.
   fused_attention: report.fused_attention,
+  attention,
   gradient_rules: {
     rules: report.rules,
     checked: report.checked,

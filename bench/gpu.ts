@@ -119,19 +119,22 @@ function profileSummary(
 
 async function worker(spec: RunSpec & { dir: string; device: 'cpu' | 'cuda'; warmup: number; steps: number }) {
   const { loadWithDeltas } = await import('../native/delta/index.js');
-  const { attentionFor, buildTrainStep, recomputeFor } = await import('../native/train/step.js');
+  const { buildTrainStep, recomputeFor } = await import('../native/train/step.js');
+  const { chooseAttention } = await import('../native/train/fused-attention-check.js');
   const { openRunner, ResidentStepRunner } = await import('../native/train/resident-runner.js');
   const { Rng } = await import('../native/rng.js');
   const deltas =
     spec.method === 'lora'
       ? [{ method: 'lora', r: 8, alpha: 16, target_modules: ['q_proj', 'v_proj'] }]
       : [{ method: 'full' }];
+  // As the trainer chooses: fused where its kernels run on the device (checked), unless --attention says.
+  const { attention, fallback } = await chooseAttention(spec.device, spec.attention);
   const { model, applied } = loadWithDeltas(
     spec.dir,
     {
       task: 'causal-lm',
       precision: spec.precision === 'fp16' ? 'float16' : 'float32',
-      attention: attentionFor(spec.device, spec.attention),
+      attention,
     },
     deltas as never,
     1,
@@ -189,6 +192,7 @@ async function worker(spec: RunSpec & { dir: string; device: 'cpu' | 'cuda'; war
     // Parameters and AdamW state kept on the device between steps (the resident-state addon), or fed from the host.
     state: resident ? 'on the device' : 'from the host',
     attention: model.fusedAttention ? 'fused' : 'explicit',
+    ...(fallback ? { attention_fallback: fallback } : {}),
     peak_rss_mib: (process.resourceUsage().maxRSS * 1024) / 2 ** 20,
     implementation: `Delta Studio (onnxruntime ${ortVersion()})`,
   };

@@ -19,7 +19,8 @@ import type { HostTensor } from '../native/onnx/graph.js';
 import { Rng } from '../native/rng.js';
 import { openInline } from '../native/runtime/host.js';
 import { assertRightPadded } from '../native/train/collate.js';
-import { checkFusedAttention, fusedAttentionOn } from '../native/train/fused-attention-check.js';
+import { checkFusedAttention, chooseAttention, fusedAttentionOn } from '../native/train/fused-attention-check.js';
+import { cudaStatus } from '../native/runtime/providers.js';
 import { StepRunner } from '../native/train/runner.js';
 import { attentionFor, buildTrainStep, recomputeFor } from '../native/train/step.js';
 import { train, type TrainEvent } from '../native/train/trainer.js';
@@ -251,12 +252,21 @@ describe('fused attention in a training step', () => {
     assert.equal(ops(model, 'MultiHeadAttention'), 0);
   });
 
-  test('fused on CUDA, explicit on the CPU unless asked', () => {
+  test('fused on CUDA where its kernels run, explicit on the CPU, unless asked', async () => {
     assert.equal(attentionFor('cuda'), 'fused');
     assert.equal(attentionFor('cpu'), 'explicit');
     assert.equal(attentionFor('auto'), 'explicit');
     assert.equal(attentionFor('cpu', 'fused'), 'fused');
     assert.equal(attentionFor('cuda', 'explicit'), 'explicit');
+    assert.deepEqual(await chooseAttention('cpu'), { attention: 'explicit' });
+    assert.deepEqual(await chooseAttention('cpu', 'fused'), { attention: 'fused' });
+    assert.deepEqual(await chooseAttention('cuda', 'explicit'), { attention: 'explicit' });
+    // Left to CUDA, the kernels are checked there first: this machine's CUDA cannot run them, and the run says so.
+    if (!(await cudaStatus()).usable) {
+      const r = await chooseAttention('cuda');
+      assert.equal(r.attention, 'explicit');
+      assert.match(r.fallback!, /^fused attention does not run on cuda \(.+\)$/);
+    }
   });
 });
 

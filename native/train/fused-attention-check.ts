@@ -5,6 +5,7 @@
 import { DTYPES, toFloat16Bits, toFloat32 } from '../onnx/dtype.js';
 import { Graph, type HostTensor } from '../onnx/graph.js';
 import { openSession, runSession } from '../runtime/session.js';
+import { attentionFor } from './step.js';
 
 export interface FusedAttentionCheck {
   ok: boolean;
@@ -140,4 +141,20 @@ export function fusedAttentionOn(device: 'cpu' | 'cuda'): Promise<FusedAttention
     checked.set(device, hit);
   }
   return hit;
+}
+
+/**
+ * The attention a run on `device` builds: as asked; or, when left to the device, fused where its kernels run there
+ * (checked) and explicit otherwise, with the reason.
+ */
+export async function chooseAttention(
+  device: 'cpu' | 'cuda' | 'auto',
+  asked: 'auto' | 'fused' | 'explicit' = 'auto',
+): Promise<{ attention: 'fused' | 'explicit'; fallback?: string }> {
+  const attention = attentionFor(device, asked);
+  if (attention === 'explicit' || asked !== 'auto' || device === 'auto') return { attention };
+  const check = await fusedAttentionOn(device);
+  return check.ok
+    ? { attention }
+    : { attention: 'explicit', fallback: `fused attention does not run on ${device} (${check.reason})` };
 }

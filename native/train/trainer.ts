@@ -24,8 +24,8 @@ import { accuracy, macroF1, mcc, pearson, perplexity, spearman } from './metrics
 import { StepRunner, type Runner, type RunnerState } from './runner.js';
 import { openRunner, type Residency } from './resident-runner.js';
 import { lrAt, type ScheduleKind } from './schedule.js';
-import { fusedAttentionOn } from './fused-attention-check.js';
-import { attentionFor, buildTrainStep, recomputeFor } from './step.js';
+import { chooseAttention } from './fused-attention-check.js';
+import { buildTrainStep, recomputeFor } from './step.js';
 
 export interface TrainConfig {
   model: string;
@@ -145,17 +145,8 @@ export async function train(
   // is fused there, and what the backward pass recomputes depends on the device.
   let device = cfg.device ?? 'auto';
   if (device === 'auto') device = (await cudaStatus()).usable ? 'cuda' : 'auto';
-  let attention = attentionFor(device, cfg.attention);
-  if (attention === 'fused' && (cfg.attention ?? 'auto') === 'auto' && device !== 'auto') {
-    // Chosen for the device, not asked for: where its kernels do not run, the run builds attention explicitly.
-    const check = await fusedAttentionOn(device);
-    if (!check.ok) {
-      process.stderr.write(
-        `fused attention does not run on ${device} (${check.reason}); attention is built explicitly\n`,
-      );
-      attention = 'explicit';
-    }
-  }
+  const { attention, fallback } = await chooseAttention(device, cfg.attention);
+  if (fallback) process.stderr.write(`${fallback}; attention is built explicitly\n`);
   const { model, applied } = loadWithDeltas(
     cfg.model,
     {

@@ -18,6 +18,16 @@ export const div = (g: Graph, a: Value, b: Value): Value => g.op1('Div', [a, b])
 export const neg = (g: Graph, a: Value): Value => g.op1('Neg', [a]);
 export const mulScalar = (g: Graph, a: Value, k: number): Value => (k === 1 ? a : mul(g, a, scalar(g, k, a.dtype)));
 
+/** op(a)·op(b)·alpha (op: an optional transpose of the last two dims): MatMul, or FusedMatMul when it needs one. */
+export function product(g: Graph, a: Value, b: Value, transA = 0, transB = 0, alpha = 1): Value {
+  if (!transA && !transB && alpha === 1) return g.op1('MatMul', [a, b]);
+  const attrs: Record<string, number> = {};
+  if (transA) attrs.transA = 1;
+  if (transB) attrs.transB = 1;
+  if (alpha !== 1) attrs.alpha = alpha;
+  return g.op1('FusedMatMul', [a, b], attrs);
+}
+
 export function cast(g: Graph, v: Value, to: DType): Value {
   return v.dtype === to ? v : g.op1('Cast', [v], { to: DTYPES[to].onnx });
 }

@@ -8,7 +8,7 @@
 import type { Graph, Value } from '../../onnx/graph.js';
 import { dimEq } from '../../onnx/shape.js';
 import { defineRule } from '../registry.js';
-import { cast, ints, mul, reduceKeep, scalar, shapeOf, sub } from '../emit.js';
+import { cast, ints, mul, product, reduceKeep, scalar, shapeOf, sub } from '../emit.js';
 
 /** The most negative finite number of each float type: a masked score's probability is exactly 0. */
 const LOWEST: Record<string, number> = {
@@ -17,11 +17,6 @@ const LOWEST: Record<string, number> = {
   float32: -3.4028234663852886e38,
   float64: -1.7976931348623157e308,
 };
-
-function product(g: Graph, a: Value, b: Value, attrs: { transA?: number; transB?: number; alpha?: number }): Value {
-  const set = Object.fromEntries(Object.entries(attrs).filter(([k, v]) => (k === 'alpha' ? v !== 1 : v)));
-  return Object.keys(set).length ? g.op1('FusedMatMul', [a, b], set) : g.op1('MatMul', [a, b]);
-}
 
 /**
  * 0, 1, …, n−1 for axis 1 of `like` ([batch, seq, …]). Its length is read from the graph's inputs where they have it
@@ -67,7 +62,7 @@ defineRule(
       K = heads(k, dh),
       V = heads(v, dv),
       dO = heads(dy, dv);
-    let s = product(g, Q, K, { transB: 1, alpha: scale }); // [B,N,S,L]
+    let s = product(g, Q, K, 0, 1, scale); // [B,N,S,L]
     if (causal) {
       // Key j is visible to query i when j ≤ i.
       const rows = g.op1('Unsqueeze', [positions(g, q), ints(g, [1])]);
@@ -75,19 +70,19 @@ defineRule(
       s = g.op1('Where', [visible, s, scalar(g, LOWEST[dt], dt)]);
     }
     const p = g.op1('Softmax', [s], { axis: -1 });
-    const rowSum = g.op1(
-      'Transpose',
-      [reduceKeep(g, mul(g, cast(g, split(dy, dv), wide), cast(g, split(c.y(0), dv), wide)), [-1])],
-      {
-        perm: [0, 2, 1, 3],
-      },
-    ); // [B,N,S,1]
-    const needsScores = c.needs[0] || c.needs[1];
-    const dS = needsScores ? mul(g, p, sub(g, product(g, dO, V, { transB: 1 }), cast(g, rowSum, dt))) : undefined;
+    let dS: Value | undefined;
+    if (c.needs[0] || c.needs[1]) {
+      const rowSum = g.op1(
+        'Transpose',
+        [reduceKeep(g, mul(g, cast(g, split(dy, dv), wide), cast(g, split(c.y(0), dv), wide)), [-1])],
+        { perm: [0, 2, 1, 3] },
+      ); // [B,N,S,1]
+      dS = mul(g, p, sub(g, product(g, dO, V, 0, 1), cast(g, rowSum, dt)));
+    }
     return [
-      c.needs[0] ? merge(product(g, dS!, K, { alpha: scale }), dh) : undefined,
-      c.needs[1] ? merge(product(g, dS!, Q, { transA: 1, alpha: scale }), dh) : undefined,
-      c.needs[2] ? merge(product(g, p, dO, { transA: 1 }), dv) : undefined,
+      c.needs[0] ? merge(product(g, dS!, K, 0, 0, scale), dh) : undefined,
+      c.needs[1] ? merge(product(g, dS!, Q, 1, 0, scale), dh) : undefined,
+      c.needs[2] ? merge(product(g, p, dO, 1, 0), dv) : undefined,
     ];
   },
   'com.microsoft',

@@ -2,22 +2,13 @@
 // frozen weight is never copied transposed; a 2-D weight's gradient is one Gemm over the flattened batch.
 import type { Graph, Value } from '../../onnx/graph.js';
 import { defineRule } from '../registry.js';
-import { ints, mulScalar, sumTo } from '../emit.js';
+import { ints, mulScalar, product, sumTo } from '../emit.js';
 
 function flat2d(g: Graph, v: Value): Value {
   const last = v.shape[v.shape.length - 1];
   if (v.shape.length === 2) return v;
   if (typeof last !== 'number') throw new Error(`matmul gradient: last dim of ${v.name} must be static`);
   return g.op1('Reshape', [v, ints(g, [-1, last])]);
-}
-
-function fused(g: Graph, a: Value, b: Value, transA: number, transB: number, alpha = 1): Value {
-  const attrs: Record<string, number> = {};
-  if (transA) attrs.transA = 1;
-  if (transB) attrs.transB = 1;
-  if (alpha !== 1) attrs.alpha = alpha;
-  if (!transA && !transB && alpha === 1) return g.op1('MatMul', [a, b]);
-  return g.op1('FusedMatMul', [a, b], attrs);
 }
 
 function gemm(g: Graph, a: Value, b: Value, transA: number, transB: number, alpha = 1): Value {
@@ -43,7 +34,7 @@ function productGrads(
     throw new Error(`matmul gradient: 1-D operands (${A.name}, ${B.name}) are not supported`);
   let dA: Value | undefined, dB: Value | undefined;
   if (needs[0]) {
-    dA = transA ? fused(g, B, dy, transB, 1, alpha) : fused(g, dy, B, 0, transB ? 0 : 1, alpha);
+    dA = transA ? product(g, B, dy, transB, 1, alpha) : product(g, dy, B, 0, transB ? 0 : 1, alpha);
     dA = sumTo(g, dA, A);
   }
   if (needs[1]) {
@@ -53,7 +44,7 @@ function productGrads(
         dy2 = flat2d(g, dy);
       dB = transB ? gemm(g, dy2, A2, 1, 0, alpha) : gemm(g, A2, dy2, 1, 0, alpha);
     } else {
-      dB = transB ? fused(g, dy, A, 1, transA, alpha) : fused(g, A, dy, transA ? 0 : 1, 0, alpha);
+      dB = transB ? product(g, dy, A, 1, transA, alpha) : product(g, A, dy, transA ? 0 : 1, 0, alpha);
       dB = sumTo(g, dB, B);
     }
   }

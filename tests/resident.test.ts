@@ -12,6 +12,7 @@ import onnxProto from 'onnx-proto';
 import { reviews } from '../native/demo/corpus.js';
 import { TINY, buildTinyLm, permutationTask } from '../native/demo/tiny-lm.js';
 import { Rng } from '../native/rng.js';
+import { tinyLmSteps } from './support/tiny-steps.js';
 import { ortBinFolder } from '../native/runtime/providers.js';
 import { ResidentContext, residentSupport } from '../native/runtime/resident.js';
 import { ResidentStepRunner, openRunner } from '../native/train/resident-runner.js';
@@ -156,15 +157,7 @@ for (const [accumulation, activations] of [
   [1, 'float16'],
 ] as const)
   test(`the resident runner equals the host runner to the bit (accumulation ${accumulation}, ${activations} activations)`, async () => {
-    const m = buildTinyLm({ ...TINY, dropout: 0.1 });
-    const graphs = buildTrainStep({
-      forward: m.graph,
-      loss: m.loss,
-      trainable: m.trainable,
-      optimizer: { maxGradNorm: 1, weightDecay: 0.01 },
-      accumulation,
-      activations,
-    });
+    const { m, graphs } = tinyLmSteps({ ...TINY, dropout: 0.1 }, { accumulation, activations });
     const host = await StepRunner.open(graphs, m.weights, { inWorker: false });
     const resident = await openRunner(graphs, m.weights, 'cpu', { resident: 'on' });
     assert.ok(resident instanceof ResidentStepRunner);

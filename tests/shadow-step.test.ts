@@ -7,20 +7,14 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { reviews } from '../native/demo/corpus.js';
-import { TINY, buildTinyLm, permutationTask } from '../native/demo/tiny-lm.js';
+import { TINY, permutationTask } from '../native/demo/tiny-lm.js';
 import { Rng } from '../native/rng.js';
+import { tinyLmSteps } from './support/tiny-steps.js';
 import { StepRunner } from '../native/train/runner.js';
-import { buildTrainStep } from '../native/train/step.js';
 import { shadowStep, train, type ShadowStep } from '../native/train/trainer.js';
 
 test('shadowStep: the same step elsewhere is the same; a step with another learning rate differs by exactly that', async () => {
-  const m = buildTinyLm(TINY);
-  const graphs = buildTrainStep({
-    forward: m.graph,
-    loss: m.loss,
-    trainable: m.trainable,
-    optimizer: { maxGradNorm: 1, weightDecay: 0.01 },
-  });
+  const { m, graphs } = tinyLmSteps();
   const runner = await StepRunner.open(graphs, m.weights, { inWorker: false });
   const shadow = await StepRunner.open(graphs, m.weights, { inWorker: false });
   const task = permutationTask(TINY, 5);

@@ -3,14 +3,14 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { TINY, buildTinyLm, permutationTask } from '../native/demo/tiny-lm.js';
+import { TINY, permutationTask } from '../native/demo/tiny-lm.js';
 import { Rng } from '../native/rng.js';
+import { tinyLmSteps } from './support/tiny-steps.js';
 import { planEpoch } from '../native/train/batching.js';
 import { loadCheckpoint, saveCheckpoint } from '../native/train/checkpoint.js';
 import { accuracy, exactMatch, macroF1, mcc, pearson, perplexity, spearman } from '../native/train/metrics.js';
 import { StepRunner } from '../native/train/runner.js';
 import { lrAt } from '../native/train/schedule.js';
-import { buildTrainStep } from '../native/train/step.js';
 
 describe("learning-rate schedules (transformers' warmup schedules)", () => {
   const base = { lr: 1e-3, warmup: 10, total: 100 };
@@ -75,13 +75,7 @@ describe('length-bucketed batches', () => {
 describe('checkpoints and exact resume', () => {
   async function run(steps: number, from?: string, to?: string, stopAt?: number) {
     const cfg = { ...TINY, dropout: 0.1 };
-    const m = buildTinyLm(cfg);
-    const graphs = buildTrainStep({
-      forward: m.graph,
-      loss: m.loss,
-      trainable: m.trainable,
-      optimizer: { maxGradNorm: 1, weightDecay: 0.01 },
-    });
+    const { m, graphs } = tinyLmSteps(cfg);
     const runner = await StepRunner.open(graphs, m.weights, { inWorker: false });
     const task = permutationTask(cfg, 5);
     const rng = new Rng(3);

@@ -7,6 +7,7 @@
 //   --model DIR | --shape 316m|1b|tiny|small (bench/gpu-model.ts; weights are sparse zeros, never read) [--layers N]
 //   --batch 32 --seq 512 --precision fp32|fp16 (fp16: float16 weights and activations; --activations float32|float16)
 //   --delta '<json>' --task causal-lm --recompute none|attention,… --attention explicit|fused
+//   --cuda: count the memory-bound bytes with what onnxruntime's CUDA provider fuses by itself (BiasSoftmax)
 //   --gpu: both of bench:gpu's LoRA configs (316M × 32 × 512, 1.03B × 8 × 512), with and without recomputation, and
 //     in mixed precision with CUDA's settings (every kind recomputed) with attention explicit and fused.
 // Each case also reports the bytes its memory-bound kernels read and write per step (memoryTraffic): on a GPU what
@@ -55,6 +56,8 @@ export interface Case {
   recompute: RecomputeKind[];
   /** Self-attention built fused or explicit (ModelOptions.attention; default explicit). */
   attention?: 'fused' | 'explicit';
+  /** Count memory-bound bytes with what onnxruntime's CUDA provider fuses by itself (memoryTraffic's `cuda`). */
+  cuda?: boolean;
 }
 
 const activationsOf = (c: Case): 'float32' | 'float16' =>
@@ -129,7 +132,7 @@ function analyse(c: Case) {
   const g = graphs.step!;
   const plan = memoryPlan(g, { batch: c.batch, seq: c.seq }, { hints });
   const serial = memoryPlan(g, { batch: c.batch, seq: c.seq }, { hints, order: 'serialized' });
-  const traffic = memoryTraffic(g, { batch: c.batch, seq: c.seq });
+  const traffic = memoryTraffic(g, { batch: c.batch, seq: c.seq }, { cuda: c.cuda });
   const gb = (b: number): number => Math.round(b / 1e8) / 10;
   return {
     case: describe(c, model.dims),
@@ -163,6 +166,7 @@ function describe(c: Case, dims?: { layers: number; hidden: number; vocab: numbe
     activations: activationsOf(c),
     recompute: c.recompute,
     attention: c.attention ?? 'explicit',
+    ...(c.cuda ? { traffic_counts: "onnxruntime's CUDA fusions" } : {}),
   };
 }
 
@@ -340,6 +344,7 @@ function caseFromArgs(): Case {
     precision: opt('precision') === 'fp16' ? 'fp16' : 'fp32',
     ...(opt('activations') ? { activations: opt('activations') as 'float32' | 'float16' } : {}),
     ...(opt('attention') ? { attention: opt('attention') as 'fused' | 'explicit' } : {}),
+    ...(flag('cuda') ? { cuda: true } : {}),
     recompute,
   };
 }
@@ -388,6 +393,7 @@ async function main(): Promise<void> {
             precision: 'fp16',
             recompute: recomputeFor('cuda'),
             attention: attentionFor('cuda'),
+            cuda: true,
           }),
         );
       process.stderr.write(table(rows));

@@ -4,11 +4,13 @@
 // same kernel). Checked here on the CPU against PyTorch, against the explicit form, and for what it needs
 // (right-padded rows) and refuses.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import onnxProto from 'onnx-proto';
+import * as ort from 'onnxruntime-node';
 import { writeLlamaFolder } from '../bench/gpu-model.js';
 import { buildGradients } from '../native/autodiff/backward.js';
 import { cudaPlacementProblems } from '../native/autodiff/cuda-kernels.js';
@@ -16,11 +18,13 @@ import { memoryTraffic } from '../native/autodiff/memory.js';
 import { loadWithDeltas, parseDeltaConfig } from '../native/delta/index.js';
 import { loadModel, type BuiltModel } from '../native/models/index.js';
 import type { HostTensor } from '../native/onnx/graph.js';
+import { serialize } from '../native/onnx/serialize.js';
 import { Rng } from '../native/rng.js';
 import { openInline } from '../native/runtime/host.js';
 import { assertRightPadded } from '../native/train/collate.js';
 import { checkFusedAttention, chooseAttention, fusedAttentionOn } from '../native/train/fused-attention-check.js';
 import { cudaStatus } from '../native/runtime/providers.js';
+import { ortSessionOptions } from '../native/runtime/session.js';
 import { StepRunner } from '../native/train/runner.js';
 import { attentionFor, buildTrainStep, recomputeFor } from '../native/train/step.js';
 import { train, type TrainEvent } from '../native/train/trainer.js';
@@ -213,6 +217,85 @@ describe('fused attention in a training step', () => {
     assert.ok(f.bytes < 0.45 * e.bytes, `fused ${f.bytes} B vs explicit ${e.bytes} B`);
     // The S²-sized float32 work is gone: no casts of scores, no float32 softmax.
     assert.ok((f.byOp.Cast ?? 0) < 0.1 * e.byOp.Cast, `casts: ${f.byOp.Cast} vs ${e.byOp.Cast}`);
+  });
+
+  test("the attention gradient's non-product work over the S² scores: softmax(scores + mask) and one product", () => {
+    const step = cudaStep('fused');
+    const square = step.nodes.filter((n) => {
+      const shape = step.value(n.outputs[0]).shape;
+      return shape.length === 4 && shape[2] === 'seq' && shape[3] === 'seq';
+    });
+    // Per layer: the scores and dO·Vᵀ − rowsum (products), the masked scores, their softmax, P ⊙ (…).
+    assert.deepEqual(
+      square.map((n) => n.op).sort(),
+      [
+        'Add',
+        'Add',
+        'FusedMatMul',
+        'FusedMatMul',
+        'Mul',
+        'Mul',
+        'Softmax',
+        'Softmax',
+        'FusedMatMul',
+        'FusedMatMul',
+      ].sort(),
+    );
+    // What onnxruntime's BiasSoftmaxFusion needs to make one CUDA kernel of each Add and Softmax: both of the Add's
+    // inputs stated in the model, its result read only by a last-axis Softmax.
+    for (const add of square.filter((n) => n.op === 'Add')) {
+      for (const i of add.inputs) assert.ok(step.declared.has(i), `${i}'s shape is stated`);
+      const readers = step.nodes.filter((n) => n.inputs.includes(add.outputs[0]));
+      assert.deepEqual(
+        readers.map((n) => [n.op, n.attrs.axis]),
+        [['Softmax', -1]],
+      );
+    }
+    const cuda = memoryTraffic(step, { batch: 8, seq: 512 }, { cuda: true });
+    const plain = memoryTraffic(step, { batch: 8, seq: 512 });
+    const s2 = 8 * 4 * 512 * 512 * 2; // one float16 pass over the scores
+    assert.equal(plain.bytes - cuda.bytes, 2 * 2 * s2, 'per layer, the masked scores are neither written nor read');
+    assert.equal(plain.kernels - cuda.kernels, 2);
+  });
+
+  test('onnxruntime keeps the stated shapes: the masked scores add [batch, heads, seq, seq] and [seq, seq]', async () => {
+    const { model, applied } = loadWithDeltas(
+      llama,
+      { task: 'causal-lm', attention: 'fused' },
+      parseDeltaConfig({ method: 'lora', r: 4 }),
+    );
+    const step = buildTrainStep({
+      forward: model.graph,
+      loss: model.loss,
+      trainable: applied.trainable,
+      recompute: recomputeFor('cuda'),
+    }).step!;
+    const m = serialize(step);
+    const file = join(tmp, 'optimized.onnx');
+    const s = await ort.InferenceSession.create(Buffer.from(m.bytes), {
+      ...ortSessionOptions('cpu', {}, m),
+      optimizedModelFilePath: file,
+    });
+    await s.release();
+    // The model onnxruntime optimized (on the CPU; a float16 graph there gets casts the CUDA provider does not add).
+    const { graph } = onnxProto.onnx.ModelProto.decode(readFileSync(file));
+    const dims = (name: string): string[] | undefined =>
+      graph!
+        .valueInfo!.find((v) => v.name === name)
+        ?.type?.tensorType?.shape?.dim?.map((d) => (d.dimParam ? d.dimParam : String(d.dimValue)));
+    const adds = graph!.node!.filter((n) => n.opType === 'Add' && n.name!.includes('MultiHeadAttention'));
+    assert.equal(adds.length, 2);
+    for (const add of adds) {
+      assert.deepEqual(add.input!.map(dims), [
+        ['batch', '4', 'seq', 'seq'],
+        ['seq', 'seq'],
+      ]);
+      const readers = graph!.node!.filter((n) => n.input!.includes(add.output![0]));
+      assert.deepEqual(
+        readers.map((n) => n.opType),
+        ['Softmax'],
+      );
+    }
   });
 
   test('a soft prompt (virtual tokens in front of each row) fuses: the same loss and real logits as explicit', async () => {

@@ -38,22 +38,39 @@ export interface MemoryTraffic {
 /**
  * What a run's memory-bound kernels read and write — every node computed at run time but products, fused attention
  * and views — for the given sizes. On a GPU such kernels run at memory bandwidth, so their time follows this (an
- * estimate: a broadcast input may be read once, and onnxruntime fuses a few patterns by itself).
+ * estimate: a broadcast input may be read once). With `cuda`, what onnxruntime's CUDA provider fuses by itself in our
+ * graphs counts as one kernel: an Add of stated shapes (Graph.declare) read only by a last-axis Softmax, which
+ * BiasSoftmaxFusion makes one BiasSoftmax (onnxruntime/core/optimizer/bias_softmax_fusion.cc).
  */
-export function memoryTraffic(g: Graph, sizes: Record<string, number>): MemoryTraffic {
+export function memoryTraffic(g: Graph, sizes: Record<string, number>, opts: { cuda?: boolean } = {}): MemoryTraffic {
   const constant = loadTimeValues(g);
   const bytes = (name: string): number => {
     const v = g.value(name);
     return v.shape.reduce<number>((a, d) => a * evalDim(d, sizes), bytesOf(v.dtype));
   };
+  // The Add → Softmax pairs fused on CUDA: the value between them is never written or read.
+  const between = new Set<string>();
+  if (opts.cuda) {
+    const readers = new Map<string, Node[]>();
+    for (const n of g.nodes) for (const i of n.inputs) if (i) readers.set(i, [...(readers.get(i) ?? []), n]);
+    for (const n of g.nodes) {
+      const r = readers.get(n.outputs[0]) ?? [];
+      if (n.op !== 'Add' || r.length !== 1 || r[0].op !== 'Softmax') continue;
+      const rank = g.value(n.outputs[0]).shape.length;
+      const axis = (r[0].attrs.axis as number | undefined) ?? -1;
+      if ((axis + rank) % rank === rank - 1 && n.inputs.every((i) => g.declared.has(i))) between.add(n.outputs[0]);
+    }
+  }
   const out: MemoryTraffic = { bytes: 0, kernels: 0, byOp: {} };
   for (const n of g.nodes) {
     if (COMPUTE_BOUND.has(n.op) || ALIASES.has(n.op) || SHAPE_ONLY.has(n.op)) continue;
     if (n.outputs.every((o) => !o || constant.has(o))) continue;
-    const b = [...n.inputs, ...n.outputs].reduce((a, v) => a + (v ? bytes(v) : 0), 0);
+    const moved = [...n.inputs, ...n.outputs].filter((v) => v && !between.has(v));
+    const b = moved.reduce((a, v) => a + bytes(v), 0);
     out.bytes += b;
-    out.kernels++;
-    out.byOp[n.op] = (out.byOp[n.op] ?? 0) + b;
+    if (!n.outputs.some((o) => between.has(o))) out.kernels++;
+    const op = n.outputs.some((o) => between.has(o)) || n.inputs.some((i) => between.has(i)) ? 'BiasSoftmax' : n.op;
+    out.byOp[op] = (out.byOp[op] ?? 0) + b;
   }
   return out;
 }

@@ -35,6 +35,8 @@ export class Graph {
   readonly inputs: string[] = [];
   readonly outputs: string[] = [];
   readonly initializers = new Map<string, Initializer>();
+  /** Values whose type and shape the model states (value_info): see declare. */
+  readonly declared = new Set<string>();
   readonly opset = 20;
   private scopes: string[] = [];
   private used = new Set<string>();
@@ -246,6 +248,15 @@ export class Graph {
     return m;
   }
 
+  /**
+   * States v's type and shape in the model (value_info), for a value whose shape onnxruntime's own inference cannot
+   * derive (a Range's length) where one of its fusions needs it; onnxruntime keeps a stated dimension it cannot infer.
+   */
+  declare(v: Value): Value {
+    this.declared.add(v.name);
+    return v;
+  }
+
   clone(): Graph {
     const g = new Graph();
     for (const [k, v] of this.values) g.values.set(k, v);
@@ -256,6 +267,7 @@ export class Graph {
     for (const [k, v] of this.initializers) g.initializers.set(k, v);
     for (const u of this.used) g.used.add(u);
     for (const [k, v] of this.constCache) g.constCache.set(k, v);
+    for (const d of this.declared) g.declared.add(d);
     return g;
   }
 

@@ -126,6 +126,9 @@ export function serialize(g: Graph, docString = ''): SerializedModel {
       initializer,
       input: g.inputs.map((i) => valueInfo(g.value(i))),
       output: g.outputs.map((o) => valueInfo(g.value(o))),
+      valueInfo: g.nodes.flatMap((n) =>
+        n.outputs.filter((o) => o && g.declared.has(o)).map((o) => valueInfo(g.value(o))),
+      ),
     },
   };
   return {

@@ -3,12 +3,15 @@
 // the S² scores never exist), so the backward pass makes the probabilities again from Q and K, as FlashAttention's
 // backward does, and uses its row trick: with O = P·V, the softmax gradient's row sum Σ_j P_ij·dP_ij equals
 // Σ_d dO_id·O_id, a [batch, heads, seq] value from the output instead of a pass over the S² probabilities.
-//   P = softmax(scale·Q·Kᵀ + causal mask)   dV = Pᵀ·dO   dP = dO·Vᵀ   dS = P ⊙ (dP − rowsum(dO ⊙ O))
+//   P = softmax(scale·Q·Kᵀ + causal mask)   dV = Pᵀ·dO   dS = P ⊙ (dO·Vᵀ − rowsum(dO ⊙ O))
 //   dQ = scale·dS·K   dK = scale·dSᵀ·Q
+// Two passes over the S² scores and probabilities are all that is not a product (on CUDA): softmax(scores + mask) and
+// P ⊙ (…). The mask is added where onnxruntime's BiasSoftmaxFusion makes one kernel of the Add and the Softmax, and the
+// row sum is subtracted inside the product dO·Vᵀ (an extra column pair, [−rowsum] in dO and [1] in V).
 import type { Graph, Value } from '../../onnx/graph.js';
 import { dimEq } from '../../onnx/shape.js';
 import { defineRule } from '../registry.js';
-import { cast, ints, mul, product, reduceKeep, scalar, shapeOf, sub } from '../emit.js';
+import { add, cast, ints, mul, neg, product, reduceKeep, scalar, shapeOf } from '../emit.js';
 
 /** The most negative finite number of each float type: a masked score's probability is exactly 0. */
 const LOWEST: Record<string, number> = {
@@ -67,7 +70,12 @@ defineRule(
       // Key j is visible to query i when j ≤ i.
       const rows = g.op1('Unsqueeze', [positions(g, q), ints(g, [1])]);
       const visible = g.op1('Not', [g.op1('Greater', [positions(g, k), rows])]); // [S, L]
-      s = g.op1('Where', [visible, s, scalar(g, LOWEST[dt], dt)]);
+      // Added rather than selected: an Add read only by a last-axis Softmax, its inputs' shapes known to match, is what
+      // onnxruntime fuses into one BiasSoftmax kernel on CUDA. Both shapes are stated in the model, as onnxruntime's
+      // inference cannot derive a Range's length (the mask) or an Expand's (grouped-query keys, hence the scores).
+      // A masked score may round to −∞ in float16; its probability is 0 either way (the diagonal is always visible).
+      const bias = g.declare(g.op1('Where', [visible, scalar(g, 0, dt), scalar(g, LOWEST[dt], dt)]));
+      s = add(g, g.declare(s), bias);
     }
     const p = g.op1('Softmax', [s], { axis: -1 });
     let dS: Value | undefined;
@@ -77,7 +85,12 @@ defineRule(
         [reduceKeep(g, mul(g, cast(g, split(dy, dv), wide), cast(g, split(c.y(0), dv), wide)), [-1])],
         { perm: [0, 2, 1, 3] },
       ); // [B,N,S,1]
-      dS = mul(g, p, sub(g, product(g, dO, V, 0, 1), cast(g, rowSum, dt)));
+      // dO·Vᵀ − rowsum as one product, accumulated in float32: dO gains the columns [−rowsum, 0 ×7] and V [1 ×8], so the
+      // inner size stays a multiple of 8 (tensor cores) and no pass over the S² product is spent on the subtraction.
+      const last = (k: number): Value => ints(g, [0, 0, 0, 0, 0, 0, 0, k]);
+      const dOr = g.op1('Concat', [dO, g.op1('Pad', [neg(g, cast(g, rowSum, dt)), last(7)])], { axis: -1 });
+      const Vr = g.op1('Pad', [V, last(8), scalar(g, 1, dt)]);
+      dS = mul(g, p, product(g, dOr, Vr, 0, 1));
     }
     return [
       c.needs[0] ? merge(product(g, dS!, K, 0, 0, scale), dh) : undefined,

@@ -5,7 +5,8 @@
 #   2. full fine-tuning of the 316M in float32 with the state on the device, against PyTorch float32 (goal: ≥ 50% of
 #      PyTorch's tokens/s); LoRA 316M with attention explicit (the comparison for fused attention);
 #   3. both LoRA configs in mixed precision, fused attention (flash) and the state on the device, against PyTorch +
-#      PEFT bf16 (goal: ≥ 1× its tokens/s, ≤ 1.5× its memory), and a profile of the 316M run.
+#      PEFT bf16 (goal: ≥ 1× its tokens/s, ≤ 1.5× its memory), and a profile of the 316M run (its top nodes say
+#      whether onnxruntime fused the attention gradient's mask and softmax: BiasSoftmax rather than Add + Softmax).
 # Two calls, each under the 600 s a call may take: `bash scripts/gpu-visit-3.sh 1` (gpu-check, full fine-tuning,
 # LoRA explicit) then `… 2` (LoRA 316M and 1.03B fused, and the profile).
 # The addon is built here (npm install); it is ignored by git, so each run call must carry it:

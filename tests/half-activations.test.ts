@@ -5,10 +5,12 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { writeLlamaFolder } from '../bench/gpu-model.js';
+import { buildGradients } from '../native/autodiff/backward.js';
 import { memoryPlan } from '../native/autodiff/memory.js';
 import { RECOMPUTE_KINDS } from '../native/autodiff/recompute.js';
 import { loadWithDeltas, parseDeltaConfig } from '../native/delta/index.js';
-import type { HostTensor } from '../native/onnx/graph.js';
+import { DTYPES, toFloat16Bits, toFloat32 } from '../native/onnx/dtype.js';
+import { Graph, type HostTensor } from '../native/onnx/graph.js';
 import { Rng } from '../native/rng.js';
 import { openSession, runSession } from '../native/runtime/session.js';
 import { LOSS_SCALE, StepRunner } from '../native/train/runner.js';
@@ -176,4 +178,58 @@ test('float16 activations with gradient accumulation: the scale reaches both gra
   const r = await runner.step([batch, batch], 1e-3);
   assert.ok(Number.isFinite(r.loss) && Number.isFinite(r.gradNorm) && r.gradNorm > 0);
   await runner.release();
+});
+
+test("the loss's gradient on float16 logits: float16 work over [N, C], and exact at a label the model is sure of", async () => {
+  const [N, C] = [4, 50];
+  const g = new Graph();
+  const x = g.input('logits', 'float16', [N, C]);
+  const labels = g.input('labels', 'int64', [N]);
+  const wide = g.op1('Cast', [x], { to: DTYPES.float32.onnx }); // what autocast puts before the loss
+  const loss = g.op1('SoftmaxCrossEntropyLoss', [wide, labels], { ignore_index: -100 });
+  const seed = g.input('seed', 'float32', []);
+  const grad = buildGradients(g, { loss: loss.name, wrt: ['logits'], seed }).get('logits')!;
+  g.output(loss);
+  g.output(grad);
+  g.prune();
+  assert.equal(grad.dtype, 'float16');
+  const backward = g.nodes.slice(g.nodes.findIndex((n) => n.outputs.includes(loss.name)) + 1);
+  for (const n of backward)
+    for (const o of n.outputs.filter((o) => o && g.value(o).shape.length === 2 && g.value(o).shape[1] === C))
+      assert.equal(g.value(o).dtype, 'float16', `${n.name} (${n.op}) makes a float32 [N, C] value`);
+
+  // Row 0: the label's logit far ahead (its probability ≈ 0.9997, between float16's 0.99951 and 1); row 3
+  // ignored; the others random. The gradient, (softmax − onehot) · 8192 / 3 rows, against float64.
+  const rng = new Rng(5);
+  const logits = Array.from({ length: N * C }, () => rng.normal());
+  logits[7] = 12.5;
+  const half = toFloat32('float16', new Uint8Array(toFloat16Bits(Float32Array.from(logits)).buffer));
+  const y = [7, 3, 49, -100];
+  const scale = 8192;
+  const s = await openSession(g, { device: 'cpu' });
+  const out = await runSession(s, {
+    logits: { dtype: 'float16', shape: [N, C], data: toFloat16Bits(half) },
+    labels: { dtype: 'int64', shape: [N], data: BigInt64Array.from(y, BigInt) },
+    seed: { dtype: 'float32', shape: [], data: Float32Array.of(scale) },
+  });
+  await s.session.release();
+  const got = toFloat32('float16', new Uint8Array((out[grad.name].data as Uint16Array).buffer));
+  for (let i = 0; i < N; i++) {
+    const row = Array.from(half.subarray(i * C, (i + 1) * C), Number);
+    const m = Math.max(...row);
+    const z = row.reduce((a, v) => a + Math.exp(v - m), 0);
+    for (let j = 0; j < C; j++) {
+      const want = y[i] < 0 ? 0 : ((Math.exp(row[j] - m) / z - (j === y[i] ? 1 : 0)) * scale) / 3;
+      const err = Math.abs(got[i * C + j] - want);
+      // Two float16 roundings (the probability, then its product with the row's weight) and no more.
+      assert.ok(err <= 2 * 2 ** -11 * Math.abs(want) + 1e-7, `[${i}, ${j}]: ${got[i * C + j]} vs ${want}`);
+    }
+  }
+  // Row 0's label entry, (p − 1)·w, within 0.1%; from a float16 p it would be off by more than 10%.
+  const row0 = Array.from(half.subarray(0, C), Number);
+  const p = Math.exp(row0[7]) / row0.reduce((a, v) => a + Math.exp(v), 0);
+  const want = ((p - 1) * scale) / 3;
+  const p16 = toFloat32('float16', new Uint8Array(toFloat16Bits(Float32Array.of(p)).buffer))[0];
+  assert.ok(Math.abs(((p16 - 1) * scale) / 3 - want) > 0.1 * Math.abs(want), `p ${p} rounds to ${p16}`);
+  assert.ok(Math.abs(got[7] - want) < 1e-3 * Math.abs(want), `${got[7]} vs ${want}`);
 });

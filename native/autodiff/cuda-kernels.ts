@@ -94,6 +94,7 @@ export const CUDA_KERNELS: CudaKernel[] = [
       ['Size', 19, 'size.cc'],
       ['Identity', 19, 'identity_op.cc'],
       ['Gather', 13, 'gather.cc'],
+      ['GatherElements', 13, 'gather_elements.cc'],
       ['Slice', 13, 'slice.cc'],
     ] as const
   ).map(([op, since, file]) => ({

@@ -32,6 +32,37 @@ export function cast(g: Graph, v: Value, to: DType): Value {
   return v.dtype === to ? v : g.op1('Cast', [v], { to: DTYPES[to].onnx });
 }
 
+/** Ops onnxruntime runs as views of their input: they change a shape, never a value. */
+const VIEWS = new Set(['Reshape', 'Squeeze', 'Unsqueeze', 'Flatten', 'Identity']);
+/** Casts that lose nothing: every value of the narrow type is one of the wide type's. */
+const EXACT_WIDENING: Partial<Record<DType, DType[]>> = {
+  float16: ['float32', 'float64'],
+  bfloat16: ['float32', 'float64'],
+  float32: ['float64'],
+};
+
+/**
+ * The `to`-typed value of which `v` is an exact widening (a Cast up, then only views), with v's shape; undefined when
+ * `v` is not one. Casting v down to `to` is then reading that value again, with nothing lost.
+ */
+export function narrowSource(g: Graph, v: Value, to: DType): Value | undefined {
+  let name = v.name;
+  let viewed = false;
+  for (let k = g.nodes.length - 1; k >= 0; k--) {
+    const n = g.nodes[k];
+    if (!n.outputs.includes(name)) continue;
+    if (VIEWS.has(n.op)) {
+      viewed = true;
+      name = n.inputs[0];
+      continue;
+    }
+    const from = n.op === 'Cast' ? g.value(n.inputs[0]) : undefined;
+    if (!from || from.dtype !== to || !EXACT_WIDENING[to]?.includes(g.value(name).dtype)) return undefined;
+    return viewed ? reshapeLike(g, from, v) : from;
+  }
+  return undefined;
+}
+
 /**
  * Shape(v) as an int64 tensor: a constant when the shape is static; else each symbolic dim is computed from the
  * graph's inputs that have its symbols (batch, seq, … — "seq-1" as seq − 1), which are alive for the whole step, so that

@@ -25,6 +25,7 @@ function loadTimeValues(g: Graph): Set<string> {
 
 /** Products and fused attention: paced by arithmetic (tensor cores), not by memory. */
 const COMPUTE_BOUND = new Set(['MatMul', 'FusedMatMul', 'Gemm', 'MultiHeadAttention']);
+const GATHERS = new Set(['Gather', 'GatherElements']);
 /** Ops that read only their input's shape. */
 const SHAPE_ONLY = new Set(['Shape', 'Size']);
 
@@ -66,7 +67,9 @@ export function memoryTraffic(g: Graph, sizes: Record<string, number>, opts: { c
     if (COMPUTE_BOUND.has(n.op) || ALIASES.has(n.op) || SHAPE_ONLY.has(n.op)) continue;
     if (n.outputs.every((o) => !o || constant.has(o))) continue;
     const moved = [...n.inputs, ...n.outputs].filter((v) => v && !between.has(v));
-    const b = moved.reduce((a, v) => a + bytes(v), 0);
+    let b = moved.reduce((a, v) => a + bytes(v), 0);
+    // A gather reads of its data only what it picks: as many bytes as it writes.
+    if (GATHERS.has(n.op)) b += bytes(n.outputs[0]) - bytes(n.inputs[0]);
     out.bytes += b;
     if (!n.outputs.some((o) => between.has(o))) out.kernels++;
     const op = n.outputs.some((o) => between.has(o)) || n.inputs.some((i) => between.has(i)) ? 'BiasSoftmax' : n.op;

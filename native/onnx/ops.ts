@@ -409,6 +409,18 @@ export const OPS: Record<string, OpSchema> = {
       return [{ dtype: x.dtype, shape: [...x.shape.slice(0, axis), ...idx.shape, ...x.shape.slice(axis + 1)] }];
     },
   },
+  GatherElements: {
+    attrs: { axis: 'int' },
+    infer: (c) => {
+      const x = need(c, 0),
+        idx = need(c, 1);
+      if (idx.shape.length !== x.shape.length)
+        throw new Error(
+          `${c.node} (GatherElements): indices ${fmtShape(idx.shape)} must have data's rank ${x.shape.length}`,
+        );
+      return [{ dtype: x.dtype, shape: idx.shape }];
+    },
+  },
   ScatterND: { attrs: { reduction: 'string' }, infer: same },
   ScatterElements: { attrs: { axis: 'int', reduction: 'string' }, infer: same },
   Cast: {

@@ -1,6 +1,6 @@
 // Gradient rules of elementwise arithmetic and activations.
 import { defineRule } from '../registry.js';
-import { add, cast, div, mul, mulScalar, neg, scalar, sub, sumTo } from '../emit.js';
+import { add, cast, div, mul, mulScalar, narrowSource, neg, scalar, sub, sumTo } from '../emit.js';
 
 defineRule('Identity', (c) => [c.dy[0]]);
 defineRule('Neg', (c) => [neg(c.g, c.dy[0]!)]);
@@ -96,7 +96,8 @@ defineRule('Where', (c) => {
   ];
 });
 
-defineRule('Cast', (c) => [cast(c.g, c.dy[0]!, c.x(0).dtype)]);
+// A gradient that is itself a float32 copy of a float16 one (the loss's, see softmax.ts) is taken back as it was.
+defineRule('Cast', (c) => [narrowSource(c.g, c.dy[0]!, c.x(0).dtype) ?? cast(c.g, c.dy[0]!, c.x(0).dtype)]);
 
 // Training dropout: the mask the forward pass drew is reused; inference mode is the identity.
 defineRule('Dropout', (c) => {

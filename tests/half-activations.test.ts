@@ -233,3 +233,31 @@ test("the loss's gradient on float16 logits: float16 work over [N, C], and exact
   assert.ok(Math.abs(((p16 - 1) * scale) / 3 - want) > 0.1 * Math.abs(want), `p ${p} rounds to ${p16}`);
   assert.ok(Math.abs(got[7] - want) < 1e-3 * Math.abs(want), `${got[7]} vs ${want}`);
 });
+
+test('the loss on float16 logits: float32 only a chunk of the vocabulary at a time, the same loss and step', async () => {
+  const sizes = { batch: 4, seq: 64 };
+  const whole = build(llama, 'causal-lm', 'float16', { activations: 'float16', lossColumns: 1000 });
+  const chunked = build(llama, 'causal-lm', 'float16', { activations: 'float16', lossColumns: 128 });
+  const g = chunked.graphs.step!;
+  // The vocabulary (300 columns) in three float32 chunks; no [N, 300] float32 value anywhere in the step.
+  const logSoftmax = g.nodes.filter((n) => n.op === 'LogSoftmax').map((n) => g.value(n.outputs[0]).shape[1]);
+  assert.deepEqual(logSoftmax, [100, 100, 100]);
+  for (const [name, v] of g.values)
+    if (g.nodes.some((n) => n.outputs.includes(name)) && v.shape.at(-1) === 300)
+      assert.equal(v.dtype, 'float16', `${name} is ${v.dtype}[${v.shape}]`);
+  // The gradient's pick of each label's log probability reads the float16 logits, not log probabilities.
+  assert.equal(g.nodes.filter((n) => n.op === 'GatherElements').length, 2);
+  const peak = (b: ReturnType<typeof build>) => memoryPlan(b.graphs.step!, sizes, { hints: { vocab: 300 } });
+  const [pw, pc] = [peak(whole), peak(chunked)];
+  assert.ok(pc.peakBytes < pw.peakBytes, `chunked peak ${pc.peakBytes} B vs whole ${pw.peakBytes} B`);
+
+  const f = feeds(whole);
+  const [a, b] = [await run(whole, f), await run(chunked, f)];
+  const [la, lb] = [Number(a[names.loss].data[0]), Number(b[names.loss].data[0])];
+  assert.ok(Math.abs(la - lb) <= 1e-6 * la, `loss ${lb} vs ${la}`);
+  assert.ok(gradErr(b, a) < 1e-6, `gradients differ by ${gradErr(b, a)}`);
+  // And the float32 step, computed the plain way (LogSoftmax over the whole vocabulary), agrees to float16 precision.
+  const plain = await run(build(llama, 'causal-lm', 'float16'), f);
+  const lp = Number(plain[names.loss].data[0]);
+  assert.ok(Math.abs(lb - lp) < 2e-3 * lp, `loss ${lb} vs ${lp}`);
+});

@@ -159,6 +159,7 @@ export const CUDA_KERNELS: CudaKernel[] = [
     source: 'core/providers/cuda/reduction/reduction_ops.cc',
   })),
   { op: 'ReduceSumSquare', since: 18, types: IEEE, source: 'core/providers/cuda/reduction/reduction_ops.cc' },
+  { op: 'ReduceLogSumExp', since: 18, types: IEEE, source: 'core/providers/cuda/reduction/reduction_ops.cc' },
   { op: 'MatMul', since: 13, types: FLOATS, source: 'core/providers/cuda/math/matmul.cc' },
   { op: 'Gemm', since: 13, types: FLOATS, source: 'core/providers/cuda/math/gemm.cc' },
   ...['Softmax', 'LogSoftmax'].map((op) => ({

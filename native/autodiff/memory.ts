@@ -25,7 +25,8 @@ function loadTimeValues(g: Graph): Set<string> {
 
 /** Products and fused attention: paced by arithmetic (tensor cores), not by memory. */
 const COMPUTE_BOUND = new Set(['MatMul', 'FusedMatMul', 'Gemm', 'MultiHeadAttention']);
-const GATHERS = new Set(['Gather', 'GatherElements']);
+/** Ops that read of their first input only what they write: gathers and slices. */
+const PICKS = new Set(['Gather', 'GatherElements', 'Slice']);
 /** Ops that read only their input's shape. */
 const SHAPE_ONLY = new Set(['Shape', 'Size']);
 
@@ -68,8 +69,7 @@ export function memoryTraffic(g: Graph, sizes: Record<string, number>, opts: { c
     if (n.outputs.every((o) => !o || constant.has(o))) continue;
     const moved = [...n.inputs, ...n.outputs].filter((v) => v && !between.has(v));
     let b = moved.reduce((a, v) => a + bytes(v), 0);
-    // A gather reads of its data only what it picks: as many bytes as it writes.
-    if (GATHERS.has(n.op)) b += bytes(n.outputs[0]) - bytes(n.inputs[0]);
+    if (PICKS.has(n.op) && !between.has(n.inputs[0])) b += bytes(n.outputs[0]) - bytes(n.inputs[0]);
     out.bytes += b;
     if (!n.outputs.some((o) => between.has(o))) out.kernels++;
     const op = n.outputs.some((o) => between.has(o)) || n.inputs.some((i) => between.has(i)) ? 'BiasSoftmax' : n.op;
@@ -152,7 +152,8 @@ export function kindOf(v: Value, producer: Node | undefined, hints: ModelHints =
   const s = v.shape;
   const last = s[s.length - 1];
   if (hints.vocab !== undefined && last === hints.vocab) return 'logits and vocabulary softmax';
-  if (producer.op === 'SoftmaxCrossEntropyLoss') return 'logits and vocabulary softmax';
+  if (producer.op === 'SoftmaxCrossEntropyLoss' || producer.name.includes('SoftmaxCrossEntropyLoss/'))
+    return 'logits and vocabulary softmax';
   const symbolic = (d: Dim | undefined): boolean => typeof d === 'string' && d.includes('seq');
   if (s.length >= 4 && symbolic(s[s.length - 1]) && symbolic(s[s.length - 2])) {
     if (s[1] === 1) return 'attention mask';

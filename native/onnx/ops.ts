@@ -309,6 +309,7 @@ export const OPS: Record<string, OpSchema> = {
   ReduceSumSquare: reduce,
   ReduceMax: reduce,
   ReduceProd: reduce,
+  ReduceLogSumExp: reduce,
   Size: { attrs: {}, infer: () => [{ dtype: 'int64', shape: [] }] },
   Reshape: {
     attrs: { allowzero: 'int' },

@@ -1,9 +1,10 @@
 // The training step as one graph: loss → gradients → global-norm clipping → AdamW. Trainable parameters and their
 // moments go in, updated ones come out; frozen weights stay initializers (in place, in the user's files).
 import { buildGradients } from '../autodiff/backward.js';
+import { narrowSource } from '../autodiff/emit.js';
 import { halfActivations } from '../autodiff/autocast.js';
 import { RECOMPUTE_KINDS, recomputeSet, type RecomputeKind } from '../autodiff/recompute.js';
-import { DTYPES } from '../onnx/dtype.js';
+import { DTYPES, type DType } from '../onnx/dtype.js';
 import { dimEq, fmtShape } from '../onnx/shape.js';
 import { Graph, type Node, type Value } from '../onnx/graph.js';
 import { lowerDropout } from './dropout.js';
@@ -43,7 +44,15 @@ export interface TrainStepSpec {
    * leaves parameters and moments as they were (StepRunner halves the scale and does not count it). Default 'float32'.
    */
   activations?: 'float32' | 'float16';
+  /**
+   * With float16 logits, the loss's float32 work is done this many vocabulary columns at a time (see
+   * lowerCrossEntropy). Default LOSS_COLUMNS.
+   */
+  lossColumns?: number;
 }
+
+/** Vocabulary columns per float32 chunk of the loss on float16 logits: 512 MiB of float32 at 16k tokens. */
+export const LOSS_COLUMNS = 8192;
 
 /**
  * Nothing is recomputed unless asked: on the CPU recomputing attention costs about 5% of a BERT-base step and memory
@@ -309,8 +318,11 @@ function lossFirst(g: Graph): void {
  * op outside its training builds and expands it into the ONNX function, which reshapes the scores to [N, C, 1] and
  * takes LogSoftmax over axis 1 — not the last, so the CPU and CUDA kernels transpose in and out: two more [N, C]
  * buffers at the step's largest moment (four times 2 GB for a 32k vocabulary at 16k tokens).
+ * When the scores are a float32 copy of float16 logits and the gradient only picks entries of the log probabilities
+ * (its rule does, at the labels), no float32 [N, C] value is made at all: a row's log probabilities are its logits
+ * minus its log-sum-exp, which is taken a chunk of `columns` at a time (logSumExp).
  */
-function lowerCrossEntropy(g: Graph): void {
+function lowerCrossEntropy(g: Graph, columns: number): void {
   for (let i = 0; i < g.nodes.length; i++) {
     const n = g.nodes[i];
     if (n.op !== 'SoftmaxCrossEntropyLoss') continue;
@@ -319,16 +331,32 @@ function lowerCrossEntropy(g: Graph): void {
     if (scores.shape.length !== 2) continue;
     const [lossName, logpName] = n.outputs;
     const loss = g.value(lossName);
+    const half = halfLogits(g, scores);
+    // Whoever reads the log probabilities besides the loss (its gradient rule) only picks entries of them.
+    const picks = logpName ? g.nodes.filter((r) => r.inputs.includes(logpName)) : [];
+    const chunked =
+      half &&
+      typeof scores.shape[1] === 'number' &&
+      picks.every((r) => r.op === 'GatherElements' && r.inputs[0] === logpName && r.attrs.axis === 1);
     g.nodes.splice(i, 1);
     g.values.delete(lossName);
-    if (logpName) g.values.delete(logpName);
+    if (logpName && !chunked) g.values.delete(logpName);
     const ignore = n.attrs.ignore_index as number | undefined;
     const reduction = (n.attrs.reduction as string | undefined) ?? 'mean';
     const added = g.nodes.length;
+    const dt = scores.dtype;
+    let lse: Value | undefined;
+    // log p[i, j] at the given columns = x[i, j] − lse[i], in float32 from the float16 logits.
+    const pickAt = (idx: Value): Value =>
+      g.op1('Sub', [
+        g.op1('Cast', [g.op1('GatherElements', [half!, idx], { axis: 1 })], { to: DTYPES[dt].onnx }),
+        lse!,
+      ]);
     g.insertAt(i, () =>
       g.scope(n.name, () => {
-        const dt = scores.dtype;
-        const logp = g.op1('LogSoftmax', [scores], { axis: -1 }, logpName ? { names: [logpName] } : {});
+        let logp: Value | undefined;
+        if (chunked) lse = logSumExp(g, half, dt, columns);
+        else logp = g.op1('LogSoftmax', [scores], { axis: -1 }, logpName ? { names: [logpName] } : {});
         const i64 = (v: number): Value => g.constant(v, 'int64', []);
         let safe = labels.dtype === 'int64' ? labels : g.op1('Cast', [labels], { to: 7 });
         let valid: Value | undefined;
@@ -337,20 +365,24 @@ function lowerCrossEntropy(g: Graph): void {
           safe = g.op1('Where', [valid, safe, i64(0)]);
         }
         const count = g.op1('Shape', [labels]);
-        const rows = g.op1(
-          'Range',
-          [i64(0), g.op1('Squeeze', [count, g.constant([0], 'int64', [1])]), i64(1)],
-          {},
-          {
-            infos: [{ dtype: 'int64', shape: labels.shape }],
-          },
-        );
-        const width =
-          typeof scores.shape[1] === 'number'
-            ? i64(scores.shape[1])
-            : g.op1('Squeeze', [g.op1('Shape', [scores], { start: 1, end: 2 })]);
-        const flat = g.op1('Reshape', [logp, g.constant([-1], 'int64', [1])]);
-        const picked = g.op1('Gather', [flat, g.op1('Add', [g.op1('Mul', [rows, width]), safe])], { axis: 0 });
+        const axis1 = g.constant([1], 'int64', [1]);
+        let picked: Value;
+        if (chunked) picked = g.op1('Squeeze', [pickAt(g.op1('Unsqueeze', [safe, axis1])), axis1]);
+        else {
+          // Row r's label l at r·C + l of the flattened log probabilities.
+          const rows = g.op1(
+            'Range',
+            [i64(0), g.op1('Squeeze', [count, g.constant([0], 'int64', [1])]), i64(1)],
+            {},
+            { infos: [{ dtype: 'int64', shape: labels.shape }] },
+          );
+          const width =
+            typeof scores.shape[1] === 'number'
+              ? i64(scores.shape[1])
+              : g.op1('Squeeze', [g.op1('Shape', [scores], { start: 1, end: 2 })]);
+          const flat = g.op1('Reshape', [logp!, g.constant([-1], 'int64', [1])]);
+          picked = g.op1('Gather', [flat, g.op1('Add', [g.op1('Mul', [rows, width]), safe])], { axis: 0 });
+        }
         let w: Value | undefined = valid ? g.op1('Cast', [valid], { to: DTYPES[dt].onnx }) : undefined;
         if (n.inputs[2]) {
           const cw = g.op1('Gather', [n.inputs[2], safe], { axis: 0 });
@@ -368,7 +400,48 @@ function lowerCrossEntropy(g: Graph): void {
     if (g.value(lossName).shape.length !== loss.shape.length)
       throw new Error(`internal: ${n.name} lowered to ${lossName}`);
     i += g.nodes.length - added;
+    if (chunked) {
+      // The gradient's picks read the float16 logits and the row's log-sum-exp instead: no [N, C] log probabilities.
+      for (const r of picks) {
+        const v = g.insertAt(g.nodes.indexOf(r), () => g.scope(r.name, () => pickAt(g.value(r.inputs[1]))));
+        g.replaceUses(r.outputs[0], v.name);
+        g.nodes.splice(g.nodes.indexOf(r), 1);
+      }
+      g.values.delete(logpName);
+    }
   }
+}
+
+/** The float16/bfloat16 logits that 2-D float32 scores are an exact copy of (autocast's cast, then a reshape). */
+function halfLogits(g: Graph, scores: Value): Value | undefined {
+  for (const h of ['float16', 'bfloat16'] as const) {
+    const v = narrowSource(g, scores, h);
+    if (v) return v;
+  }
+  return undefined;
+}
+
+/**
+ * log Σⱼ exp(x[i, j]) of float16 logits [N, C] in float32, `columns` vocabulary columns at a time: each chunk is cast
+ * up and put through LogSoftmax, and its own log-sum-exp read back from its first column (x₀ − log p₀); the chunks'
+ * are then combined. onnxruntime runs one chunk after another, so the float32 copies alive at once are one chunk's,
+ * not the whole vocabulary's (2 × 4 bytes per logit).
+ */
+function logSumExp(g: Graph, x: Value, dt: DType, columns: number): Value {
+  const C = x.shape[1] as number;
+  const k = Math.ceil(C / columns);
+  const cols = (v: Value, a: number, b: number): Value =>
+    g.op1('Slice', [v, g.constant([a], 'int64', [1]), g.constant([b], 'int64', [1]), g.constant([1], 'int64', [1])]);
+  const parts: Value[] = [];
+  for (let c = 0; c < k; c++) {
+    const [a, b] = [Math.floor((c * C) / k), Math.floor(((c + 1) * C) / k)];
+    const wide = g.op1('Cast', [k === 1 ? x : cols(x, a, b)], { to: DTYPES[dt].onnx });
+    const logp = g.op1('LogSoftmax', [wide], { axis: -1 });
+    parts.push(g.op1('Sub', [cols(wide, 0, 1), cols(logp, 0, 1)]));
+  }
+  return k === 1
+    ? parts[0]
+    : g.op1('ReduceLogSumExp', [g.op1('Concat', parts, { axis: 1 }), g.constant([1], 'int64', [1])], { keepdims: 1 });
 }
 
 export function buildTrainStep(spec: TrainStepSpec): TrainStepGraphs {
@@ -398,7 +471,7 @@ export function buildTrainStep(spec: TrainStepSpec): TrainStepGraphs {
     const grads = g.scope('grad', () =>
       buildGradients(g, { loss: spec.loss, wrt: spec.trainable, seed, recompute: recomputeSet(g, recompute) }),
     );
-    lowerCrossEntropy(g);
+    lowerCrossEntropy(g, spec.lossColumns ?? LOSS_COLUMNS);
     appendUpdate(g, params, grads, cfg, decay, lossScaled);
     lossFirst(g);
     g.prune();
@@ -410,7 +483,7 @@ export function buildTrainStep(spec: TrainStepSpec): TrainStepGraphs {
   const grads = acc.scope('grad', () =>
     buildGradients(acc, { loss: spec.loss, wrt: spec.trainable, seed, recompute: recomputeSet(acc, recompute) }),
   );
-  lowerCrossEntropy(acc);
+  lowerCrossEntropy(acc, spec.lossColumns ?? LOSS_COLUMNS);
   for (const p of params) {
     const sum = acc.input(names.grad(p.name), 'float32', p.shape);
     acc.output(acc.op1('Add', [sum, grads.get(p.name)!]), names.gradOut(p.name));

@@ -148,8 +148,9 @@ defineRule(
 );
 
 // QuickGelu(alpha) = x·σ(αx); with alpha = 1 it is SiLU (Swish), as Llama's MLP uses. Its derivative
-// σ + αxσ(1 − σ) is written with the output y = xσ as σ·(1 + α(x − y)): five kernels over [batch, seq, ffn] with the
-// incoming gradient's product, where the textbook form takes six; y is kept (or recomputed) for the MLP's product anyway.
+// σ(αx) + αxσ(αx)(1 − σ(αx)) is σ(αx)·(1 + α·x·σ(−αx)), and x·σ(−αx) is QuickGelu(−alpha): one pass, and no
+// cancellation where x − y would have it (large x). Five kernels over [batch, seq, ffn] with the incoming gradient's
+// product, each reading one or two of them; the textbook form takes six.
 defineRule(
   'QuickGelu',
   (c) => {
@@ -157,7 +158,8 @@ defineRule(
     const x = c.x(0);
     const alpha = c.attr('alpha', 1.702);
     const s = g.op1('Sigmoid', [mulScalar(g, x, alpha)]);
-    const d = mul(g, s, add(g, scalar(g, 1, x.dtype), mulScalar(g, sub(g, x, c.y(0)), alpha)));
+    const rest = g.op1('QuickGelu', [x], { alpha: -alpha }); // x·σ(−αx) = x − y
+    const d = mul(g, s, add(g, scalar(g, 1, x.dtype), mulScalar(g, rest, alpha)));
     return [mul(g, c.dy[0]!, d)];
   },
   'com.microsoft',

@@ -53,8 +53,11 @@ defineRule(
     if (causal && !dimEq(q.shape[1], k.shape[1]))
       throw new Error(`${c.node.name} (MultiHeadAttention): a causal gradient needs keys as long as the queries`);
     const dt = q.dtype;
-    // Statistics in float32 at least (a float16 row sum of dh products would round the softmax gradient).
-    const wide = dt === 'float16' || dt === 'bfloat16' ? 'float32' : dt;
+    // The row sum's products in float16 itself: onnxruntime's float16 ReduceSum accumulates in float32 (cuDNN's
+    // float compute type, or its row-reduction kernel), so each of the dh products is rounded once, as the sum is
+    // anyway when it is rounded to float16 for the product below — where float32 copies of dO and O would move 3.5×
+    // the bytes. bfloat16 keeps 8 bits, too few for that: its products are float32.
+    const rowType = dt === 'bfloat16' ? 'float32' : dt;
 
     const split = (t: Value, w: number): Value => g.op1('Reshape', [t, ints(g, [0, 0, N, w])]); // [B,S,N,w]
     const heads = (t: Value, w: number): Value => g.op1('Transpose', [split(t, w)], { perm: [0, 2, 1, 3] });
@@ -82,7 +85,7 @@ defineRule(
     if (c.needs[0] || c.needs[1]) {
       const rowSum = g.op1(
         'Transpose',
-        [reduceKeep(g, mul(g, cast(g, split(dy, dv), wide), cast(g, split(c.y(0), dv), wide)), [-1])],
+        [reduceKeep(g, mul(g, cast(g, split(dy, dv), rowType), cast(g, split(c.y(0), dv), rowType)), [-1])],
         { perm: [0, 2, 1, 3] },
       ); // [B,N,S,1]
       // dO·Vᵀ − rowsum as one product, accumulated in float32: dO gains the columns [−rowsum, 0 ×7] and V [1 ×8], so the

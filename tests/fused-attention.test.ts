@@ -354,7 +354,7 @@ describe('fused attention in a training step', () => {
 });
 
 describe('the fused kernels are checked before a run uses them', () => {
-  test('on the CPU they run in float16 and agree with attention written out', async () => {
+  test('on the CPU they run in float16 and agree with attention and its gradients written out', async () => {
     const r = await fusedAttentionOn('cpu');
     assert.equal(r.ok, true, r.reason);
     assert.ok(r.maxError! > 0 && r.maxError! < 1e-3, `${r.maxError}`);
@@ -378,6 +378,19 @@ describe('the fused kernels are checked before a run uses them', () => {
     });
     assert.equal(bidirectional.ok, false);
     assert.match(bidirectional.reason!, /^it differs from attention written out by \d/);
+    // The backward pass: a keys' gradient that is off by 0.05 in one place.
+    const offGradient = await checkFusedAttention(async (g, feeds) => {
+      const s = await openInline(g, { device: 'cpu' });
+      try {
+        const out = await s.run(feeds);
+        (out.dk.data as Float32Array)[5] += 0.05;
+        return out;
+      } finally {
+        await s.release();
+      }
+    });
+    assert.equal(offGradient.ok, false);
+    assert.match(offGradient.reason!, /^it differs from the keys' gradient written out by 0\.0[45]/);
     const nan = await checkFusedAttention(async () => ({
       out: { dtype: 'float32', shape: [2, 6, 16], data: new Float32Array(192).fill(NaN) },
     }));

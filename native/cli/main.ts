@@ -138,7 +138,7 @@ Options:
       );
       for (const [d, f] of Object.entries(report.fused_attention))
         log(
-          `fused attention on ${d}: ${f.ok ? `runs (largest difference from attention written out ${f.max_error!.toExponential(1)})` : `no — ${f.reason}`}`,
+          `fused attention on ${d}: ${f.ok ? `runs, with its gradients (largest difference from them written out ${f.max_error!.toExponential(1)})` : `no — ${f.reason}`}`,
         );
       log(
         `gradient rules: ${report.rules}, checked: ${report.checked}, failed: ${report.failed.length}, max relative error ${report.max_rel_err.toExponential(2)}`,

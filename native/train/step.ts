@@ -220,8 +220,8 @@ function appendUpdate(
         const decayed = wd > 0 ? g.op1('Mul', [p, g.op1('Sub', [f(1), g.op1('Mul', [lr, f(wd)])])]) : p;
         const denom = g.op1('Add', [g.op1('Div', [g.op1('Sqrt', [v2]), sqrtBc2]), f(eps)]);
         const upd = g.op1('Sub', [decayed, g.op1('Mul', [stepSize, g.op1('Div', [m2, denom])])]);
-        // Back to one tensor a parameter.
-        const unflat = (x: Value): Value[] => {
+        // Back to one tensor a parameter, each reshaped straight into its output's name (no Identity to rename it).
+        const unflat = (x: Value, name: (p: string) => string): Value[] => {
           if (ps.length === 1) return [x];
           const sizes = ps.map(count);
           const parts = g.op(
@@ -231,7 +231,14 @@ function appendUpdate(
             { outputs: ps.length },
           );
           return parts.map((part, j) =>
-            g.op1('Reshape', [part, g.constant(ps[j].shape as number[], 'int64', [ps[j].shape.length])]),
+            g.op1(
+              'Reshape',
+              [part, g.constant(ps[j].shape as number[], 'int64', [ps[j].shape.length])],
+              {},
+              {
+                names: [name(ps[j].name)],
+              },
+            ),
           );
         };
         for (const [x, old, name] of [
@@ -240,7 +247,7 @@ function appendUpdate(
           [v2, v, names.vOut],
         ] as const) {
           const kept = keepIf(x, old);
-          unflat(kept).forEach((out, j) => g.output(out, name(ps[j].name)));
+          unflat(kept, name).forEach((out, j) => g.output(out, name(ps[j].name)));
         }
       }),
     );

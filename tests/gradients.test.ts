@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { buildGradients, NoGradientRuleError } from '../native/autodiff/backward.js';
+import { narrowSource } from '../native/autodiff/emit.js';
 import { GRAD_CASES } from '../native/autodiff/cases.js';
 import { checkCase, TOL32, TOL64 } from '../native/autodiff/gradcheck.js';
 import { RULES } from '../native/autodiff/registry.js';
+import { DTYPES } from '../native/onnx/dtype.js';
 import { Graph } from '../native/onnx/graph.js';
 
 describe('every gradient rule matches float64 finite differences', () => {
@@ -157,5 +159,27 @@ describe('the reverse walk', () => {
     const w = g.input('w', 'float32', [4]);
     const y = g.op1('Exp', [w]);
     assert.throws(() => buildGradients(g, { loss: y.name, wrt: ['w'] }), /must be a float scalar, got float32\[4\]/);
+  });
+});
+
+describe('narrowSource: a float32 copy of a float16 value is that value again', () => {
+  test('through a cast up and views it is found, reshaped; a cast down or another op is not undone', () => {
+    const g = new Graph();
+    const h = g.input('h', 'float16', [2, 3, 4]);
+    const wide = g.op1('Cast', [h], { to: DTYPES.float32.onnx });
+    const flat = g.op1('Reshape', [wide, g.constant([6, 4], 'int64', [2])]);
+    const back = narrowSource(g, flat, 'float16')!;
+    assert.equal(back.dtype, 'float16');
+    assert.deepEqual(back.shape, [6, 4]);
+    assert.equal(g.nodes.find((n) => n.outputs.includes(back.name))!.inputs[0], 'h', 'a reshape of h itself');
+    assert.equal(narrowSource(g, wide, 'float16'), h);
+    assert.equal(narrowSource(g, wide, 'bfloat16'), undefined, 'h is not bfloat16');
+    // Rounding down loses bits: float32 → float16 → float32 is not the float32 value.
+    const x = g.input('x', 'float32', [4]);
+    const down = g.op1('Cast', [x], { to: DTYPES.float16.onnx });
+    assert.equal(narrowSource(g, down, 'float32'), undefined);
+    // An op between the cast and the value: not a copy.
+    const scaled = g.op1('Mul', [wide, g.constant(2, 'float32', [])]);
+    assert.equal(narrowSource(g, scaled, 'float16'), undefined);
   });
 });

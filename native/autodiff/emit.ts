@@ -63,6 +63,11 @@ export function narrowSource(g: Graph, v: Value, to: DType): Value | undefined {
   return undefined;
 }
 
+/** The float16 or bfloat16 value of which `v` is an exact float32 copy (see narrowSource), if any. */
+export function halfSource(g: Graph, v: Value): Value | undefined {
+  return narrowSource(g, v, 'float16') ?? narrowSource(g, v, 'bfloat16');
+}
+
 /**
  * Shape(v) as an int64 tensor: a constant when the shape is static; else each symbolic dim is computed from the
  * graph's inputs that have its symbols (batch, seq, … — "seq-1" as seq − 1), which are alive for the whole step, so that

@@ -1,7 +1,7 @@
 // The training step as one graph: loss → gradients → global-norm clipping → AdamW. Trainable parameters and their
 // moments go in, updated ones come out; frozen weights stay initializers (in place, in the user's files).
 import { buildGradients } from '../autodiff/backward.js';
-import { narrowSource } from '../autodiff/emit.js';
+import { halfSource } from '../autodiff/emit.js';
 import { halfActivations } from '../autodiff/autocast.js';
 import { RECOMPUTE_KINDS, recomputeSet, type RecomputeKind } from '../autodiff/recompute.js';
 import { DTYPES, type DType } from '../onnx/dtype.js';
@@ -338,7 +338,7 @@ function lowerCrossEntropy(g: Graph, columns: number): void {
     if (scores.shape.length !== 2) continue;
     const [lossName, logpName] = n.outputs;
     const loss = g.value(lossName);
-    const half = halfLogits(g, scores);
+    const half = halfSource(g, scores);
     // Whoever reads the log probabilities besides the loss (its gradient rule) only picks entries of them.
     const picks = logpName ? g.nodes.filter((r) => r.inputs.includes(logpName)) : [];
     const chunked =
@@ -417,15 +417,6 @@ function lowerCrossEntropy(g: Graph, columns: number): void {
       g.values.delete(logpName);
     }
   }
-}
-
-/** The float16/bfloat16 logits that 2-D float32 scores are an exact copy of (autocast's cast, then a reshape). */
-function halfLogits(g: Graph, scores: Value): Value | undefined {
-  for (const h of ['float16', 'bfloat16'] as const) {
-    const v = narrowSource(g, scores, h);
-    if (v) return v;
-  }
-  return undefined;
 }
 
 /**

@@ -1,7 +1,6 @@
 // Gradient rules of Softmax, LogSoftmax and the fused softmax cross-entropy loss.
 import { defineRule } from '../registry.js';
-import { cast, mul, narrowSource, neg, reduceKeep, scalar, sub } from '../emit.js';
-import type { DType } from '../../onnx/dtype.js';
+import { cast, halfSource, mul, neg, reduceKeep, scalar, sub } from '../emit.js';
 import type { Value } from '../../onnx/graph.js';
 
 defineRule('Softmax', (c) => {
@@ -62,9 +61,7 @@ defineRule('SoftmaxCrossEntropyLoss', (c) => {
     row = w ? mul(g, w, dy) : dy;
   }
   const perRow = g.op1('Unsqueeze', [row, g.constant([1], 'int64', [1])]); // [N, 1]
-  const half = ['float16', 'bfloat16']
-    .map((h) => narrowSource(g, scores, h as DType))
-    .find((v): v is Value => v !== undefined);
+  const half = halfSource(g, scores);
   if (half) {
     const h = half.dtype;
     const scaled = mul(g, g.op1('Softmax', [half], { axis: -1 }), cast(g, perRow, h));
